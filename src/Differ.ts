@@ -1,0 +1,64 @@
+/**
+ * The differ: the changes between two mounted trees, written into the content store as an
+ * OCI layer blob labelled with its uncompressed digest. Its layers live in `diff/`.
+ */
+import { Context, Layer, Schema } from "effect"
+import type { Effect } from "effect"
+import type { Labels } from "./ContentStore.js"
+import type { Mount } from "./Mount.js"
+import type { Compression, Descriptor } from "./Oci.js"
+
+/** How to write the layer. */
+export interface DiffOptions {
+  /** The blob's media type; by default the OCI (or Docker) layer type of the compression. */
+  readonly mediaType?: string
+  /** gzip (default), zstd or none. */
+  readonly compression?: Compression
+  /** Compression level (gzip 1–9, zstd 1–19). */
+  readonly level?: number
+  /** Use the Docker media types instead of the OCI ones. */
+  readonly docker?: boolean
+  /** The ingest ref; reused refs are truncated first. */
+  readonly reference?: string
+  /** Labels for the committed blob. */
+  readonly labels?: Labels
+  /** Clamp every mtime to at most this many seconds since the epoch. */
+  readonly sourceDateEpoch?: number
+}
+
+/** The diff could not be made; `step` says where (mount, walk, write, commit, …). */
+export class DiffFailed extends Schema.TaggedError<DiffFailed>()("DiffFailed", {
+  ref: Schema.optional(Schema.String),
+  step: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `diff${this.ref === undefined ? "" : ` of ${this.ref}`} failed at ${this.step}: ${this.reason}`
+  }
+}
+
+/** The differ returned a blob without a usable uncompressed digest. */
+export class InvalidDifferResponse extends Schema.TaggedError<InvalidDifferResponse>()("InvalidDifferResponse", {
+  ref: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `invalid differ response for ref ${this.ref}: ${this.reason}`
+  }
+}
+
+/** The differ service. */
+export interface DifferService {
+  readonly diffMounts: (
+    lower: ReadonlyArray<Mount>,
+    upper: ReadonlyArray<Mount>,
+    options?: DiffOptions
+  ) => Effect.Effect<Descriptor, DiffFailed>
+}
+
+/** The differ. */
+export class Differ extends Context.Tag("blobchain/Differ")<Differ, DifferService>() {}
+
+/** A layer that provides a given implementation; handy in tests. */
+export const layer = (service: DifferService): Layer.Layer<Differ> => Layer.succeed(Differ, service)

@@ -1,0 +1,144 @@
+/**
+ * Immutable refs over committed snapshots. Every ref is a scoped, reference-counted
+ * acquisition, and so are its parent and its mounts: a ref in use cannot be removed.
+ */
+import { Context, Effect, Layer, Option, Schema } from "effect"
+import type * as Scope from "effect/Scope"
+import type { Mount } from "./Mount.js"
+import { type SnapshotError, type SnapshotInfo, Snapshotter } from "./Snapshotter.js"
+
+/** No committed snapshot with this id. */
+export class RefNotFound extends Schema.TaggedError<RefNotFound>()("RefNotFound", {
+  id: Schema.String,
+  reason: Schema.optional(Schema.String)
+}) {
+  override get message() {
+    return `ref ${JSON.stringify(this.id)} not found${this.reason === undefined ? "" : `: ${this.reason}`}`
+  }
+}
+
+/** The ref's snapshot could not be mounted. */
+export class MountFailed extends Schema.TaggedError<MountFailed>()("MountFailed", {
+  ref: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `mount of ref ${JSON.stringify(this.ref)} failed: ${this.reason}`
+  }
+}
+
+/** The ref is held by someone and cannot be removed. */
+export class RefInUse extends Schema.TaggedError<RefInUse>()("RefInUse", {
+  id: Schema.String,
+  count: Schema.Number
+}) {
+  override get message() {
+    return `ref ${JSON.stringify(this.id)} is in use (${this.count} holders)`
+  }
+}
+
+/** Errors of mounting a ref. */
+export type MountError = MountFailed
+
+/** An immutable ref: a committed snapshot held for as long as the scope that acquired it. */
+export interface ImmutableRef {
+  readonly id: string
+  readonly info: SnapshotInfo
+  /** The parent ref, acquired in the caller's scope. */
+  readonly parent: Effect.Effect<Option.Option<ImmutableRef>, RefNotFound, Scope.Scope>
+  /** The snapshot's mounts, valid (and the ref held) for the caller's scope. */
+  readonly mount: (readonly: boolean) => Effect.Effect<ReadonlyArray<Mount>, MountError, Scope.Scope>
+  /** Another hold on the same ref, for the caller's scope. */
+  readonly clone: Effect.Effect<ImmutableRef, RefNotFound, Scope.Scope>
+}
+
+/** The ref manager service. */
+export interface RefManagerService {
+  /** Acquire the ref of committed snapshot `id` for the caller's scope. */
+  readonly get: (id: string) => Effect.Effect<ImmutableRef, RefNotFound, Scope.Scope>
+  /** How many holds `id` has now. */
+  readonly count: (id: string) => Effect.Effect<number>
+  /** Every ref with at least one hold, with its count. */
+  readonly counts: Effect.Effect<ReadonlyMap<string, number>>
+  /** Remove the snapshot behind a ref that nobody holds. */
+  readonly remove: (id: string) => Effect.Effect<void, RefInUse | SnapshotError>
+}
+
+/** The ref manager. */
+export class RefManager extends Context.Tag("blobchain/RefManager")<RefManager, RefManagerService>() {}
+
+const describe = (error: SnapshotError): string => error.message
+
+/** A ref manager over the current {@link Snapshotter}. */
+export const make = Effect.gen(function*() {
+  const snapshotter = yield* Snapshotter
+  const holds = new Map<string, number>()
+
+  const hold = (id: string) =>
+    Effect.acquireRelease(
+      Effect.sync(() => void holds.set(id, (holds.get(id) ?? 0) + 1)),
+      () =>
+        Effect.sync(() => {
+          const n = (holds.get(id) ?? 1) - 1
+          if (n <= 0) holds.delete(id)
+          else holds.set(id, n)
+        })
+    )
+
+  const get = (id: string): Effect.Effect<ImmutableRef, RefNotFound, Scope.Scope> =>
+    Effect.gen(function*() {
+      const info = yield* snapshotter.stat(id).pipe(
+        Effect.mapError((e) => new RefNotFound({ id, reason: describe(e) }))
+      )
+      if (info.kind !== "committed") {
+        return yield* new RefNotFound({ id, reason: `snapshot is ${info.kind}, not committed` })
+      }
+      yield* hold(id)
+      return makeRef(info)
+    }).pipe(Effect.withSpan("RefManager.get", { attributes: { id } }))
+
+  const mountReadonly = (id: string) =>
+    Effect.gen(function*() {
+      yield* hold(id)
+      return yield* snapshotter.mounts(id)
+    })
+
+  const mountWritable = (id: string) =>
+    Effect.gen(function*() {
+      yield* hold(id)
+      const key = `${id}/mount-${crypto.randomUUID()}`
+      return yield* Effect.acquireRelease(snapshotter.prepare(key, id), () =>
+        snapshotter.remove(key).pipe(Effect.ignoreLogged)
+      )
+    })
+
+  const makeRef = (info: SnapshotInfo): ImmutableRef => ({
+    id: info.key,
+    info,
+    parent: info.parent === undefined ? Effect.succeedNone : Effect.asSome(get(info.parent)),
+    mount: (readonly) =>
+      (readonly ? mountReadonly(info.key) : mountWritable(info.key)).pipe(
+        Effect.mapError((e) => new MountFailed({ ref: info.key, reason: describe(e), cause: e })),
+        Effect.withSpan("ImmutableRef.mount", { attributes: { id: info.key, readonly } })
+      ),
+    clone: get(info.key)
+  })
+
+  const count = (id: string) => Effect.sync(() => holds.get(id) ?? 0)
+
+  return RefManager.of({
+    get,
+    count,
+    counts: Effect.sync((): ReadonlyMap<string, number> => new Map(holds)),
+    remove: (id) =>
+      Effect.gen(function*() {
+        const n = yield* count(id)
+        if (n > 0) return yield* new RefInUse({ id, count: n })
+        yield* snapshotter.remove(id)
+      }).pipe(Effect.withSpan("RefManager.remove", { attributes: { id } }))
+  })
+})
+
+/** The ref manager over whatever {@link Snapshotter} is provided. */
+export const layer: Layer.Layer<RefManager, never, Snapshotter> = Layer.effect(RefManager, make)

@@ -1,0 +1,14 @@
+/**
+ * blobchain: chains of filesystem snapshots into OCI image layers, once and safely.
+ * Every module is a namespace: `ContentStore.ContentStore` is the tag, `ContentStore.layerLocal` a layer.
+ */
+export * as Applier from "./Applier.js"
+export * as BlobMapper from "./BlobMapper.js"
+export * as ContentStore from "./ContentStore.js"
+export * as Differ from "./Differ.js"
+export * as DiffPair from "./DiffPair.js"
+export * as Digest from "./Digest.js"
+export * as Mount from "./Mount.js"
+export * as Oci from "./Oci.js"
+export * as RefManager from "./RefManager.js"
+export * as Snapshotter from "./Snapshotter.js"
