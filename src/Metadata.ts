@@ -1,0 +1,50 @@
+/**
+ * The metadata database of a state directory: one SQLite file (WAL mode) holding content
+ * labels, snapshot records and blob mappings, its schema made by migrations.
+ */
+import { NodeContext } from "@effect/platform-node"
+import { SqlClient } from "@effect/sql"
+import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"
+import { Effect, Layer, Schema } from "effect"
+import * as NodePath from "node:path"
+import * as ContentSchema from "./content/schema.js"
+import * as BlobMapSchema from "./blobmap/schema.js"
+import * as SnapshotSchema from "./snapshot/schema.js"
+
+/** The database could not be opened or migrated. */
+export class MetadataError extends Schema.TaggedError<MetadataError>()("MetadataError", {
+  path: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `metadata database ${this.path}: ${this.reason}`
+  }
+}
+
+/** The file name of the database inside a state directory. */
+export const filename = "metadata.db"
+
+/** Every migration, in order. */
+export const migrations = SqliteMigrator.fromRecord({
+  "0001_content": ContentSchema.migration,
+  "0002_snapshots": SnapshotSchema.migration,
+  "0003_blob_mappings": BlobMapSchema.migration
+})
+
+/** Bring a database up to date. */
+export const migrate = SqliteMigrator.run({ loader: migrations }).pipe(
+  Effect.provide(NodeContext.layer),
+  Effect.withSpan("Metadata.migrate")
+)
+
+/** The metadata database of the state directory `root` (which must exist), migrated. */
+export const layer = (options: { readonly root: string }): Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, MetadataError> => {
+  const path = NodePath.join(options.root, filename)
+  return Layer.effectDiscard(migrate).pipe(
+    Layer.provideMerge(SqliteClient.layer({ filename: path })),
+    Layer.mapError((cause) =>
+      new MetadataError({ path, reason: cause instanceof Error ? cause.message : String(cause), cause })
+    )
+  )
+}
