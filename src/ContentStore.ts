@@ -6,6 +6,7 @@ import { Context, Effect, Layer, Schema, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as Digest from "./Digest.js"
 import { Size } from "./Oci.js"
+import * as memory from "./content/memory.js"
 
 /** Labels on a blob: string keys to string values. */
 export const Labels = Schema.Record({ key: Schema.String, value: Schema.String })
@@ -232,3 +233,9 @@ export const writeBlob = Effect.fn("ContentStore.writeBlob")(function*(
 /** A layer that provides a given implementation; handy in tests. */
 export const layer = (service: ContentStoreService): Layer.Layer<ContentStore> =>
   Layer.succeed(ContentStore, service)
+
+/** A fresh in-memory store: the whole contract, nothing on disk. */
+export const layerMemory: Layer.Layer<ContentStore> = Layer.effect(
+  ContentStore,
+  Effect.suspend(() => memory.make)
+)

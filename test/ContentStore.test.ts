@@ -1,0 +1,4 @@
+import * as ContentStore from "../src/ContentStore.js"
+import { contentStoreSuite } from "./conformance/contentStore.js"
+
+contentStoreSuite("layerMemory", () => ContentStore.layerMemory)
