@@ -4,9 +4,10 @@
  */
 export * as Applier from "./Applier.js"
 export * as BlobMapper from "./BlobMapper.js"
+export * as Blobs from "./Blobs.js"
 export * as ContentStore from "./ContentStore.js"
-export * as Differ from "./Differ.js"
 export * as DiffPair from "./DiffPair.js"
+export * as Differ from "./Differ.js"
 export * as Digest from "./Digest.js"
 export * as Mount from "./Mount.js"
 export * as Oci from "./Oci.js"

@@ -1,0 +1,185 @@
+/**
+ * getDiffPairs: the diff pairs of a ref's whole chain, root first, each layer diffed at most
+ * once at a time across every caller, remembered in the blob mapping and verified on reuse.
+ */
+import { Context, Effect, Layer, Option, Schema } from "effect"
+import * as os from "node:os"
+import { BlobMapper, type BlobMapperError } from "./BlobMapper.js"
+import { ContentStore, type ContentStoreError } from "./ContentStore.js"
+import { DiffFailed, Differ, type DiffOptions, InvalidDifferResponse } from "./Differ.js"
+import { DiffPair } from "./DiffPair.js"
+import * as Digest from "./Digest.js"
+import { type Compression, compressionOf, LabelGcRoot, LabelUncompressed, layerMediaType } from "./Oci.js"
+import type { ImmutableRef, MountFailed, RefNotFound } from "./RefManager.js"
+import * as SingleFlight from "./internal/singleFlight.js"
+
+/** Every error getDiffPairs can fail with; each names the ref (or key) and the step. */
+export type BlobsError =
+  | RefNotFound
+  | MountFailed
+  | DiffFailed
+  | InvalidDifferResponse
+  | BlobMapperError
+  | ContentStoreError
+
+/** How to compute the pairs. */
+export interface GetDiffPairsOptions {
+  /** How many layers may be diffed at once (default: the number of cores). */
+  readonly concurrency?: number
+  /** Layer compression for new diffs (default gzip). Mappings are kept per compression. */
+  readonly compression?: Compression
+  /** Compression level for new diffs. */
+  readonly level?: number
+  /** Clamp mtimes in new diffs to this epoch second. */
+  readonly sourceDateEpoch?: number
+}
+
+/** The Blobs service. */
+export interface BlobsService {
+  readonly getDiffPairs: (
+    ref: ImmutableRef,
+    options?: GetDiffPairsOptions
+  ) => Effect.Effect<ReadonlyArray<DiffPair>, BlobsError>
+}
+
+/** The Blobs service tag. */
+export class Blobs extends Context.Tag("blobchain/Blobs")<Blobs, BlobsService>() {}
+
+/**
+ * The blob mapping key of a ref for some diff options: the ref id for the default gzip
+ * layer (as the seed keyed it), the id with the options otherwise, so a zstd export never
+ * returns a gzip blob.
+ */
+export const mappingKey = (id: string, options?: GetDiffPairsOptions): string => {
+  const compression = options?.compression ?? "gzip"
+  const level = options?.level
+  const epoch = options?.sourceDateEpoch
+  if (compression === "gzip" && level === undefined && epoch === undefined) return id
+  return `${id}@${compression}${level === undefined ? "" : `:${level}`}${epoch === undefined ? "" : `;epoch=${epoch}`}`
+}
+
+/** The diffID a stored blob carries: its uncompressed label, or its own digest when it is uncompressed. */
+const diffIdOf = (mediaType: string | undefined, blob: Digest.Digest, labels: Readonly<Record<string, string>>) => {
+  const label = labels[LabelUncompressed]
+  if (label !== undefined) return Schema.decodeUnknownOption(Digest.Digest)(label)
+  return mediaType !== undefined && compressionOf(mediaType) === "none" ? Option.some(blob) : Option.none()
+}
+
+/** Build the service over the five services it needs. */
+export const make = Effect.gen(function*() {
+  const store = yield* ContentStore
+  const mapper = yield* BlobMapper
+  const differ = yield* Differ
+  const flights = yield* SingleFlight.make<DiffPair, BlobsError>()
+  const defaultConcurrency = Math.max(1, os.availableParallelism())
+
+  /** A mapped pair, if its blob still exists and still says the same diffID. */
+  const verified = (pair: DiffPair) =>
+    store.info(pair.blobsum).pipe(
+      Effect.map((info) => {
+        const label = info.labels[LabelUncompressed]
+        const agrees = label === undefined ? pair.blobsum === pair.diffId : label === pair.diffId
+        return agrees ? Option.some(pair) : Option.none()
+      }),
+      Effect.catchTag("ContentNotFound", () => Effect.succeedNone)
+    )
+
+  const verifiedMapping = (mapped: Option.Option<DiffPair>): Effect.Effect<Option.Option<DiffPair>, ContentStoreError> =>
+    Option.isSome(mapped) ? verified(mapped.value) : Effect.succeedNone
+
+  /** Diff one ref against its parent and record the pair. Runs inside a flight. */
+  const compute = (ref: ImmutableRef, key: string, options: GetDiffPairsOptions) =>
+    Effect.gen(function*() {
+      // a flight that ended just before ours may have recorded the pair already
+      const again = yield* mapper.get(key).pipe(Effect.flatMap(verifiedMapping))
+      if (Option.isSome(again)) return again.value
+      // our own holds: the caller that started this flight may leave before it ends
+      const own = yield* ref.clone
+      const parent = yield* own.parent
+      const lower = Option.isSome(parent) ? yield* parent.value.mount(true) : []
+      const upper = yield* own.mount(true)
+      const compression = options.compression ?? "gzip"
+      const reference = `blobchain-diff:${key}`
+      const diffOptions: DiffOptions = {
+        compression,
+        mediaType: layerMediaType(compression),
+        reference,
+        labels: { [LabelGcRoot]: new Date().toISOString() },
+        ...(options.level === undefined ? {} : { level: options.level }),
+        ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch })
+      }
+      const descriptor = yield* differ.diffMounts(lower, upper, diffOptions).pipe(
+        // whatever the differ left of a failed attempt goes: the next one starts clean
+        Effect.onError(() => store.abort(reference).pipe(Effect.ignore)),
+        Effect.mapError((e) =>
+          e.ref === undefined
+            ? new DiffFailed({ ref: ref.id, step: e.step, reason: e.reason, cause: e.cause })
+            : e
+        )
+      )
+      const info = yield* store.info(descriptor.digest).pipe(
+        Effect.catchTag("ContentNotFound", () =>
+          new InvalidDifferResponse({ ref: ref.id, reason: `blob ${descriptor.digest} is not in the content store` })
+        )
+      )
+      const diffId = yield* Option.match(diffIdOf(descriptor.mediaType, descriptor.digest, info.labels), {
+        onSome: Effect.succeed,
+        onNone: () =>
+          new InvalidDifferResponse({
+            ref: ref.id,
+            reason: info.labels[LabelUncompressed] === undefined
+              ? `blob ${descriptor.digest} has no ${LabelUncompressed} label`
+              : `blob ${descriptor.digest} has an unparsable ${LabelUncompressed} label ${JSON.stringify(info.labels[LabelUncompressed])}`
+          })
+      })
+      const pair = new DiffPair({ diffId, blobsum: descriptor.digest })
+      yield* mapper.set(key, pair)
+      return pair
+    }).pipe(Effect.scoped, Effect.withSpan("Blobs.compute", { attributes: { ref: ref.id, key } }))
+
+  /** The chain root … ref, each acquired in the caller's scope. */
+  const chainOf = (ref: ImmutableRef) =>
+    Effect.gen(function*() {
+      const chain: Array<ImmutableRef> = [ref]
+      let current = ref
+      for (;;) {
+        const parent = yield* current.parent
+        if (Option.isNone(parent)) break
+        chain.push(parent.value)
+        current = parent.value
+      }
+      return chain.reverse()
+    })
+
+  const getDiffPairs = Effect.fn("Blobs.getDiffPairs")(function*(ref: ImmutableRef, options: GetDiffPairsOptions = {}) {
+    const chain = yield* chainOf(ref)
+    const keys = chain.map((r) => mappingKey(r.id, options))
+    // the whole chain's look-ups in one batched request
+    const mapped = yield* mapper.getMany(keys)
+    const concurrency = options.concurrency ?? defaultConcurrency
+    return yield* Effect.forEach(
+      chain,
+      (r, i) => {
+        const key = keys[i] ?? r.id
+        return verifiedMapping(mapped[i] ?? Option.none()).pipe(
+          Effect.flatMap((pair) =>
+            Option.isSome(pair) ? Effect.succeed(pair.value) : flights.run(key, compute(r, key, options))
+          )
+        )
+      },
+      { concurrency }
+    )
+  }, Effect.scoped)
+
+  return Blobs.of({ getDiffPairs })
+})
+
+/** Blobs over the provided content store, blob mapper and differ. */
+export const layer: Layer.Layer<Blobs, never, ContentStore | BlobMapper | Differ> = Layer.effect(Blobs, make)
+
+/** The diff pairs of `ref`'s chain, root first. */
+export const getDiffPairs = (
+  ref: ImmutableRef,
+  options?: GetDiffPairsOptions
+): Effect.Effect<ReadonlyArray<DiffPair>, BlobsError, Blobs> =>
+  Effect.flatMap(Blobs, (blobs) => blobs.getDiffPairs(ref, options))
