@@ -2,9 +2,11 @@
  * Keyed filesystem snapshots: active (writable), view (read-only) and committed (immutable),
  * each on a parent. Its layers live in `snapshot/`.
  */
-import { Context, Layer, Schema } from "effect"
-import type { Effect } from "effect"
+import type { SqlClient } from "@effect/sql"
+import { Context, Effect, Layer, Schema } from "effect"
 import type { Mount } from "./Mount.js"
+import * as native from "./snapshot/native.js"
+import type { NativeOptions } from "./snapshot/native.js"
 
 /** The three states of a snapshot. */
 export const Kind = Schema.Literal("active", "view", "committed")
@@ -126,3 +128,12 @@ export class Snapshotter extends Context.Tag("blobchain/Snapshotter")<Snapshotte
 
 /** A layer that provides a given implementation; handy in tests. */
 export const layer = (service: SnapshotterService): Layer.Layer<Snapshotter> => Layer.succeed(Snapshotter, service)
+
+/**
+ * The native snapshotter on the state directory `root`: one directory per snapshot, children
+ * copied from their parents (cloned where the filesystem allows). Needs the metadata database.
+ */
+export const layerNative = (
+  options: NativeOptions
+): Layer.Layer<Snapshotter, SnapshotterError, SqlClient.SqlClient> =>
+  Layer.effect(Snapshotter, Effect.suspend(() => native.make(options)))

@@ -1,0 +1,308 @@
+/**
+ * The native snapshotter: one directory per snapshot under `root/snapshots/<id>/fs`, each child
+ * a full copy of its parent's tree; records and labels in the metadata database.
+ */
+import { SqlClient } from "@effect/sql"
+import { Clock, Effect, Option, Schema } from "effect"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import * as Mount from "../Mount.js"
+import type { Labels, SnapshotOptions, SnapshotterService } from "../Snapshotter.js"
+import {
+  InvalidSnapshotState,
+  SnapshotExists,
+  SnapshotHasChildren,
+  SnapshotInfo,
+  SnapshotNotFound,
+  SnapshotterError,
+  Usage
+} from "../Snapshotter.js"
+import * as Tree from "./tree.js"
+
+/** Where the snapshots live and how trees are copied. */
+export interface NativeOptions {
+  /** The state directory; snapshots go to `root/snapshots/`. */
+  readonly root: string
+  /** `auto` (the default) uses GNU cp when present, else the Node walk; see {@link Tree.CopyEngine}. */
+  readonly copy?: Tree.CopyEngine | "auto"
+}
+
+// PostgreSQL hands BIGINT back as text, SQLite as a number
+const Millis = Schema.Union(Schema.Number, Schema.NumberFromString)
+
+const Row = Schema.Struct({
+  key: Schema.String,
+  id: Schema.String,
+  parent: Schema.NullOr(Schema.String),
+  kind: Schema.Literal("active", "view", "committed"),
+  created_at: Millis,
+  updated_at: Millis
+})
+type Row = typeof Row.Type
+
+const LabelRow = Schema.Struct({ key: Schema.String, name: Schema.String, value: Schema.String })
+
+const decodeRows = Schema.decodeUnknown(Schema.Array(Row))
+const decodeLabelRows = Schema.decodeUnknown(Schema.Array(LabelRow))
+
+const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+/** The native snapshotter over the SqlClient in context (its tables already migrated). */
+export const make = (options: NativeOptions) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const snapshotsDir = NodePath.join(options.root, "snapshots")
+    const engine = Tree.resolveEngine(options.copy ?? "auto")
+
+    const io = <A>(op: string, key: string, f: () => A) =>
+      Effect.try({ try: f, catch: (cause) => new SnapshotterError({ op, key, reason: reasonOf(cause), cause }) })
+
+    const dbError = (op: string, key: string) => (cause: unknown) =>
+      new SnapshotterError({ op, key, reason: `database: ${reasonOf(cause)}`, cause })
+
+    yield* io("open", options.root, () => {
+      fs.mkdirSync(snapshotsDir, { recursive: true })
+      // trees of removed snapshots whose deletion was cut short: nothing refers to them
+      for (const name of fs.readdirSync(snapshotsDir)) {
+        if (name.startsWith(".trash-")) Tree.removeTree(NodePath.join(snapshotsDir, name))
+      }
+    })
+
+    const dirOf = (id: string) => NodePath.join(snapshotsDir, id)
+    const fsOf = (id: string) => NodePath.join(snapshotsDir, id, "fs")
+
+    const find = (op: string, key: string) =>
+      sql`SELECT key, id, parent, kind, created_at, updated_at FROM snapshots WHERE key = ${key}`.pipe(
+        Effect.flatMap(decodeRows),
+        Effect.map((rows) => Option.fromNullable(rows[0])),
+        Effect.mapError(dbError(op, key))
+      )
+
+    const get = (op: string, key: string) =>
+      find(op, key).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(new SnapshotNotFound({ key })),
+          onSome: Effect.succeed
+        }))
+      )
+
+    const labelsOf = (op: string, key: string) =>
+      sql`SELECT key, name, value FROM snapshot_labels WHERE key = ${key}`.pipe(
+        Effect.flatMap(decodeLabelRows),
+        Effect.map((rows): Labels => Object.fromEntries(rows.map((r) => [r.name, r.value]))),
+        Effect.mapError(dbError(op, key))
+      )
+
+    const toInfo = (row: Row, labels: Labels) =>
+      new SnapshotInfo({
+        key: row.key,
+        ...(row.parent === null ? {} : { parent: row.parent }),
+        kind: row.kind,
+        labels,
+        createdAt: new Date(row.created_at),
+        updatedAt: new Date(row.updated_at)
+      })
+
+    const info = (op: string, key: string) =>
+      Effect.all([get(op, key), labelsOf(op, key)]).pipe(Effect.map(([row, labels]) => toInfo(row, labels)))
+
+    /** Merge labels into the record of `key`; an empty value deletes a label. */
+    const writeLabels = (op: string, key: string, labels: Labels) =>
+      Effect.forEach(Object.entries(labels), ([name, value]) =>
+        value === ""
+          ? sql`DELETE FROM snapshot_labels WHERE key = ${key} AND name = ${name}`
+          : sql`INSERT INTO snapshot_labels (key, name, value) VALUES (${key}, ${name}, ${value})
+                ON CONFLICT (key, name) DO UPDATE SET value = excluded.value`, { discard: true }).pipe(
+        Effect.mapError(dbError(op, key))
+      )
+
+    const transaction = <A, E extends { readonly _tag: string }>(op: string, key: string, effect: Effect.Effect<A, E>) =>
+      sql.withTransaction(effect).pipe(
+        Effect.catchTag("SqlError", (e) => Effect.fail(dbError(op, key)(e)))
+      )
+
+    const copyTree = (key: string, from: string, to: string) =>
+      engine === "walk"
+        ? io("prepare", key, () => Tree.copyWithWalk(from, to))
+        : Effect.async<void, SnapshotterError>((resume, signal) => {
+          Tree.copyWithCp(from, to, signal, (error) =>
+            resume(
+              error === undefined
+                ? Effect.void
+                : Effect.fail(new SnapshotterError({ op: "prepare", key, reason: `copy: ${error.message}`, cause: error }))
+            ))
+        })
+
+    /**
+     * Fill a staging directory first, then record the snapshot and move the tree in place in one
+     * transaction: a failure at any step leaves neither a record without a tree nor the reverse.
+     */
+    const create = (kind: "active" | "view", op: string, key: string, parent: string | undefined, opts?: SnapshotOptions) =>
+      Effect.gen(function*() {
+        if (Option.isSome(yield* find(op, key))) return yield* new SnapshotExists({ key })
+        const checkParent = (p: string) =>
+          get(op, p).pipe(
+            Effect.filterOrFail(
+              (row) => row.kind === "committed",
+              (row) => new InvalidSnapshotState({ key: p, kind: row.kind, op: `${op} on` })
+            )
+          )
+        const parentRow = parent === undefined ? undefined : yield* checkParent(parent)
+        const id = randomBytes(16).toString("hex")
+        const staging = NodePath.join(snapshotsDir, `.staging-${id}`)
+        const final = dirOf(id)
+        const cleanUp = io(op, key, () => {
+          Tree.removeTree(staging)
+          Tree.removeTree(final)
+        }).pipe(Effect.orElse(() => Effect.logWarning(`could not clean up snapshot directory ${staging}`)))
+
+        return yield* Effect.gen(function*() {
+          yield* io(op, key, () => fs.mkdirSync(staging, { mode: 0o700 }))
+          if (parentRow === undefined) {
+            yield* io(op, key, () => fs.mkdirSync(NodePath.join(staging, "fs"), { mode: 0o755 }))
+          } else {
+            yield* copyTree(key, fsOf(parentRow.id), NodePath.join(staging, "fs"))
+          }
+          const now = yield* Clock.currentTimeMillis
+          yield* transaction(
+            op,
+            key,
+            Effect.gen(function*() {
+              // checked again: another fiber or process may have taken the key or removed the parent meanwhile
+              if (Option.isSome(yield* find(op, key))) return yield* new SnapshotExists({ key })
+              if (parent !== undefined) yield* checkParent(parent)
+              yield* sql`INSERT INTO snapshots (key, id, parent, kind, created_at, updated_at)
+                VALUES (${key}, ${id}, ${parent ?? null}, ${kind}, ${now}, ${now})`.pipe(
+                Effect.mapError(dbError(op, key))
+              )
+              yield* writeLabels(op, key, opts?.labels ?? {})
+              yield* io(op, key, () => fs.renameSync(staging, final))
+            })
+          )
+          return [Mount.bind(fsOf(id), kind === "view")] as const
+        }).pipe(Effect.onError(() => cleanUp))
+      }).pipe(Effect.withSpan(`Snapshotter.${op}`, { attributes: { key, parent } }))
+
+    const commit = (name: string, key: string, opts?: SnapshotOptions) =>
+      transaction(
+        "commit",
+        key,
+        Effect.gen(function*() {
+          const row = yield* get("commit", key)
+          if (row.kind !== "active") return yield* new InvalidSnapshotState({ key, kind: row.kind, op: "commit" })
+          if (name !== key && Option.isSome(yield* find("commit", name))) {
+            return yield* new SnapshotExists({ key: name })
+          }
+          const now = yield* Clock.currentTimeMillis
+          yield* sql`UPDATE snapshots SET key = ${name}, kind = 'committed', updated_at = ${now} WHERE key = ${key}`.pipe(
+            Effect.zipRight(sql`UPDATE snapshot_labels SET key = ${name} WHERE key = ${key}`),
+            Effect.mapError(dbError("commit", key))
+          )
+          yield* writeLabels("commit", name, opts?.labels ?? {})
+        })
+      ).pipe(Effect.withSpan("Snapshotter.commit", { attributes: { name, key } }))
+
+    const update = (key: string, labels: Labels) =>
+      transaction(
+        "update",
+        key,
+        Effect.gen(function*() {
+          yield* get("update", key)
+          const now = yield* Clock.currentTimeMillis
+          yield* writeLabels("update", key, labels)
+          yield* sql`UPDATE snapshots SET updated_at = ${now} WHERE key = ${key}`.pipe(
+            Effect.mapError(dbError("update", key))
+          )
+          return yield* info("update", key)
+        })
+      ).pipe(Effect.withSpan("Snapshotter.update", { attributes: { key } }))
+
+    /**
+     * Forget the record and move the tree aside in one transaction, then delete the tree: a crash
+     * leaves at most a `.trash-` directory, swept when the snapshotter next opens.
+     */
+    const remove = (key: string) =>
+      Effect.gen(function*() {
+        let moved: { readonly from: string; readonly to: string } | undefined
+        yield* transaction(
+          "remove",
+          key,
+          Effect.gen(function*() {
+            const row = yield* get("remove", key)
+            const children = yield* sql`SELECT key FROM snapshots WHERE parent = ${key} ORDER BY key`.pipe(
+              Effect.flatMap(Schema.decodeUnknown(Schema.Array(Schema.Struct({ key: Schema.String })))),
+              Effect.mapError(dbError("remove", key))
+            )
+            if (children.length > 0) {
+              return yield* new SnapshotHasChildren({ key, children: children.map((c) => c.key) })
+            }
+            yield* sql`DELETE FROM snapshot_labels WHERE key = ${key}`.pipe(
+              Effect.zipRight(sql`DELETE FROM snapshots WHERE key = ${key}`),
+              Effect.mapError(dbError("remove", key))
+            )
+            const from = dirOf(row.id)
+            const to = NodePath.join(snapshotsDir, `.trash-${row.id}`)
+            yield* io("remove", key, () => {
+              if (fs.existsSync(from)) {
+                fs.renameSync(from, to)
+                moved = { from, to }
+              }
+            })
+          })
+        ).pipe(
+          // the transaction failed after the tree moved: put it back beside its record
+          Effect.onError(() =>
+            moved === undefined ? Effect.void : io("remove", key, () => {
+              if (moved !== undefined) fs.renameSync(moved.to, moved.from)
+            }).pipe(Effect.ignore)
+          )
+        )
+        if (moved !== undefined) {
+          const trash = moved.to
+          yield* io("remove", key, () => Tree.removeTree(trash)).pipe(
+            Effect.catchAll((error) => Effect.logWarning(`snapshot ${key} removed, its tree left at ${trash}`, error))
+          )
+        }
+      }).pipe(Effect.withSpan("Snapshotter.remove", { attributes: { key } }))
+
+    const walk = Effect.gen(function*() {
+      const rows = yield* sql`SELECT key, id, parent, kind, created_at, updated_at FROM snapshots ORDER BY key`.pipe(
+        Effect.flatMap(decodeRows),
+        Effect.mapError(dbError("walk", ""))
+      )
+      const labels = yield* sql`SELECT key, name, value FROM snapshot_labels`.pipe(
+        Effect.flatMap(decodeLabelRows),
+        Effect.mapError(dbError("walk", ""))
+      )
+      const byKey = new Map<string, Record<string, string>>()
+      for (const l of labels) {
+        const entry = byKey.get(l.key) ?? {}
+        entry[l.name] = l.value
+        byKey.set(l.key, entry)
+      }
+      return rows.map((row) => toInfo(row, byKey.get(row.key) ?? {}))
+    }).pipe(Effect.withSpan("Snapshotter.walk"))
+
+    const service: SnapshotterService = {
+      prepare: (key, parent, opts) => create("active", "prepare", key, parent, opts),
+      view: (key, parent, opts) => create("view", "view", key, parent, opts),
+      mounts: (key) =>
+        get("mounts", key).pipe(
+          Effect.map((row) => [Mount.bind(fsOf(row.id), row.kind !== "active")]),
+          Effect.withSpan("Snapshotter.mounts", { attributes: { key } })
+        ),
+      commit,
+      stat: (key) => info("stat", key).pipe(Effect.withSpan("Snapshotter.stat", { attributes: { key } })),
+      update,
+      usage: (key) =>
+        get("usage", key).pipe(
+          Effect.flatMap((row) => io("usage", key, () => Tree.usage(fsOf(row.id)))),
+          Effect.map((u) => new Usage(u)),
+          Effect.withSpan("Snapshotter.usage", { attributes: { key } })
+        ),
+      remove,
+      walk
+    }
+    return service
+  })
