@@ -2,10 +2,12 @@
  * Content-addressed blobs: scoped writers with expected digest and size, labels, ranged
  * reads, walks and resumable ingests. Its layers live in `content/`.
  */
+import type { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as Digest from "./Digest.js"
 import { Size } from "./Oci.js"
+import * as local from "./content/local.js"
 import * as memory from "./content/memory.js"
 
 /** Labels on a blob: string keys to string values. */
@@ -239,3 +241,10 @@ export const layerMemory: Layer.Layer<ContentStore> = Layer.effect(
   ContentStore,
   Effect.suspend(() => memory.make)
 )
+
+/**
+ * The on-disk store of the state directory `root` (which must exist): blobs under
+ * `root/blobs`, ingests under `root/ingest`, labels in the metadata database.
+ */
+export const layerLocal = (options: { readonly root: string }): Layer.Layer<ContentStore, ContentStoreError, SqlClient.SqlClient> =>
+  Layer.effect(ContentStore, Effect.suspend(() => local.make(options)))

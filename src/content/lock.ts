@@ -1,0 +1,105 @@
+/**
+ * Ingest locks that hold across fibers and processes: a lock file made by an atomic link,
+ * naming its owner's pid, broken when that process is gone.
+ */
+import { randomBytes } from "node:crypto"
+import * as NodeFs from "node:fs/promises"
+import { Effect } from "effect"
+import * as ContentStore from "../ContentStore.js"
+
+/** Lock files this process holds; a file naming our pid that is not in here is a leftover. */
+const held = new Set<string>()
+
+/** The errno code of a Node error, if any. */
+export const errno = (error: unknown): string | undefined =>
+  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string"
+    ? error.code
+    : undefined
+
+const reasonOf = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
+const failure = (ref: string, reason: string, cause: unknown) =>
+  new ContentStore.ContentStoreError({ op: "lock", subject: ref, reason: `${reason}: ${reasonOf(cause)}`, cause })
+
+/** `true` while a process with this pid exists (EPERM: it exists but is not ours). */
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return errno(error) === "EPERM"
+  }
+}
+
+const ownerOf = (content: string): number | undefined => {
+  const pid = Number.parseInt(content.trim(), 10)
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
+}
+
+type Attempt = "acquired" | "locked" | "retry"
+
+// The file is written whole under a temporary name, then linked into place: link fails
+// atomically with EEXIST, and a reader never sees an empty lock file.
+const tryLink = async (path: string): Promise<Attempt> => {
+  const temp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}`
+  await NodeFs.writeFile(temp, `${process.pid}\n`)
+  try {
+    await NodeFs.link(temp, path)
+    return "acquired"
+  } catch (error) {
+    if (errno(error) !== "EEXIST") throw error
+  } finally {
+    await NodeFs.rm(temp, { force: true })
+  }
+  let content: string
+  try {
+    content = await NodeFs.readFile(path, "utf8")
+  } catch (error) {
+    if (errno(error) === "ENOENT") return "retry"
+    throw error
+  }
+  const owner = ownerOf(content)
+  if (owner !== undefined && owner !== process.pid && alive(owner)) return "locked"
+  // stale: move it aside first so that two processes breaking it cannot both win
+  const aside = `${path}.stale.${randomBytes(6).toString("hex")}`
+  try {
+    await NodeFs.rename(path, aside)
+  } catch (error) {
+    if (errno(error) === "ENOENT") return "retry"
+    throw error
+  }
+  const moved = await NodeFs.readFile(aside, "utf8")
+  if (moved !== content) {
+    // someone took the lock between our read and rename: give it back
+    await NodeFs.link(aside, path).catch(() => undefined)
+  }
+  await NodeFs.rm(aside, { force: true })
+  return "retry"
+}
+
+/** Take the lock file `path` for `ref`, or fail with ContentLocked when a live writer holds it. */
+export const acquire = (path: string, ref: string): Effect.Effect<void, ContentStore.ContentLocked | ContentStore.ContentStoreError> =>
+  Effect.suspend(() => {
+    if (held.has(path)) return Effect.fail(new ContentStore.ContentLocked({ ref }))
+    held.add(path)
+    const attempt = (left: number): Effect.Effect<void, ContentStore.ContentLocked | ContentStore.ContentStoreError> =>
+      Effect.tryPromise({ try: () => tryLink(path), catch: (cause) => failure(ref, "cannot create lock file", cause) }).pipe(
+        Effect.flatMap((result) =>
+          result === "acquired"
+            ? Effect.void
+            : result === "locked" || left === 0
+            ? Effect.fail(new ContentStore.ContentLocked({ ref }))
+            : attempt(left - 1)
+        )
+      )
+    return attempt(5).pipe(Effect.onError(() => Effect.sync(() => held.delete(path))))
+  })
+
+/** Give back a lock taken with {@link acquire}. */
+export const release = (path: string): Effect.Effect<void> =>
+  Effect.promise(() => NodeFs.rm(path, { force: true }).catch(() => undefined)).pipe(
+    Effect.ensuring(Effect.sync(() => held.delete(path)))
+  )
+
+/** `true` when this process holds the lock file `path`. */
+export const isHeld = (path: string): boolean => held.has(path)
