@@ -160,17 +160,18 @@ export const make = (options: { readonly root: string }): Effect.Effect<
         }
       })).pipe(Effect.mapError(dbError(op, digest)))
 
-    /** The rows of a freshly published blob, replacing any a deleted predecessor left behind. */
+    /** The rows of a freshly published blob; labels merge with any a concurrent AlreadyExists applied. */
     const recordNew = (digest: Digest.Digest, size: number, labels: ContentStore.Labels) =>
       sql.withTransaction(Effect.gen(function*() {
         const now = Date.now()
-        yield* sql`DELETE FROM content_labels WHERE digest = ${digest}`
         yield* sql`INSERT INTO content (digest, size, created_at, updated_at)
           VALUES (${digest}, ${size}, ${now}, ${now})
-          ON CONFLICT (digest) DO UPDATE SET size = excluded.size, created_at = excluded.created_at,
-            updated_at = excluded.updated_at`
+          ON CONFLICT (digest) DO UPDATE SET size = excluded.size, updated_at = excluded.updated_at`
         for (const [name, value] of Object.entries(labels)) {
-          if (value !== "") yield* sql`INSERT INTO content_labels (digest, name, value) VALUES (${digest}, ${name}, ${value})`
+          if (value !== "") {
+            yield* sql`INSERT INTO content_labels (digest, name, value) VALUES (${digest}, ${name}, ${value})
+              ON CONFLICT (digest, name) DO UPDATE SET value = excluded.value`
+          }
         }
       })).pipe(Effect.mapError(dbError("commit", digest)))
 
@@ -203,17 +204,19 @@ export const make = (options: { readonly root: string }): Effect.Effect<
         )
       })).pipe(Stream.withSpan("ContentStore.local.read"))
 
+    // rows go first: a crash in between leaves a blob without labels, never labels without a blob
     const del = Effect.fn("ContentStore.local.delete")(function*(digest: Digest.Digest) {
       yield* Validate.digest("delete", digest)
-      const gone = yield* io("delete", digest, () => NodeFsP.unlink(blobPath(digest))).pipe(
-        Effect.as(false),
-        Effect.catchIf((e) => Lock.errno(e.cause) === "ENOENT", () => Effect.succeed(true))
-      )
       yield* sql.withTransaction(Effect.zipRight(
         sql`DELETE FROM content_labels WHERE digest = ${digest}`,
         sql`DELETE FROM content WHERE digest = ${digest}`
       )).pipe(Effect.mapError(dbError("delete", digest)))
-      if (gone) return yield* new ContentStore.ContentNotFound({ digest })
+      yield* io("delete", digest, () => NodeFsP.unlink(blobPath(digest))).pipe(
+        Effect.catchIf(
+          (e) => Lock.errno(e.cause) === "ENOENT",
+          () => Effect.fail(new ContentStore.ContentNotFound({ digest }))
+        )
+      )
     })
 
     const walk = Effect.fn("ContentStore.local.walk")(function*(filter?: ContentStore.WalkFilter) {
@@ -426,22 +429,22 @@ export const make = (options: { readonly root: string }): Effect.Effect<
         used = 0
       }
 
+      // fill the buffer to the brim before writing it; big writes on an empty buffer go straight through
       const write = (bytes: Uint8Array) =>
         guarded("write", step("write", async () => {
           getHasher().update(bytes)
-          if (used + bytes.length <= writeBuffer) {
-            buffer.set(bytes, used)
-            used += bytes.length
+          let at = 0
+          while (at < bytes.length) {
+            if (used === 0 && bytes.length - at >= writeBuffer) {
+              await writeFully(bytes.subarray(at))
+              flushed += bytes.length - at
+              return
+            }
+            const take = Math.min(writeBuffer - used, bytes.length - at)
+            buffer.set(bytes.subarray(at, at + take), used)
+            used += take
+            at += take
             if (used === writeBuffer) await flushNow()
-            return
-          }
-          await flushNow()
-          if (bytes.length >= writeBuffer) {
-            await writeFully(bytes)
-            flushed += bytes.length
-          } else {
-            buffer.set(bytes, 0)
-            used = bytes.length
           }
         }))
 

@@ -7,22 +7,10 @@ import { Deferred, Effect, Either, Exit, Fiber, type Layer, Option, Stream } fro
 import * as FastCheck from "effect/FastCheck"
 import * as ContentStore from "../../src/ContentStore.js"
 import * as Digest from "../../src/Digest.js"
+import { noise } from "../fixtures/noise.js"
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s)
 const text = (b: Uint8Array): string => new TextDecoder().decode(b)
-
-/** Deterministic pseudo-random bytes, so big blobs differ without a seed file. */
-export const noise = (size: number, seed: number): Uint8Array => {
-  const out = new Uint8Array(size)
-  let x = seed * 2654435761 + 1
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    out[i] = x & 0xff
-  }
-  return out
-}
 
 const store = ContentStore.ContentStore
 
