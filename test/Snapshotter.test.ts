@@ -3,7 +3,7 @@
  * only a directory-per-snapshot layout can show (confinement, crash-safe steps, reopening).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Exit, Fiber, Layer } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
@@ -77,7 +77,12 @@ describe("Snapshotter.layerNative", () => {
         yield* s.commit("a@1", "a")
         yield* s.prepare("b", "a@1")
       }).pipe(Effect.provide(native(root)))
-      fs.mkdirSync(NodePath.join(root, "snapshots", ".trash-leftover", "fs", "x"), { recursive: true })
+      const snapshots = NodePath.join(root, "snapshots")
+      fs.mkdirSync(NodePath.join(snapshots, ".trash-leftover", "fs", "x"), { recursive: true })
+      fs.mkdirSync(NodePath.join(snapshots, ".staging-crashed", "fs"), { recursive: true })
+      fs.mkdirSync(NodePath.join(snapshots, ".staging-in-progress", "fs"), { recursive: true })
+      const twoDaysAgo = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000)
+      fs.utimesSync(NodePath.join(snapshots, ".staging-crashed"), twoDaysAgo, twoDaysAgo)
       yield* Effect.gen(function*() {
         const s = yield* Snapshotter.Snapshotter
         expect((yield* s.walk).map((i) => [i.key, i.kind, i.labels])).toEqual([
@@ -85,9 +90,35 @@ describe("Snapshotter.layerNative", () => {
           ["b", "active", {}]
         ])
         expect(fs.readFileSync(NodePath.join(dirOf(yield* s.mounts("b")), "f"), "utf8")).toBe("kept")
+        // a young staging directory may be another process's copy in progress: left alone
+        expect(fs.readdirSync(snapshots).filter((n) => n.startsWith("."))).toEqual([".staging-in-progress"])
         yield* s.remove("b")
         yield* s.remove("a@1")
       }).pipe(Effect.provide(native(root)))
-      expect(listing(NodePath.join(root, "snapshots"))).toEqual([])
+      expect(listing(snapshots)).toEqual([".staging-in-progress", ".staging-in-progress/fs"])
+    }))
+
+  it.scopedLive("an interrupted prepare leaves either the whole snapshot or nothing", () =>
+    Effect.gen(function*() {
+      const root = yield* tempRoot
+      yield* Effect.gen(function*() {
+        const s = yield* Snapshotter.Snapshotter
+        const dir = dirOf(yield* s.prepare("big"))
+        for (let i = 0; i < 200; i++) fs.writeFileSync(NodePath.join(dir, `f${i}`), new Uint8Array(64 * 1024).fill(i))
+        yield* s.commit("big@1", "big")
+        const snapshots = NodePath.join(root, "snapshots")
+        for (const delayMs of [0, 2, 5, 10, 20, 40, 1500]) {
+          const key = `child-${delayMs}`
+          const fiber = yield* Effect.fork(s.prepare(key, "big@1"))
+          yield* Effect.sleep(delayMs)
+          const exit = yield* Fiber.interrupt(fiber)
+          expect(fs.readdirSync(snapshots).filter((n) => n.startsWith("."))).toEqual([])
+          const stat = yield* Effect.exit(s.stat(key))
+          expect(Exit.isSuccess(stat)).toBe(Exit.isSuccess(exit))
+          if (Exit.isSuccess(exit)) expect(fs.readdirSync(dirOf(exit.value))).toHaveLength(200)
+          expect(fs.readdirSync(snapshots)).toHaveLength(Exit.isSuccess(exit) ? 2 : 1)
+          if (Exit.isSuccess(exit)) yield* s.remove(key)
+        }
+      }).pipe(Effect.provide(native(root)))
     }))
 })

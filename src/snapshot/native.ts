@@ -63,9 +63,13 @@ export const make = (options: NativeOptions) =>
 
     yield* io("open", options.root, () => {
       fs.mkdirSync(snapshotsDir, { recursive: true })
-      // trees of removed snapshots whose deletion was cut short: nothing refers to them
+      const dayAgo = Date.now() - 24 * 60 * 60 * 1000
       for (const name of fs.readdirSync(snapshotsDir)) {
-        if (name.startsWith(".trash-")) Tree.removeTree(NodePath.join(snapshotsDir, name))
+        const path = NodePath.join(snapshotsDir, name)
+        // trees of removed snapshots whose deletion was cut short: nothing refers to them
+        if (name.startsWith(".trash-")) Tree.removeTree(path)
+        // copies cut short by a crash; a younger one may be another process's prepare in progress
+        else if (name.startsWith(".staging-") && fs.statSync(path).mtimeMs < dayAgo) Tree.removeTree(path)
       }
     })
 
@@ -122,16 +126,28 @@ export const make = (options: NativeOptions) =>
         Effect.catchTag("SqlError", (e) => Effect.fail(dbError(op, key)(e)))
       )
 
-    const copyTree = (key: string, from: string, to: string) =>
+    const copyTree = (op: string, key: string, from: string, to: string) =>
       engine === "walk"
-        ? io("prepare", key, () => Tree.copyWithWalk(from, to))
-        : Effect.async<void, SnapshotterError>((resume, signal) => {
-          Tree.copyWithCp(from, to, signal, (error) =>
+        ? io(op, key, () => Tree.copyWithWalk(from, to))
+        : Effect.async<void, SnapshotterError>((resume) => {
+          const controller = new AbortController()
+          let exited = false
+          let onExit = () => {}
+          Tree.copyWithCp(from, to, controller.signal, (error) => {
+            exited = true
+            onExit()
             resume(
               error === undefined
                 ? Effect.void
-                : Effect.fail(new SnapshotterError({ op: "prepare", key, reason: `copy: ${error.message}`, cause: error }))
-            ))
+                : Effect.fail(new SnapshotterError({ op, key, reason: `copy: ${error.message}`, cause: error }))
+            )
+          })
+          // on interruption, wait for cp to be gone so the clean-up does not race its last writes
+          return Effect.async<void>((done) => {
+            if (exited) return done(Effect.void)
+            onExit = () => done(Effect.void)
+            controller.abort()
+          })
         })
 
     /**
@@ -162,7 +178,7 @@ export const make = (options: NativeOptions) =>
           if (parentRow === undefined) {
             yield* io(op, key, () => fs.mkdirSync(NodePath.join(staging, "fs"), { mode: 0o755 }))
           } else {
-            yield* copyTree(key, fsOf(parentRow.id), NodePath.join(staging, "fs"))
+            yield* copyTree(op, key, fsOf(parentRow.id), NodePath.join(staging, "fs"))
           }
           const now = yield* Clock.currentTimeMillis
           yield* transaction(
