@@ -2,9 +2,9 @@
  * The differ: the changes between two mounted trees, written into the content store as an
  * OCI layer blob labelled with its uncompressed digest. Its layers live in `diff/`.
  */
-import { Context, Layer, Schema } from "effect"
-import type { Effect } from "effect"
-import type { Labels } from "./ContentStore.js"
+import { Context, Effect, Layer, Schema } from "effect"
+import type { ContentStore, Labels } from "./ContentStore.js"
+import * as walking from "./diff/walking.js"
 import type { Mount } from "./Mount.js"
 import type { Compression, Descriptor } from "./Oci.js"
 
@@ -62,3 +62,12 @@ export class Differ extends Context.Tag("blobchain/Differ")<Differ, DifferServic
 
 /** A layer that provides a given implementation; handy in tests. */
 export const layer = (service: DifferService): Layer.Layer<Differ> => Layer.succeed(Differ, service)
+
+/**
+ * The walking differ: both trees walked side by side, the changes written as an OCI layer
+ * through gzip, zstd or no compression into the content store.
+ */
+export const layerWalking: Layer.Layer<Differ, never, ContentStore> = Layer.effect(
+  Differ,
+  Effect.suspend(() => walking.make)
+)

@@ -1,0 +1,229 @@
+/**
+ * The changes between two trees, found by walking both side by side in path order, already in
+ * the order and shape of a layer: parents first, each path once, whiteouts and opaque markers.
+ */
+import * as fs from "node:fs"
+import { children, type Node, type Tree } from "./tree.js"
+
+/** What the layer must record, in order. */
+export type Change =
+  /** Write `node` at `path` (a new or changed entry, or the parent of one). */
+  | { readonly _tag: "Entry"; readonly path: string; readonly node: Node }
+  /** `path` was deleted: write `<parent>/.wh.<name>`. */
+  | { readonly _tag: "Whiteout"; readonly path: string }
+  /** The directory at `path` replaced a non-directory: write `<path>/.wh..wh..opq`. */
+  | { readonly _tag: "Opaque"; readonly path: string }
+  /** Nothing to write: a chance for the consumer to yield during long unchanged stretches. */
+  | { readonly _tag: "Tick" }
+
+const tickEvery = 1024
+
+interface Pending {
+  readonly path: string
+  readonly node: Node
+  emitted: boolean
+}
+
+/**
+ * Walk `lower` and `upper` together. A directory is visited right after its own entry, so a
+ * depth-first walk over names sorted by bytes gives the order where `/` sorts first.
+ */
+export function* changes(lower: Tree, upper: Tree): Generator<Change> {
+  const links = { lower: lazyLinkIndex(lower), upper: lazyLinkIndex(upper) }
+  const ancestors: Array<Pending> = []
+  let visited = 0
+
+  function* flushAncestors(): Generator<Change> {
+    for (const pending of ancestors) {
+      if (!pending.emitted) {
+        pending.emitted = true
+        yield { _tag: "Entry", path: pending.path, node: pending.node }
+      }
+    }
+  }
+
+  function* added(prefix: string, dirs: ReadonlyArray<string>): Generator<Change> {
+    for (const node of children(dirs)) {
+      if (++visited % tickEvery === 0) yield { _tag: "Tick" }
+      if (node.stat.isSocket()) continue
+      const path = prefix + node.name
+      yield { _tag: "Entry", path, node }
+      if (node.stat.isDirectory()) yield* added(`${path}/`, node.dirs)
+    }
+  }
+
+  function* walk(prefix: string, lowerDirs: ReadonlyArray<string>, upperDirs: ReadonlyArray<string>): Generator<Change> {
+    const l = lowerDirs.length === 0 ? [] : children(lowerDirs)
+    const u = children(upperDirs)
+    let i = 0
+    let j = 0
+    while (i < l.length || j < u.length) {
+      if (++visited % tickEvery === 0) yield { _tag: "Tick" }
+      const a = l[i]
+      const b = u[j]
+      const order = a === undefined ? 1 : b === undefined ? -1 : compareBytes(a.name, b.name)
+      if (order < 0) {
+        i++
+        yield* flushAncestors()
+        yield { _tag: "Whiteout", path: prefix + a!.name }
+        continue
+      }
+      j++
+      const node = b!
+      const path = prefix + node.name
+      if (order > 0) {
+        if (node.stat.isSocket()) continue
+        yield* flushAncestors()
+        yield { _tag: "Entry", path, node }
+        if (node.stat.isDirectory()) yield* added(`${path}/`, node.dirs)
+        continue
+      }
+      i++
+      const old = a!
+      if (node.stat.isSocket()) {
+        // a socket is never recorded, so the old entry has to go
+        yield* flushAncestors()
+        yield { _tag: "Whiteout", path }
+        continue
+      }
+      if (node.stat.isDirectory() && old.stat.isDirectory()) {
+        const pending: Pending = { path, node, emitted: false }
+        if (!sameDirectory(old, node)) {
+          yield* flushAncestors()
+          pending.emitted = true
+          yield { _tag: "Entry", path, node }
+        }
+        ancestors.push(pending)
+        yield* walk(`${path}/`, old.dirs, node.dirs)
+        ancestors.pop()
+        continue
+      }
+      if (node.stat.isDirectory()) {
+        yield* flushAncestors()
+        yield { _tag: "Entry", path, node }
+        yield { _tag: "Opaque", path }
+        yield* added(`${path}/`, node.dirs)
+        continue
+      }
+      if (old.stat.isDirectory() || !sameFile(old, node, path, links)) {
+        yield* flushAncestors()
+        yield { _tag: "Entry", path, node }
+      }
+    }
+  }
+
+  if (upper.root.length === 0) {
+    // everything below the root was deleted
+    if (lower.root.length > 0) {
+      for (const node of children(lower.root)) yield { _tag: "Whiteout", path: node.name }
+    }
+    return
+  }
+  yield* walk("", lower.root, upper.root)
+}
+
+const compareBytes = (a: string, b: string): number =>
+  a === b ? 0 : Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+
+const sameDirectory = (a: Node, b: Node): boolean =>
+  a.stat.mode === b.stat.mode && a.stat.uid === b.stat.uid && a.stat.gid === b.stat.gid &&
+  a.stat.mtimeNs === b.stat.mtimeNs
+
+const nanosPerSecond = 1_000_000_000n
+
+const sameFile = (
+  a: Node,
+  b: Node,
+  path: string,
+  links: { readonly lower: () => LinkIndex; readonly upper: () => LinkIndex }
+): boolean => {
+  const s = a.stat
+  const t = b.stat
+  if (
+    s.mode !== t.mode || s.uid !== t.uid || s.gid !== t.gid || s.rdev !== t.rdev || s.size !== t.size ||
+    s.mtimeNs !== t.mtimeNs
+  ) return false
+  if (s.isSymbolicLink()) return fs.readlinkSync(a.path) === fs.readlinkSync(b.path)
+  if (!s.isFile()) return true
+  // hard links are part of the layer: a file whose link group changed has changed
+  if ((s.nlink > 1n || t.nlink > 1n) && links.lower().groupOf(path) !== links.upper().groupOf(path)) return false
+  // the timestamps may have been truncated on both sides (a copy, an unpacked tar): look inside
+  if (s.mtimeNs % nanosPerSecond === 0n && t.mtimeNs % nanosPerSecond === 0n && s.size > 0n) {
+    return sameContents(a.path, b.path)
+  }
+  return true
+}
+
+const compareChunk = 1 << 20
+
+const sameContents = (a: string, b: string): boolean => {
+  const fa = fs.openSync(a, "r")
+  try {
+    const fb = fs.openSync(b, "r")
+    try {
+      const ba = Buffer.allocUnsafe(compareChunk)
+      const bb = Buffer.allocUnsafe(compareChunk)
+      for (;;) {
+        const na = readFull(fa, ba)
+        const nb = readFull(fb, bb)
+        if (na !== nb) return false
+        if (na === 0) return true
+        if (!ba.subarray(0, na).equals(bb.subarray(0, nb))) return false
+      }
+    } finally {
+      fs.closeSync(fb)
+    }
+  } finally {
+    fs.closeSync(fa)
+  }
+}
+
+const readFull = (fd: number, buffer: Buffer): number => {
+  let n = 0
+  while (n < buffer.length) {
+    const got = fs.readSync(fd, buffer, n, buffer.length - n, null)
+    if (got === 0) break
+    n += got
+  }
+  return n
+}
+
+/** The hard-link groups of a tree: for each multiply linked file, the paths sharing its inode. */
+export interface LinkIndex {
+  /** A key naming the group of `path` (its sorted member paths), or "" for a lone file. */
+  readonly groupOf: (path: string) => string
+}
+
+// Built only when a multiply linked file turns up, as most trees have none.
+const lazyLinkIndex = (tree: Tree): (() => LinkIndex) => {
+  let index: LinkIndex | undefined
+  return () => {
+    if (index === undefined) index = buildLinkIndex(tree)
+    return index
+  }
+}
+
+const buildLinkIndex = (tree: Tree): LinkIndex => {
+  const byInode = new Map<string, Array<string>>()
+  const inodeOf = new Map<string, string>()
+  const visit = (prefix: string, dirs: ReadonlyArray<string>): void => {
+    for (const node of children(dirs)) {
+      const path = prefix + node.name
+      if (node.stat.isDirectory()) visit(`${path}/`, node.dirs)
+      else if (node.stat.isFile() && node.stat.nlink > 1n) {
+        const key = `${node.stat.dev}:${node.stat.ino}`
+        inodeOf.set(path, key)
+        const group = byInode.get(key)
+        if (group === undefined) byInode.set(key, [path])
+        else group.push(path)
+      }
+    }
+  }
+  if (tree.root.length > 0) visit("", tree.root)
+  return {
+    groupOf: (path) => {
+      const key = inodeOf.get(path)
+      return key === undefined ? "" : (byInode.get(key) ?? []).join("\0")
+    }
+  }
+}

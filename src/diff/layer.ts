@@ -1,0 +1,205 @@
+/**
+ * The uncompressed layer as a byte source: the changes between two trees encoded as tar,
+ * in ~1 MiB buffers, hashed as they are produced (that hash is the diffID).
+ */
+import * as fs from "node:fs"
+import { setImmediate as yieldToEventLoop } from "node:timers/promises"
+import type { Hasher } from "../Digest.js"
+import { type Change, changes } from "./changes.js"
+import * as Tar from "./tar.js"
+import type { Node, Tree } from "./tree.js"
+
+/** Size of the buffers handed downstream. */
+export const chunkSize = 1 << 20
+
+/** Where producing the layer failed, for the differ's error. */
+export class LayerFault {
+  constructor(readonly step: string, readonly path: string, readonly cause: unknown) {}
+}
+
+/** Options of the tar encoding. */
+export interface LayerOptions {
+  readonly sourceDateEpoch?: number
+}
+
+// Fills fixed-size buffers: headers are copied in, file contents are read straight into them.
+class Chunker {
+  buffer = Buffer.allocUnsafe(chunkSize)
+  offset = 0
+  readonly sealed: Array<Buffer> = []
+  constructor(readonly hash: Hasher) {}
+
+  push(bytes: Uint8Array): void {
+    let from = 0
+    while (from < bytes.length) {
+      const n = Math.min(bytes.length - from, chunkSize - this.offset)
+      this.buffer.set(bytes.subarray(from, from + n), this.offset)
+      this.offset += n
+      from += n
+      if (this.offset === chunkSize) this.seal()
+    }
+  }
+
+  zeros(count: number): void {
+    let left = count
+    while (left > 0) {
+      const n = Math.min(left, chunkSize - this.offset)
+      this.buffer.fill(0, this.offset, this.offset + n)
+      this.offset += n
+      left -= n
+      if (this.offset === chunkSize) this.seal()
+    }
+  }
+
+  seal(): void {
+    if (this.offset === 0) return
+    const done = this.offset === chunkSize ? this.buffer : this.buffer.subarray(0, this.offset)
+    this.hash.update(done)
+    this.sealed.push(done)
+    this.buffer = Buffer.allocUnsafe(chunkSize)
+    this.offset = 0
+  }
+
+  take(): Array<Buffer> {
+    return this.sealed.splice(0, this.sealed.length)
+  }
+}
+
+const nanosPerSecond = 1_000_000_000n
+
+const seconds = (nanos: bigint): number =>
+  Number(nanos >= 0n ? nanos / nanosPerSecond : (nanos - nanosPerSecond + 1n) / nanosPerSecond)
+
+// Linux's encoding of dev_t (glibc's gnu_dev_major / gnu_dev_minor).
+const major = (rdev: bigint): number => Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn))
+const minor = (rdev: bigint): number => Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn))
+
+const whiteoutName = (path: string, marker: string): string => {
+  const slash = path.lastIndexOf("/")
+  return `${path.slice(0, slash + 1)}${marker}${path.slice(slash + 1)}`
+}
+
+/**
+ * The layer tar of `lower` → `upper`. Synchronous file reads in ~1 MiB batches are much faster
+ * than async ones for many small files; the generator yields a buffer after each batch.
+ */
+export async function* layerTar(
+  lower: Tree,
+  upper: Tree,
+  options: LayerOptions,
+  hash: Hasher
+): AsyncGenerator<Buffer> {
+  const out = new Chunker(hash)
+  const firstName = new Map<string, string>()
+  const clamp = (mtime: number): number =>
+    options.sourceDateEpoch !== undefined && mtime > options.sourceDateEpoch ? options.sourceDateEpoch : mtime
+  let step = "walk"
+  let current = ""
+  const marker = (path: string, name: string): Tar.Header => ({
+    name: whiteoutName(path, name),
+    type: Tar.TypeFlag.file,
+    mode: 0,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 0
+  })
+  try {
+    for (const change of changes(lower, upper) as Iterable<Change>) {
+      switch (change._tag) {
+        case "Tick":
+          yield* out.take()
+          await yieldToEventLoop()
+          continue
+        case "Whiteout":
+          current = change.path
+          out.push(Tar.encode(marker(change.path, ".wh.")))
+          break
+        case "Opaque":
+          current = change.path
+          out.push(Tar.encode(marker(`${change.path}/`, ".wh..wh..opq")))
+          break
+        case "Entry": {
+          current = change.path
+          step = "walk"
+          const node = change.node
+          const header = headerOf(change.path, node, clamp, firstName)
+          if (header === undefined) continue
+          out.push(Tar.encode(header))
+          if (header.type === Tar.TypeFlag.file && header.size > 0) {
+            step = "read"
+            yield* copyFile(node, header.size, out)
+          }
+          break
+        }
+      }
+      yield* out.take()
+    }
+    step = "end"
+    out.push(Tar.endOfArchive())
+    out.seal()
+    yield* out.take()
+  } catch (cause) {
+    throw new LayerFault(step, current, cause)
+  }
+}
+
+const headerOf = (
+  path: string,
+  node: Node,
+  clamp: (mtime: number) => number,
+  firstName: Map<string, string>
+): Tar.Header | undefined => {
+  const s = node.stat
+  const base = {
+    name: path,
+    mode: Number(s.mode & 0o7777n),
+    uid: Number(s.uid),
+    gid: Number(s.gid),
+    size: 0,
+    mtime: clamp(seconds(s.mtimeNs))
+  }
+  if (s.isFile()) {
+    if (s.nlink > 1n) {
+      const key = `${s.dev}:${s.ino}`
+      const first = firstName.get(key)
+      if (first !== undefined) return { ...base, type: Tar.TypeFlag.link, linkname: first }
+      firstName.set(key, path)
+    }
+    return { ...base, type: Tar.TypeFlag.file, size: Number(s.size) }
+  }
+  if (s.isDirectory()) return { ...base, name: `${path}/`, type: Tar.TypeFlag.directory }
+  if (s.isSymbolicLink()) return { ...base, type: Tar.TypeFlag.symlink, linkname: fs.readlinkSync(node.path) }
+  if (s.isFIFO()) return { ...base, type: Tar.TypeFlag.fifo }
+  if (s.isCharacterDevice() || s.isBlockDevice()) {
+    return {
+      ...base,
+      type: s.isCharacterDevice() ? Tar.TypeFlag.char : Tar.TypeFlag.block,
+      devmajor: major(s.rdev),
+      devminor: minor(s.rdev)
+    }
+  }
+  // sockets and anything else a tar cannot hold
+  return undefined
+}
+
+// Exactly `size` bytes, as the header promised; a file that shrank meanwhile is an error.
+function* copyFile(node: Node, size: number, out: Chunker): Generator<Buffer> {
+  const fd = fs.openSync(node.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+  try {
+    let left = size
+    while (left > 0) {
+      const n = fs.readSync(fd, out.buffer, out.offset, Math.min(left, chunkSize - out.offset), null)
+      if (n === 0) throw new Error(`file shrank while being read (${size - left} of ${size} bytes)`)
+      out.offset += n
+      left -= n
+      if (out.offset === chunkSize) {
+        out.seal()
+        yield* out.take()
+      }
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  out.zeros(Tar.padding(size))
+}

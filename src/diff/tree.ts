@@ -1,0 +1,123 @@
+/**
+ * Mounts as readable trees: a bind is its source directory, no mounts the empty tree, an
+ * overlay its upper directory merged over its lower ones in user space (no kernel mount).
+ */
+import * as fs from "node:fs"
+import type { Mount } from "../Mount.js"
+
+/** One child of a merged directory, with the real path it is read from. */
+export interface Node {
+  readonly name: string
+  /** Absolute path of the file on disk (in whichever layer directory holds it). */
+  readonly path: string
+  readonly stat: fs.BigIntStats
+  /** For a directory: the real directories merged into it, highest first. */
+  readonly dirs: ReadonlyArray<string>
+}
+
+/** A readable tree: the real directories merged into its root, highest first ([] = empty tree). */
+export interface Tree {
+  readonly root: ReadonlyArray<string>
+}
+
+/** The empty tree. */
+export const empty: Tree = { root: [] }
+
+// overlayfs marks a directory opaque with an xattr (unreadable from Node) or, in the
+// userxattr-less layouts our snapshotter writes, with this file inside it.
+const opaqueMarker = ".wh..wh..opq"
+const whiteoutPrefix = ".wh."
+
+/** Why `mounts` cannot be read as a tree, or the tree. */
+export const fromMounts = (mounts: ReadonlyArray<Mount>): Tree | string => {
+  if (mounts.length === 0) return empty
+  if (mounts.length > 1) return `expected one mount, got ${mounts.length}`
+  const mount = mounts[0]!
+  switch (mount.type) {
+    case "bind":
+    case "rbind":
+      return { root: [mount.source] }
+    case "overlay": {
+      const lower = optionOf(mount.options, "lowerdir")
+      const upper = optionOf(mount.options, "upperdir")
+      if (lower === undefined) return "overlay mount without lowerdir"
+      const lowers = lower.split(":").filter((d) => d.length > 0)
+      return { root: upper === undefined ? lowers : [upper, ...lowers] }
+    }
+    default:
+      return `unsupported mount type ${JSON.stringify(mount.type)}`
+  }
+}
+
+const optionOf = (options: ReadonlyArray<string>, key: string): string | undefined => {
+  const found = options.find((o) => o.startsWith(`${key}=`))
+  return found === undefined ? undefined : found.slice(key.length + 1)
+}
+
+/** An overlay whiteout: a character device with device number 0/0. */
+export const isWhiteoutDevice = (stat: fs.BigIntStats): boolean => stat.isCharacterDevice() && stat.rdev === 0n
+
+/** Order of names: by their UTF-8 bytes, which with a depth-first walk puts `/` before every other byte. */
+export const compareNames = (a: string, b: string): number =>
+  a === b ? 0 : Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+
+const lstatOrUndefined = (path: string): fs.BigIntStats | undefined =>
+  fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })
+
+/**
+ * The children of a merged directory, sorted by name. Synchronous on purpose: many small
+ * stat calls are far cheaper than as many thread-pool round trips; callers yield between batches.
+ */
+export const children = (dirs: ReadonlyArray<string>): Array<Node> => {
+  if (dirs.length === 1) return childrenOfOne(dirs[0]!)
+  const seen = new Set<string>()
+  const out: Array<Node> = []
+  for (let i = 0; i < dirs.length; i++) {
+    const dir = dirs[i]!
+    const names = fs.readdirSync(dir)
+    const opaque = names.includes(opaqueMarker)
+    // a `.wh.` file hides the name in lower layers only, whatever order readdir gives
+    const hidden: Array<string> = []
+    for (const name of names) {
+      if (name.startsWith(whiteoutPrefix)) {
+        if (name !== opaqueMarker) hidden.push(name.slice(whiteoutPrefix.length))
+        continue
+      }
+      if (seen.has(name)) continue
+      seen.add(name)
+      const path = `${dir}/${name}`
+      const stat = fs.lstatSync(path, { bigint: true })
+      if (isWhiteoutDevice(stat)) continue
+      out.push({ name, path, stat, dirs: stat.isDirectory() ? mergedDirs(path, name, dirs.slice(i + 1)) : [] })
+    }
+    for (const name of hidden) seen.add(name)
+    if (opaque) break
+  }
+  return out.sort((a, b) => compareNames(a.name, b.name))
+}
+
+const childrenOfOne = (dir: string): Array<Node> => {
+  const out: Array<Node> = []
+  for (const name of fs.readdirSync(dir)) {
+    const path = `${dir}/${name}`
+    const stat = fs.lstatSync(path, { bigint: true })
+    out.push({ name, path, stat, dirs: stat.isDirectory() ? [path] : [] })
+  }
+  return out.sort((a, b) => compareNames(a.name, b.name))
+}
+
+// A directory merges with same-named directories below it until a lower layer whites it
+// out, holds a non-directory there, or the directory itself is opaque.
+const mergedDirs = (path: string, name: string, lowerParents: ReadonlyArray<string>): Array<string> => {
+  const dirs = [path]
+  if (fs.existsSync(`${path}/${opaqueMarker}`)) return dirs
+  for (const parent of lowerParents) {
+    if (fs.existsSync(`${parent}/${whiteoutPrefix}${name}`)) break
+    const stat = lstatOrUndefined(`${parent}/${name}`)
+    if (stat === undefined) continue
+    if (!stat.isDirectory()) break
+    dirs.push(`${parent}/${name}`)
+    if (fs.existsSync(`${parent}/${name}/${opaqueMarker}`)) break
+  }
+  return dirs
+}

@@ -1,0 +1,150 @@
+/**
+ * The walking differ: both trees walked side by side, the changes streamed as tar through
+ * compression into a content-store writer, diffID and blob digest hashed in the same pass.
+ */
+import { randomUUID } from "node:crypto"
+import { Writable } from "node:stream"
+import { pipeline } from "node:stream/promises"
+import { Cause, Effect, Exit, Runtime } from "effect"
+import { ContentStore, type Writer } from "../ContentStore.js"
+import { DiffFailed, type DiffOptions } from "../Differ.js"
+import * as Digest from "../Digest.js"
+import type { Mount } from "../Mount.js"
+import * as Oci from "../Oci.js"
+import { compressor, levelProblem } from "./compress.js"
+import { chunkSize, LayerFault, layerTar } from "./layer.js"
+import { fromMounts, type Tree } from "./tree.js"
+
+interface Written {
+  readonly diffId: Digest.Digest
+  readonly digest: Digest.Digest
+  readonly size: number
+}
+
+const messageOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+const treeOf = (mounts: ReadonlyArray<Mount>, side: string): Effect.Effect<Tree, DiffFailed> => {
+  const tree = fromMounts(mounts)
+  return typeof tree === "string"
+    ? Effect.fail(new DiffFailed({ step: "mount", reason: `${side}: ${tree}` }))
+    : Effect.succeed(tree)
+}
+
+// The compressed side: hashed, counted and handed to the content writer in ~1 MiB writes.
+const storeSink = (
+  writer: Writer,
+  runtime: Runtime.Runtime<never>,
+  hash: Digest.Hasher,
+  counted: { size: number }
+): Writable => {
+  let pending: Array<Buffer> = []
+  let pendingBytes = 0
+  const flush = (callback: (error?: Error | null) => void): void => {
+    if (pendingBytes === 0) return callback()
+    const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
+    pending = []
+    pendingBytes = 0
+    Runtime.runPromiseExit(runtime)(writer.write(bytes)).then((exit) => {
+      if (Exit.isSuccess(exit)) return callback()
+      const cause = Cause.squash(exit.cause)
+      callback(new DiffFailed({ step: "write", reason: messageOf(cause), cause }))
+    })
+  }
+  return new Writable({
+    highWaterMark: chunkSize,
+    write(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk)
+      counted.size += chunk.length
+      pending.push(chunk)
+      pendingBytes += chunk.length
+      if (pendingBytes >= chunkSize) flush(callback)
+      else callback()
+    },
+    final: flush
+  })
+}
+
+const toDiffFailed = (error: unknown): DiffFailed => {
+  if (error instanceof DiffFailed) return error
+  if (error instanceof LayerFault) {
+    return new DiffFailed({
+      step: error.step,
+      reason: `${error.path === "" ? "" : `${JSON.stringify(error.path)}: `}${messageOf(error.cause)}`,
+      cause: error.cause
+    })
+  }
+  return new DiffFailed({ step: "compress", reason: messageOf(error), cause: error })
+}
+
+/** The walking differ over a content store. */
+export const make = Effect.gen(function*() {
+  const store = yield* ContentStore
+
+  const writeLayer = (
+    writer: Writer,
+    lower: Tree,
+    upper: Tree,
+    options: DiffOptions
+  ): Effect.Effect<Written, DiffFailed> =>
+    Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+      Effect.tryPromise({
+        try: async (signal) => {
+          const uncompressed = Digest.hasher()
+          const compressed = Digest.hasher()
+          const counted = { size: 0 }
+          const source = layerTar(
+            lower,
+            upper,
+            options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch },
+            uncompressed
+          )
+          const sink = storeSink(writer, runtime, compressed, counted)
+          const transform = compressor(options.compression ?? "gzip", options.level)
+          // pipeline waits for every stage to finish, so an error in the compressor's final
+          // flush (the gzip trailer, the zstd epilogue) fails the diff instead of vanishing
+          if (transform === undefined) await pipeline(source, sink, { signal })
+          else await pipeline(source, transform, sink, { signal })
+          return { diffId: uncompressed.digest(), digest: compressed.digest(), size: counted.size }
+        },
+        catch: toDiffFailed
+      }))
+
+  const diffMounts = Effect.fn("Differ.diffMounts")(function*(
+    lower: ReadonlyArray<Mount>,
+    upper: ReadonlyArray<Mount>,
+    options: DiffOptions = {}
+  ) {
+    const compression = options.compression ?? "gzip"
+    const problem = levelProblem(compression, options.level)
+    if (problem !== undefined) return yield* new DiffFailed({ step: "options", reason: problem })
+    const lowerTree = yield* treeOf(lower, "lower")
+    const upperTree = yield* treeOf(upper, "upper")
+    const mediaType = options.mediaType ?? Oci.layerMediaType(compression, options.docker ?? false)
+    const ref = options.reference ?? `blobchain-diff-${randomUUID()}`
+    const storeFailure = (step: string) => (cause: { readonly message: string }) =>
+      new DiffFailed({ step, reason: `ingest ${JSON.stringify(ref)}: ${cause.message}`, cause })
+
+    const written = yield* Effect.scoped(
+      Effect.gen(function*() {
+        // interruption closes this scope, and an interrupted writer scope aborts its ingest
+        const writer = yield* store.writer({ ref }).pipe(Effect.mapError(storeFailure("open")))
+        yield* writer.truncate(0).pipe(Effect.mapError(storeFailure("open")))
+        const result = yield* writeLayer(writer, lowerTree, upperTree, options)
+        const labels = { ...options.labels, [Oci.LabelUncompressed]: result.diffId }
+        yield* writer.commit({ expected: result.digest, size: result.size, labels }).pipe(
+          Effect.catchTag("AlreadyExists", () =>
+            // the blob exists (from an earlier diff or another writer): make sure it says its diffID
+            store.update(result.digest, labels)),
+          Effect.mapError(storeFailure("commit"))
+        )
+        return result
+      })
+    ).pipe(
+      // a failure closes the scope normally, which keeps the ingest resumable: drop it
+      Effect.tapError(() => store.abort(ref).pipe(Effect.ignore))
+    )
+    return new Oci.Descriptor({ mediaType, digest: written.digest, size: written.size })
+  })
+
+  return { diffMounts }
+})
