@@ -1,0 +1,101 @@
+/**
+ * Everything on one state directory: the local content store, the native snapshotter, the
+ * SQLite metadata with the blob mapping, the walking differ and applier, refs and Blobs.
+ */
+import type { SqlClient } from "@effect/sql"
+import { Effect, Layer, Schema } from "effect"
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import * as Applier from "./Applier.js"
+import * as BlobMapper from "./BlobMapper.js"
+import * as Blobs from "./Blobs.js"
+import * as ContentStore from "./ContentStore.js"
+import * as Differ from "./Differ.js"
+import * as Metadata from "./Metadata.js"
+import * as RefManager from "./RefManager.js"
+import * as Snapshotter from "./Snapshotter.js"
+
+/** The state directory cannot be used (it is a file, or not writable, or cannot be created). */
+export class StateDirectoryError extends Schema.TaggedError<StateDirectoryError>()("StateDirectoryError", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `state directory ${this.path}: ${this.reason}`
+  }
+}
+
+/** Where each part of the state lives inside the state directory. */
+export const paths = (root: string) => ({
+  root,
+  /** `blobs/<alg>/<hex>` (an OCI layout's blob folder) and `ingest/`. */
+  content: NodePath.join(root, "content"),
+  /** The native snapshots' trees live under `snapshots/` of this folder. */
+  snapshots: root,
+  metadata: NodePath.join(root, Metadata.filename)
+})
+
+/** Make sure `root` is a writable directory, creating it when missing. */
+export const ensureStateDirectory = (root: string): Effect.Effect<string, StateDirectoryError> =>
+  Effect.try({
+    try: () => {
+      const absolute = NodePath.resolve(root)
+      const stat = fs.statSync(absolute, { throwIfNoEntry: false })
+      if (stat !== undefined && !stat.isDirectory()) throw new Error("it is not a directory")
+      if (stat === undefined) fs.mkdirSync(absolute, { recursive: true })
+      fs.accessSync(absolute, fs.constants.W_OK | fs.constants.X_OK)
+      fs.mkdirSync(paths(absolute).content, { recursive: true })
+      return absolute
+    },
+    catch: (cause) =>
+      new StateDirectoryError({
+        path: root,
+        reason: cause instanceof Error ? cause.message.replace(/^\w+: /, "") : String(cause)
+      })
+  })
+
+/** Every service blobchain has, as {@link layerLocal} provides them. */
+export type Services =
+  | Blobs.Blobs
+  | RefManager.RefManager
+  | Snapshotter.Snapshotter
+  | ContentStore.ContentStore
+  | Differ.Differ
+  | Applier.Applier
+  | BlobMapper.BlobMapper
+  | SqlClient.SqlClient
+
+/** The errors of opening a state directory. */
+export type OpenError =
+  | StateDirectoryError
+  | Metadata.MetadataError
+  | ContentStore.ContentStoreError
+  | Snapshotter.SnapshotterError
+  | BlobMapper.BlobMapperError
+
+/** Everything on the state directory `root` (created when missing). */
+export const layerLocal = (options: { readonly root: string }): Layer.Layer<Services, OpenError> =>
+  Layer.unwrapEffect(
+    Effect.map(ensureStateDirectory(options.root), (root) => {
+      const where = paths(root)
+      const metadata = Metadata.layer({ root })
+      const storage = Layer.mergeAll(
+        ContentStore.layerLocal({ root: where.content }),
+        Snapshotter.layerNative({ root: where.snapshots }),
+        BlobMapper.layerSql
+      ).pipe(Layer.provideMerge(metadata))
+      const work = Layer.mergeAll(Differ.layerWalking, Applier.layerDefault, RefManager.layer).pipe(
+        Layer.provideMerge(storage)
+      )
+      return Blobs.layer.pipe(Layer.provideMerge(work))
+    })
+  )
+
+/** Everything in memory except the differ's and applier's trees: for tests of code built on blobchain. */
+export const layerMemory = (snapshotter: Layer.Layer<Snapshotter.Snapshotter>) => {
+  const storage = Layer.mergeAll(ContentStore.layerMemory, BlobMapper.layerMemory, snapshotter)
+  const work = Layer.mergeAll(Differ.layerWalking, Applier.layerDefault, RefManager.layer).pipe(
+    Layer.provideMerge(storage)
+  )
+  return Blobs.layer.pipe(Layer.provideMerge(work))
+}

@@ -1,0 +1,179 @@
+/**
+ * The main job as a library: directories (each a whole filesystem, oldest first) become a
+ * chain of committed snapshots, reused when unchanged, and then an image.
+ */
+import { Effect, Option, Schema } from "effect"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import * as Image from "./Image.js"
+import { RefManager } from "./RefManager.js"
+import { Snapshotter } from "./Snapshotter.js"
+import { compareNames } from "./diff/tree.js"
+import * as Tree from "./snapshot/tree.js"
+
+/** A source directory is unusable: missing, not a directory, unreadable. */
+export class InvalidSource extends Schema.TaggedError<InvalidSource>()("InvalidSource", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `${this.path}: ${this.reason}`
+  }
+}
+
+/** Copying a source directory into its snapshot failed. */
+export class SnapshotFillFailed extends Schema.TaggedError<SnapshotFillFailed>()("SnapshotFillFailed", {
+  path: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `copying ${this.path} into a snapshot failed: ${this.reason}`
+  }
+}
+
+/** Label on a snapshot made from a directory: the directory it came from. */
+export const LabelSource = "blobchain.io/source"
+
+const typeOf = (stat: fs.BigIntStats): string =>
+  stat.isFile() ? "f" : stat.isDirectory() ? "d" : stat.isSymbolicLink() ? "l" : stat.isFIFO() ? "p"
+  : stat.isCharacterDevice() ? "c" : stat.isBlockDevice() ? "b" : "s"
+
+/**
+ * A digest of everything a layer diff looks at in a tree, from stats alone (no file is read):
+ * paths, types, modes, owners, sizes, nanosecond mtimes, devices, link targets, hard-link groups.
+ */
+export const fingerprint = (dir: string): Effect.Effect<string, InvalidSource> =>
+  Effect.try({
+    try: () => {
+      const hash = createHash("sha256")
+      const inodes = new Map<string, string>()
+      const visit = (path: string, relative: string) => {
+        const stat = fs.lstatSync(path, { bigint: true })
+        const type = typeOf(stat)
+        let extra = ""
+        if (type === "l") extra = fs.readlinkSync(path)
+        if (type !== "d" && stat.nlink > 1n) {
+          const inode = `${stat.dev}:${stat.ino}`
+          extra = inodes.get(inode) ?? ""
+          if (extra === "") inodes.set(inode, relative)
+        }
+        hash.update(
+          `${relative}\0${type}\0${stat.mode}\0${stat.uid}\0${stat.gid}\0${type === "d" ? 0n : stat.size}\0${stat.mtimeNs}\0${stat.rdev}\0${extra}\n`
+        )
+        if (type === "d") {
+          for (const name of fs.readdirSync(path).sort(compareNames)) {
+            visit(NodePath.join(path, name), relative === "" ? name : `${relative}/${name}`)
+          }
+        }
+      }
+      visit(dir, "")
+      return hash.digest("hex")
+    },
+    catch: (cause) => {
+      const error = cause instanceof Error ? cause : new Error(String(cause))
+      const path = "path" in error && typeof error.path === "string" ? error.path : dir
+      return new InvalidSource({ path, reason: error.message.replace(/^\w+: /, "") })
+    }
+  })
+
+/** Check that `dir` is a readable directory. */
+export const checkSource = (dir: string): Effect.Effect<string, InvalidSource> =>
+  Effect.try({
+    try: () => {
+      const stat = fs.statSync(dir, { throwIfNoEntry: false })
+      if (stat === undefined) throw new Error("no such directory")
+      if (!stat.isDirectory()) throw new Error("not a directory")
+      fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK)
+      return NodePath.resolve(dir)
+    },
+    catch: (cause) =>
+      new InvalidSource({ path: dir, reason: cause instanceof Error ? cause.message.replace(/^\w+: /, "") : String(cause) })
+  })
+
+/** A snapshot made (or found) for a directory. */
+export interface SourceSnapshot {
+  readonly dir: string
+  readonly id: string
+  readonly reused: boolean
+}
+
+const fill = (dir: string, target: string) =>
+  Effect.async<void, SnapshotFillFailed>((resume, signal) => {
+    try {
+      Tree.removeTree(target)
+    } catch (cause) {
+      resume(Effect.fail(new SnapshotFillFailed({ path: dir, reason: String(cause), cause })))
+      return
+    }
+    if (Tree.resolveEngine("auto") === "walk") {
+      try {
+        Tree.copyWithWalk(dir, target)
+        resume(Effect.void)
+      } catch (cause) {
+        resume(Effect.fail(new SnapshotFillFailed({ path: dir, reason: String(cause), cause })))
+      }
+      return
+    }
+    Tree.copyWithCp(dir, target, signal, (error) =>
+      resume(error === undefined ? Effect.void : Effect.fail(new SnapshotFillFailed({ path: dir, reason: error.message, cause: error }))))
+  })
+
+/**
+ * The committed snapshot holding `dir` on `parent`: found by its fingerprint when it exists
+ * already, else made (an active snapshot filled from `dir`, then committed; removed on failure).
+ */
+export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(dir: string, parent: string | undefined) {
+  const snapshotter = yield* Snapshotter
+  const source = yield* checkSource(dir)
+  const print = yield* fingerprint(source)
+  const id = `sha256:${createHash("sha256").update(`${parent ?? ""}\n${print}`).digest("hex")}`
+  const existing = yield* snapshotter.stat(id).pipe(Effect.option)
+  if (Option.isSome(existing) && existing.value.kind === "committed") {
+    return { dir: source, id, reused: true } satisfies SourceSnapshot
+  }
+  const key = `build/${crypto.randomUUID()}`
+  const mounts = yield* snapshotter.prepare(key, parent, { labels: { [LabelSource]: source } })
+  const target = mounts[0]?.source
+  if (target === undefined) return yield* new SnapshotFillFailed({ path: dir, reason: "the snapshot has no mount" })
+  yield* Effect.gen(function*() {
+    yield* fill(source, target)
+    // the tree must not have moved under us while it was copied
+    const after = yield* fingerprint(source)
+    if (after !== print) return yield* new InvalidSource({ path: dir, reason: "the directory changed while it was read" })
+    yield* snapshotter.commit(id, key, { labels: { [LabelSource]: source } }).pipe(
+      Effect.catchTag("SnapshotExists", () => snapshotter.remove(key))
+    )
+  }).pipe(Effect.onError(() => snapshotter.remove(key).pipe(Effect.ignore)))
+  return { dir: source, id, reused: false } satisfies SourceSnapshot
+})
+
+/** What {@link build} made. */
+export interface Built {
+  readonly snapshots: ReadonlyArray<SourceSnapshot>
+  readonly image: Image.Image
+}
+
+/** Options of {@link build}: the export's, and a hook called as each directory is snapshotted. */
+export interface BuildOptions extends Image.ExportOptions {
+  readonly onSnapshot?: (done: number, total: number, snapshot: SourceSnapshot) => void
+}
+
+/** Snapshot `dirs` (oldest first, each a whole filesystem) as a chain and export it as an image. */
+export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<string>, options: BuildOptions = {}) {
+  yield* Effect.forEach(dirs, checkSource, { discard: true })
+  const snapshots: Array<SourceSnapshot> = []
+  let parent: string | undefined
+  for (const dir of dirs) {
+    const made: SourceSnapshot = yield* snapshotDirectory(dir, parent)
+    snapshots.push(made)
+    options.onSnapshot?.(snapshots.length, dirs.length, made)
+    parent = made.id
+  }
+  const refs = yield* RefManager
+  const image = yield* Effect.scoped(
+    Effect.flatMap(refs.get(parent ?? ""), (ref) => Image.export(ref, options))
+  )
+  return { snapshots, image } satisfies Built
+})

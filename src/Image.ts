@@ -1,0 +1,162 @@
+/**
+ * Image export: the diff pairs of a chain become an image config and manifest in the content
+ * store, then an OCI image layout directory or a `docker load` archive on disk.
+ */
+import { Effect, Option, Schema } from "effect"
+import * as Blobs from "./Blobs.js"
+import { ContentStore, readAll, writeBlob } from "./ContentStore.js"
+import * as Digest from "./Digest.js"
+import * as Oci from "./Oci.js"
+import type { ImmutableRef } from "./RefManager.js"
+import * as DockerArchive from "./image/dockerArchive.js"
+import * as Inspect from "./image/inspect.js"
+import * as OciLayout from "./image/ociLayout.js"
+import { sniff } from "./diff/compress.js"
+
+/** Writing or reading an image on disk failed; names the path and the step. */
+export class ImageError extends Schema.TaggedError<ImageError>()("ImageError", {
+  path: Schema.String,
+  step: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `${this.step} ${this.path}: ${this.reason}`
+  }
+}
+
+/** An image on disk is not what it claims to be (a digest or diffID that does not match, a missing blob). */
+export class InvalidImage extends Schema.TaggedError<InvalidImage>()("InvalidImage", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `invalid image ${this.path}: ${this.reason}`
+  }
+}
+
+/** The image an export made: every descriptor, and the config it wrote. */
+export class Image extends Schema.Class<Image>("Image")({
+  manifest: Oci.Descriptor,
+  config: Oci.Descriptor,
+  layers: Schema.Array(Oci.Descriptor),
+  imageConfig: Oci.ImageConfig
+}) {}
+
+/** What to put in the image besides its layers. */
+export interface ExportOptions extends Blobs.GetDiffPairsOptions {
+  /** Docker schema-2 media types instead of OCI ones. */
+  readonly docker?: boolean
+  /** The platform (default: this host's). */
+  readonly platform?: Oci.Platform
+  /** The container config (Entrypoint, Cmd, Env, WorkingDir, User, Labels, ExposedPorts). */
+  readonly container?: Oci.ContainerConfig
+  /** One history entry per layer, oldest first (default: one plain entry each). */
+  readonly history?: ReadonlyArray<Oci.History>
+  /** The image's creation time; absent by default so that output is reproducible. */
+  readonly created?: string
+}
+
+const layerDescriptor = (pair: { readonly blobsum: Digest.Digest }, docker: boolean) =>
+  Effect.gen(function*() {
+    const store = yield* ContentStore
+    const info = yield* store.info(pair.blobsum)
+    const head = yield* readAll(pair.blobsum, { offset: 0, length: Math.min(4, info.size) })
+    return new Oci.Descriptor({
+      mediaType: Oci.layerMediaType(sniff(head), docker),
+      digest: pair.blobsum,
+      size: info.size
+    })
+  })
+
+const writeJson = (kind: string, value: unknown) =>
+  Effect.gen(function*() {
+    const bytes = Buffer.from(Oci.canonicalJson(value), "utf8")
+    const digest = Digest.ofBytes(bytes)
+    yield* writeBlob(`blobchain-${kind}:${digest}`, bytes, { expected: digest })
+    return { digest, size: bytes.length }
+  })
+
+/** The config's `created` for an export: explicit, else SOURCE_DATE_EPOCH, else none. */
+const createdOf = (options: ExportOptions): string | undefined =>
+  options.created ?? (options.sourceDateEpoch === undefined
+    ? undefined
+    : new Date(options.sourceDateEpoch * 1000).toISOString().replace(".000Z", "Z"))
+
+/** Export `ref`'s chain as an image whose config and manifest are stored in the content store. */
+const exportImage = Effect.fn("Image.export")(function*(ref: ImmutableRef, options: ExportOptions = {}) {
+  const docker = options.docker ?? false
+  const pairs = yield* Blobs.getDiffPairs(ref, options)
+  const layers = yield* Effect.forEach(pairs, (pair) => layerDescriptor(pair, docker), { concurrency: 8 })
+  const created = createdOf(options)
+  const history = pairs.map((_, i): Oci.History => {
+    const given = options.history?.[i]
+    return given ?? { ...(created === undefined ? {} : { created }), created_by: "blobchain build" }
+  })
+  const platform = options.platform ?? Oci.hostPlatform()
+  const imageConfig: Oci.ImageConfig = {
+    ...(created === undefined ? {} : { created }),
+    architecture: platform.architecture,
+    os: platform.os,
+    ...(platform.variant === undefined ? {} : { variant: platform.variant }),
+    config: options.container ?? {},
+    rootfs: { type: "layers", diff_ids: pairs.map((p) => p.diffId) },
+    history
+  }
+  const config = yield* writeJson("config", Schema.encodeSync(Oci.ImageConfig)(imageConfig))
+  const configDescriptor = new Oci.Descriptor({
+    mediaType: docker ? Oci.MediaType.dockerConfig : Oci.MediaType.imageConfig,
+    ...config
+  })
+  const manifestMediaType = docker ? Oci.MediaType.dockerManifest : Oci.MediaType.imageManifest
+  const manifest: Oci.Manifest = {
+    schemaVersion: 2,
+    mediaType: manifestMediaType,
+    config: configDescriptor,
+    layers
+  }
+  const written = yield* writeJson("manifest", Schema.encodeSync(Oci.Manifest)(manifest))
+  return new Image({
+    manifest: new Oci.Descriptor({ mediaType: manifestMediaType, ...written }),
+    config: configDescriptor,
+    layers,
+    imageConfig
+  })
+})
+
+export {
+  /** Export `ref`'s chain as an image whose config and manifest are stored in the content store. */
+  exportImage as export
+}
+
+/** Options of the on-disk writers. */
+export interface WriteOptions {
+  /** The image's name: the OCI layout's `ref.name`, the docker archive's repo tag. */
+  readonly tag?: string
+  /** A local content store's root: blobs are hard-linked from it when on the same filesystem. */
+  readonly linkFrom?: string
+}
+
+/** Write `image` into the OCI image layout directory `dir` (created or updated; other images kept). */
+export const writeOciLayout = (image: Image, dir: string, options: WriteOptions = {}) =>
+  OciLayout.write(image, dir, options).pipe(Effect.withSpan("Image.writeOciLayout", { attributes: { dir } }))
+
+/** Write `image` as a `docker load` archive at `file`. */
+export const writeDockerArchive = (image: Image, file: string, options: WriteOptions = {}) =>
+  DockerArchive.write(image, file, options).pipe(Effect.withSpan("Image.writeDockerArchive", { attributes: { file } }))
+
+/** Read and verify an image in an OCI layout directory or a docker archive: every blob digest and layer diffID. */
+export const inspect = (path: string, options: { readonly tag?: string } = {}) =>
+  Inspect.inspect(path, options).pipe(Effect.withSpan("Image.inspect", { attributes: { path } }))
+
+/** What {@link inspect} found. */
+export type Inspection = Inspect.Inspection
+
+/** The docker repo tag for a name: `name:latest` when it has no tag. */
+export const dockerTag = (name: string): string => {
+  const slash = name.lastIndexOf("/")
+  return name.slice(slash + 1).includes(":") ? name : `${name}:latest`
+}
+
+/** `Some` of a compression a layer media type names. */
+export const compressionOfLayer = (mediaType: string) => Option.fromNullable(Oci.compressionOf(mediaType))

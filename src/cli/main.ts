@@ -1,0 +1,191 @@
+/**
+ * The `blobchain` command: `build` directories into an OCI layout or docker archive,
+ * `inspect` an image on disk and verify it.
+ */
+import { Args, Command, Options, ValidationError } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Cause, Console, Effect, Exit, Option, Schema } from "effect"
+import * as NodePath from "node:path"
+import * as Blobchain from "../Blobchain.js"
+import * as Build from "../Build.js"
+import * as Image from "../Image.js"
+import * as Oci from "../Oci.js"
+import { buildJson, buildText, progress } from "./output.js"
+
+/** A flag's value is unusable: exit code 2, like any usage error. */
+export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { reason: Schema.String }) {
+  override get message() {
+    return this.reason
+  }
+}
+
+const StringArray = Schema.parseJson(Schema.Array(Schema.String))
+
+/** `["a","b"]` as JSON, or words split on white space. */
+export const parseCommand = (flag: string, value: string): Effect.Effect<ReadonlyArray<string>, UsageError> => {
+  const trimmed = value.trim()
+  if (trimmed.startsWith("[")) {
+    return Schema.decodeUnknown(StringArray)(trimmed).pipe(
+      Effect.mapError(() => new UsageError({ reason: `--${flag} wants a JSON array of strings or words, got ${value}` }))
+    )
+  }
+  return Effect.succeed(trimmed === "" ? [] : trimmed.split(/\s+/))
+}
+
+const optionalCommand = (flag: string, value: Option.Option<string>) =>
+  Option.match(value, { onNone: () => Effect.succeed(undefined), onSome: (v) => parseCommand(flag, v) })
+
+const json = Options.boolean("json").pipe(Options.withDescription("print one JSON document instead of text"))
+
+const build = Command.make(
+  "build",
+  {
+    dirs: Args.text({ name: "DIR" }).pipe(Args.atLeast(1), Args.withDescription("each a whole filesystem, oldest first")),
+    state: Options.text("state").pipe(Options.withDefault(".blobchain"), Options.withDescription("the state directory")),
+    out: Options.text("out").pipe(Options.optional, Options.withDescription("where to write the image")),
+    format: Options.choice("format", ["oci", "docker"]).pipe(Options.withDefault("oci" as const)),
+    compression: Options.choice("compression", ["gzip", "zstd", "none"]).pipe(Options.withDefault("gzip" as const)),
+    level: Options.integer("level").pipe(Options.optional),
+    tag: Options.text("tag").pipe(Options.optional),
+    entrypoint: Options.text("entrypoint").pipe(Options.optional),
+    cmd: Options.text("cmd").pipe(Options.optional),
+    env: Options.text("env").pipe(Options.repeated),
+    workdir: Options.text("workdir").pipe(Options.optional),
+    user: Options.text("user").pipe(Options.optional),
+    sourceDateEpoch: Options.integer("source-date-epoch").pipe(Options.optional),
+    concurrency: Options.integer("concurrency").pipe(Options.optional),
+    json
+  },
+  (o) =>
+    Effect.gen(function*() {
+      const badEnv = o.env.find((kv) => !/^[^=]+=/.test(kv))
+      if (badEnv !== undefined) return yield* new UsageError({ reason: `--env wants KEY=VALUE, got ${JSON.stringify(badEnv)}` })
+      const env = o.env
+      const level = Option.getOrUndefined(o.level)
+      if (level !== undefined) {
+        const [min, max] = o.compression === "zstd" ? [1, 22] : [0, 9]
+        if (o.compression === "none" || level < min || level > max) {
+          return yield* new UsageError({
+            reason: `--level ${level} does not fit --compression ${o.compression}${o.compression === "none" ? "" : ` (${min}–${max})`}`
+          })
+        }
+      }
+      const concurrency = Option.getOrUndefined(o.concurrency)
+      if (concurrency !== undefined && concurrency < 1) {
+        return yield* new UsageError({ reason: `--concurrency must be at least 1, got ${concurrency}` })
+      }
+      const epoch = Option.getOrUndefined(o.sourceDateEpoch)
+      if (epoch !== undefined && epoch < 0) {
+        return yield* new UsageError({ reason: `--source-date-epoch must not be negative, got ${epoch}` })
+      }
+      const entrypoint = yield* optionalCommand("entrypoint", o.entrypoint)
+      const cmd = yield* optionalCommand("cmd", o.cmd)
+      const container: Oci.ContainerConfig = {
+        ...(env.length === 0 ? {} : { Env: env }),
+        ...(entrypoint === undefined ? {} : { Entrypoint: entrypoint }),
+        ...(cmd === undefined ? {} : { Cmd: cmd }),
+        ...Option.match(o.workdir, { onNone: () => ({}), onSome: (v) => ({ WorkingDir: v }) }),
+        ...Option.match(o.user, { onNone: () => ({}), onSome: (v) => ({ User: v }) })
+      }
+      const docker = o.format === "docker"
+      const out = Option.getOrElse(o.out, () => (docker ? "blobchain-out.tar" : "blobchain-out"))
+      const tag = Option.getOrElse(o.tag, () => (docker ? "blobchain:latest" : "latest"))
+      const show = progress(process.stderr.isTTY === true && !o.json)
+      show.update(`snapshotting 0/${o.dirs.length}`)
+      const options: Build.BuildOptions = {
+        compression: o.compression,
+        docker,
+        container,
+        onSnapshot: (done, total) => show.update(done === total ? `diffing ${total} layers` : `snapshotting ${done}/${total}`),
+        ...(level === undefined ? {} : { level }),
+        ...(concurrency === undefined ? {} : { concurrency }),
+        ...(epoch === undefined ? {} : { sourceDateEpoch: epoch })
+      }
+      const work = Effect.gen(function*() {
+        const built = yield* Build.build(o.dirs, options)
+        show.update("writing image")
+        const linkFrom = Blobchain.paths(NodePath.resolve(o.state)).content
+        if (docker) yield* Image.writeDockerArchive(built.image, out, { tag, linkFrom })
+        else yield* Image.writeOciLayout(built.image, out, { tag, linkFrom })
+        return built
+      })
+      // sources are checked before the state directory is touched
+      yield* Effect.forEach(o.dirs, Build.checkSource, { discard: true })
+      const built = yield* work.pipe(Effect.provide(Blobchain.layerLocal({ root: o.state })), Effect.ensuring(Effect.sync(() => show.done())))
+      yield* Console.log(
+        o.json ? buildJson(built.image, built.snapshots, { path: out, format: o.format, tag }).trimEnd() : buildText(built.image).trimEnd()
+      )
+    })
+).pipe(Command.withDescription("build directories (oldest first) into an image"))
+
+const inspect = Command.make(
+  "inspect",
+  {
+    path: Args.text({ name: "PATH" }).pipe(Args.withDescription("an OCI layout directory or a docker archive")),
+    tag: Options.text("tag").pipe(Options.optional),
+    json
+  },
+  (o) =>
+    Effect.gen(function*() {
+      const found = yield* Image.inspect(o.path, Option.match(o.tag, { onNone: () => ({}), onSome: (tag) => ({ tag }) }))
+      if (o.json) {
+        yield* Console.log(JSON.stringify(found, null, 2))
+        return
+      }
+      const c = found.config.config ?? {}
+      const lines = [
+        `format    ${found.format}`,
+        `tags      ${found.tags.join(", ") || "(none)"}`,
+        `manifest  ${found.manifestDigest}`,
+        `config    ${found.configDigest}`,
+        `platform  ${found.config.os}/${found.config.architecture}${found.config.variant === undefined ? "" : `/${found.config.variant}`}`,
+        ...(c.Entrypoint ? [`entrypoint ${JSON.stringify(c.Entrypoint)}`] : []),
+        ...(c.Cmd ? [`cmd       ${JSON.stringify(c.Cmd)}`] : []),
+        ...(c.Env ? c.Env.map((e) => `env       ${e}`) : []),
+        ...(c.WorkingDir ? [`workdir   ${c.WorkingDir}`] : []),
+        ...(c.User ? [`user      ${c.User}`] : []),
+        `layers    ${found.layers.length}`,
+        ...found.layers.map((l) => `  ${l.diffId}  ${l.digest}  ${l.size}  ${l.mediaType}`),
+        "verified: every blob digest and layer diffID matches"
+      ]
+      yield* Console.log(lines.join("\n"))
+    })
+).pipe(Command.withDescription("show an image on disk and verify every blob and diffID"))
+
+const blobchain = Command.make("blobchain").pipe(Command.withSubcommands([build, inspect]))
+
+const cli = Command.run(blobchain, { name: "blobchain", version: "0.1.0" })
+
+/** One line for a failure: the typed error's message, or the defect's. */
+export const describeFailure = (cause: Cause.Cause<unknown>): { readonly line: string; readonly code: number } => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value
+    if (ValidationError.isValidationError(error)) return { line: "", code: 2 }
+    if (error instanceof UsageError) return { line: error.message, code: 2 }
+    return { line: error instanceof Error ? error.message : String(error), code: 1 }
+  }
+  const defect = Cause.dieOption(cause)
+  if (Option.isSome(defect)) {
+    const error = defect.value
+    return { line: `internal error: ${error instanceof Error ? error.message : String(error)}`, code: 1 }
+  }
+  return { line: Cause.isInterruptedOnly(cause) ? "interrupted" : Cause.pretty(cause).split("\n")[0] ?? "failed", code: 130 }
+}
+
+/** Run the tool on `argv` (as process.argv); resolves to the exit code. */
+export const main = (argv: ReadonlyArray<string>) =>
+  cli(argv).pipe(
+    Effect.provide(NodeContext.layer),
+    Effect.exit,
+    Effect.flatMap((exit) => {
+      if (Exit.isSuccess(exit)) return Effect.succeed(0)
+      const { code, line } = describeFailure(exit.cause)
+      return (line === "" ? Effect.void : Console.error(`blobchain: ${line}`)).pipe(Effect.as(code))
+    })
+  )
+
+NodeRuntime.runMain(
+  main(process.argv).pipe(Effect.map((code) => void (process.exitCode = code))),
+  { disableErrorReporting: true, disablePrettyLogger: true }
+)

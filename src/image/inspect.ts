@@ -1,0 +1,320 @@
+/**
+ * Reading an image back from an OCI layout directory or a docker archive, verifying every
+ * blob's digest and size and every layer's diffID on the way.
+ */
+import { Effect, Schema } from "effect"
+import { createHash } from "node:crypto"
+import { createReadStream } from "node:fs"
+import * as fs from "node:fs/promises"
+import * as NodePath from "node:path"
+import { Transform, Writable } from "node:stream"
+import { pipeline } from "node:stream/promises"
+import * as Digest from "../Digest.js"
+import { dockerTag, ImageError, InvalidImage } from "../Image.js"
+import * as Oci from "../Oci.js"
+import { decompressor, sniff } from "../diff/compress.js"
+import { blobPath } from "./blobFile.js"
+
+/** One verified layer. */
+export interface InspectedLayer {
+  readonly digest: Digest.Digest
+  readonly size: number
+  readonly mediaType: string
+  readonly diffId: Digest.Digest
+}
+
+/** A verified image. */
+export interface Inspection {
+  readonly format: "oci" | "docker"
+  readonly tags: ReadonlyArray<string>
+  /** The manifest's digest (for a docker archive: of the schema-2 manifest its files describe). */
+  readonly manifestDigest: Digest.Digest
+  readonly configDigest: Digest.Digest
+  readonly config: Oci.ImageConfig
+  readonly layers: ReadonlyArray<InspectedLayer>
+}
+
+/** Where an image's files come from: a directory or an uncompressed tar. */
+interface Source {
+  readonly path: string
+  readonly has: (name: string) => boolean
+  readonly size: (name: string) => Promise<number>
+  readonly open: (name: string, start?: number, end?: number) => NodeJS.ReadableStream
+}
+
+const cleanName = (name: string) => name.replace(/^(\.\/)+/, "")
+
+const directorySource = (dir: string): Source => ({
+  path: dir,
+  has: () => true,
+  size: async (name) => (await fs.stat(NodePath.join(dir, name))).size,
+  open: (name, start, end) =>
+    createReadStream(NodePath.join(dir, name), { ...(start === undefined ? {} : { start }), ...(end === undefined ? {} : { end }) })
+})
+
+const cString = (block: Buffer, from: number, to: number) => {
+  const raw = block.subarray(from, to)
+  const nul = raw.indexOf(0)
+  return raw.subarray(0, nul === -1 ? raw.length : nul).toString("utf8")
+}
+
+const numberField = (block: Buffer, from: number, to: number): number => {
+  const first = block[from] ?? 0
+  if (first & 0x80) {
+    // base-256, as GNU tar writes sizes past 8 GiB
+    let n = first & 0x7f
+    for (let i = from + 1; i < to; i++) n = n * 256 + (block[i] ?? 0)
+    return n
+  }
+  const text = cString(block, from, to).trim()
+  return text === "" ? 0 : parseInt(text, 8)
+}
+
+const paxPath = (records: string): string | undefined => {
+  let rest = records
+  let found: string | undefined
+  while (rest.length > 0) {
+    const space = rest.indexOf(" ")
+    const length = parseInt(rest.slice(0, space), 10)
+    if (!Number.isFinite(length) || length <= 0) break
+    const record = Buffer.from(rest, "utf8").subarray(0, length).toString("utf8")
+    const kv = record.slice(space + 1, -1)
+    const eq = kv.indexOf("=")
+    if (kv.slice(0, eq) === "path") found = kv.slice(eq + 1)
+    rest = Buffer.from(rest, "utf8").subarray(length).toString("utf8")
+  }
+  return found
+}
+
+/** The regular files of an uncompressed tar: name → offset and size. */
+const tarSource = async (file: string): Promise<Source> => {
+  const entries = new Map<string, { readonly offset: number; readonly size: number }>()
+  const handle = await fs.open(file, "r")
+  try {
+    const block = Buffer.alloc(512)
+    let position = 0
+    let longName: string | undefined
+    for (;;) {
+      const { bytesRead } = await handle.read(block, 0, 512, position)
+      if (bytesRead < 512 || block.every((b) => b === 0)) break
+      const size = numberField(block, 124, 136)
+      const type = String.fromCharCode(block[156] ?? 0)
+      const data = position + 512
+      if (type === "x" || type === "L") {
+        const content = Buffer.alloc(size)
+        await handle.read(content, 0, size, data)
+        longName = type === "L" ? cString(content, 0, content.length) : paxPath(content.toString("utf8")) ?? longName
+      } else if (type !== "g") {
+        const prefix = block.subarray(257, 262).toString("ascii") === "ustar" ? cString(block, 345, 500) : ""
+        const short = cString(block, 0, 100)
+        const name = longName ?? (prefix === "" ? short : `${prefix}/${short}`)
+        if (type === "0" || type === "\0") entries.set(cleanName(name), { offset: data, size })
+        longName = undefined
+      }
+      position = data + size + ((512 - (size % 512)) % 512)
+    }
+  } finally {
+    await handle.close()
+  }
+  return {
+    path: file,
+    has: (name) => entries.has(cleanName(name)),
+    size: async (name) => entries.get(cleanName(name))?.size ?? -1,
+    open: (name, start = 0, end) => {
+      const entry = entries.get(cleanName(name))
+      if (entry === undefined) throw new Error(`no file ${name} in archive`)
+      const last = entry.offset + entry.size - 1
+      return createReadStream(file, { start: entry.offset + start, end: end === undefined ? last : Math.min(last, entry.offset + end) })
+    }
+  }
+}
+
+const readBytes = async (source: Source, name: string): Promise<Buffer> => {
+  const chunks: Array<Buffer> = []
+  for await (const chunk of source.open(name)) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
+  return Buffer.concat(chunks)
+}
+
+const hashSink = () => {
+  const hash = createHash("sha256")
+  let size = 0
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk)
+      size += chunk.length
+      callback()
+    }
+  })
+  return { sink, result: () => ({ digest: Digest.fromHex("sha256", hash.digest("hex")), size }) }
+}
+
+/** Digest and size of a blob, and the diffID of its decompressed content, in one read. */
+const layerDigests = async (source: Source, name: string) => {
+  const headChunks: Array<Buffer> = []
+  for await (const chunk of source.open(name, 0, 3)) headChunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
+  const compression = sniff(Buffer.concat(headChunks))
+  const raw = createHash("sha256")
+  let size = 0
+  const uncompressed = hashSink()
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      raw.update(chunk)
+      size += chunk.length
+      callback(null, chunk)
+    }
+  })
+  const decompress = decompressor(compression)
+  await (decompress === undefined
+    ? pipeline(source.open(name), tap, uncompressed.sink)
+    : pipeline(source.open(name), tap, decompress, uncompressed.sink))
+  return {
+    compression,
+    digest: Digest.fromHex("sha256", raw.digest("hex")),
+    size,
+    diffId: uncompressed.result().digest
+  }
+}
+
+const decodeJson = <A, I>(schema: Schema.Schema<A, I>, what: string, path: string) => (text: string) =>
+  Schema.decodeUnknown(Schema.parseJson(schema))(text).pipe(
+    Effect.mapError((e) => new InvalidImage({ path, reason: `${what}: ${e.message}` }))
+  )
+
+const io = <A>(path: string, step: string, f: () => Promise<A>) =>
+  Effect.tryPromise({
+    try: f,
+    catch: (cause) => new ImageError({ path, step, reason: cause instanceof Error ? cause.message : String(cause), cause })
+  })
+
+const verifyBlob = (source: Source, descriptor: Oci.Descriptor, what: string) =>
+  Effect.gen(function*() {
+    const name = blobPath(descriptor.digest)
+    const bytes = yield* io(source.path, `read ${what}`, () => readBytes(source, name))
+    const actual = Digest.ofBytes(bytes)
+    if (actual !== descriptor.digest) {
+      return yield* new InvalidImage({ path: source.path, reason: `${what} ${name} hashes to ${actual}` })
+    }
+    if (bytes.length !== descriptor.size) {
+      return yield* new InvalidImage({
+        path: source.path,
+        reason: `${what} ${descriptor.digest} has ${bytes.length} bytes, its descriptor says ${descriptor.size}`
+      })
+    }
+    return bytes.toString("utf8")
+  })
+
+const verifyLayers = (
+  source: Source,
+  names: ReadonlyArray<string>,
+  config: Oci.ImageConfig,
+  descriptors: ReadonlyArray<Oci.Descriptor> | undefined,
+  docker: boolean
+) =>
+  Effect.gen(function*() {
+    if (names.length !== config.rootfs.diff_ids.length) {
+      return yield* new InvalidImage({
+        path: source.path,
+        reason: `${names.length} layers but ${config.rootfs.diff_ids.length} diff_ids in the config`
+      })
+    }
+    return yield* Effect.forEach(names, (name, i) =>
+      Effect.gen(function*() {
+        if (!source.has(name)) return yield* new InvalidImage({ path: source.path, reason: `layer ${name} is missing` })
+        const found = yield* io(source.path, `read layer ${name}`, () => layerDigests(source, name))
+        const descriptor = descriptors?.[i]
+        const named = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name)?.[1]
+        const expected = descriptor?.digest ?? (named === undefined ? undefined : Digest.fromHex("sha256", named))
+        if (expected !== undefined && expected !== found.digest) {
+          return yield* new InvalidImage({ path: source.path, reason: `layer ${i} (${name}) hashes to ${found.digest}, expected ${expected}` })
+        }
+        if (descriptor !== undefined && descriptor.size !== found.size) {
+          return yield* new InvalidImage({ path: source.path, reason: `layer ${i} has ${found.size} bytes, its descriptor says ${descriptor.size}` })
+        }
+        const diffId = config.rootfs.diff_ids[i]
+        if (diffId !== found.diffId) {
+          return yield* new InvalidImage({ path: source.path, reason: `layer ${i} (${found.digest}) has diffID ${found.diffId}, the config says ${diffId}` })
+        }
+        return {
+          digest: found.digest,
+          size: found.size,
+          mediaType: descriptor?.mediaType ?? Oci.layerMediaType(found.compression, docker),
+          diffId: found.diffId
+        }
+      }), { concurrency: 2 })
+  })
+
+const inspectLayout = (dir: string, tag: string | undefined) =>
+  Effect.gen(function*() {
+    const source = directorySource(dir)
+    const indexText = yield* io(dir, "read index", () => fs.readFile(NodePath.join(dir, "index.json"), "utf8"))
+    const index = yield* decodeJson(Oci.Index, "index.json", dir)(indexText)
+    const named = (d: Oci.Descriptor) => d.annotations?.[Oci.AnnotationRefName]
+    const candidates = tag === undefined ? index.manifests : index.manifests.filter((d) => named(d) === tag)
+    const chosen = candidates[0]
+    if (chosen === undefined || (tag === undefined && candidates.length > 1)) {
+      const names = index.manifests.map((d) => named(d) ?? d.digest).join(", ")
+      return yield* new InvalidImage({
+        path: dir,
+        reason: tag === undefined ? `choose an image: ${names}` : `no image tagged ${JSON.stringify(tag)} (have: ${names || "none"})`
+      })
+    }
+    const manifest = yield* verifyBlob(source, chosen, "manifest").pipe(Effect.flatMap(decodeJson(Oci.Manifest, "manifest", dir)))
+    const config = yield* verifyBlob(source, manifest.config, "config").pipe(Effect.flatMap(decodeJson(Oci.ImageConfig, "config", dir)))
+    const layers = yield* verifyLayers(source, manifest.layers.map((l) => blobPath(l.digest)), config, manifest.layers, false)
+    return {
+      format: "oci" as const,
+      tags: index.manifests.filter((d) => d.digest === chosen.digest).map(named).filter((n): n is string => n !== undefined),
+      manifestDigest: chosen.digest,
+      configDigest: manifest.config.digest,
+      config,
+      layers
+    }
+  })
+
+const inspectArchive = (file: string, tag: string | undefined) =>
+  Effect.gen(function*() {
+    const source = yield* io(file, "read archive", () => tarSource(file))
+    if (!source.has("manifest.json")) return yield* new InvalidImage({ path: file, reason: "no manifest.json in the archive" })
+    const text = yield* io(file, "read manifest.json", () => readBytes(source, "manifest.json").then((b) => b.toString("utf8")))
+    const entries = yield* decodeJson(Oci.DockerArchiveManifest, "manifest.json", file)(text)
+    const wanted = tag === undefined ? undefined : dockerTag(tag)
+    const entry = wanted === undefined ? entries[0] : entries.find((e) => e.RepoTags?.includes(wanted))
+    if (entry === undefined || (wanted === undefined && entries.length > 1)) {
+      const names = entries.flatMap((e) => e.RepoTags ?? []).join(", ")
+      return yield* new InvalidImage({ path: file, reason: wanted === undefined ? `choose an image: ${names}` : `no image tagged ${wanted} (have: ${names || "none"})` })
+    }
+    if (!source.has(entry.Config)) return yield* new InvalidImage({ path: file, reason: `config ${entry.Config} is missing` })
+    const configBytes = yield* io(file, "read config", () => readBytes(source, entry.Config))
+    const configDigest = Digest.ofBytes(configBytes)
+    const configName = /([0-9a-f]{64})(\.json)?$/.exec(entry.Config)?.[1]
+    if (configName !== undefined && Digest.hex(configDigest) !== configName) {
+      return yield* new InvalidImage({ path: file, reason: `config ${entry.Config} hashes to ${configDigest}` })
+    }
+    const config = yield* decodeJson(Oci.ImageConfig, "config", file)(configBytes.toString("utf8"))
+    const layers = yield* verifyLayers(source, entry.Layers, config, undefined, true)
+    // the schema-2 manifest these files describe, as blobchain writes it
+    const manifest: Oci.Manifest = {
+      schemaVersion: 2,
+      mediaType: Oci.MediaType.dockerManifest,
+      config: new Oci.Descriptor({ mediaType: Oci.MediaType.dockerConfig, digest: configDigest, size: configBytes.length }),
+      layers: layers.map((l) => new Oci.Descriptor({ mediaType: l.mediaType, digest: l.digest, size: l.size }))
+    }
+    return {
+      format: "docker" as const,
+      tags: entry.RepoTags ?? [],
+      manifestDigest: Digest.ofBytes(Oci.canonicalJson(Schema.encodeSync(Oci.Manifest)(manifest))),
+      configDigest,
+      config,
+      layers
+    }
+  })
+
+/** Read and verify the image at `path` (an OCI layout directory or a docker archive). */
+export const inspect = (path: string, options: { readonly tag?: string }) =>
+  Effect.gen(function*() {
+    const stat = yield* io(path, "open", () => fs.stat(path))
+    const inspection: Inspection = stat.isDirectory()
+      ? yield* inspectLayout(path, options.tag)
+      : yield* inspectArchive(path, options.tag)
+    return inspection
+  })
