@@ -43,7 +43,7 @@ export function* changes(lower: Tree, upper: Tree): Generator<Change> {
   }
 
   function* added(prefix: string, dirs: ReadonlyArray<string>): Generator<Change> {
-    for (const node of children(dirs)) {
+    for (const node of children(upper, dirs)) {
       if (++visited % tickEvery === 0) yield { _tag: "Tick" }
       if (node.stat.isSocket()) continue
       const path = prefix + node.name
@@ -53,8 +53,8 @@ export function* changes(lower: Tree, upper: Tree): Generator<Change> {
   }
 
   function* walk(prefix: string, lowerDirs: ReadonlyArray<string>, upperDirs: ReadonlyArray<string>): Generator<Change> {
-    const l = lowerDirs.length === 0 ? [] : children(lowerDirs)
-    const u = children(upperDirs)
+    const l = lowerDirs.length === 0 ? [] : children(lower, lowerDirs)
+    const u = children(upper, upperDirs)
     let i = 0
     let j = 0
     while (i < l.length || j < u.length) {
@@ -115,7 +115,7 @@ export function* changes(lower: Tree, upper: Tree): Generator<Change> {
   if (upper.root.length === 0) {
     // everything below the root was deleted
     if (lower.root.length > 0) {
-      for (const node of children(lower.root)) yield { _tag: "Whiteout", path: node.name }
+      for (const node of children(lower, lower.root)) yield { _tag: "Whiteout", path: node.name }
     }
     return
   }
@@ -207,7 +207,7 @@ const buildLinkIndex = (tree: Tree): LinkIndex => {
   const byInode = new Map<string, Array<string>>()
   const inodeOf = new Map<string, string>()
   const visit = (prefix: string, dirs: ReadonlyArray<string>): void => {
-    for (const node of children(dirs)) {
+    for (const node of children(tree, dirs)) {
       const path = prefix + node.name
       if (node.stat.isDirectory()) visit(`${path}/`, node.dirs)
       else if (node.stat.isFile() && node.stat.nlink > 1n) {

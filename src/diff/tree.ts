@@ -18,10 +18,12 @@ export interface Node {
 /** A readable tree: the real directories merged into its root, highest first ([] = empty tree). */
 export interface Tree {
   readonly root: ReadonlyArray<string>
+  /** Overlay layers: `.wh.` names and whiteout devices are markers, not files. */
+  readonly overlay: boolean
 }
 
 /** The empty tree. */
-export const empty: Tree = { root: [] }
+export const empty: Tree = { root: [], overlay: false }
 
 // overlayfs marks a directory opaque with an xattr (unreadable from Node) or, in the
 // userxattr-less layouts our snapshotter writes, with this file inside it.
@@ -36,13 +38,13 @@ export const fromMounts = (mounts: ReadonlyArray<Mount>): Tree | string => {
   switch (mount.type) {
     case "bind":
     case "rbind":
-      return { root: [mount.source] }
+      return { root: [mount.source], overlay: false }
     case "overlay": {
       const lower = optionOf(mount.options, "lowerdir")
       const upper = optionOf(mount.options, "upperdir")
       if (lower === undefined) return "overlay mount without lowerdir"
       const lowers = lower.split(":").filter((d) => d.length > 0)
-      return { root: upper === undefined ? lowers : [upper, ...lowers] }
+      return { root: upper === undefined ? lowers : [upper, ...lowers], overlay: true }
     }
     default:
       return `unsupported mount type ${JSON.stringify(mount.type)}`
@@ -68,8 +70,8 @@ const lstatOrUndefined = (path: string): fs.BigIntStats | undefined =>
  * The children of a merged directory, sorted by name. Synchronous on purpose: many small
  * stat calls are far cheaper than as many thread-pool round trips; callers yield between batches.
  */
-export const children = (dirs: ReadonlyArray<string>): Array<Node> => {
-  if (dirs.length === 1) return childrenOfOne(dirs[0]!)
+export const children = (tree: Tree, dirs: ReadonlyArray<string>): Array<Node> => {
+  if (!tree.overlay) return childrenOfOne(dirs[0]!)
   const seen = new Set<string>()
   const out: Array<Node> = []
   for (let i = 0; i < dirs.length; i++) {
