@@ -306,7 +306,12 @@ export const make = (options: { readonly root: string }): Effect.Effect<
     const removeIngest = (dir: string) =>
       io("abort", dir, async () => {
         const names = await NodeFsP.readdir(dir).catch(() => [])
-        for (const name of names) if (name !== "lock") await NodeFsP.rm(NodePath.join(dir, name), { force: true })
+        // only our own files: another process may be creating its lock file here right now
+        for (const name of names) {
+          if (name === "data" || name.startsWith("ref.json") || Lock.isLeftover("lock", name)) {
+            await NodeFsP.rm(NodePath.join(dir, name), { force: true })
+          }
+        }
       }).pipe(
         Effect.ensuring(Lock.release(lockPath(dir))),
         Effect.zipRight(Effect.promise(() => NodeFsP.rmdir(dir).catch(() => undefined)))
@@ -582,7 +587,7 @@ export const make = (options: { readonly root: string }): Effect.Effect<
         yield* Validate.size("writer", options.ref, "total", options.total)
         if (options.expected !== undefined) yield* Validate.digest("writer", options.expected)
         const dir = ingestDir(options.ref)
-        yield* io("writer", options.ref, () => NodeFsP.mkdir(dir, { recursive: true }))
+        yield* io("writer", options.ref, () => Lock.makeDirectory(dir))
         yield* Lock.acquire(lockPath(dir), options.ref)
         return yield* openIngest(options, dir).pipe(Effect.onError(() => Lock.release(lockPath(dir))))
       })

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs/promises"
+import * as NodePath from "node:path"
 import { Effect } from "effect"
 import * as ContentStore from "../ContentStore.js"
 
@@ -36,13 +37,35 @@ const ownerOf = (content: string): number | undefined => {
   return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
 }
 
+/**
+ * `mkdir -p` that tolerates the directory being removed while it checks (Node's recursive
+ * mkdir then fails with ENOENT), as another process finishing an ingest does.
+ */
+export const makeDirectory = async (path: string): Promise<void> => {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await NodeFs.mkdir(path, { recursive: true })
+      return
+    } catch (error) {
+      if (errno(error) !== "ENOENT" || attempt >= 10) throw error
+    }
+  }
+}
+
 type Attempt = "acquired" | "locked" | "retry"
 
 // The file is written whole under a temporary name, then linked into place: link fails
 // atomically with EEXIST, and a reader never sees an empty lock file.
 const tryLink = async (path: string): Promise<Attempt> => {
   const temp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}`
-  await NodeFs.writeFile(temp, `${process.pid}\n`)
+  try {
+    await NodeFs.writeFile(temp, `${process.pid}\n`)
+  } catch (error) {
+    // the holder removed the directory as we came: make it again
+    if (errno(error) !== "ENOENT") throw error
+    await makeDirectory(NodePath.dirname(path))
+    return "retry"
+  }
   try {
     await NodeFs.link(temp, path)
     return "acquired"
@@ -68,7 +91,8 @@ const tryLink = async (path: string): Promise<Attempt> => {
     if (errno(error) === "ENOENT") return "retry"
     throw error
   }
-  const moved = await NodeFs.readFile(aside, "utf8")
+  const moved = await NodeFs.readFile(aside, "utf8").catch(() => undefined)
+  if (moved === undefined) return "retry"
   if (moved !== content) {
     // someone took the lock between our read and rename: give it back
     await NodeFs.link(aside, path).catch(() => undefined)
@@ -100,6 +124,18 @@ export const release = (path: string): Effect.Effect<void> =>
   Effect.promise(() => NodeFs.rm(path, { force: true }).catch(() => undefined)).pipe(
     Effect.ensuring(Effect.sync(() => held.delete(path)))
   )
+
+/**
+ * `true` for a file beside a lock named `lockName` that a dead process left behind: a lock
+ * being created (`lock.<pid>.<hex>`) or broken (`lock.stale.<hex>`).
+ */
+export const isLeftover = (lockName: string, name: string): boolean => {
+  if (!name.startsWith(`${lockName}.`)) return false
+  const [first] = name.slice(lockName.length + 1).split(".")
+  if (first === "stale") return true
+  const pid = first === undefined ? undefined : ownerOf(first)
+  return pid === undefined || (pid !== process.pid && !alive(pid))
+}
 
 /** `true` when this process holds the lock file `path`. */
 export const isHeld = (path: string): boolean => held.has(path)
