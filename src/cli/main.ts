@@ -58,6 +58,8 @@ const build = Command.make(
   },
   (o) =>
     Effect.gen(function*() {
+      const flag = o.dirs.find((d) => d.startsWith("-"))
+      if (flag !== undefined) return yield* new UsageError({ reason: `unknown option ${flag}` })
       const badEnv = o.env.find((kv) => !/^[^=]+=/.test(kv))
       if (badEnv !== undefined) return yield* new UsageError({ reason: `--env wants KEY=VALUE, got ${JSON.stringify(badEnv)}` })
       const env = o.env

@@ -220,7 +220,14 @@ const verifyLayers = (
     return yield* Effect.forEach(names, (name, i) =>
       Effect.gen(function*() {
         if (!source.has(name)) return yield* new InvalidImage({ path: source.path, reason: `layer ${name} is missing` })
-        const found = yield* io(source.path, `read layer ${name}`, () => layerDigests(source, name))
+        const found = yield* Effect.tryPromise({
+          try: () => layerDigests(source, name),
+          catch: (cause) =>
+            new InvalidImage({
+              path: source.path,
+              reason: `layer ${i} (${name}) cannot be read: ${cause instanceof Error ? cause.message : String(cause)}`
+            })
+        })
         const descriptor = descriptors?.[i]
         const named = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name)?.[1]
         const expected = descriptor?.digest ?? (named === undefined ? undefined : Digest.fromHex("sha256", named))

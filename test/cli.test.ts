@@ -1,0 +1,255 @@
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { FastCheck as fc } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { applyOps, cloneSpec, manifest, materialize, opArb, type Spec, tempDir } from "./support/trees.js"
+import { blobchain, haveTool, run } from "./support/tools.js"
+
+const umoci = haveTool("umoci")
+const skopeo = haveTool("skopeo")
+
+const work = tempDir("cli")
+afterAll(() => work.remove())
+let counter = 0
+const fresh = (name: string) => path.join(work.dir, `${name}-${counter++}`)
+
+const write = (root: string, rel: string, content: string, mode = 0o644) => {
+  fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true })
+  fs.writeFileSync(path.join(root, rel), content, { mode })
+}
+
+/** Three full trees with symlinks, hard links, deletions and type swaps between them. */
+const makeChain = (): Array<string> => {
+  const base = fresh("chain")
+  const one = path.join(base, "1")
+  write(one, "etc/os-release", "NAME=test\n")
+  write(one, "bin/tool", "#!/bin/sh\necho tool\n", 0o755)
+  write(one, "usr/share/doc/readme", "x".repeat(5000))
+  write(one, "swap/file-then-dir", "file")
+  fs.mkdirSync(path.join(one, "swap/dir-then-link"), { recursive: true })
+  write(one, "swap/dir-then-link/inner", "inner")
+  fs.symlinkSync("../etc/os-release", path.join(one, "bin/os"))
+  fs.linkSync(path.join(one, "bin/tool"), path.join(one, "bin/tool-again"))
+  fs.mkdirSync(path.join(one, "empty"))
+  const two = path.join(base, "2")
+  run("cp", ["-a", `${one}/.`, two])
+  fs.rmSync(path.join(two, "usr/share/doc"), { recursive: true })
+  fs.rmSync(path.join(two, "swap/file-then-dir"))
+  write(two, "swap/file-then-dir/now-a-dir", "d")
+  fs.rmSync(path.join(two, "swap/dir-then-link"), { recursive: true })
+  fs.symlinkSync("/etc", path.join(two, "swap/dir-then-link"))
+  write(two, "app/main.js", "console.log(1)\n")
+  fs.linkSync(path.join(two, "app/main.js"), path.join(two, "app/index.js"))
+  const three = path.join(base, "3")
+  run("cp", ["-a", `${two}/.`, three])
+  write(three, "app/main.js.new", "console.log(2)\n")
+  fs.renameSync(path.join(three, "app/main.js.new"), path.join(three, "app/main.js"))
+  fs.rmSync(path.join(three, "bin/os"))
+  write(three, "bin/os", "now a file")
+  fs.chmodSync(path.join(three, "etc/os-release"), 0o600)
+  fs.utimesSync(path.join(three, "etc/os-release"), 1_500_000_000, 1_500_000_000)
+  return [one, two, three]
+}
+
+const files = (dir: string): Map<string, Buffer> => {
+  const out = new Map<string, Buffer>()
+  const visit = (rel: string) => {
+    for (const name of fs.readdirSync(path.join(dir, rel)).sort()) {
+      const p = rel === "" ? name : `${rel}/${name}`
+      const stat = fs.lstatSync(path.join(dir, p))
+      if (stat.isDirectory()) visit(p)
+      else out.set(p, fs.readFileSync(path.join(dir, p)))
+    }
+  }
+  visit("")
+  return out
+}
+
+describe("blobchain build", () => {
+  it("writes an OCI layout that umoci unpacks to the last directory", { skip: !umoci }, () => {
+    const dirs = makeChain()
+    const state = fresh("state")
+    const out = fresh("out")
+    const result = blobchain(["build", ...dirs, "--state", state, "--out", out, "--tag", "v1"])
+    expect(result.stderr).toBe("")
+    expect(result.code).toBe(0)
+    const lines = result.stdout.trim().split("\n")
+    expect(lines).toHaveLength(4)
+    for (const line of lines.slice(0, 3)) {
+      expect(line).toMatch(/^sha256:[0-9a-f]{64} {2}sha256:[0-9a-f]{64} {2}\d+ {2}application\/vnd\.oci\.image\.layer\.v1\.tar\+gzip$/)
+    }
+    expect(lines[3]).toMatch(/^manifest sha256:[0-9a-f]{64}$/)
+    const bundle = fresh("bundle")
+    run("umoci", ["unpack", "--image", `${out}:v1`, bundle])
+    expect(manifest(path.join(bundle, "rootfs"))).toEqual(manifest(dirs[2]!))
+  })
+
+  it.prop(
+    "random chains of trees unpack (umoci) to their last tree",
+    {
+      steps: fc.array(fc.array(opArb, { minLength: 1, maxLength: 15 }), { minLength: 1, maxLength: 3 })
+    },
+    ({ steps }) => {
+      if (!umoci) return
+      const base = fresh("random")
+      let spec: Spec = new Map()
+      const dirs = steps.map((ops, i) => {
+        spec = applyOps(cloneSpec(spec), ops)
+        const dir = path.join(base, String(i))
+        fs.mkdirSync(dir, { recursive: true })
+        materialize(spec, dir)
+        return dir
+      })
+      const out = path.join(base, "out")
+      const result = blobchain(["build", ...dirs, "--state", path.join(base, "state"), "--out", out])
+      expect(result.stderr).toBe("")
+      expect(result.code).toBe(0)
+      run("umoci", ["unpack", "--image", `${out}:latest`, path.join(base, "bundle")])
+      expect(manifest(path.join(base, "bundle", "rootfs"))).toEqual(manifest(dirs[dirs.length - 1]!))
+    },
+    { fastCheck: { numRuns: 4 }, timeout: 120_000 }
+  )
+
+  it("skopeo reads the OCI layout and the docker archive, and copy checks every blob", { skip: !skopeo }, () => {
+    const dirs = makeChain()
+    const state = fresh("state")
+    const out = fresh("out")
+    const tar = `${fresh("archive")}.tar`
+    expect(blobchain(["build", ...dirs, "--state", state, "--out", out, "--tag", "app"]).code).toBe(0)
+    const docker = blobchain(["build", ...dirs, "--state", state, "--out", tar, "--format", "docker", "--tag", "app:1", "--json"])
+    expect(docker.code).toBe(0)
+    const built = JSON.parse(docker.stdout)
+    const oci = JSON.parse(run("skopeo", ["inspect", `oci:${out}:app`]))
+    expect(oci.Layers).toHaveLength(3)
+    const archive = JSON.parse(run("skopeo", ["inspect", `docker-archive:${tar}`]))
+    expect(archive.Layers).toHaveLength(3)
+    expect(archive.RepoTags).toEqual([])
+    const config = JSON.parse(run("skopeo", ["inspect", "--config", `docker-archive:${tar}`]))
+    expect(config.rootfs.diff_ids).toEqual(built.layers.map((l: { diffId: string }) => l.diffId))
+    const copied = fresh("copied")
+    run("skopeo", ["copy", `oci:${out}:app`, `dir:${copied}`])
+    for (const layer of oci.Layers) expect(fs.existsSync(path.join(copied, layer.replace("sha256:", "")))).toBe(true)
+    const copiedArchive = fresh("copied")
+    run("skopeo", ["copy", `docker-archive:${tar}`, `dir:${copiedArchive}`])
+  })
+
+  it("a second build of the same directories reuses every snapshot and writes identical bytes", () => {
+    const dirs = makeChain()
+    const state = fresh("state")
+    const out = fresh("out")
+    const first = blobchain(["build", ...dirs, "--state", state, "--out", out, "--json"])
+    expect(first.code).toBe(0)
+    const before = files(out)
+    const again = blobchain(["build", ...dirs, "--state", state, "--out", out, "--json"])
+    expect(again.code).toBe(0)
+    const parsed = JSON.parse(again.stdout)
+    expect(parsed.snapshots.map((s: { reused: boolean }) => s.reused)).toEqual([true, true, true])
+    expect(JSON.parse(first.stdout).snapshots.map((s: { reused: boolean }) => s.reused)).toEqual([false, false, false])
+    expect(parsed.manifest).toEqual(JSON.parse(first.stdout).manifest)
+    expect(files(out)).toEqual(before)
+    // a fresh state directory makes the same bytes too
+    const other = fresh("out")
+    expect(blobchain(["build", ...dirs, "--state", fresh("state"), "--out", other]).code).toBe(0)
+    expect(files(other)).toEqual(before)
+  })
+
+  it("a changed directory makes a new snapshot and keeps the earlier ones", () => {
+    const dirs = makeChain()
+    const state = fresh("state")
+    expect(blobchain(["build", ...dirs, "--state", state, "--out", fresh("out")]).code).toBe(0)
+    write(dirs[2]!, "app/extra", "more")
+    const again = blobchain(["build", ...dirs, "--state", state, "--out", fresh("out"), "--json"])
+    expect(again.code).toBe(0)
+    expect(JSON.parse(again.stdout).snapshots.map((s: { reused: boolean }) => s.reused)).toEqual([true, true, false])
+  })
+
+  it("inspect verifies what build wrote and fails loudly on a flipped byte", () => {
+    const dirs = makeChain()
+    const out = fresh("out")
+    const tar = `${fresh("archive")}.tar`
+    const state = fresh("state")
+    expect(blobchain(["build", ...dirs, "--state", state, "--out", out]).code).toBe(0)
+    expect(blobchain(["build", ...dirs, "--state", state, "--out", tar, "--format", "docker"]).code).toBe(0)
+    const ok = blobchain(["inspect", out])
+    expect(ok.code).toBe(0)
+    expect(ok.stdout).toContain("verified")
+    expect(ok.stdout).toContain("layers    3")
+    expect(blobchain(["inspect", tar]).code).toBe(0)
+    // break the copy (the state directory's blob is hard-linked: copy before changing)
+    const index = JSON.parse(fs.readFileSync(path.join(out, "index.json"), "utf8"))
+    const manifestPath = path.join(out, "blobs", "sha256", index.manifests[0].digest.slice(7))
+    const layer = JSON.parse(fs.readFileSync(manifestPath, "utf8")).layers[1].digest.slice(7)
+    const layerPath = path.join(out, "blobs", "sha256", layer)
+    const bytes = fs.readFileSync(layerPath)
+    bytes[bytes.length - 10] = (bytes[bytes.length - 10]! + 1) % 256
+    fs.rmSync(layerPath)
+    fs.writeFileSync(layerPath, bytes)
+    const bad = blobchain(["inspect", out])
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toMatch(/^blobchain: invalid image .*: layer 1 /)
+    expect(bad.stderr.trim().split("\n")).toHaveLength(1)
+  })
+
+  it("bad input gets one line naming it and exit code 1, usage errors 2", () => {
+    const dirs = makeChain()
+    const state = fresh("state")
+    const cases: Array<[ReadonlyArray<string>, number, RegExp]> = [
+      [["build", dirs[0]!, path.join(work.dir, "missing"), "--state", state], 1, /missing: no such directory/],
+      [["build", path.join(dirs[0]!, "etc/os-release"), "--state", state], 1, /os-release: not a directory/],
+      [["build", dirs[0]!, "--bogus", "--state", state], 2, /./],
+      [["build", dirs[0]!, "--compression", "lzma", "--state", state], 2, /./],
+      [["build", dirs[0]!, "--compression", "gzip", "--level", "12", "--state", state], 2, /--level 12/],
+      [["build", dirs[0]!, "--env", "NOEQUALS", "--state", state], 2, /--env wants KEY=VALUE/],
+      [["build", dirs[0]!, "--entrypoint", "[1,2]", "--state", state], 2, /--entrypoint/],
+      [["build", dirs[0]!, "--state", path.join(dirs[0]!, "etc/os-release")], 1, /state directory .*not a directory/],
+      [["inspect", path.join(work.dir, "nothing-here")], 1, /nothing-here/]
+    ]
+    for (const [args, code, message] of cases) {
+      const result = blobchain(args)
+      expect({ args, code: result.code }).toEqual({ args, code })
+      expect(result.stderr).toMatch(message)
+      expect(result.stderr).not.toMatch(/\n\s+at /)
+      expect(result.stdout).toBe("")
+    }
+    // nothing was built into the state directory by the failures above
+    expect(fs.existsSync(path.join(state, "metadata.db"))).toBe(false)
+  })
+
+  it("a failure after the snapshots were made leaves the state usable for the next run", () => {
+    const dirs = makeChain()
+    const state = fresh("state")
+    const blocker = fresh("file")
+    fs.writeFileSync(blocker, "a file where the output directory should go")
+    const failed = blobchain(["build", ...dirs, "--state", state, "--out", path.join(blocker, "out")])
+    expect(failed.code).toBe(1)
+    expect(failed.stderr.trim().split("\n")).toHaveLength(1)
+    const out = fresh("out")
+    const ok = blobchain(["build", ...dirs, "--state", state, "--out", out, "--json"])
+    expect(ok.code).toBe(0)
+    expect(JSON.parse(ok.stdout).snapshots.map((s: { reused: boolean }) => s.reused)).toEqual([true, true, true])
+  })
+
+  it("sets the container config from the flags", () => {
+    const dirs = makeChain()
+    const tar = `${fresh("archive")}.tar`
+    const result = blobchain([
+      "build", dirs[0]!, "--state", fresh("state"), "--out", tar, "--format", "docker",
+      "--entrypoint", "[\"/bin/tool\",\"--flag\"]", "--cmd", "run now", "--env", "A=1", "--env", "B=two=2",
+      "--workdir", "/app", "--user", "1000:1000", "--source-date-epoch", "1700000000", "--compression", "zstd"
+    ])
+    expect(result.stderr).toBe("")
+    expect(result.code).toBe(0)
+    const inspected = blobchain(["inspect", tar, "--json"])
+    expect(inspected.code).toBe(0)
+    const found = JSON.parse(inspected.stdout)
+    expect(found.config.config).toEqual({
+      Entrypoint: ["/bin/tool", "--flag"],
+      Cmd: ["run", "now"],
+      Env: ["A=1", "B=two=2"],
+      WorkingDir: "/app",
+      User: "1000:1000"
+    })
+    expect(found.config.created).toBe("2023-11-14T22:13:20Z")
+    expect(found.layers[0].mediaType).toBe("application/vnd.docker.image.rootfs.diff.tar.zstd")
+  })
+})

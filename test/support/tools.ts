@@ -1,0 +1,38 @@
+/**
+ * Real tools the tests validate against (umoci, skopeo, …) and running the built CLI.
+ * A missing tool skips its tests on a developer's machine and fails them under CI.
+ */
+import { execFileSync, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+/** `true` when `name` runs; under CI a missing tool is an error. */
+export const haveTool = (name: string): boolean => {
+  const found = spawnSync("sh", ["-c", `command -v ${name}`], { encoding: "utf8" }).status === 0
+  if (!found && process.env["CI"] === "true") {
+    throw new Error(`${name} is required under CI (.ci/run installs it)`)
+  }
+  if (!found) console.warn(`skipping tests that need ${name}: not installed (apt-get install -y ${name})`)
+  return found
+}
+
+/** Run a tool, returning its stdout; throws with its stderr when it fails. */
+export const run = (command: string, args: ReadonlyArray<string>, cwd?: string): string =>
+  execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], ...(cwd === undefined ? {} : { cwd }), maxBuffer: 64 << 20 })
+
+const repo = path.resolve(import.meta.dirname, "../..")
+const bin = path.join(repo, "bin", "blobchain.js")
+
+/** Run the built `blobchain` with `args`; `npm test` builds dist/ before the suite. */
+export const blobchain = (args: ReadonlyArray<string>, options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}) => {
+  if (!fs.existsSync(path.join(repo, "dist", "cli", "main.js"))) {
+    throw new Error("dist/ is missing: run `npm run build` (npm test does)")
+  }
+  const result = spawnSync(process.execPath, [bin, ...args], {
+    encoding: "utf8",
+    cwd: options.cwd ?? repo,
+    env: { ...process.env, ...options.env },
+    maxBuffer: 64 << 20
+  })
+  return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr }
+}
