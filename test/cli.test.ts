@@ -65,7 +65,22 @@ const files = (dir: string): Map<string, Buffer> => {
   return out
 }
 
+const repo = path.resolve(import.meta.dirname, "..")
+
 describe("blobchain build", () => {
+  it("the README's quickstart builds the examples into an image of the last tree", { skip: !umoci }, () => {
+    const cwd = fresh("quickstart")
+    fs.mkdirSync(cwd)
+    const examples = ["1-base", "2-app", "3-release"].map((d) => path.join(repo, "examples", "webapp", d))
+    const result = blobchain(["build", ...examples, "--tag", "webapp"], { cwd })
+    expect(result.stderr).toBe("")
+    expect(result.code).toBe(0)
+    expect(fs.existsSync(path.join(cwd, ".blobchain", "metadata.db"))).toBe(true)
+    const bundle = fresh("bundle")
+    run("umoci", ["unpack", "--image", `${path.join(cwd, "blobchain-out")}:webapp`, bundle])
+    expect(manifest(path.join(bundle, "rootfs"))).toEqual(manifest(examples[2]!))
+  })
+
   it("writes an OCI layout that umoci unpacks to the last directory", { skip: !umoci }, () => {
     const dirs = makeChain()
     const state = fresh("state")
