@@ -97,10 +97,16 @@ export const make = (options: { readonly root: string }): Effect.Effect<
         )
       )
 
+    interface Rows {
+      readonly times: ReadonlyMap<string, typeof ContentRow.Type>
+      readonly labels: ReadonlyMap<string, Record<string, string>>
+    }
+
+    /** The rows of `digests` (all rows when undefined), in two queries whatever their number. */
     const rowsFor = (op: string, digests: ReadonlyArray<Digest.Digest> | undefined) =>
       Effect.gen(function*() {
-        const subject = digests?.length === 1 && digests[0] !== undefined ? digests[0] : "*"
-        if (digests !== undefined && digests.length === 0) return { times: new Map(), labels: new Map() }
+        const none: Rows = { times: new Map(), labels: new Map() }
+        if (digests !== undefined && digests.length === 0) return none
         const content = yield* (digests === undefined
           ? sql`SELECT digest, created_at, updated_at FROM content`
           : sql`SELECT digest, created_at, updated_at FROM content WHERE ${sql.in("digest", digests)}`).pipe(
@@ -118,14 +124,15 @@ export const make = (options: { readonly root: string }): Effect.Effect<
           entry[row.name] = row.value
           labelMap.set(row.digest, entry)
         }
-        return { times, labels: labelMap }
+        const rows: Rows = { times, labels: labelMap }
+        return rows
       }).pipe(Effect.mapError(dbError(op, digests?.[0] ?? "*")))
 
     // the file is the truth for existence and size; a missing row only means no labels yet
     const infoOf = (
       digest: Digest.Digest,
       stat: NodeFs.Stats,
-      rows: { times: Map<string, typeof ContentRow.Type>; labels: Map<string, Record<string, string>> }
+      rows: Rows
     ) => {
       const row = rows.times.get(digest)
       return new ContentStore.Info({
