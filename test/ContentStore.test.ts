@@ -150,6 +150,32 @@ describe("ContentStore.layerLocal on disk", () => {
       expect(NodeFs.readdirSync(root)).toEqual([])
     })))
 
+  it.live("an ingest left behind after its data was published never writes into the blob", () =>
+    withRoot((root) =>
+      Effect.gen(function*() {
+        const store = yield* ContentStore.ContentStore
+        const content = bytes("published content")
+        const digest = Digest.ofBytes(content)
+        // a writer that died between publishing its data as the blob and removing its ingest
+        yield* Effect.scoped(Effect.gen(function*() {
+          const writer = yield* store.writer({ ref: "died-after-publish" })
+          yield* writer.write(content)
+        }))
+        const ingest = NodePath.join(root, "ingest", createHash("sha256").update("died-after-publish").digest("hex"))
+        const blob = NodePath.join(root, "blobs", "sha256", Digest.hex(digest))
+        NodeFs.mkdirSync(NodePath.dirname(blob), { recursive: true })
+        NodeFs.linkSync(NodePath.join(ingest, "data"), blob)
+        NodeFs.chmodSync(blob, 0o444)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const writer = yield* store.writer({ ref: "died-after-publish" })
+          expect(yield* writer.offset).toBe(0)
+          yield* writer.write(bytes("something else entirely"))
+          yield* writer.commit()
+        }))
+        expect(createHash("sha256").update(NodeFs.readFileSync(blob)).digest("hex")).toBe(Digest.hex(digest))
+        expect(Buffer.from(yield* ContentStore.readAll(digest)).toString()).toBe("published content")
+      })))
+
   it.live("an ingest directory left without its record is cleared by statuses", () =>
     withRoot((root) =>
       Effect.gen(function*() {

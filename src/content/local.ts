@@ -384,6 +384,12 @@ export const make = (options: { readonly root: string }): Effect.Effect<
         if (existing === undefined || existing.total !== meta.total || existing.expected !== meta.expected) {
           yield* writeMeta(dir, meta)
         }
+        // a data file with a second name was published as a blob by a writer that died before
+        // removing its ingest: writing into it would change the blob, so the ingest starts over
+        yield* io("writer", ref, async () => {
+          const stat = await NodeFsP.lstat(dataPath(dir)).catch(() => undefined)
+          if (stat !== undefined && stat.nlink > 1) await NodeFsP.unlink(dataPath(dir))
+        })
         const handle = yield* io("writer", ref, () => NodeFsP.open(dataPath(dir), "a+"))
         let hasher = Digest.hasher(algorithmFor(meta.expected))
         const resumed = yield* io("writer", ref, async () => {
