@@ -12,6 +12,8 @@ export const defaultLevel = { gzip: 6, zstd: 3 } as const
 
 // zlib's output chunk; larger chunks mean fewer, bigger writes into the content store
 const outputChunk = 256 * 1024
+// room for a few 1 MiB tar buffers, so files are read while the thread pool compresses
+const inputBuffer = 4 << 20
 
 /** Why `level` is unusable for `compression`, or `undefined`. */
 export const levelProblem = (compression: Compression, level: number | undefined): string | undefined => {
@@ -22,11 +24,17 @@ export const levelProblem = (compression: Compression, level: number | undefined
     : `${compression} level must be an integer from ${min} to ${max}, got ${level}`
 }
 
+// zlib hands its options to the Transform constructor, but its typings omit the stream ones
+const gzipOptions = (level: number): zlib.ZlibOptions => {
+  const options = { level, chunkSize: outputChunk, highWaterMark: inputBuffer }
+  return options
+}
+
 /** A compressing transform, or `undefined` for none. Output is a function of input and level only. */
 export const compressor = (compression: Compression, level?: number): Transform | undefined => {
   switch (compression) {
     case "gzip":
-      return zlib.createGzip({ level: level ?? defaultLevel.gzip, chunkSize: outputChunk })
+      return zlib.createGzip(gzipOptions(level ?? defaultLevel.gzip))
     case "zstd":
       // single-threaded: zstd's multi-threaded frames would still be deterministic, but cost cores we share
       return new CompressStream({ compressionLevel: level ?? defaultLevel.zstd, checksumFlag: true })
