@@ -10,6 +10,7 @@ import * as Oci from "./Oci.js"
 import type { ImmutableRef } from "./RefManager.js"
 import * as DockerArchive from "./image/dockerArchive.js"
 import * as Inspect from "./image/inspect.js"
+import * as Load from "./image/load.js"
 import * as OciLayout from "./image/ociLayout.js"
 import { sniff } from "./diff/compress.js"
 
@@ -160,3 +161,13 @@ export const dockerTag = (name: string): string => {
 
 /** `Some` of a compression a layer media type names. */
 export const compressionOfLayer = (mediaType: string) => Option.fromNullable(Oci.compressionOf(mediaType))
+
+/** Load an image from an OCI layout directory or a docker archive into the content store, verifying every blob. */
+export const load = (path: string, options: { readonly tag?: string; readonly platform?: Oci.Platform } = {}) =>
+  Load.load(path, options)
+
+/** What {@link load} put into the content store. */
+export type LoadedImage = Load.LoadedImage
+
+/** `os/arch[/variant]` as a platform, if it is one. */
+export const parsePlatform = Load.parsePlatform

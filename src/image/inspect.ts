@@ -4,7 +4,6 @@
  */
 import { Effect, Schema } from "effect"
 import { createHash } from "node:crypto"
-import { createReadStream } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as NodePath from "node:path"
 import { Transform, Writable } from "node:stream"
@@ -14,6 +13,7 @@ import { dockerTag, ImageError, InvalidImage } from "../Image.js"
 import * as Oci from "../Oci.js"
 import { decompressor, sniff } from "../diff/compress.js"
 import { blobPath } from "./blobFile.js"
+import { directorySource, readBytes, type Source, tarSource } from "./source.js"
 
 /** One verified layer. */
 export interface InspectedLayer {
@@ -32,107 +32,6 @@ export interface Inspection {
   readonly configDigest: Digest.Digest
   readonly config: Oci.ImageConfig
   readonly layers: ReadonlyArray<InspectedLayer>
-}
-
-/** Where an image's files come from: a directory or an uncompressed tar. */
-interface Source {
-  readonly path: string
-  readonly has: (name: string) => boolean
-  readonly size: (name: string) => Promise<number>
-  readonly open: (name: string, start?: number, end?: number) => NodeJS.ReadableStream
-}
-
-const cleanName = (name: string) => name.replace(/^(\.\/)+/, "")
-
-const directorySource = (dir: string): Source => ({
-  path: dir,
-  has: () => true,
-  size: async (name) => (await fs.stat(NodePath.join(dir, name))).size,
-  open: (name, start, end) =>
-    createReadStream(NodePath.join(dir, name), { ...(start === undefined ? {} : { start }), ...(end === undefined ? {} : { end }) })
-})
-
-const cString = (block: Buffer, from: number, to: number) => {
-  const raw = block.subarray(from, to)
-  const nul = raw.indexOf(0)
-  return raw.subarray(0, nul === -1 ? raw.length : nul).toString("utf8")
-}
-
-const numberField = (block: Buffer, from: number, to: number): number => {
-  const first = block[from] ?? 0
-  if (first & 0x80) {
-    // base-256, as GNU tar writes sizes past 8 GiB
-    let n = first & 0x7f
-    for (let i = from + 1; i < to; i++) n = n * 256 + (block[i] ?? 0)
-    return n
-  }
-  const text = cString(block, from, to).trim()
-  return text === "" ? 0 : parseInt(text, 8)
-}
-
-const paxPath = (records: string): string | undefined => {
-  let rest = records
-  let found: string | undefined
-  while (rest.length > 0) {
-    const space = rest.indexOf(" ")
-    const length = parseInt(rest.slice(0, space), 10)
-    if (!Number.isFinite(length) || length <= 0) break
-    const record = Buffer.from(rest, "utf8").subarray(0, length).toString("utf8")
-    const kv = record.slice(space + 1, -1)
-    const eq = kv.indexOf("=")
-    if (kv.slice(0, eq) === "path") found = kv.slice(eq + 1)
-    rest = Buffer.from(rest, "utf8").subarray(length).toString("utf8")
-  }
-  return found
-}
-
-/** The regular files of an uncompressed tar: name → offset and size. */
-const tarSource = async (file: string): Promise<Source> => {
-  const entries = new Map<string, { readonly offset: number; readonly size: number }>()
-  const handle = await fs.open(file, "r")
-  try {
-    const block = Buffer.alloc(512)
-    let position = 0
-    let longName: string | undefined
-    for (;;) {
-      const { bytesRead } = await handle.read(block, 0, 512, position)
-      if (bytesRead < 512 || block.every((b) => b === 0)) break
-      const size = numberField(block, 124, 136)
-      const type = String.fromCharCode(block[156] ?? 0)
-      const data = position + 512
-      if (type === "x" || type === "L") {
-        const content = Buffer.alloc(size)
-        await handle.read(content, 0, size, data)
-        longName = type === "L" ? cString(content, 0, content.length) : paxPath(content.toString("utf8")) ?? longName
-      } else if (type !== "g") {
-        const prefix = block.subarray(257, 262).toString("ascii") === "ustar" ? cString(block, 345, 500) : ""
-        const short = cString(block, 0, 100)
-        const name = longName ?? (prefix === "" ? short : `${prefix}/${short}`)
-        if (type === "0" || type === "\0") entries.set(cleanName(name), { offset: data, size })
-        longName = undefined
-      }
-      position = data + size + ((512 - (size % 512)) % 512)
-    }
-  } finally {
-    await handle.close()
-  }
-  return {
-    path: file,
-    has: (name) => entries.has(cleanName(name)),
-    size: async (name) => entries.get(cleanName(name))?.size ?? -1,
-    open: (name, start = 0, end) => {
-      const entry = entries.get(cleanName(name))
-      if (entry === undefined) throw new Error(`no file ${name} in archive`)
-      const last = entry.offset + entry.size - 1
-      return createReadStream(file, { start: entry.offset + start, end: end === undefined ? last : Math.min(last, entry.offset + end) })
-    }
-  }
-}
-
-const readBytes = async (source: Source, name: string): Promise<Buffer> => {
-  const chunks: Array<Buffer> = []
-  for await (const chunk of source.open(name)) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
-  return Buffer.concat(chunks)
 }
 
 const hashSink = () => {
