@@ -1,0 +1,179 @@
+/**
+ * Pulling an image from a registry into the content store: manifest (through an index by
+ * platform), config and layers, streamed and verified, already-stored blobs skipped.
+ */
+import { HttpClientRequest } from "@effect/platform"
+import { Effect, Schema, Stream } from "effect"
+import type { ContentLocked, ContentNotFound, ContentStoreError, DigestMismatch, SizeMismatch } from "../ContentStore.js"
+import { ContentStore, readAll, writeBlob } from "../ContentStore.js"
+import * as Digest from "../Digest.js"
+import * as Oci from "../Oci.js"
+import type * as Registry from "../Registry.js"
+import { BlobDigestMismatch, InvalidManifest, labelSource, ManifestUnknown, PlatformNotFound } from "../Registry.js"
+import * as Http from "./http.js"
+
+/** Content-store failures a pull can meet. */
+export type StoreFailure = ContentStoreError | ContentLocked | ContentNotFound | DigestMismatch | SizeMismatch
+
+/** Every manifest kind we understand, as the Accept header lists them. */
+export const manifestAccept = [
+  Oci.MediaType.imageManifest,
+  Oci.MediaType.imageIndex,
+  Oci.MediaType.dockerManifest,
+  Oci.MediaType.dockerManifestList
+].join(", ")
+
+const indexTypes: ReadonlyArray<string> = [Oci.MediaType.imageIndex, Oci.MediaType.dockerManifestList]
+const manifestTypes: ReadonlyArray<string> = [Oci.MediaType.imageManifest, Oci.MediaType.dockerManifest]
+
+const Kind = Schema.parseJson(Schema.Struct({
+  mediaType: Schema.optional(Schema.String),
+  manifests: Schema.optional(Schema.Array(Schema.Unknown)),
+  layers: Schema.optional(Schema.Array(Schema.Unknown))
+}))
+
+/** The platform as `os/arch[/variant]`. */
+export const platformText = (p: Oci.Platform) => `${p.os}/${p.architecture}${p.variant === undefined ? "" : `/${p.variant}`}`
+
+/** The entry of an index for `platform`; the variant counts only when asked for. */
+export const choosePlatform = (manifests: ReadonlyArray<Oci.Descriptor>, platform: Oci.Platform) =>
+  manifests.find((m) =>
+    m.platform !== undefined && m.platform.os === platform.os && m.platform.architecture === platform.architecture &&
+    (platform.variant === undefined || m.platform.variant === platform.variant)
+  )
+
+interface Fetched {
+  readonly bytes: Uint8Array
+  readonly digest: Digest.Digest
+  readonly mediaType: string
+  readonly isIndex: boolean
+}
+
+const fetchManifest = (session: Http.Session, target: string, expected: Digest.Digest | undefined) =>
+  session.retrying(Effect.gen(function*() {
+    const reference = session.ref.text
+    const request = HttpClientRequest.get(session.url(`manifests/${target}`)).pipe(
+      HttpClientRequest.setHeader("accept", manifestAccept)
+    )
+    const response = yield* session.send(request, { scopes: [Http.pullScope(session.ref.repository)] })
+    if (response.status === 404) {
+      const { code, detail } = yield* session.errorOf(response)
+      return yield* new ManifestUnknown({ reference, code, detail })
+    }
+    if (response.status !== 200) return yield* session.fail(response, `GET manifest ${target}`)
+    const bytes = new Uint8Array(yield* response.arrayBuffer.pipe(Effect.mapError(session.unreachable)))
+    const digest = Digest.ofBytes(bytes)
+    if (expected !== undefined && digest !== expected) {
+      return yield* new BlobDigestMismatch({ reference, expected, actual: digest })
+    }
+    const kind = yield* Schema.decodeUnknown(Kind)(Buffer.from(bytes).toString("utf8")).pipe(
+      Effect.mapError(() => new InvalidManifest({ reference, reason: `the manifest ${target} is not JSON` }))
+    )
+    const header = (response.headers["content-type"] ?? "").split(";")[0]?.trim() ?? ""
+    const mediaType = [...indexTypes, ...manifestTypes].includes(header) ? header : kind.mediaType ?? header
+    const isIndex = indexTypes.includes(mediaType) || (kind.manifests !== undefined && kind.layers === undefined)
+    if (!isIndex && !manifestTypes.includes(mediaType) && kind.layers === undefined) {
+      return yield* new InvalidManifest({ reference, reason: `unsupported manifest type ${JSON.stringify(mediaType)}` })
+    }
+    return { bytes, digest, mediaType: mediaType === "" ? Oci.MediaType.imageManifest : mediaType, isIndex } satisfies Fetched
+  }))
+
+const decodeAs = <A, I>(schema: Schema.Schema<A, I>, what: string, reference: string) => (bytes: Uint8Array) =>
+  Schema.decodeUnknown(Schema.parseJson(schema))(Buffer.from(bytes).toString("utf8")).pipe(
+    Effect.mapError((e) => new InvalidManifest({ reference, reason: `${what}: ${e.message}` }))
+  )
+
+/** Stream one blob into the store, verified; nothing is committed (and no ingest kept) when it fails. */
+const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>) =>
+  Effect.gen(function*() {
+    const store = yield* ContentStore
+    const reference = session.ref.text
+    const ref = `registry-pull:${descriptor.digest}`
+    const scopes = [Http.pullScope(session.ref.repository)]
+    yield* Effect.scoped(Effect.gen(function*() {
+      const writer = yield* store.writer({ ref, total: descriptor.size, expected: descriptor.digest })
+      yield* writer.truncate(0)
+      let response = yield* session.send(HttpClientRequest.get(session.url(`blobs/${descriptor.digest}`)), { scopes })
+      // blob storage behind a CDN: follow without our credentials
+      for (let hops = 0; hops < 5 && [301, 302, 303, 307, 308].includes(response.status); hops++) {
+        const location = response.headers["location"]
+        yield* Http.drain(response)
+        if (location === undefined) break
+        response = yield* session.send(HttpClientRequest.get(session.resolve(location)), { scopes, anonymous: true })
+      }
+      if (response.status !== 200) return yield* session.fail(response, `GET blob ${descriptor.digest}`)
+      yield* Stream.runForEach(response.stream.pipe(Stream.mapError(session.unreachable)), writer.write)
+      yield* writer.commit({ labels }).pipe(
+        Effect.catchTags({
+          AlreadyExists: () => store.update(descriptor.digest, labels),
+          DigestMismatch: (e) => new BlobDigestMismatch({ reference, expected: descriptor.digest, actual: e.actual }),
+          SizeMismatch: (e) => new BlobDigestMismatch({ reference, expected: descriptor.digest, actual: `${e.actual} bytes (not ${e.expected})` })
+        })
+      )
+    })).pipe(Effect.tapError(() => store.abort(ref).pipe(Effect.ignore)))
+  })
+
+/** Make sure the store has `descriptor`'s blob; `true` when it had to be fetched. */
+const ensureBlob = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>) =>
+  Effect.gen(function*() {
+    const store = yield* ContentStore
+    const present = yield* store.info(descriptor.digest).pipe(Effect.catchTag("ContentNotFound", () => Effect.succeed(undefined)))
+    if (present !== undefined) {
+      yield* store.update(descriptor.digest, labels)
+      return false
+    }
+    // a digest mismatch would repeat: only 5xx answers and broken connections are retried
+    yield* session.retrying(download(session, descriptor, labels))
+    return true
+  })
+
+/** Pull `ref` into the content store. */
+export const pull = (ref: Registry.Reference, options: Registry.PullOptions) =>
+  Effect.gen(function*() {
+    const session = yield* Http.make(ref, options)
+    const reference = ref.text
+    const labels = { [labelSource(ref.registry)]: ref.repository }
+    const top = yield* fetchManifest(session, ref.reference, ref.digest)
+    let index: Registry.Pulled["index"]
+    let chosen = top
+    if (top.isIndex) {
+      const decoded = yield* decodeAs(Oci.Index, "index", reference)(top.bytes)
+      const platform = options.platform ?? Oci.hostPlatform()
+      const entry = choosePlatform(decoded.manifests, platform)
+      if (entry === undefined) {
+        return yield* new PlatformNotFound({
+          reference,
+          platform: platformText(platform),
+          available: decoded.manifests.flatMap((m) => (m.platform === undefined ? [] : [platformText(m.platform)]))
+        })
+      }
+      const descriptor = new Oci.Descriptor({ mediaType: top.mediaType, digest: top.digest, size: top.bytes.length })
+      yield* writeBlob(`registry-pull:${top.digest}`, top.bytes, { expected: top.digest, labels })
+      index = { descriptor, index: decoded }
+      chosen = yield* fetchManifest(session, entry.digest, entry.digest)
+      if (chosen.isIndex) return yield* new InvalidManifest({ reference, reason: `the index entry ${entry.digest} is itself an index` })
+    }
+    const manifest = yield* decodeAs(Oci.Manifest, "manifest", reference)(chosen.bytes)
+    const fetched: Array<Digest.Digest> = []
+    const configFetched = yield* ensureBlob(session, manifest.config, labels)
+    if (configFetched) fetched.push(manifest.config.digest)
+    const config = yield* readAll(manifest.config.digest).pipe(Effect.flatMap(decodeAs(Oci.ImageConfig, "config", reference)))
+    const layersFetched = yield* Effect.forEach(
+      manifest.layers,
+      (layer) => ensureBlob(session, layer, labels).pipe(Effect.map((got) => (got ? [layer.digest] : []))),
+      { concurrency: options.concurrency ?? 4 }
+    )
+    fetched.push(...layersFetched.flat())
+    // the manifest last: its presence says the whole image is here
+    yield* writeBlob(`registry-pull:${chosen.digest}`, chosen.bytes, { expected: chosen.digest, labels })
+    const pulled: Registry.Pulled = {
+      reference: ref,
+      manifestDescriptor: new Oci.Descriptor({ mediaType: chosen.mediaType, digest: chosen.digest, size: chosen.bytes.length }),
+      manifest,
+      configDescriptor: manifest.config,
+      config,
+      ...(index === undefined ? {} : { index }),
+      fetched
+    }
+    return pulled
+  })
