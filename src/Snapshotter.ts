@@ -7,6 +7,7 @@ import { Context, Effect, Layer, Schema } from "effect"
 import type { Mount } from "./Mount.js"
 import * as native from "./snapshot/native.js"
 import type { NativeOptions } from "./snapshot/native.js"
+import * as overlay from "./snapshot/overlay.js"
 
 /** The three states of a snapshot. */
 export const Kind = Schema.Literal("active", "view", "committed")
@@ -137,3 +138,13 @@ export const layerNative = (
   options: NativeOptions
 ): Layer.Layer<Snapshotter, SnapshotterError, SqlClient.SqlClient> =>
   Layer.effect(Snapshotter, Effect.suspend(() => native.make(options)))
+
+/**
+ * The overlay snapshotter on the state directory `root`: one upper directory per snapshot,
+ * mounts of type `overlay` over the ancestors' upper directories; preparing copies nothing.
+ * Needs the metadata database (the same tables as the native snapshotter).
+ */
+export const layerOverlay = (
+  options: overlay.OverlayOptions
+): Layer.Layer<Snapshotter, SnapshotterError, SqlClient.SqlClient> =>
+  Layer.effect(Snapshotter, Effect.suspend(() => overlay.make(options)))

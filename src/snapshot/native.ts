@@ -1,6 +1,7 @@
 /**
  * The native snapshotter: one directory per snapshot under `root/snapshots/<id>/fs`, each child
- * a full copy of its parent's tree; records and labels in the metadata database.
+ * a full copy of its parent's tree; records and labels in the metadata database. The records,
+ * labels and removal rules are shared with other layouts of a snapshot directory ({@link Layout}).
  */
 import { SqlClient } from "@effect/sql"
 import { Clock, Effect, Option, Schema } from "effect"
@@ -8,7 +9,8 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import * as Mount from "../Mount.js"
-import type { Labels, SnapshotOptions, SnapshotterService } from "../Snapshotter.js"
+import type { Mount as MountData } from "../Mount.js"
+import type { Kind, Labels, SnapshotOptions, SnapshotterService } from "../Snapshotter.js"
 import {
   InvalidSnapshotState,
   SnapshotExists,
@@ -48,20 +50,79 @@ const decodeLabelRows = Schema.decodeUnknown(Schema.Array(LabelRow))
 
 const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
+/** Run a synchronous file operation, failing with a SnapshotterError naming `op` and `key`. */
+export const io = <A>(op: string, key: string, f: () => A) =>
+  Effect.try({ try: f, catch: (cause) => new SnapshotterError({ op, key, reason: reasonOf(cause), cause }) })
+
+/**
+ * What a kind of snapshotter decides about a snapshot's directory `root/snapshots/<id>/`: what a
+ * new one holds, and the mounts that show it. Records, labels and removal are the same for all.
+ */
+export interface Layout {
+  /**
+   * Fill the staging directory of a new snapshot (it exists, empty); `parentDir` is the parent's
+   * snapshot directory. A failure, or interruption, is cleaned up by the caller.
+   */
+  readonly populate: (
+    op: string,
+    key: string,
+    staging: string,
+    parentDir: string | undefined
+  ) => Effect.Effect<void, SnapshotterError>
+  /** The mounts of a snapshot of `kind`: `dirs` are its snapshot directory then its ancestors', nearest first. */
+  readonly mounts: (kind: Kind, dirs: ReadonlyArray<string>) => ReadonlyArray<MountData>
+  /** Whether {@link mounts} looks past `dirs[0]` (else the ancestors are not looked up). */
+  readonly usesAncestors: boolean
+}
+
+const copyTree = (engine: Tree.CopyEngine, op: string, key: string, from: string, to: string) =>
+  engine === "walk"
+    ? io(op, key, () => Tree.copyWithWalk(from, to))
+    : Effect.async<void, SnapshotterError>((resume) => {
+      const controller = new AbortController()
+      let exited = false
+      let onExit = () => {}
+      Tree.copyWithCp(from, to, controller.signal, (error) => {
+        exited = true
+        onExit()
+        resume(
+          error === undefined
+            ? Effect.void
+            : Effect.fail(new SnapshotterError({ op, key, reason: `copy: ${error.message}`, cause: error }))
+        )
+      })
+      // on interruption, wait for cp to be gone so the clean-up does not race its last writes
+      return Effect.async<void>((done) => {
+        if (exited) return done(Effect.void)
+        onExit = () => done(Effect.void)
+        controller.abort()
+      })
+    })
+
+/** The native layout: a new snapshot is a whole copy of its parent's tree, shown by a bind mount. */
+export const nativeLayout = (engine: Tree.CopyEngine): Layout => ({
+  populate: (op, key, staging, parentDir) =>
+    parentDir === undefined
+      ? io(op, key, () => fs.mkdirSync(NodePath.join(staging, "fs"), { mode: 0o755 }))
+      : copyTree(engine, op, key, NodePath.join(parentDir, "fs"), NodePath.join(staging, "fs")),
+  mounts: (kind, dirs) => [Mount.bind(NodePath.join(dirs[0] ?? "", "fs"), kind !== "active")],
+  usesAncestors: false
+})
+
 /** The native snapshotter over the SqlClient in context (its tables already migrated). */
 export const make = (options: NativeOptions) =>
+  makeWithLayout(options.root, nativeLayout(Tree.resolveEngine(options.copy ?? "auto")))
+
+/** A snapshotter of the given layout on the state directory `root`, over the SqlClient in context. */
+export const makeWithLayout = (root: string, layout: Layout) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const snapshotsDir = NodePath.join(options.root, "snapshots")
-    const engine = Tree.resolveEngine(options.copy ?? "auto")
-
-    const io = <A>(op: string, key: string, f: () => A) =>
-      Effect.try({ try: f, catch: (cause) => new SnapshotterError({ op, key, reason: reasonOf(cause), cause }) })
+    const snapshotsDir = NodePath.join(root, "snapshots")
 
     const dbError = (op: string, key: string) => (cause: unknown) =>
       new SnapshotterError({ op, key, reason: `database: ${reasonOf(cause)}`, cause })
 
-    yield* io("open", options.root, () => {
+    yield* io("open", root, () => {
       fs.mkdirSync(snapshotsDir, { recursive: true })
       const dayAgo = Date.now() - 24 * 60 * 60 * 1000
       for (const name of fs.readdirSync(snapshotsDir)) {
@@ -75,6 +136,20 @@ export const make = (options: NativeOptions) =>
 
     const dirOf = (id: string) => NodePath.join(snapshotsDir, id)
     const fsOf = (id: string) => NodePath.join(snapshotsDir, id, "fs")
+
+    /** The snapshot directories of `key` and its ancestors, nearest first (none for no key). */
+    const ancestorDirs = (op: string, key: string | undefined) =>
+      key === undefined || !layout.usesAncestors
+        ? Effect.succeed<ReadonlyArray<string>>([])
+        : sql`WITH RECURSIVE chain (id, parent, depth) AS (
+            SELECT id, parent, 0 FROM snapshots WHERE key = ${key}
+            UNION ALL
+            SELECT s.id, s.parent, c.depth + 1 FROM snapshots s JOIN chain c ON s.key = c.parent
+          ) SELECT id FROM chain ORDER BY depth`.pipe(
+          Effect.flatMap(Schema.decodeUnknown(Schema.Array(Schema.Struct({ id: Schema.String })))),
+          Effect.map((rows) => rows.map((r) => dirOf(r.id))),
+          Effect.mapError(dbError(op, key))
+        )
 
     const find = (op: string, key: string) =>
       sql`SELECT key, id, parent, kind, created_at, updated_at FROM snapshots WHERE key = ${key}`.pipe(
@@ -126,30 +201,6 @@ export const make = (options: NativeOptions) =>
         Effect.catchTag("SqlError", (e) => Effect.fail(dbError(op, key)(e)))
       )
 
-    const copyTree = (op: string, key: string, from: string, to: string) =>
-      engine === "walk"
-        ? io(op, key, () => Tree.copyWithWalk(from, to))
-        : Effect.async<void, SnapshotterError>((resume) => {
-          const controller = new AbortController()
-          let exited = false
-          let onExit = () => {}
-          Tree.copyWithCp(from, to, controller.signal, (error) => {
-            exited = true
-            onExit()
-            resume(
-              error === undefined
-                ? Effect.void
-                : Effect.fail(new SnapshotterError({ op, key, reason: `copy: ${error.message}`, cause: error }))
-            )
-          })
-          // on interruption, wait for cp to be gone so the clean-up does not race its last writes
-          return Effect.async<void>((done) => {
-            if (exited) return done(Effect.void)
-            onExit = () => done(Effect.void)
-            controller.abort()
-          })
-        })
-
     /**
      * Fill a staging directory first, then record the snapshot and move the tree in place in one
      * transaction: a failure at any step leaves neither a record without a tree nor the reverse.
@@ -175,13 +226,9 @@ export const make = (options: NativeOptions) =>
 
         return yield* Effect.gen(function*() {
           yield* io(op, key, () => fs.mkdirSync(staging, { mode: 0o700 }))
-          if (parentRow === undefined) {
-            yield* io(op, key, () => fs.mkdirSync(NodePath.join(staging, "fs"), { mode: 0o755 }))
-          } else {
-            yield* copyTree(op, key, fsOf(parentRow.id), NodePath.join(staging, "fs"))
-          }
+          yield* layout.populate(op, key, staging, parentRow === undefined ? undefined : dirOf(parentRow.id))
           const now = yield* Clock.currentTimeMillis
-          yield* transaction(
+          return yield* transaction(
             op,
             key,
             Effect.gen(function*() {
@@ -194,9 +241,9 @@ export const make = (options: NativeOptions) =>
               )
               yield* writeLabels(op, key, opts?.labels ?? {})
               yield* io(op, key, () => fs.renameSync(staging, final))
+              return layout.mounts(kind, [final, ...yield* ancestorDirs(op, parent)])
             })
           )
-          return [Mount.bind(fsOf(id), kind === "view")] as const
         }).pipe(Effect.onError(() => cleanUp))
       }).pipe(Effect.withSpan(`Snapshotter.${op}`, { attributes: { key, parent } }))
 
@@ -305,7 +352,12 @@ export const make = (options: NativeOptions) =>
       view: (key, parent, opts) => create("view", "view", key, parent, opts),
       mounts: (key) =>
         get("mounts", key).pipe(
-          Effect.map((row) => [Mount.bind(fsOf(row.id), row.kind !== "active")]),
+          Effect.flatMap((row) =>
+            Effect.map(
+              ancestorDirs("mounts", row.parent ?? undefined),
+              (ancestors) => layout.mounts(row.kind, [dirOf(row.id), ...ancestors])
+            )
+          ),
           Effect.withSpan("Snapshotter.mounts", { attributes: { key } })
         ),
       commit,
