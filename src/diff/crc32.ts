@@ -28,7 +28,7 @@ const powers: Array<Uint32Array> = []
 const zeroBytes = (k: number): Uint32Array => {
   if (powers.length === 0) {
     // one zero bit, then 2, 4 bits … up to one zero byte (8 bits)
-    let operator = new Uint32Array(32)
+    let operator: Uint32Array = new Uint32Array(32)
     operator[0] = polynomial
     for (let n = 1; n < 32; n++) operator[n] = 1 << (n - 1)
     for (let bits = 1; bits < 8; bits *= 2) operator = square(operator)
