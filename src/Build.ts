@@ -3,10 +3,13 @@
  * chain of committed snapshots, reused when unchanged, and then an image.
  */
 import { Effect, Option, Schema } from "effect"
+import { execFile } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
+import * as Base from "./Base.js"
 import * as Image from "./Image.js"
+import * as Mount from "./Mount.js"
 import { RefManager } from "./RefManager.js"
 import { Snapshotter } from "./Snapshotter.js"
 import { compareNames } from "./diff/tree.js"
@@ -149,31 +152,111 @@ export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(
   return { dir: source, id, reused: false } satisfies SourceSnapshot
 })
 
+/** A checked `DEST` inside the image for `--layer SRC:DEST`: relative components, no `..`. */
+export const destination = (dest: string): Effect.Effect<string, InvalidSource> => {
+  const parts = dest.split("/").filter((p) => p !== "" && p !== ".")
+  return parts.includes("..") || parts.length === 0 && dest !== "/" && dest !== ""
+    ? Effect.fail(new InvalidSource({ path: dest, reason: "a layer's destination must be a path inside the image, without .." }))
+    : Effect.succeed(parts.join("/"))
+}
+
+/**
+ * The committed snapshot of `parent` with directory `src` copied to `dest` (merged into what is
+ * there): one layer holding just that directory. Found by fingerprint when made before.
+ */
+export const snapshotPut = Effect.fn("Build.snapshotPut")(function*(src: string, dest: string, parent: string | undefined) {
+  const snapshotter = yield* Snapshotter
+  const source = yield* checkSource(src)
+  const inside = yield* destination(dest)
+  const print = yield* fingerprint(source)
+  const id = `sha256:${createHash("sha256").update(`put\n${parent ?? ""}\n${inside}\n${print}`).digest("hex")}`
+  const existing = yield* snapshotter.stat(id).pipe(Effect.option)
+  if (Option.isSome(existing) && existing.value.kind === "committed") {
+    return { dir: source, id, reused: true } satisfies SourceSnapshot
+  }
+  const key = `build/${crypto.randomUUID()}`
+  const mounts = yield* snapshotter.prepare(key, parent, { labels: { [LabelSource]: `${source}:/${inside}` } })
+  yield* Effect.gen(function*() {
+    const mount = mounts[0]
+    const root = mount === undefined ? undefined : writableRoot(mount)
+    if (root === undefined) return yield* new SnapshotFillFailed({ path: src, reason: "the snapshot has no writable directory" })
+    const target = NodePath.join(root, inside)
+    yield* Effect.try({
+      try: () => fs.mkdirSync(target, { recursive: true }),
+      catch: (cause) => new SnapshotFillFailed({ path: src, reason: String(cause), cause })
+    })
+    yield* copyInto(source, target)
+    const after = yield* fingerprint(source)
+    if (after !== print) return yield* new InvalidSource({ path: src, reason: "the directory changed while it was read" })
+    yield* snapshotter.commit(id, key).pipe(Effect.catchTag("SnapshotExists", () => snapshotter.remove(key)))
+  }).pipe(Effect.onError(() => snapshotter.remove(key).pipe(Effect.ignore)))
+  return { dir: source, id, reused: false } satisfies SourceSnapshot
+})
+
+/** The directory a snapshot's writes go to: a bind's source, or an overlay's upperdir. */
+const writableRoot = (mount: Mount.Mount): string | undefined =>
+  mount.type === "overlay" ? Mount.option(mount, "upperdir") : mount.source
+
+/** Copy the contents of `from` into the existing directory `to`, keeping metadata. */
+const copyInto = (from: string, to: string) =>
+  Effect.async<void, SnapshotFillFailed>((resume, signal) => {
+    execFile("cp", ["-a", "--reflink=auto", "--", `${from}/.`, `${to}/`], { signal, maxBuffer: 1 << 20 }, (error, _out, stderr) =>
+      resume(error === null
+        ? Effect.void
+        : Effect.fail(new SnapshotFillFailed({ path: from, reason: stderr.trim() || error.message, cause: error }))))
+  })
+
 /** What {@link build} made. */
 export interface Built {
+  readonly base: ReadonlyArray<Base.ImportedLayer>
   readonly snapshots: ReadonlyArray<SourceSnapshot>
   readonly image: Image.Image
 }
 
-/** Options of {@link build}: the export's, and a hook called as each directory is snapshotted. */
-export interface BuildOptions extends Image.ExportOptions {
+/** Options of {@link build}: the export's, a base image, extra `--layer` puts, and a progress hook. */
+export interface BuildOptions extends Omit<Image.ExportOptions, "base"> {
+  /** The image to start from (see `Image.load`, `Registry.pull`). */
+  readonly baseImage?: Base.BaseImage
+  /** Directories put at a path on top, one layer each, after the directories. */
+  readonly puts?: ReadonlyArray<{ readonly src: string; readonly dest: string }>
   readonly onSnapshot?: (done: number, total: number, snapshot: SourceSnapshot) => void
 }
 
-/** Snapshot `dirs` (oldest first, each a whole filesystem) as a chain and export it as an image. */
+/**
+ * Snapshot `dirs` (oldest first, each a whole filesystem) as a chain — on the base image's
+ * layers when given, with `puts` on top — and export it as an image.
+ */
 export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<string>, options: BuildOptions = {}) {
   yield* Effect.forEach(dirs, checkSource, { discard: true })
+  const puts = options.puts ?? []
+  yield* Effect.forEach(puts, (p) => Effect.zipRight(checkSource(p.src), destination(p.dest)), { discard: true })
+  const base = options.baseImage === undefined ? [] : yield* Base.importBase(options.baseImage, options)
   const snapshots: Array<SourceSnapshot> = []
-  let parent: string | undefined
+  let parent: string | undefined = base[base.length - 1]?.id
+  const total = dirs.length + puts.length
   for (const dir of dirs) {
     const made: SourceSnapshot = yield* snapshotDirectory(dir, parent)
     snapshots.push(made)
-    options.onSnapshot?.(snapshots.length, dirs.length, made)
+    options.onSnapshot?.(snapshots.length, total, made)
     parent = made.id
   }
+  for (const put of puts) {
+    const made: SourceSnapshot = yield* snapshotPut(put.src, put.dest, parent)
+    snapshots.push(made)
+    options.onSnapshot?.(snapshots.length, total, made)
+    parent = made.id
+  }
+  if (parent === undefined) {
+    return yield* new InvalidSource({ path: "", reason: "nothing to build: give a directory, a --layer or a --base" })
+  }
   const refs = yield* RefManager
+  const top = parent
   const image = yield* Effect.scoped(
-    Effect.flatMap(refs.get(parent ?? ""), (ref) => Image.export(ref, options))
+    Effect.flatMap(refs.get(top), (ref) =>
+      Image.export(ref, {
+        ...options,
+        ...(options.baseImage === undefined ? {} : { base: options.baseImage.imageConfig })
+      }))
   )
-  return { snapshots, image } satisfies Built
+  return { base, snapshots, image } satisfies Built
 })

@@ -3,6 +3,7 @@
  * store, then an OCI image layout directory or a `docker load` archive on disk.
  */
 import { Effect, Option, Schema } from "effect"
+import { mergeContainer } from "./Base.js"
 import * as Blobs from "./Blobs.js"
 import { ContentStore, readAll, writeBlob } from "./ContentStore.js"
 import * as Digest from "./Digest.js"
@@ -52,8 +53,10 @@ export interface ExportOptions extends Blobs.GetDiffPairsOptions {
   readonly platform?: Oci.Platform
   /** The container config (Entrypoint, Cmd, Env, WorkingDir, User, Labels, ExposedPorts). */
   readonly container?: Oci.ContainerConfig
-  /** One history entry per layer, oldest first (default: one plain entry each). */
+  /** One history entry per layer above the base, oldest first (default: one plain entry each). */
   readonly history?: ReadonlyArray<Oci.History>
+  /** The config of the base image the chain starts with: its layers come first, its settings are inherited. */
+  readonly base?: Oci.ImageConfig
   /** The image's creation time; absent by default so that output is reproducible. */
   readonly created?: string
 }
@@ -90,17 +93,27 @@ const exportImage = Effect.fn("Image.export")(function*(ref: ImmutableRef, optio
   const pairs = yield* Blobs.getDiffPairs(ref, options)
   const layers = yield* Effect.forEach(pairs, (pair) => layerDescriptor(pair, docker), { concurrency: 8 })
   const created = createdOf(options)
-  const history = pairs.map((_, i): Oci.History => {
-    const given = options.history?.[i]
-    return given ?? { ...(created === undefined ? {} : { created }), created_by: "blobchain build" }
-  })
-  const platform = options.platform ?? Oci.hostPlatform()
+  const base = options.base
+  const baseIds = base?.rootfs.diff_ids ?? []
+  if (baseIds.some((id, i) => pairs[i]?.diffId !== id)) {
+    return yield* new InvalidImage({ path: ref.id, reason: "the chain does not start with the base image's layers" })
+  }
+  const own = pairs.slice(baseIds.length).map((_, i): Oci.History =>
+    options.history?.[i] ?? { ...(created === undefined ? {} : { created }), created_by: "blobchain build" }
+  )
+  const baseHistory = base === undefined
+    ? []
+    : base.history ?? baseIds.map((): Oci.History => ({ created_by: "base layer" }))
+  const history = [...baseHistory, ...own]
+  const platform = options.platform ?? (base === undefined
+    ? Oci.hostPlatform()
+    : { architecture: base.architecture, os: base.os, ...(base.variant === undefined ? {} : { variant: base.variant }) })
   const imageConfig: Oci.ImageConfig = {
     ...(created === undefined ? {} : { created }),
     architecture: platform.architecture,
     os: platform.os,
     ...(platform.variant === undefined ? {} : { variant: platform.variant }),
-    config: options.container ?? {},
+    config: base === undefined ? options.container ?? {} : mergeContainer(base.config, options.container),
     rootfs: { type: "layers", diff_ids: pairs.map((p) => p.diffId) },
     history
   }

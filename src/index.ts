@@ -3,6 +3,7 @@
  * Every module is a namespace: `ContentStore.ContentStore` is the tag, `ContentStore.layerLocal` a layer.
  */
 export * as Applier from "./Applier.js"
+export * as Base from "./Base.js"
 export * as BlobMapper from "./BlobMapper.js"
 export * as Blobchain from "./Blobchain.js"
 export * as Blobs from "./Blobs.js"

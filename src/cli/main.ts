@@ -11,6 +11,7 @@ import * as Build from "../Build.js"
 import * as Image from "../Image.js"
 import * as Oci from "../Oci.js"
 import { buildJson, buildText, progress } from "./output.js"
+import * as Sources from "./sources.js"
 
 /** A flag's value is unusable: exit code 2, like any usage error. */
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { reason: Schema.String }) {
@@ -40,7 +41,13 @@ const json = Options.boolean("json").pipe(Options.withDescription("print one JSO
 const build = Command.make(
   "build",
   {
-    dirs: Args.text({ name: "DIR" }).pipe(Args.atLeast(1), Args.withDescription("each a whole filesystem, oldest first")),
+    dirs: Args.text({ name: "DIR" }).pipe(Args.repeated, Args.withDescription("each a whole filesystem, oldest first")),
+    base: Options.text("base").pipe(
+      Options.optional,
+      Options.withDescription("start from an image: oci:PATH[:TAG], docker-archive:FILE or docker://HOST/REPO:TAG")
+    ),
+    layer: Options.text("layer").pipe(Options.repeated, Options.withDescription("SRC:DEST — put directory SRC at DEST, one layer each")),
+    platform: Options.text("platform").pipe(Options.optional, Options.withDescription("os/arch[/variant] to pick from a multi-platform base")),
     state: Options.text("state").pipe(Options.withDefault(".blobchain"), Options.withDescription("the state directory")),
     out: Options.text("out").pipe(Options.optional, Options.withDescription("where to write the image")),
     format: Options.choice("format", ["oci", "docker"]).pipe(Options.withDefault("oci" as const)),
@@ -60,6 +67,27 @@ const build = Command.make(
     Effect.gen(function*() {
       const flag = o.dirs.find((d) => d.startsWith("-"))
       if (flag !== undefined) return yield* new UsageError({ reason: `unknown option ${flag}` })
+      if (o.dirs.length === 0 && o.layer.length === 0 && Option.isNone(o.base)) {
+        return yield* new UsageError({ reason: "nothing to build: give at least one DIR, --layer SRC:DEST or --base SOURCE" })
+      }
+      const puts = yield* Effect.forEach(o.layer, (spec) => {
+        const colon = spec.lastIndexOf(":")
+        return colon <= 0
+          ? Effect.fail(new UsageError({ reason: `--layer wants SRC:DEST, got ${JSON.stringify(spec)}` }))
+          : Effect.succeed({ src: spec.slice(0, colon), dest: spec.slice(colon + 1) })
+      })
+      const platform = yield* Option.match(o.platform, {
+        onNone: () => Effect.succeed(undefined),
+        onSome: (text) =>
+          Option.match(Image.parsePlatform(text), {
+            onNone: () => Effect.fail(new UsageError({ reason: `--platform wants os/arch[/variant], got ${JSON.stringify(text)}` })),
+            onSome: (p) => Effect.succeed(p)
+          })
+      })
+      const base = yield* Option.match(o.base, {
+        onNone: () => Effect.succeed(undefined),
+        onSome: (text) => Sources.parse(text).pipe(Effect.mapError((e) => new UsageError({ reason: e.message })))
+      })
       const badEnv = o.env.find((kv) => !/^[^=]+=/.test(kv))
       if (badEnv !== undefined) return yield* new UsageError({ reason: `--env wants KEY=VALUE, got ${JSON.stringify(badEnv)}` })
       const env = o.env
@@ -93,7 +121,7 @@ const build = Command.make(
       const out = Option.getOrElse(o.out, () => (docker ? "blobchain-out.tar" : "blobchain-out"))
       const tag = Option.getOrElse(o.tag, () => (docker ? "blobchain:latest" : "latest"))
       const show = progress(process.stderr.isTTY === true && !o.json)
-      show.update(`snapshotting 0/${o.dirs.length}`)
+      show.update(base === undefined ? `snapshotting 0/${o.dirs.length + puts.length}` : "importing the base image")
       const options: Build.BuildOptions = {
         compression: o.compression,
         docker,
@@ -104,7 +132,13 @@ const build = Command.make(
         ...(epoch === undefined ? {} : { sourceDateEpoch: epoch })
       }
       const work = Effect.gen(function*() {
-        const built = yield* Build.build(o.dirs, options)
+        const baseImage = base === undefined ? undefined : yield* Sources.resolve(base, platform === undefined ? {} : { platform })
+        const built = yield* Build.build(o.dirs, {
+          ...options,
+          puts,
+          ...(baseImage === undefined ? {} : { baseImage }),
+          ...(platform === undefined || baseImage !== undefined ? {} : { platform })
+        })
         show.update("writing image")
         const linkFrom = Blobchain.paths(NodePath.resolve(o.state)).content
         if (docker) yield* Image.writeDockerArchive(built.image, out, { tag, linkFrom })
@@ -115,7 +149,7 @@ const build = Command.make(
       yield* Effect.forEach(o.dirs, Build.checkSource, { discard: true })
       const built = yield* work.pipe(Effect.provide(Blobchain.layerLocal({ root: o.state })), Effect.ensuring(Effect.sync(() => show.done())))
       yield* Console.log(
-        o.json ? buildJson(built.image, built.snapshots, { path: out, format: o.format, tag }).trimEnd() : buildText(built.image).trimEnd()
+        o.json ? buildJson(built.image, built.base, built.snapshots, { path: out, format: o.format, tag }).trimEnd() : buildText(built.image).trimEnd()
       )
     })
 ).pipe(Command.withDescription("build directories (oldest first) into an image"))

@@ -3,6 +3,7 @@
  * stderr only, and one line per error.
  */
 import type { Image } from "../Image.js"
+import type { ImportedLayer } from "../Base.js"
 import type { SourceSnapshot } from "../Build.js"
 
 /** A progress line on stderr, redrawn in place; silent unless stderr is a terminal. */
@@ -35,6 +36,7 @@ export const buildText = (image: Image): string =>
 /** The build's result as one JSON document. */
 export const buildJson = (
   image: Image,
+  base: ReadonlyArray<ImportedLayer>,
   snapshots: ReadonlyArray<SourceSnapshot>,
   out: { readonly path: string; readonly format: string; readonly tag: string }
 ): string =>
@@ -48,6 +50,7 @@ export const buildJson = (
         size: layer.size,
         mediaType: layer.mediaType
       })),
+      base: base.map((b) => ({ layer: b.layer.digest, id: b.id, reused: b.reused })),
       snapshots: snapshots.map((s) => ({ dir: s.dir, id: s.id, reused: s.reused })),
       out
     },

@@ -75,19 +75,16 @@ const copyBlob = (source: Source, descriptor: { readonly digest: Digest.Digest; 
         Effect.catchTag("AlreadyExists", () => Effect.void),
         Effect.catchTags({
           DigestMismatch: (e) =>
-            Effect.zipRight(
-              store.abort(writer.ref).pipe(Effect.ignore),
-              new InvalidImage({ path: source.path, reason: `blob ${name} hashes to ${e.actual}, expected ${e.expected}` })
-            ),
+            new InvalidImage({ path: source.path, reason: `blob ${name} hashes to ${e.actual}, expected ${e.expected}` }),
           SizeMismatch: (e) =>
-            Effect.zipRight(
-              store.abort(writer.ref).pipe(Effect.ignore),
-              new InvalidImage({ path: source.path, reason: `blob ${name} has ${e.actual} bytes, its descriptor says ${e.expected}` })
-            )
+            new InvalidImage({ path: source.path, reason: `blob ${name} has ${e.actual} bytes, its descriptor says ${e.expected}` })
         })
       )
       return size
-    }))
+    })).pipe(
+      // a blob that does not verify leaves nothing behind, not even a resumable ingest
+      Effect.onError(() => store.abort(`blobchain-load:${descriptor.digest}`).pipe(Effect.ignore))
+    )
   })
 
 const loadLayout = (dir: string, tag: string | undefined, platform: Oci.Platform) =>
@@ -152,6 +149,10 @@ const loadArchive = (file: string, tag: string | undefined) =>
     }
     if (!source.has(entry.Config)) return yield* new InvalidImage({ path: file, reason: `config ${entry.Config} is missing` })
     const configBytes = yield* io(file, "read config", () => readBytes(source, entry.Config))
+    const configName = /([0-9a-f]{64})(\.json)?$/.exec(entry.Config)?.[1]
+    if (configName !== undefined && Digest.hex(Digest.ofBytes(configBytes)) !== configName) {
+      return yield* new InvalidImage({ path: file, reason: `config ${entry.Config} hashes to ${Digest.ofBytes(configBytes)}` })
+    }
     const imageConfig = yield* decode(Oci.ImageConfig, "config", file)(configBytes)
     const configInfo = yield* writeBlob(`blobchain-load:config`, configBytes)
     const layers = yield* Effect.forEach(entry.Layers, (name) =>
