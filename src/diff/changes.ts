@@ -25,10 +25,23 @@ interface Pending {
 }
 
 /**
+ * The children of one directory on both sides, each sorted by name. The default lists both
+ * merged directories whole; a listing may leave out names it knows are the same on both sides.
+ */
+export type Listing = (
+  lowerDirs: ReadonlyArray<string>,
+  upperDirs: ReadonlyArray<string>
+) => { readonly lower: ReadonlyArray<Node>; readonly upper: ReadonlyArray<Node> }
+
+/**
  * Walk `lower` and `upper` together. A directory is visited right after its own entry, so a
  * depth-first walk over names sorted by bytes gives the order where `/` sorts first.
  */
-export function* changes(lower: Tree, upper: Tree): Generator<Change> {
+export function* changes(lower: Tree, upper: Tree, listing?: Listing): Generator<Change> {
+  const list: Listing = listing ?? ((lowerDirs, upperDirs) => ({
+    lower: lowerDirs.length === 0 ? [] : children(lower, lowerDirs),
+    upper: children(upper, upperDirs)
+  }))
   const links = { lower: lazyLinkIndex(lower), upper: lazyLinkIndex(upper) }
   const ancestors: Array<Pending> = []
   let visited = 0
@@ -53,8 +66,7 @@ export function* changes(lower: Tree, upper: Tree): Generator<Change> {
   }
 
   function* walk(prefix: string, lowerDirs: ReadonlyArray<string>, upperDirs: ReadonlyArray<string>): Generator<Change> {
-    const l = lowerDirs.length === 0 ? [] : children(lower, lowerDirs)
-    const u = children(upper, upperDirs)
+    const { lower: l, upper: u } = list(lowerDirs, upperDirs)
     let i = 0
     let j = 0
     while (i < l.length || j < u.length) {

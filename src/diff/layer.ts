@@ -5,7 +5,8 @@
 import * as fs from "node:fs"
 import { setImmediate as yieldToEventLoop } from "node:timers/promises"
 import type { Hasher } from "../Digest.js"
-import { type Change, changes } from "./changes.js"
+import type { Change } from "./changes.js"
+import { layerChanges, type Walk } from "./overlayChanges.js"
 import * as Tar from "./tar.js"
 import type { Node, Tree } from "./tree.js"
 
@@ -20,6 +21,8 @@ export class LayerFault {
 /** Options of the tar encoding. */
 export interface LayerOptions {
   readonly sourceDateEpoch?: number
+  /** `full` walks both trees even where the overlay fast path applies (it must give the same bytes). */
+  readonly walk?: Walk
 }
 
 // Fills fixed-size buffers: headers are copied in, file contents are read straight into them.
@@ -105,7 +108,7 @@ export async function* layerTar(
     mtime: 0
   })
   try {
-    for (const change of changes(lower, upper) as Iterable<Change>) {
+    for (const change of layerChanges(lower, upper, options.walk) as Iterable<Change>) {
       switch (change._tag) {
         case "Tick":
           yield* out.take()

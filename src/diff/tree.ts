@@ -98,6 +98,38 @@ export const children = (tree: Tree, dirs: ReadonlyArray<string>): Array<Node> =
   return out.sort((a, b) => compareNames(a.name, b.name))
 }
 
+/**
+ * The child `name` of a merged directory made of `dirs`, exactly as {@link children} would list
+ * it, or `undefined` when the name is absent or whited out: a look-up without listing the directory.
+ */
+export const lookup = (tree: Tree, dirs: ReadonlyArray<string>, name: string): Node | undefined => {
+  if (!tree.overlay) {
+    if (dirs.length === 0) return undefined
+    const path = `${dirs[0]!}/${name}`
+    const stat = lstatOrUndefined(path)
+    return stat === undefined ? undefined : { name, path, stat, dirs: stat.isDirectory() ? [path] : [] }
+  }
+  if (name.startsWith(whiteoutPrefix)) return undefined
+  for (let i = 0; i < dirs.length; i++) {
+    const dir = dirs[i]!
+    const path = `${dir}/${name}`
+    const stat = lstatOrUndefined(path)
+    if (stat !== undefined) {
+      if (isWhiteoutDevice(stat)) return undefined
+      return { name, path, stat, dirs: stat.isDirectory() ? mergedDirs(path, name, dirs.slice(i + 1)) : [] }
+    }
+    if (fs.existsSync(`${dir}/${whiteoutPrefix}${name}`) || fs.existsSync(`${dir}/${opaqueMarker}`)) return undefined
+  }
+  return undefined
+}
+
+/** `true` when the layer directory `dir` hides everything below it (it holds the opaque marker). */
+export const isOpaque = (dir: string): boolean => fs.existsSync(`${dir}/${opaqueMarker}`)
+
+/** The name a layer directory's entry `name` whites out, if it is a `.wh.` whiteout file. */
+export const whitedOutName = (name: string): string | undefined =>
+  name.startsWith(whiteoutPrefix) && name !== opaqueMarker ? name.slice(whiteoutPrefix.length) : undefined
+
 const childrenOfOne = (dir: string): Array<Node> => {
   const out: Array<Node> = []
   for (const name of fs.readdirSync(dir)) {
