@@ -142,19 +142,19 @@ export const make = (ref: Registry.Reference, options: Registry.ConnectOptions) 
         return token
       })
 
-    const authorization = (scopes: ReadonlyArray<string>, renew: boolean) =>
+    /** The header for `scopes`; `stale` is a token the registry just refused, to be replaced. */
+    const authorization = (scopes: ReadonlyArray<string>, stale: string | undefined) =>
       Effect.gen(function*() {
         const known = challenge
         if (known === undefined) return Option.none<string>()
         if (known.scheme === "basic") return basicHeader()
         const key = [...scopes].sort().join(" ")
-        if (!renew) {
-          const cached = tokens.get(key)
-          if (cached !== undefined) return Option.some(`Bearer ${cached}`)
-        }
+        const cached = tokens.get(key)
+        if (cached !== undefined && cached !== stale) return Option.some(`Bearer ${cached}`)
+        // one fetch per scope: fibers that met the same challenge wait for it and share the token
         const token = yield* tokenLock.withPermits(1)(Effect.gen(function*() {
-          const cached = tokens.get(key)
-          if (cached !== undefined && !renew) return cached
+          const current = tokens.get(key)
+          if (current !== undefined && current !== stale) return current
           const fresh = yield* fetchToken(known, scopes)
           tokens.set(key, fresh)
           return fresh
@@ -162,19 +162,21 @@ export const make = (ref: Registry.Reference, options: Registry.ConnectOptions) 
         return Option.some(`Bearer ${token}`)
       })
 
-    const attempt = (request: HttpClientRequest.HttpClientRequest, options: RequestOptions, renew: boolean) =>
+    const attempt = (request: HttpClientRequest.HttpClientRequest, options: RequestOptions, stale: string | undefined) =>
       Effect.gen(function*() {
-        if (options.anonymous === true) return yield* execute(request)
-        const header = yield* authorization(options.scopes, renew)
-        return yield* execute(Option.match(header, {
+        if (options.anonymous === true) return { response: yield* execute(request), sent: undefined }
+        const header = yield* authorization(options.scopes, stale)
+        const response = yield* execute(Option.match(header, {
           onNone: () => request,
           onSome: (value) => HttpClientRequest.setHeader(request, "authorization", value)
         }))
+        const sent = Option.getOrUndefined(header)
+        return { response, sent: sent?.startsWith("Bearer ") === true ? sent.slice("Bearer ".length) : undefined }
       })
 
     const send: Session["send"] = (request, options) =>
       Effect.gen(function*() {
-        const first = yield* attempt(request, options, false)
+        const { response: first, sent } = yield* attempt(request, options, undefined)
         if (first.status !== 401 || options.anonymous === true) return first
         yield* drain(first)
         const offered = parseChallenge(first.headers["www-authenticate"])
@@ -186,7 +188,7 @@ export const make = (ref: Registry.Reference, options: Registry.ConnectOptions) 
         }
         const retried = challenge !== undefined
         challenge = offered
-        const second = yield* attempt(request, options, offered.scheme === "bearer")
+        const { response: second } = yield* attempt(request, options, sent)
         if (second.status === 401) {
           const { detail } = yield* errorOf(second)
           return yield* new AuthFailed({
