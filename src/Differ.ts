@@ -24,6 +24,11 @@ export interface DiffOptions {
   readonly labels?: Labels
   /** Clamp every mtime to at most this many seconds since the epoch. */
   readonly sourceDateEpoch?: number
+  /**
+   * gzip chunks compressed at once, or zstd worker threads; by default from the core count.
+   * Only the speed depends on it, never the bytes.
+   */
+  readonly compressionThreads?: number
 }
 
 /** The diff could not be made; `step` says where (mount, walk, write, commit, …). */

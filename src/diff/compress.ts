@@ -1,19 +1,19 @@
 /**
- * The layer compressions as Node transforms: gzip through node:zlib, zstd through zstd-napi,
- * and none; plus recognising a compression by its magic bytes.
+ * The layer compressions as Node transforms: gzip (parallel, one member) and zstd (the library's
+ * worker threads), and none; plus recognising a compression by its magic bytes.
  */
+import * as os from "node:os"
 import type { Transform } from "node:stream"
 import * as zlib from "node:zlib"
 import { CompressStream, DecompressStream } from "zstd-napi"
 import type { Compression } from "../Oci.js"
+import { defaultConcurrency, parallelGzip } from "./pgzip.js"
 
 /** Default levels: gzip 6 (as `gzip -6`), zstd 3 (the library's own default). */
 export const defaultLevel = { gzip: 6, zstd: 3 } as const
 
-// zlib's output chunk; larger chunks mean fewer, bigger writes into the content store
+// zlib's output chunk when decompressing
 const outputChunk = 256 * 1024
-// room for a few 1 MiB tar buffers, so files are read while the thread pool compresses
-const inputBuffer = 4 << 20
 
 /** Why `level` is unusable for `compression`, or `undefined`. */
 export const levelProblem = (compression: Compression, level: number | undefined): string | undefined => {
@@ -24,20 +24,22 @@ export const levelProblem = (compression: Compression, level: number | undefined
     : `${compression} level must be an integer from ${min} to ${max}, got ${level}`
 }
 
-// zlib hands its options to the Transform constructor, but its typings omit the stream ones
-const gzipOptions = (level: number): zlib.ZlibOptions => {
-  const options = { level, chunkSize: outputChunk, highWaterMark: inputBuffer }
-  return options
-}
-
-/** A compressing transform, or `undefined` for none. Output is a function of input and level only. */
-export const compressor = (compression: Compression, level?: number): Transform | undefined => {
+/**
+ * A compressing transform, or `undefined` for none. Output is a function of input and level only:
+ * `threads` (gzip chunks deflating at once, zstd workers; by default from the core count) only
+ * changes the speed. zstd always runs with at least one worker, because its multi-threaded frames
+ * differ from single-threaded ones but not from each other, whatever the worker count.
+ */
+export const compressor = (compression: Compression, level?: number, threads?: number): Transform | undefined => {
   switch (compression) {
     case "gzip":
-      return zlib.createGzip(gzipOptions(level ?? defaultLevel.gzip))
+      return parallelGzip({ level: level ?? defaultLevel.gzip, concurrency: threads ?? defaultConcurrency() })
     case "zstd":
-      // single-threaded: zstd's multi-threaded frames would still be deterministic, but cost cores we share
-      return new CompressStream({ compressionLevel: level ?? defaultLevel.zstd, checksumFlag: true })
+      return new CompressStream({
+        compressionLevel: level ?? defaultLevel.zstd,
+        checksumFlag: true,
+        nbWorkers: Math.max(1, threads ?? os.availableParallelism())
+      })
     case "none":
       return undefined
   }

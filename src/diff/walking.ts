@@ -30,11 +30,11 @@ const treeOf = (mounts: ReadonlyArray<Mount>, side: string): Effect.Effect<Tree,
     : Effect.succeed(tree)
 }
 
-// The compressed side: hashed, counted and handed to the content writer in ~1 MiB writes.
+// The compressed side: counted and handed to the content writer in ~1 MiB writes (the writer
+// hashes them; hashing here too would cost the main thread a second pass over the blob).
 const storeSink = (
   writer: Writer,
   runtime: Runtime.Runtime<never>,
-  hash: Digest.Hasher,
   counted: { size: number }
 ): Writable => {
   let pending: Array<Buffer> = []
@@ -53,7 +53,6 @@ const storeSink = (
   return new Writable({
     highWaterMark: chunkSize,
     write(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk)
       counted.size += chunk.length
       pending.push(chunk)
       pendingBytes += chunk.length
@@ -62,6 +61,13 @@ const storeSink = (
     },
     final: flush
   })
+}
+
+// For an uncompressed layer the diffID is the blob digest, which the writer computes anyway.
+const noHash: Digest.Hasher = {
+  algorithm: "sha256",
+  update() {},
+  digest: () => Digest.emptySha256
 }
 
 const toDiffFailed = (error: unknown): DiffFailed => {
@@ -89,8 +95,8 @@ export const make = Effect.gen(function*() {
     Effect.flatMap(Effect.runtime<never>(), (runtime) =>
       Effect.tryPromise({
         try: async (signal) => {
-          const uncompressed = Digest.hasher()
-          const compressed = Digest.hasher()
+          const compression = options.compression ?? "gzip"
+          const uncompressed = compression === "none" ? noHash : Digest.hasher()
           const counted = { size: 0 }
           const source = layerTar(
             lower,
@@ -98,13 +104,14 @@ export const make = Effect.gen(function*() {
             options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch },
             uncompressed
           )
-          const sink = storeSink(writer, runtime, compressed, counted)
-          const transform = compressor(options.compression ?? "gzip", options.level)
+          const sink = storeSink(writer, runtime, counted)
+          const transform = compressor(compression, options.level, options.compressionThreads)
           // pipeline waits for every stage to finish, so an error in the compressor's final
           // flush (the gzip trailer, the zstd epilogue) fails the diff instead of vanishing
           if (transform === undefined) await pipeline(source, sink, { signal })
           else await pipeline(source, transform, sink, { signal })
-          return { diffId: uncompressed.digest(), digest: compressed.digest(), size: counted.size }
+          const digest = await Runtime.runPromise(runtime)(writer.digest)
+          return { diffId: compression === "none" ? digest : uncompressed.digest(), digest, size: counted.size }
         },
         catch: toDiffFailed
       }))
@@ -115,7 +122,10 @@ export const make = Effect.gen(function*() {
     options: DiffOptions = {}
   ) {
     const compression = options.compression ?? "gzip"
-    const problem = levelProblem(compression, options.level)
+    const threads = options.compressionThreads
+    const problem = threads !== undefined && !(Number.isInteger(threads) && threads >= 1)
+      ? `compressionThreads must be a positive integer, got ${threads}`
+      : levelProblem(compression, options.level)
     if (problem !== undefined) return yield* new DiffFailed({ step: "options", reason: problem })
     const lowerTree = yield* treeOf(lower, "lower")
     const upperTree = yield* treeOf(upper, "upper")

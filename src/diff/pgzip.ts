@@ -1,0 +1,141 @@
+/**
+ * Parallel gzip in one gzip member, as pigz writes it: fixed 1 MiB chunks raw-deflated at once on
+ * the thread pool, each primed with the previous chunk's last 32 KiB, joined by sync flushes.
+ */
+import * as os from "node:os"
+import { Transform, type TransformCallback } from "node:stream"
+import * as zlib from "node:zlib"
+import { crc32Combine } from "./crc32.js"
+
+/**
+ * The chunk size. The output is a function of the input, the level, this size and zlib's deflate
+ * (the one Node ships); never of the number of chunks in flight or of how the input is split.
+ */
+export const gzipChunkSize = 1 << 20
+
+// deflate's window: the most a match can reach back, so the dictionary each chunk needs
+const windowSize = 32 * 1024
+
+// room for a whole chunk's output in one thread-pool job, even when the data does not compress
+const outputChunk = gzipChunkSize + 64 * 1024
+
+/** Options of {@link parallelGzip}. */
+export interface ParallelGzipOptions {
+  readonly level: number
+  /** Chunks deflating or waiting to be written at once (memory is about 3 MiB each). */
+  readonly concurrency?: number
+}
+
+/** Chunks in flight by default: enough to keep every core busy while the next chunk is read. */
+export const defaultConcurrency = (): number => Math.max(2, Math.min(8, 2 * os.availableParallelism()))
+
+// RFC 1952 header: no name, mtime 0, OS 3 (Unix) on every platform, so bytes never depend on where they were made
+const header = (level: number): Buffer =>
+  Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, level === 9 ? 2 : level <= 1 ? 4 : 0, 3])
+
+type Outcome = { readonly ok: true; readonly bytes: Buffer } | { readonly ok: false; readonly error: Error }
+
+interface Job {
+  readonly outcome: Promise<Outcome>
+  readonly crc: number
+  readonly length: number
+}
+
+const deflate = (chunk: Buffer, level: number, dictionary: Buffer | undefined, last: boolean): Promise<Outcome> =>
+  new Promise((resolve) => {
+    const options: zlib.ZlibOptions = {
+      level,
+      chunkSize: outputChunk,
+      finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH
+    }
+    try {
+      zlib.deflateRaw(chunk, dictionary === undefined ? options : { ...options, dictionary }, (error, bytes) =>
+        resolve(error === null ? { ok: true, bytes } : { ok: false, error }))
+    } catch (error) {
+      // bad options throw at once; an outcome, so a job nobody awaits any more never rejects unhandled
+      resolve({ ok: false, error: error instanceof Error ? error : new Error(String(error)) })
+    }
+  })
+
+/** A gzip-compressing transform that deflates up to `concurrency` chunks at once. */
+export const parallelGzip = (options: ParallelGzipOptions): Transform => {
+  const level = options.level
+  const concurrency = Math.max(1, options.concurrency ?? defaultConcurrency())
+  const queue: Array<Job> = []
+  let current: Buffer | undefined
+  let filled = 0
+  let tail: Buffer | undefined
+  let crc = 0
+  let total = 0
+  let started = false
+
+  return new Transform({
+    // the readable side holds a few chunks' output; the writable side one tar buffer
+    readableHighWaterMark: 4 * gzipChunkSize,
+    writableHighWaterMark: gzipChunkSize,
+    transform(input: Buffer, _encoding, callback: TransformCallback) {
+      take(this, input).then(() => callback(), callback)
+    },
+    flush(callback: TransformCallback) {
+      finish(this).then(() => callback(), callback)
+    }
+  })
+
+  // Write the oldest chunk's deflate output, in order, and fold its CRC in.
+  async function emitOldest(stream: Transform): Promise<void> {
+    const job = queue.shift()
+    if (job === undefined) return
+    const outcome = await job.outcome
+    if (!outcome.ok) throw outcome.error
+    stream.push(outcome.bytes)
+    crc = crc32Combine(crc, job.crc, job.length)
+    total += job.length
+  }
+
+  async function dispatch(stream: Transform, chunk: Buffer, last: boolean): Promise<void> {
+    if (!started) {
+      started = true
+      stream.push(header(level))
+    }
+    while (queue.length >= concurrency) await emitOldest(stream)
+    queue.push({ outcome: deflate(chunk, level, tail, last), crc: zlib.crc32(chunk), length: chunk.length })
+    // the next chunk's dictionary: a view, kept alive (and unchanged) by this chunk
+    tail = chunk.length > windowSize ? chunk.subarray(chunk.length - windowSize) : chunk
+  }
+
+  // A chunk goes out only once a byte beyond it arrives, so the last one can finish the stream.
+  async function take(stream: Transform, input: Buffer): Promise<void> {
+    let at = 0
+    while (at < input.length) {
+      if (current !== undefined && filled === gzipChunkSize) {
+        await dispatch(stream, current, false)
+        current = undefined
+      }
+      if (current === undefined && input.length - at >= gzipChunkSize) {
+        // a whole chunk in the input: deflate it from there, no copy
+        current = input.subarray(at, at + gzipChunkSize)
+        filled = gzipChunkSize
+        at += gzipChunkSize
+        continue
+      }
+      if (current === undefined) {
+        current = Buffer.allocUnsafe(gzipChunkSize)
+        filled = 0
+      }
+      const n = Math.min(gzipChunkSize - filled, input.length - at)
+      input.copy(current, filled, at, at + n)
+      filled += n
+      at += n
+    }
+  }
+
+  async function finish(stream: Transform): Promise<void> {
+    await dispatch(stream, current === undefined ? Buffer.alloc(0) : current.subarray(0, filled), true)
+    current = undefined
+    while (queue.length > 0) await emitOldest(stream)
+    const trailer = Buffer.allocUnsafe(8)
+    trailer.writeUInt32LE(crc >>> 0, 0)
+    trailer.writeUInt32LE(total % 2 ** 32, 4)
+    stream.push(trailer)
+  }
+}
