@@ -83,7 +83,7 @@ describe("building on a base image", () => {
     expect(manifest(path.join(bundle, "rootfs"))).toEqual(manifest(app))
 
     // the same base again: nothing imported, every snapshot reused
-    const again = blobchain(["build", "--base", `oci:${layout}:base`, app, "--state", state, "--out", fresh("out"), "--json"])
+    const again = blobchain(["build", "--base", `oci:${layout}:base`, app, "--state", state, "--out", fresh("out"), "--env", "APP=1", "--json"])
     expect(again.code).toBe(0)
     const second = JSON.parse(again.stdout)
     expect(second.base.map((b: { reused: boolean }) => b.reused)).toEqual([true, true])

@@ -9,11 +9,11 @@ import * as NodePath from "node:path"
 import { Transform, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import * as Digest from "../Digest.js"
-import { dockerTag, ImageError, InvalidImage } from "../Image.js"
+import { InvalidImage } from "../Image.js"
 import * as Oci from "../Oci.js"
 import { decompressor, sniff } from "../diff/compress.js"
 import { blobPath } from "./blobFile.js"
-import { directorySource, readBytes, type Source, tarSource } from "./source.js"
+import { archiveImage, decode, directorySource, io, readBytes, type Source } from "./source.js"
 
 /** One verified layer. */
 export interface InspectedLayer {
@@ -73,17 +73,6 @@ const layerDigests = async (source: Source, name: string) => {
     diffId: uncompressed.result().digest
   }
 }
-
-const decodeJson = <A, I>(schema: Schema.Schema<A, I>, what: string, path: string) => (text: string) =>
-  Schema.decodeUnknown(Schema.parseJson(schema))(text).pipe(
-    Effect.mapError((e) => new InvalidImage({ path, reason: `${what}: ${e.message}` }))
-  )
-
-const io = <A>(path: string, step: string, f: () => Promise<A>) =>
-  Effect.tryPromise({
-    try: f,
-    catch: (cause) => new ImageError({ path, step, reason: cause instanceof Error ? cause.message : String(cause), cause })
-  })
 
 const verifyBlob = (source: Source, descriptor: Oci.Descriptor, what: string) =>
   Effect.gen(function*() {
@@ -153,7 +142,7 @@ const inspectLayout = (dir: string, tag: string | undefined) =>
   Effect.gen(function*() {
     const source = directorySource(dir)
     const indexText = yield* io(dir, "read index", () => fs.readFile(NodePath.join(dir, "index.json"), "utf8"))
-    const index = yield* decodeJson(Oci.Index, "index.json", dir)(indexText)
+    const index = yield* decode(Oci.Index, "index.json", dir)(indexText)
     const named = (d: Oci.Descriptor) => d.annotations?.[Oci.AnnotationRefName]
     const candidates = tag === undefined ? index.manifests : index.manifests.filter((d) => named(d) === tag)
     const chosen = candidates[0]
@@ -164,8 +153,8 @@ const inspectLayout = (dir: string, tag: string | undefined) =>
         reason: tag === undefined ? `choose an image: ${names}` : `no image tagged ${JSON.stringify(tag)} (have: ${names || "none"})`
       })
     }
-    const manifest = yield* verifyBlob(source, chosen, "manifest").pipe(Effect.flatMap(decodeJson(Oci.Manifest, "manifest", dir)))
-    const config = yield* verifyBlob(source, manifest.config, "config").pipe(Effect.flatMap(decodeJson(Oci.ImageConfig, "config", dir)))
+    const manifest = yield* verifyBlob(source, chosen, "manifest").pipe(Effect.flatMap(decode(Oci.Manifest, "manifest", dir)))
+    const config = yield* verifyBlob(source, manifest.config, "config").pipe(Effect.flatMap(decode(Oci.ImageConfig, "config", dir)))
     const layers = yield* verifyLayers(source, manifest.layers.map((l) => blobPath(l.digest)), config, manifest.layers, false)
     return {
       format: "oci" as const,
@@ -179,24 +168,7 @@ const inspectLayout = (dir: string, tag: string | undefined) =>
 
 const inspectArchive = (file: string, tag: string | undefined) =>
   Effect.gen(function*() {
-    const source = yield* io(file, "read archive", () => tarSource(file))
-    if (!source.has("manifest.json")) return yield* new InvalidImage({ path: file, reason: "no manifest.json in the archive" })
-    const text = yield* io(file, "read manifest.json", () => readBytes(source, "manifest.json").then((b) => b.toString("utf8")))
-    const entries = yield* decodeJson(Oci.DockerArchiveManifest, "manifest.json", file)(text)
-    const wanted = tag === undefined ? undefined : dockerTag(tag)
-    const entry = wanted === undefined ? entries[0] : entries.find((e) => e.RepoTags?.includes(wanted))
-    if (entry === undefined || (wanted === undefined && entries.length > 1)) {
-      const names = entries.flatMap((e) => e.RepoTags ?? []).join(", ")
-      return yield* new InvalidImage({ path: file, reason: wanted === undefined ? `choose an image: ${names}` : `no image tagged ${wanted} (have: ${names || "none"})` })
-    }
-    if (!source.has(entry.Config)) return yield* new InvalidImage({ path: file, reason: `config ${entry.Config} is missing` })
-    const configBytes = yield* io(file, "read config", () => readBytes(source, entry.Config))
-    const configDigest = Digest.ofBytes(configBytes)
-    const configName = /([0-9a-f]{64})(\.json)?$/.exec(entry.Config)?.[1]
-    if (configName !== undefined && Digest.hex(configDigest) !== configName) {
-      return yield* new InvalidImage({ path: file, reason: `config ${entry.Config} hashes to ${configDigest}` })
-    }
-    const config = yield* decodeJson(Oci.ImageConfig, "config", file)(configBytes.toString("utf8"))
+    const { config, configBytes, configDigest, entry, source } = yield* archiveImage(file, tag)
     const layers = yield* verifyLayers(source, entry.Layers, config, undefined, true)
     // the schema-2 manifest these files describe, as blobchain writes it
     const manifest: Oci.Manifest = {

@@ -6,11 +6,11 @@ import { Effect, Option, Schema, Stream } from "effect"
 import * as fs from "node:fs/promises"
 import { ContentStore, readAll, writeBlob } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
-import { dockerTag, ImageError, InvalidImage } from "../Image.js"
+import { ImageError, InvalidImage } from "../Image.js"
 import * as Oci from "../Oci.js"
 import { sniff } from "../diff/compress.js"
 import { blobPath } from "./blobFile.js"
-import { directorySource, readBytes, type Source, tarSource } from "./source.js"
+import { archiveImage, decode, directorySource, io, readBytes, type Source } from "./source.js"
 
 /** An image now in the content store. */
 export interface LoadedImage {
@@ -21,17 +21,6 @@ export interface LoadedImage {
   readonly imageConfig: Oci.ImageConfig
   readonly layers: ReadonlyArray<Oci.Descriptor>
 }
-
-const io = <A>(path: string, step: string, f: () => Promise<A>) =>
-  Effect.tryPromise({
-    try: f,
-    catch: (cause) => new ImageError({ path, step, reason: cause instanceof Error ? cause.message : String(cause), cause })
-  })
-
-const decode = <A, I>(schema: Schema.Schema<A, I>, what: string, path: string) => (bytes: Uint8Array) =>
-  Schema.decodeUnknown(Schema.parseJson(schema))(Buffer.from(bytes).toString("utf8")).pipe(
-    Effect.mapError((e) => new InvalidImage({ path, reason: `${what}: ${e.message}` }))
-  )
 
 const isIndex = (mediaType: string | undefined) =>
   mediaType === Oci.MediaType.imageIndex || mediaType === Oci.MediaType.dockerManifestList
@@ -136,24 +125,7 @@ const readStored = (digest: Digest.Digest) => readAll(digest)
 
 const loadArchive = (file: string, tag: string | undefined) =>
   Effect.gen(function*() {
-    const source = yield* io(file, "read archive", () => tarSource(file))
-    if (!source.has("manifest.json")) return yield* new InvalidImage({ path: file, reason: "no manifest.json in the archive" })
-    const entries = yield* io(file, "read manifest.json", () => readBytes(source, "manifest.json")).pipe(
-      Effect.flatMap(decode(Oci.DockerArchiveManifest, "manifest.json", file))
-    )
-    const wanted = tag === undefined ? undefined : dockerTag(tag)
-    const entry = wanted === undefined ? entries[0] : entries.find((e) => e.RepoTags?.includes(wanted))
-    if (entry === undefined || (wanted === undefined && entries.length > 1)) {
-      const names = entries.flatMap((e) => e.RepoTags ?? []).join(", ")
-      return yield* new InvalidImage({ path: file, reason: wanted === undefined ? `choose an image: ${names}` : `no image tagged ${wanted} (have: ${names || "none"})` })
-    }
-    if (!source.has(entry.Config)) return yield* new InvalidImage({ path: file, reason: `config ${entry.Config} is missing` })
-    const configBytes = yield* io(file, "read config", () => readBytes(source, entry.Config))
-    const configName = /([0-9a-f]{64})(\.json)?$/.exec(entry.Config)?.[1]
-    if (configName !== undefined && Digest.hex(Digest.ofBytes(configBytes)) !== configName) {
-      return yield* new InvalidImage({ path: file, reason: `config ${entry.Config} hashes to ${Digest.ofBytes(configBytes)}` })
-    }
-    const imageConfig = yield* decode(Oci.ImageConfig, "config", file)(configBytes)
+    const { configBytes, config: imageConfig, entry, source } = yield* archiveImage(file, tag)
     const configInfo = yield* writeBlob(`blobchain-load:config`, configBytes)
     const layers = yield* Effect.forEach(entry.Layers, (name) =>
       Effect.gen(function*() {

@@ -2,9 +2,13 @@
  * Where an image's files come from: an OCI layout directory, or an uncompressed tar (a
  * docker archive or a tarred layout) indexed once so any file can be streamed by name.
  */
+import { Effect, Schema } from "effect"
 import { createReadStream } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as NodePath from "node:path"
+import * as Digest from "../Digest.js"
+import { dockerTag, ImageError, InvalidImage } from "../Image.js"
+import * as Oci from "../Oci.js"
 
 /** Where an image's files come from: a directory or an uncompressed tar. */
 export interface Source {
@@ -107,3 +111,44 @@ export const readBytes = async (source: Source, name: string): Promise<Buffer> =
   return Buffer.concat(chunks)
 }
 
+
+/** An I/O step on an image, failing with {@link ImageError} naming the path and step. */
+export const io = <A>(path: string, step: string, f: () => Promise<A>) =>
+  Effect.tryPromise({
+    try: f,
+    catch: (cause) => new ImageError({ path, step, reason: cause instanceof Error ? cause.message : String(cause), cause })
+  })
+
+/** Decode JSON bytes with a schema, failing with {@link InvalidImage} naming what was read. */
+export const decode = <A, I>(schema: Schema.Schema<A, I>, what: string, path: string) => (bytes: Uint8Array | string) =>
+  Schema.decodeUnknown(Schema.parseJson(schema))(typeof bytes === "string" ? bytes : Buffer.from(bytes).toString("utf8")).pipe(
+    Effect.mapError((e) => new InvalidImage({ path, reason: `${what}: ${e.message}` }))
+  )
+
+/** The image of a docker archive named by `tag` (or its only one), with its config read and checked against its name. */
+export const archiveImage = (file: string, tag: string | undefined) =>
+  Effect.gen(function*() {
+    const source = yield* io(file, "read archive", () => tarSource(file))
+    if (!source.has("manifest.json")) return yield* new InvalidImage({ path: file, reason: "no manifest.json in the archive" })
+    const entries = yield* io(file, "read manifest.json", () => readBytes(source, "manifest.json")).pipe(
+      Effect.flatMap(decode(Oci.DockerArchiveManifest, "manifest.json", file))
+    )
+    const wanted = tag === undefined ? undefined : dockerTag(tag)
+    const entry = wanted === undefined ? entries[0] : entries.find((e) => e.RepoTags?.includes(wanted))
+    if (entry === undefined || (wanted === undefined && entries.length > 1)) {
+      const names = entries.flatMap((e) => e.RepoTags ?? []).join(", ")
+      return yield* new InvalidImage({
+        path: file,
+        reason: wanted === undefined ? `choose an image: ${names}` : `no image tagged ${wanted} (have: ${names || "none"})`
+      })
+    }
+    if (!source.has(entry.Config)) return yield* new InvalidImage({ path: file, reason: `config ${entry.Config} is missing` })
+    const configBytes = yield* io(file, "read config", () => readBytes(source, entry.Config))
+    const configDigest = Digest.ofBytes(configBytes)
+    const configName = /([0-9a-f]{64})(\.json)?$/.exec(entry.Config)?.[1]
+    if (configName !== undefined && Digest.hex(configDigest) !== configName) {
+      return yield* new InvalidImage({ path: file, reason: `config ${entry.Config} hashes to ${configDigest}` })
+    }
+    const config = yield* decode(Oci.ImageConfig, "config", file)(configBytes)
+    return { source, entry, configBytes, configDigest, config }
+  })
