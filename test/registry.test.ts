@@ -6,6 +6,7 @@ import { Effect, Exit, Layer, Redacted, Schema } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { Readable } from "node:stream"
 import * as Blobchain from "../src/Blobchain.js"
 import * as Build from "../src/Build.js"
 import { ContentStore, readAll } from "../src/ContentStore.js"
@@ -13,7 +14,7 @@ import * as Digest from "../src/Digest.js"
 import * as Image from "../src/Image.js"
 import * as Oci from "../src/Oci.js"
 import * as Registry from "../src/Registry.js"
-import { push as pushCommand } from "../src/cli/push.js"
+import { push as pushCommand, readPasswordLine } from "../src/cli/push.js"
 import { type Proxy, type Running, startProxy, startRegistry } from "./support/registry.js"
 import { haveTool, run } from "./support/tools.js"
 import { manifest, tempDir } from "./support/trees.js"
@@ -414,5 +415,17 @@ describe.skipIf(!tools)("blobchain push", () => {
       expect(logged[3]).toBe("blobs: 0 uploaded, 3 mounted, 0 already there")
       const bad = yield* cli(["node", "blobchain", "push", layout, "docker://127.0.0.1/Bad:tag", "--state", pushState]).pipe(Effect.provide(NodeContext.layer), Effect.flip)
       expect(bad._tag).toBe("InvalidReference")
+    }))
+
+  it.effect("--password-stdin reads one line; without --username it is a usage error", () =>
+    Effect.gen(function*() {
+      expect(yield* readPasswordLine(Readable.from([Buffer.from("se"), Buffer.from("cret\n")]))).toBe("secret")
+      expect(yield* readPasswordLine(Readable.from([Buffer.from("a b\r\n")]))).toBe("a b")
+      const usage = yield* cli(["node", "blobchain", "push", "x", "docker://127.0.0.1:1/a:b", "--password-stdin"]).pipe(
+        Effect.provide(NodeContext.layer),
+        Effect.flip
+      )
+      expect(usage._tag).toBe("UsageError")
+      if (usage._tag === "UsageError") expect(usage.message).toBe("--password-stdin needs --username")
     }))
 })
