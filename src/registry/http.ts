@@ -186,7 +186,6 @@ export const make = (ref: Registry.Reference, options: Registry.ConnectOptions) 
         if (offered.scheme === "basic" && given._tag === "Anonymous") {
           return yield* new AuthFailed({ registry: ref.registry, reference, reason: "the registry wants credentials (--username, or an auths entry in ~/.docker/config.json)" })
         }
-        const retried = challenge !== undefined
         challenge = offered
         const { response: second } = yield* attempt(request, options, sent)
         if (second.status === 401) {
@@ -194,7 +193,7 @@ export const make = (ref: Registry.Reference, options: Registry.ConnectOptions) 
           return yield* new AuthFailed({
             registry: ref.registry,
             reference,
-            reason: `${given._tag === "Anonymous" ? "anonymous access denied" : "credentials rejected"}${detail === "" ? "" : `: ${detail}`}${retried ? " (after a renewed challenge)" : ""}`
+            reason: `${given._tag === "Anonymous" ? "anonymous access denied" : "credentials rejected"}${detail === "" ? "" : `: ${detail}`}`
           })
         }
         return second
