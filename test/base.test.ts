@@ -3,20 +3,15 @@ import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Base, Blobchain, ContentStore, Digest, Image, Snapshotter } from "../src/index.js"
-import { manifest, tempDir } from "./support/trees.js"
+import { manifest } from "./support/trees.js"
+import { scratch, write } from "./support/scratch.js"
 import { blobchain, haveTool, run } from "./support/tools.js"
 
 const umoci = haveTool("umoci")
 
-const work = tempDir("base")
+const work = scratch("base")
 afterAll(() => work.remove())
-let counter = 0
-const fresh = (name: string) => path.join(work.dir, `${name}-${counter++}`)
-
-const write = (root: string, rel: string, content: string, mode = 0o644) => {
-  fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true })
-  fs.writeFileSync(path.join(root, rel), content, { mode })
-}
+const fresh = work.fresh
 
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, "utf8"))
 const blob = (layout: string, digest: string) => path.join(layout, "blobs", "sha256", digest.replace("sha256:", ""))

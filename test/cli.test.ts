@@ -2,21 +2,16 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { applyOps, cloneSpec, manifest, materialize, opArb, type Spec, tempDir } from "./support/trees.js"
+import { applyOps, cloneSpec, manifest, materialize, opArb, type Spec } from "./support/trees.js"
+import { scratch, write } from "./support/scratch.js"
 import { blobchain, haveTool, run } from "./support/tools.js"
 
 const umoci = haveTool("umoci")
 const skopeo = haveTool("skopeo")
 
-const work = tempDir("cli")
+const work = scratch("cli")
 afterAll(() => work.remove())
-let counter = 0
-const fresh = (name: string) => path.join(work.dir, `${name}-${counter++}`)
-
-const write = (root: string, rel: string, content: string, mode = 0o644) => {
-  fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true })
-  fs.writeFileSync(path.join(root, rel), content, { mode })
-}
+const fresh = work.fresh
 
 /** Three full trees with symlinks, hard links, deletions and type swaps between them. */
 const makeChain = (): Array<string> => {
