@@ -1,0 +1,212 @@
+/**
+ * Filling an active overlay snapshot from a directory: only what differs from the layers below
+ * is written into its upper directory, so its merged view becomes equal to the directory.
+ */
+import { execFile } from "node:child_process"
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import { Effect } from "effect"
+import type { Mount } from "../Mount.js"
+import { SnapshotterError } from "../Snapshotter.js"
+import { changes } from "../diff/changes.js"
+import { isWhiteoutDevice, lookup, type Tree } from "../diff/tree.js"
+import { removeTree } from "./tree.js"
+
+const isRoot = (): boolean => process.getuid?.() === 0
+
+/** The upper directory an active snapshot's mounts write to, and the layers below it (highest first). */
+const writableLayers = (mounts: ReadonlyArray<Mount>): { readonly upper: string; readonly lowers: ReadonlyArray<string> } | string => {
+  if (mounts.length !== 1) return `expected one mount, got ${mounts.length}`
+  const mount = mounts[0]!
+  if (mount.options.includes("ro")) return "the mount is read-only"
+  const option = (key: string) => mount.options.find((o) => o.startsWith(`${key}=`))?.slice(key.length + 1)
+  if (mount.type === "bind" || mount.type === "rbind") return { upper: mount.source, lowers: [] }
+  if (mount.type !== "overlay") return `unsupported mount type ${JSON.stringify(mount.type)}`
+  const upper = option("upperdir")
+  if (upper === undefined) return "overlay mount without upperdir"
+  return { upper, lowers: (option("lowerdir") ?? "").split(":").filter((d) => d.length > 0) }
+}
+
+/** What the upper directory needs, gathered in one pass over the changes, then carried out in batches. */
+interface Plan {
+  /** Paths (relative) copied whole from the source with `cp -a`, new subtrees included. */
+  readonly copies: Array<string>
+  /** Whiteouts to create as 0/0 character devices (absolute paths). */
+  readonly devices: Array<string>
+  /** Names copied as separate files that must end up as one hard-linked inode: [first, other]. */
+  readonly links: Array<readonly [string, string]>
+  /** Directories made here that merge with the ones below; their metadata is set last, deepest first. */
+  readonly dirs: Array<string>
+}
+
+const parentOf = (path: string): string => {
+  const slash = path.lastIndexOf("/")
+  return slash < 0 ? "" : path.slice(0, slash)
+}
+
+const baseOf = (path: string): string => path.slice(path.lastIndexOf("/") + 1)
+
+/** Run `command args…` in batches of arguments short enough for one command line; killed on interruption. */
+const runBatched = (
+  command: string,
+  fixed: ReadonlyArray<string>,
+  args: ReadonlyArray<string>,
+  cwd: string
+): Effect.Effect<void, Error> =>
+  Effect.forEach(batches(args), (batch) =>
+    Effect.async<void, Error>((resume, signal) => {
+      execFile(command, [...fixed, ...batch], { cwd, signal, maxBuffer: 1 << 20 }, (error, _stdout, stderr) => {
+        resume(error === null ? Effect.void : Effect.fail(new Error(stderr.trim() || error.message, { cause: error })))
+      })
+    }), { discard: true })
+
+const batches = (args: ReadonlyArray<string>): Array<Array<string>> => {
+  const out: Array<Array<string>> = []
+  let current: Array<string> = []
+  let length = 0
+  for (const arg of args) {
+    if (current.length > 0 && length + arg.length > 64 * 1024) {
+      out.push(current)
+      current = []
+      length = 0
+    }
+    current.push(arg)
+    length += arg.length + 1
+  }
+  if (current.length > 0) out.push(current)
+  return out
+}
+
+// one process for many small steps: a process per whiteout or per directory time costs more than the work
+const mknodEach = `for p do mknod -- "$p" c 0 0 || exit 1; done`
+const touchEach = `while [ $# -gt 0 ]; do touch -h -m -r "$1" -- "$2" || exit 1; shift 2; done`
+
+/**
+ * Make the merged view of the active snapshot mounted by `mounts` equal `sourceDir`, writing
+ * only the differences into its upper directory (which is emptied first): new and changed
+ * entries copied with `cp -a --reflink=auto` (modes, owners, nanosecond times, hard links kept),
+ * deleted names whited out, changed directories made in the upper directory over the ones below.
+ *
+ * "Changed" is the differ's rule (mode, owner, rdev, size, nanosecond mtime, link target,
+ * hard-link group; contents when both times lack nanoseconds). Whiteouts are 0/0 character
+ * devices when the process is root (what the kernel's overlayfs honours), else `.wh.<name>`
+ * files (read only by the user-space merge). No opaque markers are written: a directory over
+ * a non-directory never merges with it, and a directory that drops lower names whites each out.
+ * A plain (bind) mount is filled as a tree with nothing below it.
+ */
+export const fillOverlay = (mounts: ReadonlyArray<Mount>, sourceDir: string): Effect.Effect<void, SnapshotterError> =>
+  Effect.gen(function*() {
+    const fail = (reason: string, cause?: unknown) =>
+      new SnapshotterError({ op: "fill", key: sourceDir, reason, ...(cause === undefined ? {} : { cause }) })
+    const io = <A>(f: () => A) =>
+      Effect.try({ try: f, catch: (cause) => fail(cause instanceof Error ? cause.message : String(cause), cause) })
+    const layers = writableLayers(mounts)
+    if (typeof layers === "string") return yield* fail(layers)
+    const { lowers, upper } = layers
+    const lower: Tree = { root: lowers, overlay: true }
+    const source: Tree = { root: [sourceDir], overlay: false }
+    const asRoot = isRoot()
+
+    yield* io(() => {
+      for (const name of fs.readdirSync(upper)) removeTree(NodePath.join(upper, name))
+    })
+
+    const plan: Plan = { copies: [], devices: [], links: [], dirs: [] }
+    // the lower directories merged at each directory made here, to tell merging ones from new ones
+    const lowerDirsOf = new Map<string, ReadonlyArray<string>>([["", lowers]])
+    const firstOfInode = new Map<string, string>()
+    let copiedWhole: string | undefined
+    let unrepresentable: string | undefined
+    const iterator = changes(lower, source)[Symbol.iterator]()
+
+    const planSome = () =>
+      io((): boolean => {
+        for (;;) {
+          const next = iterator.next()
+          if (next.done === true) return true
+          const change = next.value
+          switch (change._tag) {
+            case "Tick":
+              return false
+            case "Opaque":
+              // the directory sits on a non-directory below: it is copied whole and merges with nothing
+              continue
+            case "Whiteout": {
+              const at = NodePath.join(upper, parentOf(change.path))
+              if (asRoot) plan.devices.push(NodePath.join(at, baseOf(change.path)))
+              else fs.writeFileSync(NodePath.join(at, `.wh.${baseOf(change.path)}`), "")
+              continue
+            }
+            case "Entry": {
+              const { node, path } = change
+              if (node.name.startsWith(".wh.") || isWhiteoutDevice(node.stat)) {
+                unrepresentable = path
+                return true
+              }
+              if (node.stat.isFile() && node.stat.nlink > 1n) {
+                const inode = `${node.stat.dev}:${node.stat.ino}`
+                const first = firstOfInode.get(inode)
+                if (first === undefined) firstOfInode.set(inode, path)
+                else plan.links.push([first, path])
+              }
+              if (copiedWhole !== undefined && path.startsWith(copiedWhole)) continue
+              copiedWhole = undefined
+              if (node.stat.isDirectory()) {
+                const parentDirs = lowerDirsOf.get(parentOf(path)) ?? []
+                const below = parentDirs.length === 0 ? undefined : lookup(lower, parentDirs, node.name)
+                if (below?.stat.isDirectory() === true) {
+                  fs.mkdirSync(NodePath.join(upper, path), { mode: 0o700 })
+                  lowerDirsOf.set(path, below.dirs)
+                  plan.dirs.push(path)
+                  continue
+                }
+                copiedWhole = `${path}/`
+              }
+              plan.copies.push(path)
+              continue
+            }
+          }
+        }
+      })
+
+    while (!(yield* planSome())) yield* Effect.yieldNow()
+    if (unrepresentable !== undefined) {
+      return yield* fail(`${unrepresentable}: an overlay layer cannot hold this entry (it reads as a whiteout)`)
+    }
+
+    const step = (what: string) => Effect.mapError((error: Error) => fail(`${what}: ${error.message}`, error))
+    yield* runBatched("cp", ["-a", "--reflink=auto", "--parents", "-t", upper, "--"], plan.copies, sourceDir).pipe(
+      step("copy")
+    )
+    yield* runBatched("sh", ["-c", mknodEach, "sh"], plan.devices, upper).pipe(step("whiteout"))
+    const touched = new Set(plan.dirs)
+    yield* io(() => {
+      // cp keeps the links among the names of one run; a group split across runs is joined here
+      for (const [first, other] of plan.links) {
+        const a = fs.lstatSync(NodePath.join(upper, first))
+        const b = fs.lstatSync(NodePath.join(upper, other))
+        if (a.ino === b.ino) continue
+        fs.unlinkSync(NodePath.join(upper, other))
+        fs.linkSync(NodePath.join(upper, first), NodePath.join(upper, other))
+        touched.add(parentOf(other))
+      }
+    })
+    // deepest first, so a read-only directory is closed after everything inside it is written
+    const ordered = [...touched].filter((d) => d !== "").sort().reverse()
+    ordered.push("")
+    yield* io(() => {
+      for (const dir of ordered) {
+        const from = fs.lstatSync(NodePath.join(sourceDir, dir))
+        const to = NodePath.join(upper, dir)
+        // chown first: it clears set-id bits that chmod then restores
+        if (asRoot) fs.lchownSync(to, from.uid, from.gid)
+        fs.chmodSync(to, from.mode & 0o7777)
+      }
+    })
+    yield* runBatched(
+      "sh",
+      ["-c", touchEach, "sh"],
+      ordered.flatMap((dir) => [NodePath.join(sourceDir, dir), NodePath.join(upper, dir)]),
+      upper
+    ).pipe(step("times"))
+  }).pipe(Effect.withSpan("Snapshotter.fillOverlay", { attributes: { sourceDir } }))
