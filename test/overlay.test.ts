@@ -258,3 +258,39 @@ describe("fillOverlay", () => {
         if (canMount) expect(withKernelMount(yield* s.mounts(keys[1]!), manifest)).toEqual(manifest(two))
       })))
 })
+
+const chainArb = fc.record({
+  first: fc.array(opArb, { minLength: 1, maxLength: 25 }),
+  second: fc.array(opArb, { minLength: 1, maxLength: 15 }),
+  third: fc.array(opArb, { minLength: 1, maxLength: 15 })
+})
+
+describe("fillOverlay on random chains", () => {
+  it.scopedLive.prop(
+    "each committed snapshot's merged view equals its source directory, in user space and in the kernel",
+    { chain: chainArb },
+    ({ chain }) =>
+      withOverlay((root) =>
+        Effect.gen(function*() {
+          const s = yield* Snapshotter.Snapshotter
+          const specs: Array<Spec> = []
+          let spec: Spec = new Map()
+          for (const ops of [chain.first, chain.second, chain.third]) {
+            spec = applyOps(cloneSpec(spec), ops)
+            specs.push(spec)
+          }
+          const dirs = specs.map((each, i) => {
+            const dir = NodePath.join(root, `src${i}`)
+            fs.mkdirSync(dir)
+            materialize(each, dir)
+            return dir
+          })
+          const keys = yield* fillChain(dirs)
+          for (const [i, key] of keys.entries()) {
+            expect(mergedManifest(treeOf(yield* s.mounts(key)))).toEqual(sourceManifest(dirs[i]!))
+          }
+          if (canMount) expect(withKernelMount(yield* s.mounts(keys[2]!), manifest)).toEqual(manifest(dirs[2]!))
+        })),
+    { fastCheck: { numRuns: 25 } }
+  )
+})
