@@ -414,7 +414,9 @@ describe.skipIf(!tools)("blobchain push", () => {
       // the archive has the same config and layers, pushed to cli/layout just before: all mounted
       expect(logged[3]).toBe("blobs: 0 uploaded, 3 mounted, 0 already there")
       const bad = yield* cli(["node", "blobchain", "push", layout, "docker://127.0.0.1/Bad:tag", "--state", pushState]).pipe(Effect.provide(NodeContext.layer), Effect.flip)
-      expect(bad._tag).toBe("InvalidReference")
+      // a reference that does not parse is a usage error that says why
+      expect(bad._tag).toBe("UsageError")
+      expect(bad.message).toMatch(/Bad:tag/)
     }))
 
   it.effect("--password-stdin reads one line; without --username it is a usage error", () =>

@@ -10,15 +10,12 @@ import * as Blobchain from "../Blobchain.js"
 import * as Build from "../Build.js"
 import * as Image from "../Image.js"
 import * as Oci from "../Oci.js"
+import * as Registry from "../Registry.js"
 import { buildJson, buildText, progress } from "./output.js"
+import { credentialsOf, push } from "./push.js"
 import * as Sources from "./sources.js"
+import { UsageError } from "./usage.js"
 
-/** A flag's value is unusable: exit code 2, like any usage error. */
-export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { reason: Schema.String }) {
-  override get message() {
-    return this.reason
-  }
-}
 
 const StringArray = Schema.parseJson(Schema.Array(Schema.String))
 
@@ -48,6 +45,10 @@ const build = Command.make(
     ),
     layer: Options.text("layer").pipe(Options.repeated, Options.withDescription("SRC:DEST — put directory SRC at DEST, one layer each")),
     platform: Options.text("platform").pipe(Options.optional, Options.withDescription("os/arch[/variant] to pick from a multi-platform base")),
+    push: Options.text("push").pipe(Options.optional, Options.withDescription("also push the image to docker://HOST/REPO:TAG")),
+    username: Options.text("username").pipe(Options.optional, Options.withDescription("registry user (with --password-stdin)")),
+    passwordStdin: Options.boolean("password-stdin").pipe(Options.withDescription("read the registry password from standard input")),
+    insecure: Options.boolean("insecure").pipe(Options.withDescription("plain HTTP to registries (the default for localhost)")),
     state: Options.text("state").pipe(Options.withDefault(".blobchain"), Options.withDescription("the state directory")),
     out: Options.text("out").pipe(Options.optional, Options.withDescription("where to write the image")),
     format: Options.choice("format", ["oci", "docker"]).pipe(Options.withDefault("oci" as const)),
@@ -83,6 +84,10 @@ const build = Command.make(
             onNone: () => Effect.fail(new UsageError({ reason: `--platform wants os/arch[/variant], got ${JSON.stringify(text)}` })),
             onSome: (p) => Effect.succeed(p)
           })
+      })
+      const pushTo = yield* Option.match(o.push, {
+        onNone: () => Effect.succeed(undefined),
+        onSome: (text) => Registry.parseReference(text).pipe(Effect.mapError((e) => new UsageError({ reason: e.message })))
       })
       const base = yield* Option.match(o.base, {
         onNone: () => Effect.succeed(undefined),
@@ -121,6 +126,20 @@ const build = Command.make(
       const out = Option.getOrElse(o.out, () => (docker ? "blobchain-out.tar" : "blobchain-out"))
       const tag = Option.getOrElse(o.tag, () => (docker ? "blobchain:latest" : "latest"))
       const show = progress(process.stderr.isTTY === true && !o.json)
+      const baseRef = base?._tag === "Registry"
+        ? yield* Registry.parseReference(base.reference).pipe(Effect.mapError((e) => new UsageError({ reason: e.message })))
+        : undefined
+      // --username/--password-stdin are for the registry pushed to, else the base's
+      const credentialsHost = pushTo?.registry ?? baseRef?.registry
+      if (credentialsHost === undefined && (Option.isSome(o.username) || o.passwordStdin)) {
+        return yield* new UsageError({ reason: "--username and --password-stdin go with --push or a docker:// --base" })
+      }
+      const connect: Registry.ConnectOptions = {
+        ...(o.insecure ? { insecure: true } : {}),
+        ...(credentialsHost === undefined || Option.isNone(o.username)
+          ? {}
+          : { credentials: yield* credentialsOf(credentialsHost, o.username, o.passwordStdin) })
+      }
       show.update(base === undefined ? `snapshotting 0/${o.dirs.length + puts.length}` : "importing the base image")
       const options: Build.BuildOptions = {
         compression: o.compression,
@@ -132,7 +151,9 @@ const build = Command.make(
         ...(epoch === undefined ? {} : { sourceDateEpoch: epoch })
       }
       const work = Effect.gen(function*() {
-        const baseImage = base === undefined ? undefined : yield* Sources.resolve(base, platform === undefined ? {} : { platform })
+        const baseImage = base === undefined
+          ? undefined
+          : yield* Sources.resolve(base, { connect, ...(platform === undefined ? {} : { platform }) })
         const built = yield* Build.build(o.dirs, {
           ...options,
           puts,
@@ -143,13 +164,22 @@ const build = Command.make(
         const linkFrom = Blobchain.paths(NodePath.resolve(o.state)).content
         if (docker) yield* Image.writeDockerArchive(built.image, out, { tag, linkFrom })
         else yield* Image.writeOciLayout(built.image, out, { tag, linkFrom })
-        return built
+        if (pushTo === undefined) return { built, pushed: undefined }
+        show.update(`pushing to ${pushTo.text}`)
+        const pushed = yield* Registry.push(built.image, pushTo, connect).pipe(Effect.provide(Registry.layerHttp))
+        return { built, pushed }
       })
       // sources are checked before the state directory is touched
       yield* Effect.forEach(o.dirs, Build.checkSource, { discard: true })
-      const built = yield* work.pipe(Effect.provide(Blobchain.layerLocal({ root: o.state })), Effect.ensuring(Effect.sync(() => show.done())))
+      const { built, pushed } = yield* work.pipe(
+        Effect.provide(Blobchain.layerLocal({ root: o.state })),
+        Effect.ensuring(Effect.sync(() => show.done()))
+      )
+      const pushedTo = pushed === undefined ? undefined : `${pushed.reference.text}@${pushed.manifest.digest}`
       yield* Console.log(
-        o.json ? buildJson(built.image, built.base, built.snapshots, { path: out, format: o.format, tag }).trimEnd() : buildText(built.image).trimEnd()
+        o.json
+          ? buildJson(built.image, built.base, built.snapshots, { path: out, format: o.format, tag }, pushedTo).trimEnd()
+          : buildText(built.image).trimEnd() + (pushedTo === undefined ? "" : `\npushed ${pushedTo}`)
       )
     })
 ).pipe(Command.withDescription("build directories (oldest first) into an image"))
@@ -188,7 +218,7 @@ const inspect = Command.make(
     })
 ).pipe(Command.withDescription("show an image on disk and verify every blob and diffID"))
 
-const blobchain = Command.make("blobchain").pipe(Command.withSubcommands([build, inspect]))
+const blobchain = Command.make("blobchain").pipe(Command.withSubcommands([build, inspect, push]))
 
 const cli = Command.run(blobchain, { name: "blobchain", version: "0.1.0" })
 

@@ -38,7 +38,8 @@ export const buildJson = (
   image: Image,
   base: ReadonlyArray<ImportedLayer>,
   snapshots: ReadonlyArray<SourceSnapshot>,
-  out: { readonly path: string; readonly format: string; readonly tag: string }
+  out: { readonly path: string; readonly format: string; readonly tag: string },
+  pushed?: string
 ): string =>
   JSON.stringify(
     {
@@ -52,7 +53,8 @@ export const buildJson = (
       })),
       base: base.map((b) => ({ layer: b.layer.digest, id: b.id, reused: b.reused })),
       snapshots: snapshots.map((s) => ({ dir: s.dir, id: s.id, reused: s.reused })),
-      out
+      out,
+      ...(pushed === undefined ? {} : { pushed })
     },
     null,
     2

@@ -3,17 +3,13 @@
  * the state directory's content store, verified, and pushed to a registry.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Layer, Option, Schema } from "effect"
+import { Console, Effect, Layer, Option } from "effect"
 import * as Blobchain from "../Blobchain.js"
 import * as Image from "../Image.js"
 import * as Registry from "../Registry.js"
+import { UsageError } from "./usage.js"
 
-/** A flag combination that cannot work (exit code 2 when the tool's error handler knows the tag). */
-export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { reason: Schema.String }) {
-  override get message() {
-    return this.reason
-  }
-}
+export { UsageError }
 
 /** The first line of standard input: a password piped in, never shown on a command line. */
 export const readPasswordLine = (input: NodeJS.ReadableStream = process.stdin): Effect.Effect<string> =>
@@ -24,7 +20,7 @@ export const readPasswordLine = (input: NodeJS.ReadableStream = process.stdin): 
   })
 
 /** The credentials the flags ask for, else Docker's config file's, else none. */
-const credentialsOf = (registry: string, username: Option.Option<string>, passwordStdin: boolean) =>
+export const credentialsOf = (registry: string, username: Option.Option<string>, passwordStdin: boolean) =>
   Effect.gen(function*() {
     if (Option.isNone(username)) {
       if (passwordStdin) return yield* new UsageError({ reason: "--password-stdin needs --username" })
@@ -51,7 +47,7 @@ export const push = Command.make(
   },
   (o) =>
     Effect.gen(function*() {
-      const ref = yield* Registry.parseReference(o.target)
+      const ref = yield* Registry.parseReference(o.target).pipe(Effect.mapError((e) => new UsageError({ reason: e.message })))
       const credentials = yield* credentialsOf(ref.registry, o.username, o.passwordStdin)
       const work = Effect.gen(function*() {
         const image = yield* Image.load(o.path, Option.match(o.tag, { onNone: () => ({}), onSome: (tag) => ({ tag }) }))

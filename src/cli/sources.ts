@@ -6,6 +6,7 @@ import { Data, Effect } from "effect"
 import type { BaseImage } from "../Base.js"
 import * as Image from "../Image.js"
 import type * as Oci from "../Oci.js"
+import * as Registry from "../Registry.js"
 
 /** A parsed source. */
 export type Source = Data.TaggedEnum<{
@@ -41,8 +42,11 @@ export const parse = (text: string): Effect.Effect<Source, InvalidSourceName> =>
   return Effect.fail(new InvalidSourceName({ text }))
 }
 
-/** Load a source into the content store as a base image. */
-export const resolve = (source: Source, options: { readonly platform?: Oci.Platform }) =>
+/** Load a source into the content store as a base image (pulled, for a registry). */
+export const resolve = (
+  source: Source,
+  options: { readonly platform?: Oci.Platform; readonly connect?: Registry.ConnectOptions }
+) =>
   Effect.gen(function*() {
     switch (source._tag) {
       case "Layout":
@@ -54,7 +58,14 @@ export const resolve = (source: Source, options: { readonly platform?: Oci.Platf
         const base: BaseImage = { source: source.path, imageConfig: loaded.imageConfig, layers: loaded.layers }
         return base
       }
-      case "Registry":
-        return yield* Effect.fail(new InvalidSourceName({ text: source.reference }))
+      case "Registry": {
+        const ref = yield* Registry.parseReference(source.reference)
+        const pulled = yield* Registry.pull(ref, {
+          ...options.connect,
+          ...(options.platform === undefined ? {} : { platform: options.platform })
+        }).pipe(Effect.provide(Registry.layerHttp))
+        const base: BaseImage = { source: source.reference, imageConfig: pulled.config, layers: pulled.manifest.layers }
+        return base
+      }
     }
   })
