@@ -65,12 +65,14 @@ const caseLayer = async (tree: string, state: string, compression: string, threa
     ...(threads === "default" ? {} : { compressionThreads: Number(threads) })
   }
   const start = performance.now()
+  const cpu = process.cpuUsage()
   const layer = await runtime.runPromise(
     Effect.flatMap(Differ.Differ, (d) => d.diffMounts([], [Mount.bind(tree, true)], options))
   )
   const wall = (performance.now() - start) / 1000
   await runtime.dispose()
-  report({ wall, rssMiB: peakRss(), note: `${(layer.size / 1e6).toFixed(0)} MB out` })
+  const used = process.cpuUsage(cpu)
+  report({ wall, rssMiB: peakRss(), note: `${(layer.size / 1e6).toFixed(0)} MB out, ${((used.user + used.system) / 1e6).toFixed(1)} s CPU` })
   fs.rmSync(state, { recursive: true, force: true })
 }
 

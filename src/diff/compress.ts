@@ -29,11 +29,21 @@ export const levelProblem = (compression: Compression, level: number | undefined
  * `threads` (gzip chunks deflating at once, zstd workers; by default from the core count) only
  * changes the speed. zstd always runs with at least one worker, because its multi-threaded frames
  * differ from single-threaded ones but not from each other, whatever the worker count.
+ * gzip hands each input buffer to `release` once done with it.
  */
-export const compressor = (compression: Compression, level?: number, threads?: number): Transform | undefined => {
+export const compressor = (
+  compression: Compression,
+  level?: number,
+  threads?: number,
+  release?: (buffer: Buffer) => void
+): Transform | undefined => {
   switch (compression) {
     case "gzip":
-      return parallelGzip({ level: level ?? defaultLevel.gzip, concurrency: threads ?? defaultConcurrency() })
+      return parallelGzip({
+        level: level ?? defaultLevel.gzip,
+        concurrency: threads ?? defaultConcurrency(),
+        ...(release === undefined ? {} : { release })
+      })
     case "zstd":
       return new CompressStream({
         compressionLevel: level ?? defaultLevel.zstd,

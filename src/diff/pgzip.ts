@@ -16,26 +16,32 @@ export const gzipChunkSize = 1 << 20
 // deflate's window: the most a match can reach back, so the dictionary each chunk needs
 const windowSize = 32 * 1024
 
-// room for a whole chunk's output in one thread-pool job, even when the data does not compress
-const outputChunk = gzipChunkSize + 64 * 1024
+// zlib's output buffer per thread-pool step: small enough that a well-compressing chunk does
+// not allocate a whole MiB (buffers are external memory, and their churn drives V8's full GCs)
+const outputChunk = 256 * 1024
 
 /** Options of {@link parallelGzip}. */
 export interface ParallelGzipOptions {
   readonly level: number
   /** Chunks deflating or waiting to be written at once (memory is about 3 MiB each). */
   readonly concurrency?: number
+  /** Called with each input buffer once nothing here refers to it any more (for reuse). */
+  readonly release?: (buffer: Buffer) => void
 }
 
 /** Chunks in flight by default: enough to keep every core busy while the next chunk is read. */
-export const defaultConcurrency = (): number => Math.max(2, Math.min(8, 2 * os.availableParallelism()))
+// Bounded by libuv's four threads, less one left for the content store's file writes: a write
+// queued behind deflate jobs stalls the whole pipeline.
+export const defaultConcurrency = (): number => Math.max(2, Math.min(3, os.availableParallelism()))
 
 // RFC 1952 header: no name, mtime 0, OS 3 (Unix) on every platform, so bytes never depend on where they were made
 const header = (level: number): Buffer =>
   Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, level === 9 ? 2 : level <= 1 ? 4 : 0, 3])
 
-type Outcome = { readonly ok: true; readonly bytes: Buffer } | { readonly ok: false; readonly error: Error }
+type Outcome = { readonly ok: true; readonly bytes: ReadonlyArray<Buffer> } | { readonly ok: false; readonly error: Error }
 
 interface Job {
+  readonly chunk: Buffer
   readonly outcome: Promise<Outcome>
   readonly crc: number
   readonly length: number
@@ -49,8 +55,13 @@ const deflate = (chunk: Buffer, level: number, dictionary: Buffer | undefined, l
       finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH
     }
     try {
-      zlib.deflateRaw(chunk, dictionary === undefined ? options : { ...options, dictionary }, (error, bytes) =>
-        resolve(error === null ? { ok: true, bytes } : { ok: false, error }))
+      // a stream rather than zlib.deflateRaw: its pieces are written as they are, not concatenated
+      const stream = zlib.createDeflateRaw(dictionary === undefined ? options : { ...options, dictionary })
+      const pieces: Array<Buffer> = []
+      stream.on("data", (piece: Buffer) => pieces.push(piece))
+      stream.on("error", (error) => resolve({ ok: false, error }))
+      stream.on("end", () => resolve({ ok: true, bytes: pieces }))
+      stream.end(chunk)
     } catch (error) {
       // bad options throw at once; an outcome, so a job nobody awaits any more never rejects unhandled
       resolve({ ok: false, error: error instanceof Error ? error : new Error(String(error)) })
@@ -87,7 +98,9 @@ export const parallelGzip = (options: ParallelGzipOptions): Transform => {
     if (job === undefined) return
     const outcome = await job.outcome
     if (!outcome.ok) throw outcome.error
-    stream.push(outcome.bytes)
+    for (const piece of outcome.bytes) stream.push(piece)
+    // only a chunk that was a whole input buffer goes back; copies and views stay ours
+    if (job.chunk.length === gzipChunkSize && job.chunk.byteOffset === 0) options.release?.(job.chunk)
     crc = crc32Combine(crc, job.crc, job.length)
     total += job.length
   }
@@ -98,9 +111,9 @@ export const parallelGzip = (options: ParallelGzipOptions): Transform => {
       stream.push(header(level))
     }
     while (queue.length >= concurrency) await emitOldest(stream)
-    queue.push({ outcome: deflate(chunk, level, tail, last), crc: zlib.crc32(chunk), length: chunk.length })
-    // the next chunk's dictionary: a view, kept alive (and unchanged) by this chunk
-    tail = chunk.length > windowSize ? chunk.subarray(chunk.length - windowSize) : chunk
+    queue.push({ chunk, outcome: deflate(chunk, level, tail, last), crc: zlib.crc32(chunk), length: chunk.length })
+    // the next chunk's dictionary, copied: this chunk's buffer may be reused once it is deflated
+    tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - windowSize)))
   }
 
   // A chunk goes out only once a byte beyond it arrives, so the last one can finish the stream.

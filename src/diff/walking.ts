@@ -12,7 +12,7 @@ import * as Digest from "../Digest.js"
 import type { Mount } from "../Mount.js"
 import * as Oci from "../Oci.js"
 import { compressor, levelProblem } from "./compress.js"
-import { chunkSize, LayerFault, layerTar } from "./layer.js"
+import { BufferPool, chunkSize, LayerFault, layerTar } from "./layer.js"
 import { fromMounts, type Tree } from "./tree.js"
 
 interface Written {
@@ -98,14 +98,17 @@ export const make = Effect.gen(function*() {
           const compression = options.compression ?? "gzip"
           const uncompressed = compression === "none" ? noHash : Digest.hasher()
           const counted = { size: 0 }
+          // tar buffers go round between the tar producer and gzip instead of being garbage
+          const pool = new BufferPool()
           const source = layerTar(
             lower,
             upper,
             options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch },
-            uncompressed
+            uncompressed,
+            pool
           )
           const sink = storeSink(writer, runtime, counted)
-          const transform = compressor(compression, options.level, options.compressionThreads)
+          const transform = compressor(compression, options.level, options.compressionThreads, (buffer) => pool.release(buffer))
           // pipeline waits for every stage to finish, so an error in the compressor's final
           // flush (the gzip trailer, the zstd epilogue) fails the diff instead of vanishing
           if (transform === undefined) await pipeline(source, sink, { signal })
