@@ -2,7 +2,7 @@
  * The overlay snapshotter on a real disk: mounts in containerd's form, records shared with the
  * native one, and filling from directories read back merged in user space and by the kernel.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc, Layer } from "effect"
 import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
@@ -15,6 +15,7 @@ import type { Mount } from "../src/Mount.js"
 import { fillOverlay } from "../src/snapshot/overlayFill.js"
 import { removeTree } from "../src/snapshot/tree.js"
 import * as Snapshotter from "../src/Snapshotter.js"
+import { snapshotterSuite } from "./conformance/snapshotter.js"
 import { applyOps, cloneSpec, manifest, materialize, opArb, type Spec } from "./support/trees.js"
 
 const isRoot = process.getuid?.() === 0
@@ -93,6 +94,39 @@ const canMount = (() => {
   return fs.readFileSync("/proc/filesystems", "utf8").includes("\toverlay\n")
 })()
 if (!canMount) console.log("overlay kernel-mount checks skipped: they need root on Linux with overlayfs")
+
+// The conformance suite reads and writes snapshots through directories: here, kernel mounts,
+// one per distinct overlay (a snapshot asked for twice shows the same directory), all undone after each test.
+const kernelMounts = new Map<string, string>()
+
+const kernelDirOf = (mounts: ReadonlyArray<Mount>): string => {
+  expect(mounts).toHaveLength(1)
+  const mount = mounts[0]!
+  if (mount.type === "bind") return mount.source
+  const key = mount.options.join(",")
+  const known = kernelMounts.get(key)
+  if (known !== undefined) return known
+  const target = fs.mkdtempSync(NodePath.join(os.tmpdir(), "blobchain-mnt-"))
+  kernelMount(mounts, target)
+  kernelMounts.set(key, target)
+  return target
+}
+
+afterEach(() => {
+  for (const target of kernelMounts.values()) {
+    execFileSync("umount", [target])
+    fs.rmdirSync(target)
+  }
+  kernelMounts.clear()
+})
+
+if (canMount) {
+  snapshotterSuite(
+    "layerOverlay (kernel mounts)",
+    Layer.unwrapScoped(Effect.map(tempRoot, overlay)),
+    { dirOf: kernelDirOf, sharesParentFiles: true }
+  )
+}
 
 const upperDirOf = (mounts: ReadonlyArray<Mount>): string => {
   const found = mounts[0]?.options.find((o) => o.startsWith("upperdir="))

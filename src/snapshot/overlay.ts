@@ -2,10 +2,12 @@
  * The overlay snapshotter: per snapshot an upper directory `fs` and a `work` directory, shown as
  * overlay mounts over its ancestors' upper directories (containerd's overlay snapshotter form).
  */
+import { Effect } from "effect"
+import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import * as Mount from "../Mount.js"
-import type { Kind } from "../Snapshotter.js"
+import { type Kind, SnapshotterError } from "../Snapshotter.js"
 import { io, type Layout, makeWithLayout } from "./native.js"
 
 /** Where the snapshots live. */
@@ -50,14 +52,38 @@ export const mountsOf = (kind: Kind, dirs: ReadonlyArray<string>): ReadonlyArray
   }
 }
 
+/**
+ * The merged root directory is the upper one's: it takes the parent's owner, mode and times
+ * (nanoseconds, which only `touch -r` copies) so that a child starts as its parent's tree.
+ */
+const copyRootMetadata = (op: string, key: string, from: string, to: string) =>
+  io(op, key, () => {
+    const stat = fs.lstatSync(from)
+    if (process.getuid?.() === 0) fs.lchownSync(to, stat.uid, stat.gid)
+    fs.chmodSync(to, stat.mode & 0o7777)
+  }).pipe(
+    Effect.zipRight(Effect.async<void, SnapshotterError>((resume, signal) => {
+      execFile("touch", ["-h", "-r", from, "--", to], { signal }, (error, _stdout, stderr) =>
+        resume(
+          error === null
+            ? Effect.void
+            : Effect.fail(new SnapshotterError({ op, key, reason: `times: ${stderr.trim() || error.message}`, cause: error }))
+        ))
+    }))
+  )
+
 /** The overlay layout: preparing a snapshot creates two empty directories and copies nothing. */
 export const overlayLayout: Layout = {
-  populate: (op, key, staging) =>
+  populate: (op, key, staging, parentDir) =>
     io(op, key, () => {
       fs.mkdirSync(upperOf(staging), { mode: 0o755 })
       // overlayfs wants the work directory empty and on the upper directory's filesystem
       fs.mkdirSync(workOf(staging), { mode: 0o711 })
-    }),
+    }).pipe(
+      Effect.zipRight(
+        parentDir === undefined ? Effect.void : copyRootMetadata(op, key, upperOf(parentDir), upperOf(staging))
+      )
+    ),
   mounts: mountsOf,
   usesAncestors: true
 }
