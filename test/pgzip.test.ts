@@ -1,5 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import { spawnSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { Readable, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import * as zlib from "node:zlib"
@@ -90,6 +93,24 @@ describe("parallelGzip", () => {
         const gunzip = spawnSync("gzip", ["-dc"], { input: out, maxBuffer: 64 << 20 })
         expect(gunzip.status).toBe(0)
         expect(gunzip.stdout.equals(bytes)).toBe(true)
+      }
+    }))
+
+  it.effect("is read by GNU tar -z", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "blobchain-pgzip-"))
+      try {
+        const content = sample(2 * gzipChunkSize + 4321, 9)
+        fs.writeFileSync(path.join(dir, "big"), content)
+        fs.writeFileSync(path.join(dir, "small"), "hello")
+        const tar = execFileSync("tar", ["-cf", "-", "-C", dir, "big", "small"], { maxBuffer: 64 << 20 })
+        const out = yield* gzip([tar], 3)
+        const list = execFileSync("tar", ["-tzf", "-"], { input: out }).toString().trim().split("\n")
+        expect(list).toEqual(["big", "small"])
+        const big = execFileSync("tar", ["-xzOf", "-", "big"], { input: out, maxBuffer: 64 << 20 })
+        expect(big.equals(content)).toBe(true)
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
       }
     }))
 
