@@ -32,6 +32,8 @@ export const paths = (root: string) => ({
   content: NodePath.join(root, "content"),
   /** The native snapshots' trees live under `snapshots/` of this folder. */
   snapshots: root,
+  /** The overlay snapshots' upper directories live under `snapshots/` of this folder. */
+  overlay: NodePath.join(root, "overlay"),
   metadata: NodePath.join(root, Metadata.filename)
 })
 
@@ -73,23 +75,54 @@ export type OpenError =
   | Snapshotter.SnapshotterError
   | BlobMapper.BlobMapperError
 
-/** Everything on the state directory `root` (created when missing). */
-export const layerLocal = (options: { readonly root: string }): Layer.Layer<Services, OpenError> =>
+/** Which snapshotter keeps the trees: full copies (`native`) or upper directories over their parents (`overlay`). */
+export type SnapshotterKind = "native" | "overlay"
+
+/**
+ * Everything on the state directory `root` (created when missing), with the snapshotter it
+ * was made with (`native` for a new one unless `snapshotter` says otherwise).
+ */
+export const layerLocal = (
+  options: { readonly root: string; readonly snapshotter?: SnapshotterKind }
+): Layer.Layer<Services, OpenError> =>
   Layer.unwrapEffect(
-    Effect.map(ensureStateDirectory(options.root), (root) => {
+    Effect.gen(function*() {
+      const root = yield* ensureStateDirectory(options.root)
+      const kind = yield* claimSnapshotter(root, options.snapshotter)
       const where = paths(root)
-      const metadata = Metadata.layer({ root })
       const storage = Layer.mergeAll(
         ContentStore.layerLocal({ root: where.content }),
-        Snapshotter.layerNative({ root: where.snapshots }),
+        kind === "overlay" ? Snapshotter.layerOverlay({ root: where.overlay }) : Snapshotter.layerNative({ root: where.snapshots }),
         BlobMapper.layerSql
-      ).pipe(Layer.provideMerge(metadata))
+      ).pipe(Layer.provideMerge(Metadata.layer({ root })))
       const work = Layer.mergeAll(Differ.layerWalking, Applier.layerDefault, RefManager.layer).pipe(
         Layer.provideMerge(storage)
       )
       return Blobs.layer.pipe(Layer.provideMerge(work))
     })
   )
+
+/**
+ * Both snapshotters keep their records in the same tables, so a state directory belongs to the
+ * one that made it: recorded in a file at first use, and any other refused.
+ */
+const claimSnapshotter = (root: string, wanted: SnapshotterKind | undefined): Effect.Effect<SnapshotterKind, StateDirectoryError> =>
+  Effect.try({
+    try: (): SnapshotterKind => {
+      const file = NodePath.join(root, "snapshotter")
+      const existing = fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : undefined
+      if (existing === undefined) {
+        fs.writeFileSync(file, `${wanted ?? "native"}\n`)
+        return wanted ?? "native"
+      }
+      if (existing !== "native" && existing !== "overlay") throw new Error(`unknown snapshotter ${JSON.stringify(existing)} in ${file}`)
+      if (wanted !== undefined && existing !== wanted) {
+        throw new Error(`it holds ${existing} snapshots; use --snapshotter ${existing} or another state directory`)
+      }
+      return existing
+    },
+    catch: (cause) => new StateDirectoryError({ path: root, reason: cause instanceof Error ? cause.message : String(cause) })
+  })
 
 /** Everything in memory except the differ's and applier's trees: for tests of code built on blobchain. */
 export const layerMemory = (snapshotter: Layer.Layer<Snapshotter.Snapshotter>) => {

@@ -13,6 +13,7 @@ import * as Mount from "./Mount.js"
 import { RefManager } from "./RefManager.js"
 import { Snapshotter } from "./Snapshotter.js"
 import { compareNames } from "./diff/tree.js"
+import { fillOverlay } from "./snapshot/overlayFill.js"
 import * as Tree from "./snapshot/tree.js"
 
 /** A source directory is unusable: missing, not a directory, unreadable. */
@@ -138,10 +139,17 @@ export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(
   }
   const key = `build/${crypto.randomUUID()}`
   const mounts = yield* snapshotter.prepare(key, parent, { labels: { [LabelSource]: source } })
-  const target = mounts[0]?.source
-  if (target === undefined) return yield* new SnapshotFillFailed({ path: dir, reason: "the snapshot has no mount" })
+  const mount = mounts[0]
+  if (mount === undefined) return yield* new SnapshotFillFailed({ path: dir, reason: "the snapshot has no mount" })
   yield* Effect.gen(function*() {
-    yield* fill(source, target)
+    // an overlay snapshot takes only the changes into its upper directory; a plain one the whole tree
+    if (mount.type === "overlay") {
+      yield* fillOverlay(mounts, source).pipe(
+        Effect.mapError((e) => new SnapshotFillFailed({ path: dir, reason: e.message, cause: e }))
+      )
+    } else {
+      yield* fill(source, mount.source)
+    }
     // the tree must not have moved under us while it was copied
     const after = yield* fingerprint(source)
     if (after !== print) return yield* new InvalidSource({ path: dir, reason: "the directory changed while it was read" })

@@ -173,6 +173,25 @@ describe("blobchain build", () => {
     expect(JSON.parse(again.stdout).snapshots.map((s: { reused: boolean }) => s.reused)).toEqual([true, true, false])
   })
 
+  it("the overlay snapshotter builds the same bytes as the native one, and a state directory keeps its snapshotter", () => {
+    const dirs = makeChain()
+    const native = fresh("out")
+    const overlay = fresh("out")
+    const overlayState = fresh("state")
+    expect(blobchain(["build", ...dirs, "--state", fresh("state"), "--out", native]).code).toBe(0)
+    const first = blobchain(["build", ...dirs, "--state", overlayState, "--out", overlay, "--snapshotter", "overlay"])
+    expect(first.stderr).toBe("")
+    expect(first.code).toBe(0)
+    expect(files(overlay)).toEqual(files(native))
+    // later runs need not repeat the flag, and reuse every snapshot
+    const again = blobchain(["build", ...dirs, "--state", overlayState, "--out", fresh("out"), "--json"])
+    expect(again.code).toBe(0)
+    expect(JSON.parse(again.stdout).snapshots.map((s: { reused: boolean }) => s.reused)).toEqual([true, true, true])
+    const wrong = blobchain(["build", ...dirs, "--state", overlayState, "--snapshotter", "native"])
+    expect(wrong.code).toBe(1)
+    expect(wrong.stderr).toMatch(/holds overlay snapshots/)
+  })
+
   it("inspect verifies what build wrote and fails loudly on a flipped byte", () => {
     const dirs = makeChain()
     const out = fresh("out")

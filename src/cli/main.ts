@@ -50,6 +50,10 @@ const build = Command.make(
     passwordStdin: Options.boolean("password-stdin").pipe(Options.withDescription("read the registry password from standard input")),
     insecure: Options.boolean("insecure").pipe(Options.withDescription("plain HTTP to registries (the default for localhost)")),
     state: Options.text("state").pipe(Options.withDefault(".blobchain"), Options.withDescription("the state directory")),
+    snapshotter: Options.choice("snapshotter", ["native", "overlay"]).pipe(
+      Options.optional,
+      Options.withDescription("full copies per snapshot, or upper directories over their parents (a new state directory's choice)")
+    ),
     out: Options.text("out").pipe(Options.optional, Options.withDescription("where to write the image")),
     format: Options.choice("format", ["oci", "docker"]).pipe(Options.withDefault("oci" as const)),
     compression: Options.choice("compression", ["gzip", "zstd", "none"]).pipe(Options.withDefault("gzip" as const)),
@@ -172,7 +176,10 @@ const build = Command.make(
       // sources are checked before the state directory is touched
       yield* Effect.forEach(o.dirs, Build.checkSource, { discard: true })
       const { built, pushed } = yield* work.pipe(
-        Effect.provide(Blobchain.layerLocal({ root: o.state })),
+        Effect.provide(Blobchain.layerLocal({
+          root: o.state,
+          ...Option.match(o.snapshotter, { onNone: () => ({}), onSome: (snapshotter) => ({ snapshotter }) })
+        })),
         Effect.ensuring(Effect.sync(() => show.done()))
       )
       const pushedTo = pushed === undefined ? undefined : `${pushed.reference.text}@${pushed.manifest.digest}`
