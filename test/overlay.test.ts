@@ -11,7 +11,8 @@ import * as os from "node:os"
 import * as NodePath from "node:path"
 import { children, fromMounts, type Tree } from "../src/diff/tree.js"
 import * as Metadata from "../src/Metadata.js"
-import type { Mount } from "../src/Mount.js"
+import * as Mount from "../src/Mount.js"
+import type { Mount as MountData } from "../src/Mount.js"
 import { fillOverlay } from "../src/snapshot/overlayFill.js"
 import { removeTree } from "../src/snapshot/tree.js"
 import * as Snapshotter from "../src/Snapshotter.js"
@@ -30,7 +31,7 @@ const overlay = (root: string) => Snapshotter.layerOverlay({ root }).pipe(Layer.
 const withOverlay = <A, E>(effect: (root: string) => Effect.Effect<A, E, Snapshotter.Snapshotter>) =>
   Effect.flatMap(tempRoot, (root) => effect(root).pipe(Effect.provide(overlay(root))))
 
-const treeOf = (mounts: ReadonlyArray<Mount>): Tree => {
+const treeOf = (mounts: ReadonlyArray<MountData>): Tree => {
   const tree = fromMounts(mounts)
   if (typeof tree === "string") throw new Error(tree)
   return tree
@@ -66,7 +67,7 @@ const mergedManifest = (tree: Tree): Array<string> => {
 const sourceManifest = (dir: string) => mergedManifest({ root: [dir], overlay: false })
 
 /** Mount `mounts` with the kernel on `target`; the caller unmounts. */
-const kernelMount = (mounts: ReadonlyArray<Mount>, target: string): void => {
+const kernelMount = (mounts: ReadonlyArray<MountData>, target: string): void => {
   const [mount] = mounts
   if (mount === undefined) throw new Error("no mount")
   const args = mount.type === "overlay"
@@ -75,7 +76,7 @@ const kernelMount = (mounts: ReadonlyArray<Mount>, target: string): void => {
   execFileSync("mount", args, { stdio: "pipe" })
 }
 
-const withKernelMount = <A>(mounts: ReadonlyArray<Mount>, f: (dir: string) => A): A => {
+const withKernelMount = <A>(mounts: ReadonlyArray<MountData>, f: (dir: string) => A): A => {
   const target = fs.mkdtempSync(NodePath.join(os.tmpdir(), "blobchain-mnt-"))
   try {
     kernelMount(mounts, target)
@@ -99,7 +100,7 @@ if (!canMount) console.log("overlay kernel-mount checks skipped: they need root 
 // one per distinct overlay (a snapshot asked for twice shows the same directory), all undone after each test.
 const kernelMounts = new Map<string, string>()
 
-const kernelDirOf = (mounts: ReadonlyArray<Mount>): string => {
+const kernelDirOf = (mounts: ReadonlyArray<MountData>): string => {
   expect(mounts).toHaveLength(1)
   const mount = mounts[0]!
   if (mount.type === "bind") return mount.source
@@ -128,7 +129,7 @@ if (canMount) {
   )
 }
 
-const upperDirOf = (mounts: ReadonlyArray<Mount>): string => {
+const upperDirOf = (mounts: ReadonlyArray<MountData>): string => {
   const found = mounts[0]?.options.find((o) => o.startsWith("upperdir="))
   return found === undefined ? mounts[0]!.source : found.slice("upperdir=".length)
 }
@@ -144,7 +145,7 @@ describe("Snapshotter.layerOverlay", () => {
     withOverlay((root) =>
       Effect.gen(function*() {
         const s = yield* Snapshotter.Snapshotter
-        const fsOf = (mounts: ReadonlyArray<Mount>) => upperDirOf(mounts)
+        const fsOf = (mounts: ReadonlyArray<MountData>) => upperDirOf(mounts)
         const a = yield* s.prepare("a")
         expect(a).toHaveLength(1)
         expect(a[0]).toMatchObject({ type: "bind", options: ["rw", "rbind"] })
@@ -222,15 +223,15 @@ describe("Snapshotter.layerOverlay", () => {
 })
 
 /** Build a chain of committed snapshots, each filled from one directory; returns their keys. */
-const fillChain = (dirs: ReadonlyArray<string>) =>
+const fillChain = (dirs: ReadonlyArray<string>, whiteouts: "device" | "file" = isRoot ? "device" : "file") =>
   Effect.gen(function*() {
     const s = yield* Snapshotter.Snapshotter
     const keys: Array<string> = []
     for (const [i, dir] of dirs.entries()) {
       const key = `s${i}`
       const mounts = yield* s.prepare(key, keys.at(-1))
-      yield* fillOverlay(mounts, dir)
-      if (canMount && i > 0) {
+      yield* fillOverlay(mounts, dir, { whiteouts })
+      if (canMount && whiteouts === "device" && i > 0) {
         // the kernel's view of the active snapshot, before it is committed
         expect(withKernelMount(mounts, manifest)).toEqual(manifest(dir))
       }
@@ -293,10 +294,34 @@ describe("fillOverlay", () => {
       })))
 })
 
+describe("fillOverlay refuses", () => {
+  it.scopedLive("names an overlay reads as whiteouts, and read-only or foreign mounts", () =>
+    withOverlay((root) =>
+      Effect.gen(function*() {
+        const s = yield* Snapshotter.Snapshotter
+        const src = NodePath.join(root, "src")
+        fs.mkdirSync(NodePath.join(src, "d"), { recursive: true })
+        fs.writeFileSync(NodePath.join(src, "d/.wh.sneaky"), "")
+        const mounts = yield* s.prepare("a")
+        const error = yield* Effect.flip(fillOverlay(mounts, src))
+        expect(error).toMatchObject({ _tag: "SnapshotterError", op: "fill", key: src })
+        expect(error.reason).toContain("d/.wh.sneaky")
+        fs.rmSync(NodePath.join(src, "d/.wh.sneaky"))
+        yield* fillOverlay(mounts, src)
+        yield* s.commit("a@1", "a")
+        const readonly = yield* Effect.flip(fillOverlay(yield* s.mounts("a@1"), src))
+        expect(readonly.reason).toBe("the mount is read-only")
+        const foreign = new Mount.Mount({ type: "tmpfs", source: "tmpfs", options: [] })
+        expect((yield* Effect.flip(fillOverlay([foreign], src))).reason).toContain("tmpfs")
+      })))
+})
+
 const chainArb = fc.record({
   first: fc.array(opArb, { minLength: 1, maxLength: 25 }),
   second: fc.array(opArb, { minLength: 1, maxLength: 15 }),
-  third: fc.array(opArb, { minLength: 1, maxLength: 15 })
+  third: fc.array(opArb, { minLength: 1, maxLength: 15 }),
+  // without root only `.wh.` files can be written; as root both forms are tried
+  whiteouts: isRoot ? fc.constantFrom("device" as const, "file" as const) : fc.constant("file" as const)
 })
 
 describe("fillOverlay on random chains", () => {
@@ -319,11 +344,11 @@ describe("fillOverlay on random chains", () => {
             materialize(each, dir)
             return dir
           })
-          const keys = yield* fillChain(dirs)
+          const keys = yield* fillChain(dirs, chain.whiteouts)
           for (const [i, key] of keys.entries()) {
             expect(mergedManifest(treeOf(yield* s.mounts(key)))).toEqual(sourceManifest(dirs[i]!))
           }
-          if (canMount) expect(withKernelMount(yield* s.mounts(keys[2]!), manifest)).toEqual(manifest(dirs[2]!))
+          if (canMount && chain.whiteouts === "device") expect(withKernelMount(yield* s.mounts(keys[2]!), manifest)).toEqual(manifest(dirs[2]!))
         })),
     { fastCheck: { numRuns: 25 } }
   )

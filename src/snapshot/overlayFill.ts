@@ -81,6 +81,16 @@ const batches = (args: ReadonlyArray<string>): Array<Array<string>> => {
 const mknodEach = `for p do mknod -- "$p" c 0 0 || exit 1; done`
 const touchEach = `while [ $# -gt 0 ]; do touch -h -m -r "$1" -- "$2" || exit 1; shift 2; done`
 
+/** Options of {@link fillOverlay}. */
+export interface FillOptions {
+  /**
+   * How deletions are written: `device` (0/0 character devices, what the kernel honours; needs
+   * root) or `file` (`.wh.<name>` files, read only by the user-space merge). Default: `device`
+   * when the process is root, else `file`.
+   */
+  readonly whiteouts?: "device" | "file"
+}
+
 /**
  * Make the merged view of the active snapshot mounted by `mounts` equal `sourceDir`, writing
  * only the differences into its upper directory (which is emptied first): new and changed
@@ -88,13 +98,16 @@ const touchEach = `while [ $# -gt 0 ]; do touch -h -m -r "$1" -- "$2" || exit 1;
  * deleted names whited out, changed directories made in the upper directory over the ones below.
  *
  * "Changed" is the differ's rule (mode, owner, rdev, size, nanosecond mtime, link target,
- * hard-link group; contents when both times lack nanoseconds). Whiteouts are 0/0 character
- * devices when the process is root (what the kernel's overlayfs honours), else `.wh.<name>`
- * files (read only by the user-space merge). No opaque markers are written: a directory over
+ * hard-link group; contents when both times lack nanoseconds). Whiteouts: see {@link FillOptions}.
+ * No opaque markers are written: a directory over
  * a non-directory never merges with it, and a directory that drops lower names whites each out.
  * A plain (bind) mount is filled as a tree with nothing below it.
  */
-export const fillOverlay = (mounts: ReadonlyArray<Mount>, sourceDir: string): Effect.Effect<void, SnapshotterError> =>
+export const fillOverlay = (
+  mounts: ReadonlyArray<Mount>,
+  sourceDir: string,
+  options: FillOptions = {}
+): Effect.Effect<void, SnapshotterError> =>
   Effect.gen(function*() {
     const fail = (reason: string, cause?: unknown) =>
       new SnapshotterError({ op: "fill", key: sourceDir, reason, ...(cause === undefined ? {} : { cause }) })
@@ -106,6 +119,7 @@ export const fillOverlay = (mounts: ReadonlyArray<Mount>, sourceDir: string): Ef
     const lower: Tree = { root: lowers, overlay: true }
     const source: Tree = { root: [sourceDir], overlay: false }
     const asRoot = isRoot()
+    const devices = (options.whiteouts ?? (asRoot ? "device" : "file")) === "device"
 
     yield* io(() => {
       for (const name of fs.readdirSync(upper)) removeTree(NodePath.join(upper, name))
@@ -133,7 +147,7 @@ export const fillOverlay = (mounts: ReadonlyArray<Mount>, sourceDir: string): Ef
               continue
             case "Whiteout": {
               const at = NodePath.join(upper, parentOf(change.path))
-              if (asRoot) plan.devices.push(NodePath.join(at, baseOf(change.path)))
+              if (devices) plan.devices.push(NodePath.join(at, baseOf(change.path)))
               else fs.writeFileSync(NodePath.join(at, `.wh.${baseOf(change.path)}`), "")
               continue
             }
