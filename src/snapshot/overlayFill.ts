@@ -99,9 +99,10 @@ export interface FillOptions {
  *
  * "Changed" is the differ's rule (mode, owner, rdev, size, nanosecond mtime, link target,
  * hard-link group; contents when both times lack nanoseconds). Whiteouts: see {@link FillOptions}.
- * No opaque markers are written: a directory over
- * a non-directory never merges with it, and a directory that drops lower names whites each out.
- * A plain (bind) mount is filled as a tree with nothing below it.
+ * No opaque markers are written (the kernel reads them only as an xattr, which Node cannot
+ * read back): a directory over a non-directory never merges with it, and a directory that
+ * drops lower names whites out each of them. A plain (bind) mount is filled as a tree with
+ * nothing below it.
  */
 export const fillOverlay = (
   mounts: ReadonlyArray<Mount>,
