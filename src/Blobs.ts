@@ -11,6 +11,7 @@ import { DiffPair } from "./DiffPair.js"
 import * as Digest from "./Digest.js"
 import { type Compression, compressionOf, LabelGcRoot, LabelUncompressed, layerMediaType } from "./Oci.js"
 import type { ImmutableRef, MountFailed, RefNotFound } from "./RefManager.js"
+import * as Progress from "./Progress.js"
 import * as SingleFlight from "./internal/singleFlight.js"
 
 /** Every error getDiffPairs can fail with; each names the ref (or key) and the step. */
@@ -100,6 +101,7 @@ export const make = Effect.gen(function*() {
       const upper = yield* own.mount(true)
       const compression = options.compression ?? "gzip"
       const reference = `blobchain-diff:${key}`
+      yield* Progress.report(Progress.ProgressEvent.LayerStarted({ ref: ref.id }))
       const diffOptions: DiffOptions = {
         compression,
         mediaType: layerMediaType(compression),
@@ -134,6 +136,7 @@ export const make = Effect.gen(function*() {
       })
       const pair = new DiffPair({ diffId, blobsum: descriptor.digest })
       yield* mapper.set(key, pair)
+      yield* Progress.report(Progress.ProgressEvent.LayerDone({ ref: ref.id }))
       return pair
     }).pipe(Effect.scoped, Effect.withSpan("Blobs.compute", { attributes: { ref: ref.id, key } }))
 
@@ -163,7 +166,9 @@ export const make = Effect.gen(function*() {
         const key = keys[i] ?? r.id
         return verifiedMapping(mapped[i] ?? Option.none()).pipe(
           Effect.flatMap((pair) =>
-            Option.isSome(pair) ? Effect.succeed(pair.value) : flights.run(key, compute(r, key, options))
+            Option.isSome(pair)
+              ? Effect.as(Progress.report(Progress.ProgressEvent.LayerReused({ ref: r.id })), pair.value)
+              : flights.run(key, compute(r, key, options))
           )
         )
       },

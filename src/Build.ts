@@ -228,6 +228,8 @@ export interface BuildOptions extends Omit<Image.ExportOptions, "base"> {
   /** Directories put at a path on top, one layer each, after the directories. */
   readonly puts?: ReadonlyArray<{ readonly src: string; readonly dest: string }>
   readonly onSnapshot?: (done: number, total: number, snapshot: SourceSnapshot) => void
+  /** Called once the chain is made, with its length, before its layers are diffed. */
+  readonly onChain?: (length: number) => void
 }
 
 /**
@@ -257,6 +259,7 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
   if (parent === undefined) {
     return yield* new InvalidSource({ path: "", reason: "nothing to build: give a directory, a --layer or a --base" })
   }
+  options.onChain?.(base.length + snapshots.length)
   const refs = yield* RefManager
   const top = parent
   const image = yield* Effect.scoped(

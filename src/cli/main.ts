@@ -10,6 +10,7 @@ import * as Blobchain from "../Blobchain.js"
 import * as Build from "../Build.js"
 import * as Image from "../Image.js"
 import * as Oci from "../Oci.js"
+import * as Progress from "../Progress.js"
 import * as Registry from "../Registry.js"
 import { buildJson, buildText, progress } from "./output.js"
 import { credentialsOf, push } from "./push.js"
@@ -149,7 +150,7 @@ const build = Command.make(
         compression: o.compression,
         docker,
         container,
-        onSnapshot: (done, total) => show.update(done === total ? `diffing ${total} layers` : `snapshotting ${done}/${total}`),
+        onSnapshot: (done, total) => show.update(`snapshotting ${done}/${total}`),
         ...(level === undefined ? {} : { level }),
         ...(concurrency === undefined ? {} : { concurrency }),
         ...(epoch === undefined ? {} : { sourceDateEpoch: epoch })
@@ -162,8 +163,9 @@ const build = Command.make(
           ...options,
           puts,
           ...(baseImage === undefined ? {} : { baseImage }),
-          ...(platform === undefined || baseImage !== undefined ? {} : { platform })
-        })
+          ...(platform === undefined || baseImage !== undefined ? {} : { platform }),
+          onChain: (length) => show.layers(length)
+        }).pipe(Effect.provideService(Progress.Progress, { report: (event) => show.report(event) }))
         show.update("writing image")
         const linkFrom = Blobchain.paths(NodePath.resolve(o.state)).content
         if (docker) yield* Image.writeDockerArchive(built.image, out, { tag, linkFrom })

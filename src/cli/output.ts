@@ -3,22 +3,51 @@
  * stderr only, and one line per error.
  */
 import type { Image } from "../Image.js"
+import type { ProgressEvent } from "../Progress.js"
 import type { ImportedLayer } from "../Base.js"
 import type { SourceSnapshot } from "../Build.js"
 
 /** A progress line on stderr, redrawn in place; silent unless stderr is a terminal. */
-export const progress = (enabled: boolean) => {
+export const progress = (enabled: boolean, write: (text: string) => void = (text) => void process.stderr.write(text)) => {
   const started = Date.now()
   let shown = false
+  let last = 0
+  let layers = { done: 0, total: 0, bytes: 0 }
+  const update = (text: string, force = true) => {
+    if (!enabled) return
+    const now = Date.now()
+    // a redraw per chunk would cost more than the work it reports
+    if (!force && now - last < 100) return
+    last = now
+    const elapsed = ((now - started) / 1000).toFixed(1)
+    write(`\r\x1b[2K${text}  ${elapsed}s`)
+    shown = true
+  }
+  const layerLine = () =>
+    `layers ${layers.done}/${layers.total}  ${(layers.bytes / (1 << 20)).toFixed(1)} MiB through the compressor`
   return {
-    update(text: string) {
-      if (!enabled) return
-      const elapsed = ((Date.now() - started) / 1000).toFixed(1)
-      process.stderr.write(`\r\x1b[2K${text}  ${elapsed}s`)
-      shown = true
+    update,
+    /** Start counting the layers of a chain of `total`. */
+    layers(total: number) {
+      layers = { done: 0, total, bytes: 0 }
+      update(layerLine())
+    },
+    /** The events the core reports, drawn as layers done and bytes compressed. */
+    report(event: ProgressEvent) {
+      switch (event._tag) {
+        case "LayerReused":
+        case "LayerDone":
+          layers.done++
+          return update(layerLine())
+        case "LayerStarted":
+          return update(layerLine(), false)
+        case "Bytes":
+          layers.bytes += event.bytes
+          return update(layerLine(), false)
+      }
     },
     done() {
-      if (enabled && shown) process.stderr.write("\r\x1b[2K")
+      if (enabled && shown) write("\r\x1b[2K")
       shown = false
     }
   }

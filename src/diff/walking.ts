@@ -11,6 +11,7 @@ import { DiffFailed, type DiffOptions } from "../Differ.js"
 import * as Digest from "../Digest.js"
 import type { Mount } from "../Mount.js"
 import * as Oci from "../Oci.js"
+import * as Progress from "../Progress.js"
 import { compressor, levelProblem } from "./compress.js"
 import { BufferPool, chunkSize, LayerFault, layerTar } from "./layer.js"
 import { fromMounts, type Tree } from "./tree.js"
@@ -92,11 +93,19 @@ export const make = Effect.gen(function*() {
     upper: Tree,
     options: DiffOptions
   ): Effect.Effect<Written, DiffFailed> =>
-    Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+    Effect.flatMap(Effect.zip(Effect.runtime<never>(), Progress.reporter), ([runtime, report]) =>
       Effect.tryPromise({
         try: async (signal) => {
           const compression = options.compression ?? "gzip"
-          const uncompressed = compression === "none" ? noHash : Digest.hasher()
+          const hashing = compression === "none" ? noHash : Digest.hasher()
+          // the tar bytes pass the diffID hasher on their way to the compressor: count them there
+          const uncompressed: Digest.Hasher = report === undefined ? hashing : {
+            ...hashing,
+            update(bytes) {
+              hashing.update(bytes)
+              report(Progress.ProgressEvent.Bytes({ bytes: bytes.length }))
+            }
+          }
           const counted = { size: 0 }
           // tar buffers go round between the tar producer and gzip instead of being garbage
           const pool = new BufferPool()
