@@ -76,3 +76,10 @@ export const layerWalking: Layer.Layer<Differ, never, ContentStore> = Layer.effe
   Differ,
   Effect.suspend(() => walking.make)
 )
+
+/** Diff two mounted trees with the provided {@link Differ}. */
+export const diffMounts = (
+  lower: ReadonlyArray<Mount>,
+  upper: ReadonlyArray<Mount>,
+  options?: DiffOptions
+): Effect.Effect<Descriptor, DiffFailed, Differ> => Effect.flatMap(Differ, (d) => d.diffMounts(lower, upper, options))

@@ -142,3 +142,7 @@ export const make = Effect.gen(function*() {
 
 /** The ref manager over whatever {@link Snapshotter} is provided. */
 export const layer: Layer.Layer<RefManager, never, Snapshotter> = Layer.effect(RefManager, make)
+
+/** Acquire the ref of committed snapshot `id` for the caller's scope (through the provided {@link RefManager}). */
+export const get = (id: string): Effect.Effect<ImmutableRef, RefNotFound, RefManager | Scope.Scope> =>
+  Effect.flatMap(RefManager, (refs) => refs.get(id))

@@ -59,15 +59,10 @@ describe("the whole chain on disk", () => {
     Effect.gen(function*() {
       const [dir] = chainDirs([[{ op: "file", path: ["hello"], content: new Uint8Array([104, 105]), mode: 0o644, mtime: 1_000_000_000, owner: 0 }]])
       const root = path.join(work.dir, `state-${counter++}`)
-      const id = yield* Build.snapshotDirectory(dir!, undefined).pipe(
-        Effect.map((s) => s.id),
-        Effect.provide(Blobchain.layerLocal({ root }))
-      )
       const program = Effect.gen(function*() {
-        const refs = yield* RefManager.RefManager
-        const ref = yield* refs.get(id)
-        const pairs = yield* Blobs.getDiffPairs(ref)
-        return pairs
+        const { id } = yield* Build.snapshotDirectory(dir!, undefined)
+        const ref = yield* RefManager.get(id)
+        return yield* Blobs.getDiffPairs(ref)
       }).pipe(Effect.scoped, Effect.provide(Blobchain.layerLocal({ root })))
       const pairs = yield* program
       expect(pairs).toHaveLength(1)
