@@ -3,8 +3,8 @@
  * RequestResolver so a whole chain is one batched request. Backends live in `blobmap/`.
  */
 import type { SqlClient } from "@effect/sql"
-import { Context, Effect, Layer, Option, Request, RequestResolver, Schema } from "effect"
-import type { NonEmptyArray } from "effect/Array"
+import { Array, Context, Effect, Layer, Option, Request, RequestResolver, Schema } from "effect"
+import type { NonEmptyArray, NonEmptyReadonlyArray } from "effect/Array"
 import * as SqlBackend from "./blobmap/sql.js"
 import { DiffPair } from "./DiffPair.js"
 
@@ -24,7 +24,7 @@ export class BlobMapperError extends Schema.TaggedError<BlobMapperError>()("Blob
 export interface Backend {
   /** The pairs of `keys`, in the same order. */
   readonly getMany: (
-    keys: NonEmptyArray<string>
+    keys: NonEmptyReadonlyArray<string>
   ) => Effect.Effect<ReadonlyArray<Option.Option<DiffPair>>, BlobMapperError>
   readonly set: (key: string, pair: DiffPair) => Effect.Effect<void, BlobMapperError>
   readonly delete: (key: string) => Effect.Effect<void, BlobMapperError>
@@ -69,8 +69,9 @@ export const make = (backend: Backend): BlobMapperService => {
     )
   return {
     get,
+    // already one batch: straight to the backend, without a request (and a fiber) per key
     getMany: (keys) =>
-      Effect.forEach(keys, get, { batching: true, concurrency: "unbounded" }).pipe(
+      (Array.isNonEmptyReadonlyArray(keys) ? backend.getMany(keys) : Effect.succeed([])).pipe(
         Effect.withSpan("BlobMapper.getMany", { attributes: { count: keys.length } })
       ),
     set: (key, pair) => backend.set(key, pair).pipe(Effect.withSpan("BlobMapper.set", { attributes: { key } })),

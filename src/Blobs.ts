@@ -73,6 +73,7 @@ export const make = Effect.gen(function*() {
   const differ = yield* Differ
   const flights = yield* SingleFlight.make<DiffPair, BlobsError>()
   const defaultConcurrency = Math.max(1, os.availableParallelism())
+  const verifyConcurrency = 16
 
   /** A mapped pair, if its blob still exists and still says the same diffID. */
   const verified = (pair: DiffPair) =>
@@ -159,18 +160,17 @@ export const make = Effect.gen(function*() {
     const keys = chain.map((r) => mappingKey(r.id, options))
     // the whole chain's look-ups in one batched request
     const mapped = yield* mapper.getMany(keys)
+    // checking that mapped blobs still exist is light work: all at once, before any diff starts
+    const verifiedPairs = yield* Effect.forEach(mapped, verifiedMapping, { concurrency: verifyConcurrency })
     const concurrency = options.concurrency ?? defaultConcurrency
     return yield* Effect.forEach(
       chain,
       (r, i) => {
         const key = keys[i] ?? r.id
-        return verifiedMapping(mapped[i] ?? Option.none()).pipe(
-          Effect.flatMap((pair) =>
-            Option.isSome(pair)
-              ? Effect.as(Progress.report(Progress.ProgressEvent.LayerReused({ ref: r.id })), pair.value)
-              : flights.run(key, compute(r, key, options))
-          )
-        )
+        const pair = verifiedPairs[i] ?? Option.none()
+        return Option.isSome(pair)
+          ? Effect.as(Progress.report(Progress.ProgressEvent.LayerReused({ ref: r.id })), pair.value)
+          : flights.run(key, compute(r, key, options))
       },
       { concurrency }
     )
