@@ -13,6 +13,7 @@ import * as Mount from "./Mount.js"
 import { RefManager } from "./RefManager.js"
 import { Snapshotter } from "./Snapshotter.js"
 import { compareNames } from "./diff/tree.js"
+import { fillNative } from "./snapshot/nativeFill.js"
 import { fillOverlay } from "./snapshot/overlayFill.js"
 import * as Tree from "./snapshot/tree.js"
 
@@ -147,7 +148,13 @@ export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(
       yield* fillOverlay(mounts, source).pipe(
         Effect.mapError((e) => new SnapshotFillFailed({ path: dir, reason: e.message, cause: e }))
       )
+    } else if (process.getuid?.() === 0) {
+      // a native snapshot starts as a copy of its parent: bring it to the source by its changes
+      yield* fillNative(mount.source, source).pipe(
+        Effect.mapError((e) => new SnapshotFillFailed({ path: dir, reason: e.message, cause: e }))
+      )
     } else {
+      // without root, read-only directories of the parent's copy cannot be changed in place
       yield* fill(source, mount.source)
     }
     // the tree must not have moved under us while it was copied

@@ -39,7 +39,7 @@ interface Plan {
   readonly dirs: Array<string>
 }
 
-const parentOf = (path: string): string => {
+export const parentOf = (path: string): string => {
   const slash = path.lastIndexOf("/")
   return slash < 0 ? "" : path.slice(0, slash)
 }
@@ -47,7 +47,7 @@ const parentOf = (path: string): string => {
 const baseOf = (path: string): string => path.slice(path.lastIndexOf("/") + 1)
 
 /** Run `command args…` in batches of arguments short enough for one command line; killed on interruption. */
-const runBatched = (
+export const runBatched = (
   command: string,
   fixed: ReadonlyArray<string>,
   args: ReadonlyArray<string>,
@@ -79,7 +79,7 @@ const batches = (args: ReadonlyArray<string>): Array<Array<string>> => {
 
 // one process for many small steps: a process per whiteout or per directory time costs more than the work
 const mknodEach = `for p do mknod -- "$p" c 0 0 || exit 1; done`
-const touchEach = `while [ $# -gt 0 ]; do touch -h -m -r "$1" -- "$2" || exit 1; shift 2; done`
+export const touchEach = `while [ $# -gt 0 ]; do touch -h -m -r "$1" -- "$2" || exit 1; shift 2; done`
 
 /** Options of {@link fillOverlay}. */
 export interface FillOptions {

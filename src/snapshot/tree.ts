@@ -143,7 +143,8 @@ const makeWritable = (path: string): void => {
 
 /** Delete a tree, read-only directories included; a missing tree is fine. */
 export const removeTree = (path: string): void => {
-  if (!fs.existsSync(path)) return
+  // lstat, not exists: a dangling symlink exists as far as removal is concerned
+  if (fs.lstatSync(path, { throwIfNoEntry: false }) === undefined) return
   // without write and search permission on a directory its entries cannot be unlinked
   if (!isRoot()) makeWritable(path)
   fs.rmSync(path, { recursive: true, force: true })

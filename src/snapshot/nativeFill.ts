@@ -1,0 +1,113 @@
+/**
+ * Filling an active native snapshot (a full copy of its parent) from a directory: only what
+ * differs is removed and copied, so a small change costs little beyond the parent's copy.
+ */
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import { Effect } from "effect"
+import { SnapshotterError } from "../Snapshotter.js"
+import { changes } from "../diff/changes.js"
+import type { Tree } from "../diff/tree.js"
+import { parentOf, runBatched, touchEach } from "./overlayFill.js"
+import { removeTree } from "./tree.js"
+
+const isRoot = (): boolean => process.getuid?.() === 0
+
+/**
+ * Make the tree at `dir` equal `sourceDir` in place: deleted names removed, new and changed
+ * entries replaced by `cp -a --reflink=auto` copies (modes, owners, nanosecond times, hard
+ * links kept), and every directory touched on the way given the source's mode, owner and
+ * times last, deepest first. "Changed" is the differ's rule, so a diff of the result against
+ * the parent sees exactly the source's changes.
+ */
+export const fillNative = (dir: string, sourceDir: string): Effect.Effect<void, SnapshotterError> =>
+  Effect.gen(function*() {
+    const fail = (reason: string, cause?: unknown) =>
+      new SnapshotterError({ op: "fill", key: sourceDir, reason, ...(cause === undefined ? {} : { cause }) })
+    const io = <A>(f: () => A) =>
+      Effect.try({ try: f, catch: (cause) => fail(cause instanceof Error ? cause.message : String(cause), cause) })
+    const current: Tree = { root: [dir], overlay: false }
+    const source: Tree = { root: [sourceDir], overlay: false }
+    const copies: Array<string> = []
+    const links: Array<readonly [string, string]> = []
+    const dirs = new Set<string>([""])
+    const firstOfInode = new Map<string, string>()
+    let copiedWhole: string | undefined
+    const iterator = changes(current, source)[Symbol.iterator]()
+
+    const planSome = () =>
+      io((): boolean => {
+        for (;;) {
+          const next = iterator.next()
+          if (next.done === true) return true
+          const change = next.value
+          switch (change._tag) {
+            case "Tick":
+              return false
+            case "Opaque":
+              continue
+            case "Whiteout":
+              removeTree(NodePath.join(dir, change.path))
+              dirs.add(parentOf(change.path))
+              continue
+            case "Entry": {
+              const { node, path } = change
+              if (node.stat.isFile() && node.stat.nlink > 1n) {
+                const inode = `${node.stat.dev}:${node.stat.ino}`
+                const first = firstOfInode.get(inode)
+                if (first === undefined) firstOfInode.set(inode, path)
+                else links.push([first, path])
+              }
+              if (copiedWhole !== undefined && path.startsWith(copiedWhole)) continue
+              copiedWhole = undefined
+              const target = NodePath.join(dir, path)
+              const existing = fs.lstatSync(target, { throwIfNoEntry: false })
+              dirs.add(parentOf(path))
+              if (node.stat.isDirectory() && existing?.isDirectory() === true) {
+                // kept: what changed inside comes as entries of its own; its metadata is set last
+                dirs.add(path)
+                continue
+              }
+              if (existing !== undefined) removeTree(target)
+              if (node.stat.isDirectory()) copiedWhole = `${path}/`
+              copies.push(path)
+              continue
+            }
+          }
+        }
+      })
+
+    while (!(yield* planSome())) yield* Effect.yieldNow()
+    const step = (what: string) => Effect.mapError((error: Error) => fail(`${what}: ${error.message}`, error))
+    yield* runBatched("cp", ["-a", "--reflink=auto", "--parents", "-t", dir, "--"], copies, sourceDir).pipe(step("copy"))
+    yield* io(() => {
+      // cp keeps the links among the names of one run; a group split across runs is joined here
+      for (const [first, other] of links) {
+        const a = fs.lstatSync(NodePath.join(dir, first))
+        const b = fs.lstatSync(NodePath.join(dir, other))
+        if (a.ino === b.ino) continue
+        fs.unlinkSync(NodePath.join(dir, other))
+        fs.linkSync(NodePath.join(dir, first), NodePath.join(dir, other))
+        dirs.add(parentOf(other))
+      }
+    })
+    // deepest first, so a read-only directory is closed after everything inside it is written
+    const ordered = [...dirs].filter((d) => d !== "").sort().reverse()
+    ordered.push("")
+    const asRoot = isRoot()
+    yield* io(() => {
+      for (const rel of ordered) {
+        const from = fs.lstatSync(NodePath.join(sourceDir, rel))
+        const to = NodePath.join(dir, rel)
+        // chown first: it clears set-id bits that chmod then restores
+        if (asRoot) fs.lchownSync(to, from.uid, from.gid)
+        fs.chmodSync(to, from.mode & 0o7777)
+      }
+    })
+    yield* runBatched(
+      "sh",
+      ["-c", touchEach, "sh"],
+      ordered.flatMap((rel) => [NodePath.join(sourceDir, rel), NodePath.join(dir, rel)]),
+      dir
+    ).pipe(step("times"))
+  }).pipe(Effect.withSpan("Snapshotter.fillNative", { attributes: { dir, sourceDir } }))
