@@ -278,6 +278,7 @@ const fmt = (n: number, digits = 2): string => n.toFixed(digits)
 
 const printTable = (rows: ReadonlyArray<Row>): void => {
   const header = ["case", "runs", "ours wall s", "MB/s", "peak RSS MiB", "peer", "peer wall s", "ratio", "goal", "pass"]
+  // a cell's own pipes (tar | gzip) would split it in a markdown table
   const body = rows.map((r) => [
     r.name,
     String(r.runs),
@@ -289,7 +290,7 @@ const printTable = (rows: ReadonlyArray<Row>): void => {
     r.peer === undefined ? "" : fmt(r.ours.wall / r.peer.sample.wall),
     r.goal,
     r.pass ? "pass" : "FAIL"
-  ])
+  ].map((cell) => cell.replaceAll("|", "\\|")))
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)))
   const line = (cells: ReadonlyArray<string>) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`
   console.log(line(header))
