@@ -8,10 +8,8 @@ import { Effect } from "effect"
 import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../diff/changes.js"
 import type { Tree } from "../diff/tree.js"
-import { parentOf, runBatched, touchEach } from "./overlayFill.js"
+import { parentOf, runBatched, settle } from "./overlayFill.js"
 import { removeTree } from "./tree.js"
-
-const isRoot = (): boolean => process.getuid?.() === 0
 
 /**
  * Make the tree at `dir` equal `sourceDir` in place: deleted names removed, new and changed
@@ -80,34 +78,5 @@ export const fillNative = (dir: string, sourceDir: string): Effect.Effect<void, 
     while (!(yield* planSome())) yield* Effect.yieldNow()
     const step = (what: string) => Effect.mapError((error: Error) => fail(`${what}: ${error.message}`, error))
     yield* runBatched("cp", ["-a", "--reflink=auto", "--parents", "-t", dir, "--"], copies, sourceDir).pipe(step("copy"))
-    yield* io(() => {
-      // cp keeps the links among the names of one run; a group split across runs is joined here
-      for (const [first, other] of links) {
-        const a = fs.lstatSync(NodePath.join(dir, first))
-        const b = fs.lstatSync(NodePath.join(dir, other))
-        if (a.ino === b.ino) continue
-        fs.unlinkSync(NodePath.join(dir, other))
-        fs.linkSync(NodePath.join(dir, first), NodePath.join(dir, other))
-        dirs.add(parentOf(other))
-      }
-    })
-    // deepest first, so a read-only directory is closed after everything inside it is written
-    const ordered = [...dirs].filter((d) => d !== "").sort().reverse()
-    ordered.push("")
-    const asRoot = isRoot()
-    yield* io(() => {
-      for (const rel of ordered) {
-        const from = fs.lstatSync(NodePath.join(sourceDir, rel))
-        const to = NodePath.join(dir, rel)
-        // chown first: it clears set-id bits that chmod then restores
-        if (asRoot) fs.lchownSync(to, from.uid, from.gid)
-        fs.chmodSync(to, from.mode & 0o7777)
-      }
-    })
-    yield* runBatched(
-      "sh",
-      ["-c", touchEach, "sh"],
-      ordered.flatMap((rel) => [NodePath.join(sourceDir, rel), NodePath.join(dir, rel)]),
-      dir
-    ).pipe(step("times"))
+    yield* settle(dir, sourceDir, dirs, links).pipe(Effect.mapError((error) => fail(error.message, error)))
   }).pipe(Effect.withSpan("Snapshotter.fillNative", { attributes: { dir, sourceDir } }))

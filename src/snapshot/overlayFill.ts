@@ -79,7 +79,52 @@ const batches = (args: ReadonlyArray<string>): Array<Array<string>> => {
 
 // one process for many small steps: a process per whiteout or per directory time costs more than the work
 const mknodEach = `for p do mknod -- "$p" c 0 0 || exit 1; done`
-export const touchEach = `while [ $# -gt 0 ]; do touch -h -m -r "$1" -- "$2" || exit 1; shift 2; done`
+const touchEach = `while [ $# -gt 0 ]; do touch -h -m -r "$1" -- "$2" || exit 1; shift 2; done`
+
+/**
+ * The last step of a fill: join hard-link groups that `cp` runs split, then give every
+ * touched directory (and the root) the source's owner, mode and nanosecond times, deepest
+ * first so a read-only directory is closed after everything inside it is written.
+ */
+export const settle = (
+  root: string,
+  sourceDir: string,
+  dirs: Iterable<string>,
+  links: ReadonlyArray<readonly [string, string]>
+): Effect.Effect<void, Error> =>
+  Effect.gen(function*() {
+    const touched = new Set(dirs)
+    const io = <A>(f: () => A) =>
+      Effect.try({ try: f, catch: (cause) => (cause instanceof Error ? cause : new Error(String(cause))) })
+    yield* io(() => {
+      for (const [first, other] of links) {
+        const a = fs.lstatSync(NodePath.join(root, first))
+        const b = fs.lstatSync(NodePath.join(root, other))
+        if (a.ino === b.ino) continue
+        fs.unlinkSync(NodePath.join(root, other))
+        fs.linkSync(NodePath.join(root, first), NodePath.join(root, other))
+        touched.add(parentOf(other))
+      }
+    })
+    const ordered = [...touched].filter((d) => d !== "").sort().reverse()
+    ordered.push("")
+    const asRoot = isRoot()
+    yield* io(() => {
+      for (const dir of ordered) {
+        const from = fs.lstatSync(NodePath.join(sourceDir, dir))
+        const to = NodePath.join(root, dir)
+        // chown first: it clears set-id bits that chmod then restores
+        if (asRoot) fs.lchownSync(to, from.uid, from.gid)
+        fs.chmodSync(to, from.mode & 0o7777)
+      }
+    })
+    yield* runBatched(
+      "sh",
+      ["-c", touchEach, "sh"],
+      ordered.flatMap((dir) => [NodePath.join(sourceDir, dir), NodePath.join(root, dir)]),
+      root
+    ).pipe(Effect.mapError((error) => new Error(`times: ${error.message}`, { cause: error })))
+  })
 
 /** Options of {@link fillOverlay}. */
 export interface FillOptions {
@@ -194,34 +239,7 @@ export const fillOverlay = (
       step("copy")
     )
     yield* runBatched("sh", ["-c", mknodEach, "sh"], plan.devices, upper).pipe(step("whiteout"))
-    const touched = new Set(plan.dirs)
-    yield* io(() => {
-      // cp keeps the links among the names of one run; a group split across runs is joined here
-      for (const [first, other] of plan.links) {
-        const a = fs.lstatSync(NodePath.join(upper, first))
-        const b = fs.lstatSync(NodePath.join(upper, other))
-        if (a.ino === b.ino) continue
-        fs.unlinkSync(NodePath.join(upper, other))
-        fs.linkSync(NodePath.join(upper, first), NodePath.join(upper, other))
-        touched.add(parentOf(other))
-      }
-    })
-    // deepest first, so a read-only directory is closed after everything inside it is written
-    const ordered = [...touched].filter((d) => d !== "").sort().reverse()
-    ordered.push("")
-    yield* io(() => {
-      for (const dir of ordered) {
-        const from = fs.lstatSync(NodePath.join(sourceDir, dir))
-        const to = NodePath.join(upper, dir)
-        // chown first: it clears set-id bits that chmod then restores
-        if (asRoot) fs.lchownSync(to, from.uid, from.gid)
-        fs.chmodSync(to, from.mode & 0o7777)
-      }
-    })
-    yield* runBatched(
-      "sh",
-      ["-c", touchEach, "sh"],
-      ordered.flatMap((dir) => [NodePath.join(sourceDir, dir), NodePath.join(upper, dir)]),
-      upper
-    ).pipe(step("times"))
+    yield* settle(upper, sourceDir, plan.dirs, plan.links).pipe(
+      Effect.mapError((error) => fail(error.message, error))
+    )
   }).pipe(Effect.withSpan("Snapshotter.fillOverlay", { attributes: { sourceDir } }))
