@@ -5,6 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer } from "effect"
 import * as fs from "node:fs"
+import { listing } from "./support/trees.js"
 import * as os from "node:os"
 import * as NodePath from "node:path"
 import * as Metadata from "../src/Metadata.js"
@@ -26,8 +27,6 @@ if (hasGnuCp()) snapshotterSuite("layerNative (GNU cp)", fresh("cp"))
 // Node's utimes keeps microseconds only
 snapshotterSuite("layerNative (Node walk)", fresh("walk"), { timeResolutionNs: 1000n })
 
-const listing = (dir: string): Array<string> =>
-  fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).sort()
 
 describe("Snapshotter.layerNative", () => {
   it.scopedLive("hostile keys write nothing outside root/snapshots", () =>

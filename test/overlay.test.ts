@@ -17,7 +17,7 @@ import { fillOverlay } from "../src/snapshot/overlayFill.js"
 import { removeTree } from "../src/snapshot/tree.js"
 import * as Snapshotter from "../src/Snapshotter.js"
 import { snapshotterSuite } from "./conformance/snapshotter.js"
-import { applyOps, cloneSpec, manifest, materialize, opArb, type Spec } from "./support/trees.js"
+import { applyOps, cloneSpec, listing, manifest, materialize, opArb, type Spec } from "./support/trees.js"
 
 const isRoot = process.getuid?.() === 0
 
@@ -135,7 +135,6 @@ const upperDirOf = (mounts: ReadonlyArray<MountData>): string => {
 }
 
 /** Paths under a directory, recursively, sorted. */
-const listing = (dir: string) => fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).sort()
 
 const nanoTouch = (path: string, ns: bigint) =>
   execFileSync("touch", ["-h", "-m", "-d", `@${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, "0")}`, path])

@@ -17,7 +17,7 @@ import type { Mount } from "../src/Mount.js"
 import { fillOverlay } from "../src/snapshot/overlayFill.js"
 import { removeTree } from "../src/snapshot/tree.js"
 import * as Snapshotter from "../src/Snapshotter.js"
-import { applyOps, cloneSpec, materialize, opArb, type Spec } from "./support/trees.js"
+import { applyOps, cloneSpec, listing, materialize, opArb, type Spec } from "./support/trees.js"
 
 const isRoot = process.getuid?.() === 0
 
@@ -148,8 +148,7 @@ const specsArb = fc.record({
 /** Rename a few files of a materialised tree (the layer sees a deletion and a new name). */
 const renameSome = (dir: string, renames: ReadonlyArray<readonly [number, string]>) => {
   for (const [pick, to] of renames) {
-    const files = fs.readdirSync(dir, { recursive: true, encoding: "utf8" })
-      .filter((p) => fs.lstatSync(NodePath.join(dir, p)).isFile()).sort()
+    const files = listing(dir).filter((p) => fs.lstatSync(NodePath.join(dir, p)).isFile())
     const from = files[pick % Math.max(files.length, 1)]
     if (from === undefined) return
     const target = NodePath.join(dir, `${to}-renamed`)

@@ -237,3 +237,20 @@ export const tempDir = (prefix: string): { readonly dir: string; readonly remove
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `blobchain-${prefix}-`))
   return { dir, remove: () => fs.rmSync(dir, { recursive: true, force: true }) }
 }
+
+/**
+ * Every path under `root` (relative, sorted), never following a symlink: Node 20's recursive
+ * readdir follows symlinks to directories, and a link loop makes it walk forever.
+ */
+export const listing = (root: string): Array<string> => {
+  const out: Array<string> = []
+  const visit = (rel: string): void => {
+    for (const name of fs.readdirSync(path.join(root, rel))) {
+      const p = rel === "" ? name : `${rel}/${name}`
+      out.push(p)
+      if (fs.lstatSync(path.join(root, p)).isDirectory()) visit(p)
+    }
+  }
+  visit("")
+  return out.sort()
+}
