@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { applyOps, cloneSpec, manifest, materialize, opArb, type Spec } from "./support/trees.js"
@@ -257,6 +258,33 @@ describe("blobchain build", () => {
     expect(ok.code).toBe(0)
     expect(JSON.parse(ok.stdout).snapshots.map((s: { reused: boolean }) => s.reused)).toEqual([true, true, true])
   })
+
+  it("works without root: both snapshotters agree, and a state directory it may not create is a clear error",
+    { skip: process.getuid?.() !== 0 || !haveTool("setpriv") }, () => {
+      // an unprivileged user (nobody) in a scratch dir it owns, on copies of the examples it owns
+      const home = fresh("nobody")
+      fs.chmodSync(work.dir, 0o711) // mkdtemp made it private to root
+      fs.mkdirSync(home, { mode: 0o755 })
+      run("cp", ["-a", path.join(repo, "examples", "webapp"), home])
+      run("chown", ["-R", "65534:65534", home])
+      const asNobody = (args: ReadonlyArray<string>) =>
+        spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, path.join(repo, "bin", "blobchain.js"), ...args], {
+          cwd: home,
+          encoding: "utf8"
+        })
+      const dirs = ["1-base", "2-app", "3-release"].map((d) => path.join(home, "webapp", d))
+      const native = asNobody(["build", ...dirs, "--state", "native", "--out", "out-native", "--json"])
+      expect(native.stderr).toBe("")
+      expect(native.status).toBe(0)
+      const overlay = asNobody(["build", ...dirs, "--state", "overlay", "--out", "out-overlay", "--snapshotter", "overlay", "--json"])
+      expect(overlay.status).toBe(0)
+      expect(JSON.parse(overlay.stdout).manifest).toEqual(JSON.parse(native.stdout).manifest)
+      const closed = path.join(home, "closed")
+      fs.mkdirSync(closed, { mode: 0o555 })
+      const denied = asNobody(["build", dirs[0]!, "--state", path.join(closed, "state")])
+      expect(denied.status).toBe(1)
+      expect(denied.stderr).toMatch(/^blobchain: state directory .*closed\/state: permission denied/)
+    })
 
   it("sets the container config from the flags", () => {
     const dirs = makeChain()
