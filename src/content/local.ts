@@ -38,6 +38,8 @@ const ContentRow = Schema.Struct({ digest: Schema.String, created_at: Millis, up
 const LabelRow = Schema.Struct({ digest: Schema.String, name: Schema.String, value: Schema.String })
 const decodeContentRows = Schema.decodeUnknown(Schema.Array(ContentRow))
 const decodeLabelRows = Schema.decodeUnknown(Schema.Array(LabelRow))
+const JoinedRow = Schema.extend(ContentRow, Schema.Struct({ label_name: Schema.NullOr(Schema.String), label_value: Schema.NullOr(Schema.String) }))
+const decodeJoinedRows = Schema.decodeUnknown(Schema.Array(JoinedRow))
 
 /** Offsets of this process's live writers, by ingest directory, so status sees buffered bytes. */
 const liveOffsets = new Map<string, () => number>()
@@ -89,11 +91,15 @@ export const make = (options: { readonly root: string }): Effect.Effect<
     // ---- blobs and their rows -------------------------------------------------------------
 
     /** The blob file's stat, or ContentNotFound. */
+    // a synchronous stat: one metadata look-up costs less than a trip through the thread pool
     const statBlob = (op: string, digest: Digest.Digest) =>
-      io(op, digest, () => NodeFsP.stat(blobPath(digest))).pipe(
-        Effect.catchIf(
-          (e) => Lock.errno(e.cause) === "ENOENT",
-          () => Effect.fail(new ContentStore.ContentNotFound({ digest }))
+      Effect.try({
+        try: () => NodeFs.statSync(blobPath(digest), { throwIfNoEntry: false }),
+        catch: (cause) =>
+          new ContentStore.ContentStoreError({ op, subject: digest, reason: cause instanceof Error ? cause.message : String(cause), cause })
+      }).pipe(
+        Effect.flatMap((stat) =>
+          stat === undefined ? Effect.fail(new ContentStore.ContentNotFound({ digest })) : Effect.succeed(stat)
         )
       )
 
@@ -144,10 +150,27 @@ export const make = (options: { readonly root: string }): Effect.Effect<
       })
     }
 
+    /** The rows of one digest in one query (info is on every reuse check's path). */
+    const rowsOf = (op: string, digest: Digest.Digest) =>
+      sql`SELECT c.digest, c.created_at, c.updated_at, l.name AS label_name, l.value AS label_value
+        FROM content c LEFT JOIN content_labels l ON l.digest = c.digest WHERE c.digest = ${digest}`.pipe(
+        Effect.flatMap(decodeJoinedRows),
+        Effect.map((joined): Rows => {
+          const first = joined[0]
+          const labels: Record<string, string> = {}
+          for (const row of joined) if (row.label_name !== null && row.label_value !== null) labels[row.label_name] = row.label_value
+          return {
+            times: new Map(first === undefined ? [] : [[digest, first]]),
+            labels: new Map(first === undefined ? [] : [[digest, labels]])
+          }
+        }),
+        Effect.mapError(dbError(op, digest))
+      )
+
     const info = Effect.fn("ContentStore.local.info")(function*(digest: Digest.Digest) {
       yield* Validate.digest("info", digest)
       const stat = yield* statBlob("info", digest)
-      return infoOf(digest, stat, yield* rowsFor("info", [digest]))
+      return infoOf(digest, stat, yield* rowsOf("info", digest))
     })
 
     /** Merge labels into a blob's row, creating the row when an older crash left none. */

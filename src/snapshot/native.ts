@@ -47,6 +47,8 @@ const LabelRow = Schema.Struct({ key: Schema.String, name: Schema.String, value:
 
 const decodeRows = Schema.decodeUnknown(Schema.Array(Row))
 const decodeLabelRows = Schema.decodeUnknown(Schema.Array(LabelRow))
+const JoinedRow = Schema.extend(Row, Schema.Struct({ label_name: Schema.NullOr(Schema.String), label_value: Schema.NullOr(Schema.String) }))
+const decodeJoinedRows = Schema.decodeUnknown(Schema.Array(JoinedRow))
 
 const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
@@ -183,8 +185,20 @@ export const makeWithLayout = (root: string, layout: Layout) =>
         updatedAt: new Date(row.updated_at)
       })
 
+    // one query for the record and its labels: stat is on every ref's path
     const info = (op: string, key: string) =>
-      Effect.all([get(op, key), labelsOf(op, key)]).pipe(Effect.map(([row, labels]) => toInfo(row, labels)))
+      sql`SELECT s.key, s.id, s.parent, s.kind, s.created_at, s.updated_at, l.name AS label_name, l.value AS label_value
+        FROM snapshots s LEFT JOIN snapshot_labels l ON l.key = s.key WHERE s.key = ${key}`.pipe(
+        Effect.flatMap(decodeJoinedRows),
+        Effect.mapError(dbError(op, key)),
+        Effect.flatMap((rows) => {
+          const first = rows[0]
+          if (first === undefined) return Effect.fail(new SnapshotNotFound({ key }))
+          const labels: Record<string, string> = {}
+          for (const row of rows) if (row.label_name !== null && row.label_value !== null) labels[row.label_name] = row.label_value
+          return Effect.succeed(toInfo(first, labels))
+        })
+      )
 
     /** Merge labels into the record of `key`; an empty value deletes a label. */
     const writeLabels = (op: string, key: string, labels: Labels) =>
