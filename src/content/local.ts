@@ -473,11 +473,13 @@ export const make = (options: { readonly root: string }): Effect.Effect<
       // fill the buffer to the brim before writing it; big writes on an empty buffer go straight through
       const write = (bytes: Uint8Array) =>
         guarded("write", step("write", async () => {
-          getHasher().update(bytes)
           let at = 0
           while (at < bytes.length) {
             if (used === 0 && bytes.length - at >= writeBuffer) {
-              await writeFully(bytes.subarray(at))
+              // hashed while the write is on the thread pool
+              const written = writeFully(bytes.subarray(at))
+              getHasher().update(bytes)
+              await written
               flushed += bytes.length - at
               return
             }
@@ -487,6 +489,7 @@ export const make = (options: { readonly root: string }): Effect.Effect<
             at += take
             if (used === writeBuffer) await flushNow()
           }
+          getHasher().update(bytes)
         }))
 
       const truncate = (size: number) =>
