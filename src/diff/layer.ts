@@ -127,7 +127,7 @@ export async function* layerTar(
     mtime: 0
   })
   try {
-    for (const change of layerChanges(lower, upper, options.walk) as Iterable<Change>) {
+    for (const change of layerChanges(lower, upper, options.walk)) {
       switch (change._tag) {
         case "Tick":
           yield* out.take()

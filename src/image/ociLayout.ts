@@ -13,11 +13,11 @@ import { blobPath, place, writeFileAtomic } from "./blobFile.js"
 const decodeIndex = Schema.decodeUnknown(Schema.parseJson(Oci.Index))
 
 /** The index of an existing layout, or an empty one. */
-const existingIndex = (dir: string) =>
+const existingIndex = (dir: string): Effect.Effect<ReadonlyArray<Oci.Descriptor>, ImageError> =>
   Effect.gen(function*() {
     const path = NodePath.join(dir, "index.json")
     const text = yield* Effect.promise(() => fs.readFile(path, "utf8").catch(() => undefined))
-    if (text === undefined) return [] as ReadonlyArray<Oci.Descriptor>
+    if (text === undefined) return []
     const index = yield* decodeIndex(text).pipe(
       Effect.mapError((e) => new ImageError({ path, step: "read index", reason: e.message }))
     )
