@@ -5,7 +5,6 @@
 import * as fs from "node:fs"
 import { setImmediate as yieldToEventLoop } from "node:timers/promises"
 import type { Hasher } from "../Digest.js"
-import type { Change } from "./changes.js"
 import { layerChanges, type Walk } from "./overlayChanges.js"
 import * as Tar from "./tar.js"
 import type { Node, Tree } from "./tree.js"
