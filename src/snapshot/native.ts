@@ -168,13 +168,6 @@ export const makeWithLayout = (root: string, layout: Layout) =>
         }))
       )
 
-    const labelsOf = (op: string, key: string) =>
-      sql`SELECT key, name, value FROM snapshot_labels WHERE key = ${key}`.pipe(
-        Effect.flatMap(decodeLabelRows),
-        Effect.map((rows): Labels => Object.fromEntries(rows.map((r) => [r.name, r.value]))),
-        Effect.mapError(dbError(op, key))
-      )
-
     const toInfo = (row: Row, labels: Labels) =>
       new SnapshotInfo({
         key: row.key,
