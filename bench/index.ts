@@ -240,7 +240,11 @@ const bundle = async (): Promise<string> => {
   return outfile
 }
 
+// every sample starts with the disk quiet: writeback of an earlier case's output would slow the next one down
+const settleDisk = (): void => void spawnSync("sync")
+
 const child = (name: string, ...args: Array<string>): Array<Sample> => {
+  settleDisk()
   const result = spawnSync(process.execPath, [bundled!, "case", name, ...args], {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
@@ -252,6 +256,7 @@ const child = (name: string, ...args: Array<string>): Array<Sample> => {
 }
 
 const timed = (script: string, ...args: Array<string>): Sample => {
+  settleDisk()
   const result = spawnSync("/usr/bin/time", ["-f", "@@%e %M", "bash", "-c", script, "bench", ...args], { encoding: "utf8" })
   const line = result.stderr.split("\n").find((l) => l.startsWith("@@"))
   if (result.status !== 0 || line === undefined) throw new Error(`peer failed: ${script}: ${result.stderr}`)
