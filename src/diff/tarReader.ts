@@ -2,21 +2,10 @@
  * An incremental tar parser: ustar and old-style headers, PAX extended headers, GNU long
  * names and links. Fed chunks synchronously; calls its handler per entry and per body slice.
  */
-import { blockSize, padding, TypeFlag } from "./tar.js"
+import { blockSize, type Header, padding, TypeFlag } from "./tar.js"
 
-/** An entry as the archive describes it, with PAX and GNU overrides already applied. */
-export interface Entry {
-  readonly name: string
-  readonly type: string
-  readonly mode: number
-  readonly uid: number
-  readonly gid: number
-  readonly size: number
-  readonly mtime: number
-  readonly linkname: string
-  readonly devmajor: number
-  readonly devminor: number
-}
+/** An entry as the archive describes it, with PAX and GNU overrides already applied: a header with every field. */
+export type Entry = Required<Header>
 
 /** Receives the archive's entries in order; throwing stops the parse. */
 export interface Handler {
