@@ -63,5 +63,10 @@ describe("progress", () => {
     expect(result.status).toBe(0)
     expect(result.stdout).toMatch(/layers 2\/2/)
     expect(result.stdout).toMatch(/manifest sha256:/)
+    // --json on a terminal: the document alone
+    const json = spawnSync("script", ["-qec", `${command} --json`, "/dev/null"], { encoding: "utf8" })
+    expect(json.status).toBe(0)
+    expect(json.stdout).not.toMatch(/layers \d+\/\d+|snapshotting|\x1b\[2K/)
+    expect(JSON.parse(json.stdout).layers).toHaveLength(2)
   })
 })
