@@ -2,7 +2,7 @@
  * getDiffPairs: the diff pairs of a ref's whole chain, root first, each layer diffed at most
  * once at a time across every caller, remembered in the blob mapping and verified on reuse.
  */
-import { Context, Effect, Layer, Option, Schema } from "effect"
+import { Context, Effect, Layer, Option, Predicate, Schedule, Schema } from "effect"
 import * as os from "node:os"
 import { BlobMapper, type BlobMapperError } from "./BlobMapper.js"
 import { ContentStore, type ContentStoreError } from "./ContentStore.js"
@@ -65,6 +65,10 @@ const diffIdOf = (mediaType: string | undefined, blob: Digest.Digest, labels: Re
   if (label !== undefined) return Schema.decodeUnknownOption(Digest.Digest)(label)
   return mediaType !== undefined && compressionOf(mediaType) === "none" ? Option.some(blob) : Option.none()
 }
+
+/** A diff that could not start because another writer holds its ingest. */
+const lockedElsewhere = (error: BlobsError): boolean =>
+  error._tag === "DiffFailed" && Predicate.isTagged(error.cause, "ContentLocked")
 
 /** Build the service over the five services it needs. */
 export const make = Effect.gen(function*() {
@@ -141,6 +145,21 @@ export const make = Effect.gen(function*() {
       return pair
     }).pipe(Effect.scoped, Effect.withSpan("Blobs.compute", { attributes: { ref: ref.id, key } }))
 
+  /**
+   * {@link compute}, waiting while another process diffs the same layer: its ingest is locked
+   * until it finishes, and the retry then finds the pair it recorded instead of diffing again.
+   */
+  const computeOnce = (ref: ImmutableRef, key: string, options: GetDiffPairsOptions) =>
+    compute(ref, key, options).pipe(
+      Effect.retry({
+        while: lockedElsewhere,
+        schedule: Schedule.exponential("50 millis").pipe(
+          Schedule.either(Schedule.spaced("1 second")),
+          Schedule.upTo("10 minutes")
+        )
+      })
+    )
+
   /** The chain root … ref, each acquired in the caller's scope. */
   const chainOf = (ref: ImmutableRef) =>
     Effect.gen(function*() {
@@ -170,7 +189,7 @@ export const make = Effect.gen(function*() {
         const pair = verifiedPairs[i] ?? Option.none()
         return Option.isSome(pair)
           ? Effect.as(Progress.report(Progress.ProgressEvent.LayerReused({ ref: r.id })), pair.value)
-          : flights.run(key, compute(r, key, options))
+          : flights.run(key, computeOnce(r, key, options))
       },
       { concurrency }
     )

@@ -5,7 +5,7 @@
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Layer, Schedule, Schema } from "effect"
 import * as NodePath from "node:path"
 import * as ContentSchema from "./content/schema.js"
 import * as BlobMapSchema from "./blobmap/schema.js"
@@ -34,6 +34,9 @@ export const migrations = SqliteMigrator.fromRecord({
 
 /** Bring a database up to date. */
 export const migrate = SqliteMigrator.run({ loader: migrations }).pipe(
+  // processes opening a new state directory together race to migrate it: the losers retry
+  // and find the work done
+  Effect.retry({ schedule: Schedule.exponential("20 millis").pipe(Schedule.jittered), times: 8 }),
   Effect.provide(NodeContext.layer),
   Effect.withSpan("Metadata.migrate")
 )

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { applyOps, cloneSpec, manifest, materialize, opArb, type Spec } from "./support/trees.js"
@@ -294,6 +294,44 @@ describe("blobchain build", () => {
       expect(denied.status).toBe(1)
       expect(denied.stderr).toMatch(/^blobchain: state directory .*closed\/state: permission denied/)
     })
+
+  it("builds in several processes at once on one state directory, sharing what they can", async () => {
+    const base = fresh("shared")
+    write(base, "etc/base", "shared first layer\n")
+    const tops = [0, 1, 2, 3].map((n) => {
+      const dir = fresh("top")
+      run("cp", ["-a", `${base}/.`, dir])
+      write(dir, `app/${n}`, `app ${n}\n`)
+      return dir
+    })
+    const state = fresh("state")
+    const bin = path.join(repo, "bin", "blobchain.js")
+    const runAsync = (args: ReadonlyArray<string>) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (d) => void (stdout += d))
+        child.stderr.on("data", (d) => void (stderr += d))
+        child.on("close", (code) => resolve({ code, stdout, stderr }))
+      })
+    for (let round = 0; round < 4; round++) {
+      const results = await Promise.all(
+        tops.map((top, n) => runAsync(["build", base, top, "--state", state, "--out", fresh(`out${n}`), "--json"]))
+      )
+      for (const result of results) {
+        expect(result.stderr).toBe("")
+        expect(result.code).toBe(0)
+      }
+      // the shared layer is the same blob for everyone
+      const firstLayers = new Set(results.map((r) => JSON.parse(r.stdout).layers[0].blob))
+      expect(firstLayers.size).toBe(1)
+    }
+    // and the same as a build alone in a fresh state directory
+    const alone = blobchain(["build", base, tops[0]!, "--state", fresh("state"), "--out", fresh("out"), "--json"])
+    const together = blobchain(["build", base, tops[0]!, "--state", state, "--out", fresh("out"), "--json"])
+    expect(JSON.parse(together.stdout).manifest).toEqual(JSON.parse(alone.stdout).manifest)
+  })
 
   it("sets the container config from the flags", () => {
     const dirs = makeChain()

@@ -203,8 +203,12 @@ export const makeWithLayout = (root: string, layout: Layout) =>
         Effect.mapError(dbError(op, key))
       )
 
+    // SQLite's deferred BEGIN takes the write lock at the first write; a transaction that read
+    // first then fails at once (SQLITE_BUSY) when another process wrote meanwhile. A write first
+    // takes the lock up front, as BEGIN IMMEDIATE would, so a concurrent writer is waited for.
+    const lockForWrite = sql`UPDATE snapshots SET kind = kind WHERE 1 = 0`
     const transaction = <A, E extends { readonly _tag: string }>(op: string, key: string, effect: Effect.Effect<A, E>) =>
-      sql.withTransaction(effect).pipe(
+      sql.withTransaction(Effect.zipRight(lockForWrite, effect)).pipe(
         Effect.catchTag("SqlError", (e) => Effect.fail(dbError(op, key)(e)))
       )
 
