@@ -3,7 +3,7 @@
  * reads, walks and resumable ingests. Its layers live in `content/`.
  */
 import type { SqlClient } from "@effect/sql"
-import { Context, Effect, Layer, Schema, Stream } from "effect"
+import { Context, Effect, Layer, Schedule, Schema, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as Digest from "./Digest.js"
 import { Size } from "./Oci.js"
@@ -221,16 +221,27 @@ export const writeBlob = Effect.fn("ContentStore.writeBlob")(function*(
 ) {
   const store = yield* ContentStore
   const expected = options?.expected ?? Digest.ofBytes(bytes)
-  const digest = yield* Effect.scoped(
+  const digest = yield* retryWhileLocked(Effect.scoped(
     Effect.gen(function*() {
       const writer = yield* store.writer({ ref, total: bytes.length, expected })
       yield* writer.truncate(0)
       yield* writer.write(bytes)
       return yield* writer.commit(options?.labels === undefined ? {} : { labels: options.labels })
     })
-  ).pipe(Effect.catchTag("AlreadyExists", (e) => Effect.succeed(e.digest)))
+  )).pipe(Effect.catchTag("AlreadyExists", (e) => Effect.succeed(e.digest)))
   return yield* store.info(digest)
 })
+
+/**
+ * Run `effect` again while it fails with {@link ContentLocked}: another writer (often another
+ * process fetching the same blob) holds the ref. Effects that check for the blob first then
+ * find it once that writer commits. Gives up after ten minutes.
+ */
+export const retryWhileLocked = <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.retry(effect, {
+    while: (error) => error._tag === "ContentLocked",
+    schedule: Schedule.exponential("50 millis").pipe(Schedule.either(Schedule.spaced("1 second")), Schedule.upTo("10 minutes"))
+  })
 
 /** A layer that provides a given implementation; handy in tests. */
 export const layer = (service: ContentStoreService): Layer.Layer<ContentStore> =>

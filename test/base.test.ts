@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Base, Blobchain, ContentStore, Digest, Image, Snapshotter } from "../src/index.js"
@@ -151,6 +152,29 @@ describe("building on a base image", () => {
       expect(snapshots.map((s) => s.kind)).toEqual(["committed"])
       expect(yield* Effect.flatMap(ContentStore.ContentStore, (s) => s.statuses).pipe(Effect.provide(context))).toEqual([])
     }))
+
+  it("several processes importing the same base into one state directory all succeed", { skip: !umoci }, async () => {
+    const { layout, rootfs } = umociBase()
+    const app = appOn(rootfs)
+    const state = fresh("state")
+    const bin = path.resolve(import.meta.dirname, "../bin/blobchain.js")
+    const once = () =>
+      new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) => {
+        const child = spawn(process.execPath, [bin, "build", "--base", `oci:${layout}:base`, app, "--state", state, "--out", fresh("out"), "--json"])
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (d) => void (stdout += d))
+        child.stderr.on("data", (d) => void (stderr += d))
+        child.on("close", (code) => resolve({ code, stderr, stdout }))
+      })
+    const results = await Promise.all([once(), once(), once()])
+    for (const result of results) {
+      expect(result.stderr).toBe("")
+      expect(result.code).toBe(0)
+    }
+    expect(new Set(results.map((r) => JSON.parse(r.stdout).manifest.digest)).size).toBe(1)
+    expect(fs.readdirSync(path.join(state, "content", "ingest"))).toEqual([])
+  })
 
   it("bad base sources are usage errors naming them", () => {
     const bad = blobchain(["build", "--base", "ftp://nowhere", "--state", fresh("state")])

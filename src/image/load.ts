@@ -4,7 +4,7 @@
  */
 import { Effect, Option, Schema, Stream } from "effect"
 import * as fs from "node:fs/promises"
-import { ContentStore, readAll, writeBlob } from "../ContentStore.js"
+import { ContentStore, readAll, retryWhileLocked, writeBlob } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
 import { ImageError, InvalidImage } from "../Image.js"
 import * as Oci from "../Oci.js"
@@ -43,7 +43,8 @@ export const choosePlatform = (manifests: ReadonlyArray<Oci.Descriptor>, platfor
 
 /** Copy one blob of the source into the store unless it is there already; verified by digest and size. */
 const copyBlob = (source: Source, descriptor: { readonly digest: Digest.Digest; readonly size?: number }, name: string) =>
-  Effect.gen(function*() {
+  // another process loading the same blob holds its ingest: wait, then find the blob there
+  retryWhileLocked(Effect.gen(function*() {
     const store = yield* ContentStore
     const present = yield* store.info(descriptor.digest).pipe(Effect.option)
     if (Option.isSome(present)) return present.value.size
@@ -74,7 +75,7 @@ const copyBlob = (source: Source, descriptor: { readonly digest: Digest.Digest; 
       // a blob that does not verify leaves nothing behind, not even a resumable ingest
       Effect.onError(() => store.abort(`blobchain-load:${descriptor.digest}`).pipe(Effect.ignore))
     )
-  })
+  }))
 
 const loadLayout = (dir: string, tag: string | undefined, platform: Oci.Platform) =>
   Effect.gen(function*() {

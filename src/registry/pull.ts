@@ -5,7 +5,7 @@
 import { HttpClientRequest } from "@effect/platform"
 import { Effect, Schema, Stream } from "effect"
 import type { ContentLocked, ContentNotFound, ContentStoreError, DigestMismatch, SizeMismatch } from "../ContentStore.js"
-import { ContentStore, readAll, writeBlob } from "../ContentStore.js"
+import { ContentStore, readAll, retryWhileLocked, writeBlob } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
 import * as Oci from "../Oci.js"
 import type * as Registry from "../Registry.js"
@@ -115,7 +115,8 @@ const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Rec
 
 /** Make sure the store has `descriptor`'s blob; `true` when it had to be fetched. */
 const ensureBlob = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>) =>
-  Effect.gen(function*() {
+  // another process pulling the same blob holds its ingest: wait, then find the blob there
+  retryWhileLocked(Effect.gen(function*() {
     const store = yield* ContentStore
     const present = yield* store.info(descriptor.digest).pipe(Effect.catchTag("ContentNotFound", () => Effect.succeed(undefined)))
     if (present !== undefined) {
@@ -125,7 +126,7 @@ const ensureBlob = (session: Http.Session, descriptor: Oci.Descriptor, labels: R
     // a digest mismatch would repeat: only 5xx answers and broken connections are retried
     yield* session.retrying(download(session, descriptor, labels))
     return true
-  })
+  }))
 
 /** Pull `ref` into the content store. */
 export const pull = (ref: Registry.Reference, options: Registry.PullOptions) =>
