@@ -216,6 +216,40 @@ describe("ContentStore.layerLocal on disk", () => {
         })
       ))
 
+    it.live("a commit racing another process's delete of the same content publishes it or finds it", () =>
+      withRoot((root) =>
+        Effect.gen(function*() {
+          const store = yield* ContentStore.ContentStore
+          const content = bytes("raced")
+          const digest = Digest.ofBytes(content)
+          NodeFs.mkdirSync(NodePath.join(root, "blobs", "sha256"), { recursive: true })
+          // the child makes the blob appear and disappear as fast as it can
+          const child = start(launcher, ["flicker", root, "raced"])
+          yield* Effect.addFinalizer(() => Effect.promise(child.kill))
+          yield* Effect.promise(() => child.line(["flickering"]))
+          let published = 0
+          let found = 0
+          const commit = (ref: string) =>
+            Effect.scoped(Effect.gen(function*() {
+              const writer = yield* store.writer({ ref })
+              yield* writer.truncate(0)
+              yield* writer.write(content)
+              yield* writer.commit()
+              published++
+            })).pipe(Effect.catchTag("AlreadyExists", () => Effect.sync(() => found++)))
+          for (let round = 0; round < 400; round++) {
+            yield* Effect.all([commit("race-a"), commit("race-b")], { concurrency: "unbounded" })
+          }
+          yield* Effect.promise(child.kill)
+          expect(published + found).toBe(800)
+          expect(found).toBeGreaterThan(0)
+          expect(yield* store.statuses).toEqual([])
+          // whatever the child left, what is there is whole
+          const left = yield* Effect.either(ContentStore.readAll(digest))
+          if (left._tag === "Right") expect(Digest.ofBytes(left.right)).toBe(digest)
+        })
+      ))
+
     it.live("a ref held here is ContentLocked for another process", () =>
       withRoot((root) =>
         Effect.scoped(Effect.gen(function*() {

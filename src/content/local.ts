@@ -558,7 +558,24 @@ export const make = (options: { readonly root: string }): Effect.Effect<
             return yield* new ContentStore.DigestMismatch({ ref, expected, actual })
           }
           const target = blobPath(actual)
-          const created = yield* publish(target)
+          // a blob found present may be deleted by another process before it is looked at: the
+          // ingest's data is still here then, so publish it again
+          const settle = (attempt: number): Effect.Effect<
+            { readonly created: true } | { readonly created: false; readonly stat: NodeFs.Stats },
+            ContentStore.ContentStoreError
+          > =>
+            publish(target).pipe(Effect.flatMap((created) =>
+              created
+                ? Effect.succeed({ created: true } as const)
+                : statBlob("commit", actual).pipe(
+                  Effect.map((stat) => ({ created: false, stat } as const)),
+                  Effect.catchTag("ContentNotFound", (e) =>
+                    attempt < 8
+                      ? settle(attempt + 1)
+                      : Effect.fail(fail("commit", `${e.digest} keeps vanishing while committing`)))
+                )
+            ))
+          const published = yield* settle(0)
           state = "committed"
           yield* Effect.promise(() => handle.close().catch(() => undefined))
           // the ingest is gone for everyone from here; its lock goes when the scope closes
@@ -567,15 +584,11 @@ export const make = (options: { readonly root: string }): Effect.Effect<
             await NodeFsP.rm(dataPath(dir), { force: true })
           })
           const labels = commitOptions?.labels ?? {}
-          if (created) {
+          if (published.created) {
             yield* recordNew(actual, flushed, labels)
             return actual
           }
-          const stat = yield* statBlob("commit", actual).pipe(
-            Effect.catchTag("ContentNotFound", (e) =>
-              Effect.fail(fail("commit", `${e.digest} vanished while committing`)))
-          )
-          yield* applyLabels("commit", actual, stat, labels)
+          yield* applyLabels("commit", actual, published.stat, labels)
           return yield* new ContentStore.AlreadyExists({ digest: actual, ref })
         })).pipe(Effect.withSpan("ContentStore.local.commit", { attributes: { ref } }))
 
