@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { execFileSync, spawnSync } from "node:child_process"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -10,15 +11,17 @@ import { Effect, FastCheck } from "effect"
 import { compressor, decompressor } from "../src/diff/compress.js"
 import { gzipChunkSize, parallelGzip } from "../src/diff/pgzip.js"
 
-// Bytes that are partly text-like, partly random, so chunks compress unevenly.
-const sample = (size: number, seed: number): Buffer => {
+// Bytes that are partly text-like, partly random, in stretches of 2^shift bytes: so chunks
+// compress unevenly, and with long stretches some chunks are wholly random (stored as they are).
+const sample = (size: number, seed: number, shift = 14): Buffer => {
   const out = Buffer.allocUnsafe(size)
+  const offset = seed & 0xfffff
   let s = seed | 1
   for (let i = 0; i < size; i++) {
     s ^= s << 13
     s ^= s >>> 17
     s ^= s << 5
-    out[i] = (i >> 14) % 2 === 0 ? 97 + ((s >>> 0) % 6) : s & 0xff
+    out[i] = ((i + offset) >> shift) % 2 === 0 ? 97 + ((s >>> 0) % 6) : s & 0xff
   }
   return out
 }
@@ -62,10 +65,16 @@ const sizes = FastCheck.oneof(
 describe("parallelGzip", () => {
   it.effect.prop(
     "round-trips, and its bytes depend on neither the concurrency nor how the input is cut",
-    [sizes, FastCheck.integer(), FastCheck.array(FastCheck.nat(), { maxLength: 6 }), FastCheck.integer({ min: 2, max: 6 })],
-    ([size, seed, cuts, concurrency]) =>
+    [
+      sizes,
+      FastCheck.integer(),
+      FastCheck.array(FastCheck.nat(), { maxLength: 6 }),
+      FastCheck.integer({ min: 2, max: 6 }),
+      FastCheck.constantFrom(14, 19, 21)
+    ],
+    ([size, seed, cuts, concurrency, shift]) =>
       Effect.gen(function*() {
-        const bytes = sample(size, seed)
+        const bytes = sample(size, seed, shift)
         const one = yield* gzip([bytes], 1)
         const many = yield* gzip(pieces(bytes, cuts), concurrency)
         expect(many.equals(one)).toBe(true)
@@ -87,7 +96,7 @@ describe("parallelGzip", () => {
 
   it.effect("is read by gzip -d, for every level", () =>
     Effect.gen(function*() {
-      const bytes = sample(2 * gzipChunkSize + 777, 42)
+      const bytes = sample(4 * gzipChunkSize + 777, 42, 21)
       for (const level of [0, 1, 6, 9]) {
         const out = yield* gzip([bytes], 3, level)
         const gunzip = spawnSync("gzip", ["-dc"], { input: out, maxBuffer: 64 << 20 })
@@ -116,10 +125,16 @@ describe("parallelGzip", () => {
 
   it.effect("compresses about as well as one zlib stream", () =>
     Effect.gen(function*() {
-      const bytes = sample(3 * gzipChunkSize, 7)
-      const out = yield* gzip([bytes], 4)
-      const single = zlib.gzipSync(bytes, { level: 6 })
-      expect(out.length).toBeLessThan(single.length * 1.01)
+      for (const shift of [14, 19, 21]) {
+        const bytes = sample(5 * gzipChunkSize, 7, shift)
+        const out = yield* gzip([bytes], 4)
+        const single = zlib.gzipSync(bytes, { level: 6 })
+        expect(out.length).toBeLessThan(single.length * 1.01)
+      }
+      // random bytes: stored, and smaller than deflate's own stored blocks
+      const random = crypto.randomBytes(3 * gzipChunkSize)
+      const out = yield* gzip([random], 4)
+      expect(out.length).toBeLessThanOrEqual(zlib.gzipSync(random, { level: 6 }).length)
     }))
 
   it.effect("fails on a bad level instead of writing a broken stream", () =>

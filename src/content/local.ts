@@ -2,9 +2,9 @@
  * The on-disk content store of a state directory: blobs at `blobs/<alg>/<hex>` (OCI layout),
  * resumable ingests under `ingest/<sha256 of ref>/`, labels and times in the metadata database.
  */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { createHash, randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodeFsP from "node:fs/promises"

@@ -1,5 +1,5 @@
 /** Tables of the local content store in the metadata database. */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
 
 /** Committed blobs' times and labels; the blob file itself is the truth for size and bytes. */

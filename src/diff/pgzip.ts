@@ -1,15 +1,19 @@
 /**
  * Parallel gzip in one gzip member, as pigz writes it: fixed 1 MiB chunks raw-deflated at once on
  * the thread pool, each primed with the previous chunk's last 32 KiB, joined by sync flushes.
+ * Chunks that deflate would store anyway (see stored.ts) are written as stored blocks directly.
  */
 import * as os from "node:os"
 import { Transform, type TransformCallback } from "node:stream"
 import * as zlib from "node:zlib"
 import { crc32Combine } from "./crc32.js"
+import { compressibleAtFirstSight, storedBlocks } from "./stored.js"
+import { isIncompressibleOffThread } from "./storedThread.js"
 
 /**
- * The chunk size. The output is a function of the input, the level, this size and zlib's deflate
- * (the one Node ships); never of the number of chunks in flight or of how the input is split.
+ * The chunk size. The output is a function of the input, the level, this size, the test for
+ * incompressible chunks and zlib's deflate (the one Node ships); never of the number of chunks in
+ * flight or of how the input is split.
  */
 export const gzipChunkSize = 1 << 20
 
@@ -113,7 +117,17 @@ export const parallelGzip = (options: ParallelGzipOptions): Transform => {
       stream.push(header(level))
     }
     while (queue.length >= concurrency) await emitOldest(stream)
-    queue.push({ chunk, outcome: deflate(chunk, level, tail, last), crc: zlib.crc32(chunk), length: chunk.length })
+    // a chunk deflate would only store is stored here, without the thread pool's long search;
+    // whether it is one is worked out on another thread, unless its first block says no
+    const dictionary = tail
+    const outcome = level === 0 || compressibleAtFirstSight(chunk)
+      ? deflate(chunk, level, dictionary, last)
+      : isIncompressibleOffThread(chunk, dictionary).then(
+        (stored): Outcome | Promise<Outcome> =>
+          stored ? { ok: true, bytes: [storedBlocks(chunk, last)] } : deflate(chunk, level, dictionary, last),
+        (error: Error): Outcome => ({ ok: false, error })
+      )
+    queue.push({ chunk, outcome, crc: zlib.crc32(chunk), length: chunk.length })
     // the next chunk's dictionary, copied: this chunk's buffer may be reused once it is deflated
     tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - windowSize)))
   }
