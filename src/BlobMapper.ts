@@ -2,7 +2,7 @@
  * The blob mapping: ref id → diff pair, remembered across runs. Look-ups go through a
  * RequestResolver so a whole chain is one batched request. Backends live in `blobmap/`.
  */
-import type { SqlClient } from "@effect/sql"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import { Array, Context, Effect, Layer, Option, Request, RequestResolver, Schema } from "effect"
 import type { NonEmptyArray, NonEmptyReadonlyArray } from "effect/Array"
 import * as SqlBackend from "./blobmap/sql.js"

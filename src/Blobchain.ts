@@ -2,7 +2,7 @@
  * Everything on one state directory: the local content store, the native snapshotter, the
  * SQLite metadata with the blob mapping, the walking differ and applier, refs and Blobs.
  */
-import type { SqlClient } from "@effect/sql"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer, Schema } from "effect"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"

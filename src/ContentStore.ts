@@ -2,7 +2,7 @@
  * Content-addressed blobs: scoped writers with expected digest and size, labels, ranged
  * reads, walks and resumable ingests. Its layers live in `content/`.
  */
-import type { SqlClient } from "@effect/sql"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Schedule, Schema, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as Digest from "./Digest.js"

@@ -2,9 +2,10 @@
  * The metadata database of a state directory: one SQLite file (WAL mode) holding content
  * labels, snapshot records and blob mappings, its schema made by migrations.
  */
-import { NodeContext } from "@effect/platform-node"
-import { SqlClient } from "@effect/sql"
-import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator"
 import { Effect, Layer, Schedule, Schema } from "effect"
 import * as NodePath from "node:path"
 import * as ContentSchema from "./content/schema.js"

@@ -2,8 +2,8 @@
  * OCI registries (the distribution spec) over `@effect/platform`'s HttpClient: references,
  * credentials, typed errors, pulling an image into the content store and pushing one from it.
  */
-import { NodeHttpClient } from "@effect/platform-node"
-import type { HttpClient } from "@effect/platform"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
 import { Data, Effect, Schema } from "effect"
 import type * as Redacted from "effect/Redacted"
 import type { ContentStore } from "./ContentStore.js"

@@ -2,7 +2,7 @@
  * Keyed filesystem snapshots: active (writable), view (read-only) and committed (immutable),
  * each on a parent. Its layers live in `snapshot/`.
  */
-import type { SqlClient } from "@effect/sql"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Schema } from "effect"
 import type { Mount } from "./Mount.js"
 import * as native from "./snapshot/native.js"

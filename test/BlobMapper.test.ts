@@ -3,9 +3,9 @@
  * (statements per batch, surviving a reopen, a second process, rows that are not pairs).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Statement } from "@effect/sql"
-import { SqlClient } from "@effect/sql"
-import { SqliteClient } from "@effect/sql-sqlite-node"
+import * as Statement from "@effect/sql/Statement"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Effect, Layer, Option } from "effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs"

@@ -2,7 +2,7 @@
  * Crash safety of the local content store: children writing blobs are killed with SIGKILL at
  * random moments; the state directory must stay consistent and every ingest recoverable.
  */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Schema } from "effect"
 import { createHash } from "node:crypto"

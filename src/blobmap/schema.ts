@@ -1,5 +1,5 @@
 /** The blob mapping table: portable SQL, so any SqlClient (SQLite, PostgreSQL) can hold it. */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
 
 /** `key → (diff_id, blobsum)`. */

@@ -2,7 +2,7 @@
  * The blob mapping in SQL: one table over any SqlClient, in queries SQLite and PostgreSQL both
  * run; a batch of look-ups is one `SELECT … WHERE key IN (…)` per chunk of keys.
  */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Array as Arr, Clock, Effect, Option, Schema } from "effect"
 import type { Backend } from "../BlobMapper.js"
 import { BlobMapperError } from "../BlobMapper.js"

@@ -2,8 +2,12 @@
  * The `blobchain` command: `build` directories into an OCI layout or docker archive,
  * `inspect` an image on disk and verify it.
  */
-import { Args, Command, Options, ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit, Option, Schema } from "effect"
 import * as NodePath from "node:path"
 import * as Blobchain from "../Blobchain.js"

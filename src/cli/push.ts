@@ -2,7 +2,9 @@
  * `blobchain push PATH docker://HOST/REPO:TAG`: an OCI layout or docker archive is loaded into
  * the state directory's content store, verified, and pushed to a registry.
  */
-import { Args, Command, Options } from "@effect/cli"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import { Console, Effect, Layer, Option } from "effect"
 import * as Blobchain from "../Blobchain.js"
 import * as Image from "../Image.js"

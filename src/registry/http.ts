@@ -2,8 +2,9 @@
  * One conversation with a registry about one repository: URLs, the 401 challenge (basic or
  * bearer, tokens cached per scope), registry error bodies as typed errors, and retries.
  */
-import { HttpClient, HttpClientRequest } from "@effect/platform"
-import type { HttpClientResponse } from "@effect/platform"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Duration, Effect, Option, Redacted, Schedule, Schema } from "effect"
 import type * as Registry from "../Registry.js"
 import { AuthFailed, RegistryError, Unreachable } from "../Registry.js"

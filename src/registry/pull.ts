@@ -2,7 +2,7 @@
  * Pulling an image from a registry into the content store: manifest (through an index by
  * platform), config and layers, streamed and verified, already-stored blobs skipped.
  */
-import { HttpClientRequest } from "@effect/platform"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Effect, Schema, Stream } from "effect"
 import type { ContentLocked, ContentNotFound, ContentStoreError, DigestMismatch, SizeMismatch } from "../ContentStore.js"
 import { ContentStore, readAll, retryWhileLocked, writeBlob } from "../ContentStore.js"

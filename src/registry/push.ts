@@ -2,7 +2,7 @@
  * Pushing an image from the content store: blobs the registry has are skipped, blobs known in
  * another repository of the registry are mounted, the rest uploaded whole or in chunks; then the manifest.
  */
-import { HttpClientRequest } from "@effect/platform"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Effect } from "effect"
 import type { ContentLocked, ContentNotFound, ContentStoreError } from "../ContentStore.js"
 import { ContentStore, readAll } from "../ContentStore.js"

@@ -3,7 +3,7 @@
  * a full copy of its parent's tree; records and labels in the metadata database. The records,
  * labels and removal rules are shared with other layouts of a snapshot directory ({@link Layout}).
  */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Clock, Effect, Option, Schema } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"

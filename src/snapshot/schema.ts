@@ -1,5 +1,5 @@
 /** Tables of the snapshotters in the metadata database. */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
 
 /** One row a snapshot (key, parent, kind, times), labels beside it. */

@@ -2,7 +2,7 @@
  * A second process on a blob mapping database, for tests: reads the keys given after `get`,
  * sets `key=n` pairs given after `set`, and prints the pairs it read as JSON.
  */
-import { SqliteClient } from "@effect/sql-sqlite-node"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Effect, Option } from "effect"
 import * as BlobMapper from "../../src/BlobMapper.js"
 import { DiffPair } from "../../src/DiffPair.js"
