@@ -12,7 +12,7 @@ import * as Image from "./Image.js"
 import * as Mount from "./Mount.js"
 import { RefManager } from "./RefManager.js"
 import { Snapshotter } from "./Snapshotter.js"
-import { compareNames } from "./diff/tree.js"
+import * as Fingerprint from "./snapshot/fingerprint.js"
 import { fillNative } from "./snapshot/nativeFill.js"
 import { fillOverlay } from "./snapshot/overlayFill.js"
 import * as Tree from "./snapshot/tree.js"
@@ -41,47 +41,34 @@ export class SnapshotFillFailed extends Schema.TaggedError<SnapshotFillFailed>()
 /** Label on a snapshot made from a directory: the directory it came from. */
 export const LabelSource = "blobchain.io/source"
 
-const typeOf = (stat: fs.BigIntStats): string =>
-  stat.isFile() ? "f" : stat.isDirectory() ? "d" : stat.isSymbolicLink() ? "l" : stat.isFIFO() ? "p"
-  : stat.isCharacterDevice() ? "c" : stat.isBlockDevice() ? "b" : "s"
+const invalidSource = (dir: string) => (cause: unknown): InvalidSource => {
+  const error = cause instanceof Error ? cause : new Error(String(cause))
+  const path = "path" in error && typeof error.path === "string" ? error.path : dir
+  return new InvalidSource({ path, reason: error.message.replace(/^\w+: /, "") })
+}
+
+/** The fingerprint of `dir`, with its lines. */
+const printOf = (dir: string): Effect.Effect<Fingerprint.Print, InvalidSource> =>
+  Effect.try({ try: () => Fingerprint.fingerprintOf(dir), catch: invalidSource(dir) })
 
 /**
  * A digest of everything a layer diff looks at in a tree, from stats alone (no file is read):
  * paths, types, modes, owners, sizes, nanosecond mtimes, devices, link targets, hard-link groups.
  */
 export const fingerprint = (dir: string): Effect.Effect<string, InvalidSource> =>
-  Effect.try({
-    try: () => {
-      const hash = createHash("sha256")
-      const inodes = new Map<string, string>()
-      const visit = (path: string, relative: string) => {
-        const stat = fs.lstatSync(path, { bigint: true })
-        const type = typeOf(stat)
-        let extra = ""
-        if (type === "l") extra = fs.readlinkSync(path)
-        if (type !== "d" && stat.nlink > 1n) {
-          const inode = `${stat.dev}:${stat.ino}`
-          extra = inodes.get(inode) ?? ""
-          if (extra === "") inodes.set(inode, relative)
-        }
-        hash.update(
-          `${relative}\0${type}\0${stat.mode}\0${stat.uid}\0${stat.gid}\0${type === "d" ? 0n : stat.size}\0${stat.mtimeNs}\0${stat.rdev}\0${extra}\n`
-        )
-        if (type === "d") {
-          for (const name of fs.readdirSync(path).sort(compareNames)) {
-            visit(NodePath.join(path, name), relative === "" ? name : `${relative}/${name}`)
-          }
-        }
-      }
-      visit(dir, "")
-      return hash.digest("hex")
-    },
-    catch: (cause) => {
-      const error = cause instanceof Error ? cause : new Error(String(cause))
-      const path = "path" in error && typeof error.path === "string" ? error.path : dir
-      return new InvalidSource({ path, reason: error.message.replace(/^\w+: /, "") })
-    }
-  })
+  Effect.map(printOf(dir), (print) => print.digest)
+
+// The prints of the last snapshots made or found from directories, by snapshot id: a snapshot
+// made on one of them is filled from what differs between the two prints, not from a whole walk.
+const recentPrints = new Map<string, Fingerprint.Print>()
+const remember = (id: string, print: Fingerprint.Print): void => {
+  recentPrints.delete(id)
+  recentPrints.set(id, print)
+  for (const old of recentPrints.keys()) {
+    if (recentPrints.size <= 2) break
+    recentPrints.delete(old)
+  }
+}
 
 /** Check that `dir` is a readable directory. */
 export const checkSource = (dir: string): Effect.Effect<string, InvalidSource> =>
@@ -132,12 +119,18 @@ const fill = (dir: string, target: string) =>
 export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(dir: string, parent: string | undefined) {
   const snapshotter = yield* Snapshotter
   const source = yield* checkSource(dir)
-  const print = yield* fingerprint(source)
+  const sourcePrint = yield* printOf(source)
+  const print = sourcePrint.digest
   const id = `sha256:${createHash("sha256").update(`${parent ?? ""}\n${print}`).digest("hex")}`
   const existing = yield* snapshotter.stat(id).pipe(Effect.option)
   if (Option.isSome(existing) && existing.value.kind === "committed") {
+    remember(id, sourcePrint)
     return { dir: source, id, reused: true } satisfies SourceSnapshot
   }
+  // the parent holds exactly what its print says (its id names that print): only names whose
+  // lines differ need looking at
+  const parentPrint = parent === undefined ? undefined : recentPrints.get(parent)
+  const fillOptions = parentPrint === undefined ? {} : { changed: Fingerprint.changedNames(parentPrint, sourcePrint) }
   const key = `build/${crypto.randomUUID()}`
   const mounts = yield* snapshotter.prepare(key, parent, { labels: { [LabelSource]: source } })
   const mount = mounts[0]
@@ -145,25 +138,33 @@ export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(
   yield* Effect.gen(function*() {
     // an overlay snapshot takes only the changes into its upper directory; a plain one the whole tree
     if (mount.type === "overlay") {
-      yield* fillOverlay(mounts, source).pipe(
+      yield* fillOverlay(mounts, source, fillOptions).pipe(
         Effect.mapError((e) => new SnapshotFillFailed({ path: dir, reason: e.message, cause: e }))
       )
     } else if (process.getuid?.() === 0) {
       // a native snapshot starts as a copy of its parent: bring it to the source by its changes
-      yield* fillNative(mount.source, source).pipe(
+      yield* fillNative(mount.source, source, fillOptions).pipe(
         Effect.mapError((e) => new SnapshotFillFailed({ path: dir, reason: e.message, cause: e }))
       )
     } else {
       // without root, read-only directories of the parent's copy cannot be changed in place
       yield* fill(source, mount.source)
     }
-    // the tree must not have moved under us while it was copied
-    const after = yield* fingerprint(source)
-    if (after !== print) return yield* new InvalidSource({ path: dir, reason: "the directory changed while it was read" })
+    // the tree must not have moved under us while it was copied: what was taken from it is
+    // checked again (all of it, unless the fill took only the changed names)
+    const known = fillOptions.changed === undefined
+      ? undefined
+      : yield* Effect.try({
+        try: () => Fingerprint.stillAsPrinted(source, sourcePrint, fillOptions.changed),
+        catch: invalidSource(source)
+      })
+    const same = known ?? (yield* fingerprint(source)) === print
+    if (!same) return yield* new InvalidSource({ path: dir, reason: "the directory changed while it was read" })
     yield* snapshotter.commit(id, key, { labels: { [LabelSource]: source } }).pipe(
       Effect.catchTag("SnapshotExists", () => snapshotter.remove(key))
     )
   }).pipe(Effect.onError(() => snapshotter.remove(key).pipe(Effect.ignore)))
+  remember(id, sourcePrint)
   return { dir: source, id, reused: false } satisfies SourceSnapshot
 })
 

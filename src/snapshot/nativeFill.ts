@@ -9,6 +9,7 @@ import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../diff/changes.js"
 import type { Tree } from "../diff/tree.js"
 import { parentOf, runBatched, settle } from "./overlayFill.js"
+import { type ChangedNames, listingOf } from "./fingerprint.js"
 import { removeTree } from "./tree.js"
 
 /**
@@ -18,7 +19,11 @@ import { removeTree } from "./tree.js"
  * times last, deepest first. "Changed" is the differ's rule, so a diff of the result against
  * the parent sees exactly the source's changes.
  */
-export const fillNative = (dir: string, sourceDir: string): Effect.Effect<void, SnapshotterError> =>
+export const fillNative = (
+  dir: string,
+  sourceDir: string,
+  options: { readonly changed?: ChangedNames } = {}
+): Effect.Effect<void, SnapshotterError> =>
   Effect.gen(function*() {
     const fail = (reason: string, cause?: unknown) =>
       new SnapshotterError({ op: "fill", key: sourceDir, reason, ...(cause === undefined ? {} : { cause }) })
@@ -31,7 +36,9 @@ export const fillNative = (dir: string, sourceDir: string): Effect.Effect<void, 
     const dirs = new Set<string>([""])
     const firstOfInode = new Map<string, string>()
     let copiedWhole: string | undefined
-    const iterator = changes(current, source)[Symbol.iterator]()
+    // names known to be the same on both sides (from fingerprints) are not looked at
+    const listing = options.changed === undefined ? undefined : listingOf(options.changed, current, source, sourceDir)
+    const iterator = changes(current, source, listing)[Symbol.iterator]()
 
     const planSome = () =>
       io((): boolean => {

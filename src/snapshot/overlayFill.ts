@@ -10,6 +10,7 @@ import type { Mount } from "../Mount.js"
 import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../diff/changes.js"
 import { isWhiteoutDevice, lookup, type Tree } from "../diff/tree.js"
+import { type ChangedNames, listingOf } from "./fingerprint.js"
 import { removeTree } from "./tree.js"
 
 const isRoot = (): boolean => process.getuid?.() === 0
@@ -134,6 +135,11 @@ export interface FillOptions {
    * when the process is root, else `file`.
    */
   readonly whiteouts?: "device" | "file"
+  /**
+   * The names that may differ from the layers below, when known (from fingerprints: see
+   * fingerprint.ts); everything else is taken as the same without being looked at.
+   */
+  readonly changed?: ChangedNames
 }
 
 /**
@@ -177,7 +183,8 @@ export const fillOverlay = (
     const firstOfInode = new Map<string, string>()
     let copiedWhole: string | undefined
     let unrepresentable: string | undefined
-    const iterator = changes(lower, source)[Symbol.iterator]()
+    const listing = options.changed === undefined ? undefined : listingOf(options.changed, lower, source, sourceDir)
+    const iterator = changes(lower, source, listing)[Symbol.iterator]()
 
     const planSome = () =>
       io((): boolean => {

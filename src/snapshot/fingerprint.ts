@@ -1,0 +1,160 @@
+/**
+ * Fingerprints of source directories: everything a layer diff looks at in a tree, from stats
+ * alone (no file is read), one line per path. The digest of the lines names a snapshot; the
+ * lines of two trees say which names can differ between them, so filling a snapshot from a
+ * directory on a parent made from the previous directory need not walk either tree whole.
+ */
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import type { Listing } from "../diff/changes.js"
+import { compareNames, lookup, type Node, type Tree } from "../diff/tree.js"
+
+/** A tree's fingerprint: the digest, and the line of each path (relative; "" is the root). */
+export interface Print {
+  readonly digest: string
+  readonly lines: ReadonlyMap<string, string>
+  /** Paths of files with more than one link: whether their group changed is the differ's to say. */
+  readonly linked: ReadonlySet<string>
+}
+
+const typeOf = (stat: fs.BigIntStats): string =>
+  stat.isFile() ? "f" : stat.isDirectory() ? "d" : stat.isSymbolicLink() ? "l" : stat.isFIFO() ? "p"
+  : stat.isCharacterDevice() ? "c" : stat.isBlockDevice() ? "b" : "s"
+
+/** The line of one path; `extra` is a symlink's target or the first name of a hard-link group. */
+const lineOf = (relative: string, stat: fs.BigIntStats, type: string, extra: string): string =>
+  `${relative}\0${type}\0${stat.mode}\0${stat.uid}\0${stat.gid}\0${type === "d" ? 0n : stat.size}\0${stat.mtimeNs}\0${stat.rdev}\0${extra}\n`
+
+/**
+ * The fingerprint of the tree at `dir`: paths, types, modes, owners, sizes, nanosecond mtimes,
+ * devices, link targets, hard-link groups. Throws the file system's error.
+ */
+export const fingerprintOf = (dir: string): Print => {
+  const hash = createHash("sha256")
+  const lines = new Map<string, string>()
+  const linked = new Set<string>()
+  const inodes = new Map<string, string>()
+  const visit = (path: string, relative: string) => {
+    const stat = fs.lstatSync(path, { bigint: true })
+    const type = typeOf(stat)
+    let extra = ""
+    if (type === "l") extra = fs.readlinkSync(path)
+    if (type !== "d" && stat.nlink > 1n) {
+      linked.add(relative)
+      const inode = `${stat.dev}:${stat.ino}`
+      extra = inodes.get(inode) ?? ""
+      if (extra === "") inodes.set(inode, relative)
+    }
+    const line = lineOf(relative, stat, type, extra)
+    hash.update(line)
+    lines.set(relative, line)
+    if (type === "d") {
+      for (const name of fs.readdirSync(path).sort(compareNames)) {
+        visit(NodePath.join(path, name), relative === "" ? name : `${relative}/${name}`)
+      }
+    }
+  }
+  visit(dir, "")
+  return { digest: hash.digest("hex"), lines, linked }
+}
+
+/** Per directory (relative path), the names in it that may differ between two trees. */
+export type ChangedNames = ReadonlyMap<string, ReadonlyArray<string>>
+
+const parentOf = (path: string): string => {
+  const slash = path.lastIndexOf("/")
+  return slash < 0 ? "" : path.slice(0, slash)
+}
+
+// a file whose time has no nanoseconds is compared by content (the differ's rule): never assumed same
+const needsContent = (line: string): boolean => {
+  const fields = line.split("\0")
+  return fields[1] === "f" && fields[5] !== "0" && (fields[6] ?? "").endsWith("000000000")
+}
+
+/**
+ * The names that may differ between the trees printed as `before` and `after`: a path whose
+ * line differs or that only one side has, a file to be compared by content, a file with
+ * other links, and every directory above one of those (to be walked into).
+ */
+export const changedNames = (before: Print, after: Print): ChangedNames => {
+  const out = new Map<string, Set<string>>()
+  const mark = (path: string) => {
+    let at = path
+    while (at !== "") {
+      const parent = parentOf(at)
+      const names = out.get(parent) ?? new Set<string>()
+      const name = at.slice(parent === "" ? 0 : parent.length + 1)
+      if (names.has(name)) return
+      names.add(name)
+      out.set(parent, names)
+      at = parent
+    }
+  }
+  for (const [path, line] of after.lines) {
+    if (path === "") continue
+    if (before.lines.get(path) !== line || needsContent(line)) mark(path)
+  }
+  for (const path of before.lines.keys()) {
+    if (path !== "" && !after.lines.has(path)) mark(path)
+  }
+  for (const path of [...before.linked, ...after.linked]) mark(path)
+  return new Map([...out].map(([dir, names]) => [dir, [...names]]))
+}
+
+/**
+ * A {@link Listing} for `changes(lower, upper, listing)` that lists only the names in
+ * `changed`: `upper` is a plain tree rooted at `upperRoot`, `lower` a tree holding what
+ * `before` printed. Everything left out is the same on both sides.
+ */
+export const listingOf = (changed: ChangedNames, lower: Tree, upper: Tree, upperRoot: string): Listing =>
+(lowerDirs, upperDirs) => {
+  const at = upperDirs[0] ?? upperRoot
+  const relative = at === upperRoot ? "" : at.slice(upperRoot.length + 1)
+  const names = changed.get(relative) ?? []
+  const pick = (tree: Tree, dirs: ReadonlyArray<string>): Array<Node> =>
+    dirs.length === 0 ? [] : names.flatMap((name) => {
+      const node = lookup(tree, dirs, name)
+      return node === undefined ? [] : [node]
+    }).sort((a, b) => compareNames(a.name, b.name))
+  return { lower: pick(lower, lowerDirs), upper: pick(upper, upperDirs) }
+}
+
+/** The stat of `path`, or `undefined` when nothing is there (a parent may be a file now). */
+const lstatIfAny = (path: string): fs.BigIntStats | undefined => {
+  try {
+    return fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })
+  } catch (error) {
+    if (error instanceof Error && "code" in error && error.code === "ENOTDIR") return undefined
+    throw error
+  }
+}
+
+/**
+ * Whether every path in `changed` (and the root) still has the line `print` gave it in the tree
+ * at `dir`, from a stat of those paths alone; `undefined` when that cannot be told so (hard
+ * links: a group's first name depends on the whole walk). A snapshot filled from `changed` on a
+ * parent holding what `before` printed took everything else from that parent: once these
+ * paths are as printed, the snapshot holds exactly what `print` says.
+ */
+export const stillAsPrinted = (dir: string, print: Print, changed: ChangedNames): boolean | undefined => {
+  if (print.linked.size > 0) return undefined
+  const check = (relative: string): boolean | undefined => {
+    const stat = lstatIfAny(NodePath.join(dir, relative))
+    const expected = print.lines.get(relative)
+    if (stat === undefined) return expected === undefined
+    const type = typeOf(stat)
+    if (type !== "d" && stat.nlink > 1n) return undefined
+    return lineOf(relative, stat, type, type === "l" ? fs.readlinkSync(NodePath.join(dir, relative)) : "") === expected
+  }
+  const root = check("")
+  if (root !== true) return root
+  for (const [parent, names] of changed) {
+    for (const name of names) {
+      const same = check(parent === "" ? name : `${parent}/${name}`)
+      if (same !== true) return same
+    }
+  }
+  return true
+}

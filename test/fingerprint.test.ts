@@ -1,0 +1,167 @@
+/**
+ * Filling a snapshot from the names two fingerprints say may differ gives exactly what the
+ * full walk gives, for native copies and overlay upper directories, with and without
+ * nanoseconds in the times (without them, files are compared by content).
+ */
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { Effect, FastCheck as fc, Layer } from "effect"
+import { execFileSync } from "node:child_process"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fromMounts } from "../src/diff/tree.js"
+import * as Metadata from "../src/Metadata.js"
+import { changedNames, fingerprintOf, stillAsPrinted } from "../src/snapshot/fingerprint.js"
+import { fillNative } from "../src/snapshot/nativeFill.js"
+import { fillOverlay } from "../src/snapshot/overlayFill.js"
+import * as Snapshotter from "../src/Snapshotter.js"
+import { scratch } from "./support/scratch.js"
+import { applyOps, cloneSpec, manifest, materialize, type Op, opArb, type Spec } from "./support/trees.js"
+
+const work = scratch("fingerprint")
+afterAll(() => work.remove())
+
+/** Give every entry below `dir` a fraction of a second, fixed by its path and whole seconds. */
+const addNanoseconds = (dir: string): void => {
+  const entries = fs.readdirSync(dir, { recursive: true }).map(String).sort().reverse()
+  for (const name of [...entries, ""]) {
+    const full = path.join(dir, name)
+    const stat = fs.lstatSync(full)
+    const seconds = Math.floor(stat.mtimeMs / 1000)
+    const fraction = (createHash("sha256").update(`${name}@${seconds}`).digest().readUInt32LE(0) % 999_000 + 1000) / 1e6
+    fs.lutimesSync(full, seconds + fraction, seconds + fraction)
+  }
+}
+
+const casesArb = {
+  lower: fc.array(opArb, { minLength: 1, maxLength: 25 }),
+  upper: fc.array(opArb, { minLength: 1, maxLength: 15 }),
+  nanoseconds: fc.boolean()
+}
+
+/** A parent tree and a source made from it by `upper`, as directories under a fresh scratch folder. */
+const makeTrees = (lower: ReadonlyArray<Op>, upper: ReadonlyArray<Op>, nanoseconds: boolean) => {
+  const base = work.fresh("case")
+  const parent = path.join(base, "parent")
+  const source = path.join(base, "source")
+  const parentSpec: Spec = applyOps(new Map(), lower)
+  fs.mkdirSync(parent, { recursive: true })
+  materialize(parentSpec, parent)
+  fs.mkdirSync(source, { recursive: true })
+  materialize(applyOps(cloneSpec(parentSpec), upper), source)
+  if (nanoseconds) {
+    addNanoseconds(parent)
+    addNanoseconds(source)
+  }
+  return { base, parent, source }
+}
+
+describe("filling from fingerprints", () => {
+  it.effect.prop("a native copy filled from the changed names equals one filled by the full walk", casesArb, ({ lower, upper, nanoseconds }) =>
+    Effect.gen(function*() {
+      const { base, parent, source } = makeTrees(lower, upper, nanoseconds)
+      const changed = changedNames(fingerprintOf(parent), fingerprintOf(source))
+      const walked = path.join(base, "walked")
+      const guided = path.join(base, "guided")
+      execFileSync("cp", ["-a", "--no-target-directory", parent, walked])
+      execFileSync("cp", ["-a", "--no-target-directory", parent, guided])
+      yield* fillNative(walked, source)
+      yield* fillNative(guided, source, { changed })
+      expect(manifest(guided)).toEqual(manifest(walked))
+      if (!nanoseconds) expect(manifest(guided)).toEqual(manifest(source))
+      fs.rmSync(base, { recursive: true, force: true })
+    }), { fastCheck: { numRuns: 40 } })
+
+  it.effect.prop("an overlay upper directory written from the changed names is the one the full walk writes", casesArb, ({ lower, upper, nanoseconds }) =>
+    Effect.gen(function*() {
+      const { base, parent, source } = makeTrees(lower, upper, nanoseconds)
+      const changed = changedNames(fingerprintOf(parent), fingerprintOf(source))
+      const state = path.join(base, "state")
+      fs.mkdirSync(state)
+      yield* Effect.gen(function*() {
+        const s = yield* Snapshotter.Snapshotter
+        yield* fillOverlay(yield* s.prepare("p"), parent)
+        yield* s.commit("p@1", "p")
+        const walked = yield* s.prepare("walked", "p@1")
+        const guided = yield* s.prepare("guided", "p@1")
+        yield* fillOverlay(walked, source)
+        yield* fillOverlay(guided, source, { changed })
+        const upperOf = (mounts: typeof walked) => mounts[0]!.options.find((o) => o.startsWith("upperdir="))!.slice(9)
+        expect(manifest(upperOf(guided))).toEqual(manifest(upperOf(walked)))
+        const merged = fromMounts(guided)
+        expect(typeof merged).not.toBe("string")
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(Snapshotter.layerOverlay({ root: state }).pipe(Layer.provide(Metadata.layer({ root: state }))))
+      )
+      fs.rmSync(base, { recursive: true, force: true })
+    }), { fastCheck: { numRuns: 25 } })
+
+  it("names differ where lines differ, files without nanoseconds always, and their directories are walked into", () => {
+    const base = work.fresh("names")
+    const a = path.join(base, "a")
+    const b = path.join(base, "b")
+    for (const dir of [a, b]) {
+      fs.mkdirSync(path.join(dir, "x/y"), { recursive: true })
+      fs.mkdirSync(path.join(dir, "same"), { recursive: true })
+      fs.writeFileSync(path.join(dir, "same/f"), "same")
+      fs.writeFileSync(path.join(dir, "x/y/f"), "same")
+      fs.writeFileSync(path.join(dir, "whole"), "same")
+      fs.utimesSync(path.join(dir, "whole"), 1_600_000_000, 1_600_000_000)
+      fs.utimesSync(path.join(dir, "same/f"), 1_600_000_000.25, 1_600_000_000.25)
+      fs.utimesSync(path.join(dir, "x/y/f"), 1_600_000_000.25, 1_600_000_000.25)
+    }
+    fs.writeFileSync(path.join(b, "x/y/f"), "changed")
+    fs.utimesSync(path.join(b, "x/y/f"), 1_600_000_001.5, 1_600_000_001.5)
+    fs.writeFileSync(path.join(b, "new"), "")
+    for (const dir of [a, b]) {
+      for (const d of ["x/y", "x", "same", ""]) fs.utimesSync(path.join(dir, d), 1_600_000_000.5, 1_600_000_000.5)
+    }
+    fs.utimesSync(path.join(b, ""), 1_600_000_002.5, 1_600_000_002.5)
+    const changed = changedNames(fingerprintOf(a), fingerprintOf(b))
+    expect(Object.fromEntries([...changed].map(([dir, names]) => [dir, [...names].sort()]))).toEqual({
+      "": ["new", "whole", "x"],
+      "x": ["y"],
+      "x/y": ["f"]
+    })
+  })
+
+  it("after a fill, only the changed names are checked again; hard links need the whole walk", () => {
+    const base = work.fresh("recheck")
+    const a = path.join(base, "a")
+    const b = path.join(base, "b")
+    for (const dir of [a, b]) {
+      fs.mkdirSync(path.join(dir, "d"), { recursive: true })
+      fs.writeFileSync(path.join(dir, "d/kept"), "kept")
+      fs.writeFileSync(path.join(dir, "gone"), "gone")
+      fs.utimesSync(path.join(dir, "d/kept"), 1_600_000_000.25, 1_600_000_000.25)
+    }
+    fs.writeFileSync(path.join(b, "d/new"), "new")
+    fs.rmSync(path.join(b, "gone"))
+    const print = fingerprintOf(b)
+    const changed = changedNames(fingerprintOf(a), print)
+    expect(stillAsPrinted(b, print, changed)).toBe(true)
+    // an unchanged name was taken from the parent, as printed: a later edit does not matter
+    fs.writeFileSync(path.join(b, "d/kept"), "edited")
+    fs.utimesSync(path.join(b, "d/kept"), 1_600_000_000.25, 1_600_000_000.25)
+    expect(stillAsPrinted(b, print, changed)).toBe(true)
+    // a changed one, or a deleted one come back, does
+    fs.appendFileSync(path.join(b, "d/new"), "!")
+    expect(stillAsPrinted(b, print, changed)).toBe(false)
+    const again = fingerprintOf(b)
+    fs.writeFileSync(path.join(b, "gone"), "back")
+    expect(stillAsPrinted(b, again, changedNames(fingerprintOf(a), again))).toBe(false)
+    fs.rmSync(path.join(b, "gone"))
+    // a deleted name under a directory that became a file is simply absent
+    fs.rmSync(path.join(b, "d"), { recursive: true })
+    fs.writeFileSync(path.join(b, "d"), "a file now")
+    const flattened = fingerprintOf(b)
+    expect(stillAsPrinted(b, flattened, changedNames(fingerprintOf(a), flattened))).toBe(true)
+    fs.rmSync(path.join(b, "d"))
+    fs.mkdirSync(path.join(b, "d"))
+    fs.writeFileSync(path.join(b, "d/new"), "new")
+    fs.linkSync(path.join(b, "d/new"), path.join(b, "d/link"))
+    const linked = fingerprintOf(b)
+    expect(stillAsPrinted(b, linked, changedNames(fingerprintOf(a), linked))).toBeUndefined()
+  })
+})
