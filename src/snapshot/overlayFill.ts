@@ -2,7 +2,7 @@
  * Filling an active overlay snapshot from a directory: only what differs from the layers below
  * is written into its upper directory, so its merged view becomes equal to the directory.
  */
-import { execFile } from "node:child_process"
+import { execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { Effect } from "effect"
@@ -78,14 +78,52 @@ const batches = (args: ReadonlyArray<string>): Array<Array<string>> => {
   return out
 }
 
-// one process for many small steps: a process per whiteout or per directory time costs more than the work
+// one process for many small steps: a process per whiteout costs more than the work
 const mknodEach = `for p do mknod -- "$p" c 0 0 || exit 1; done`
-const touchEach = `while [ $# -gt 0 ]; do touch -h -m -r "$1" -- "$2" || exit 1; shift 2; done`
+
+/**
+ * Give the directories `dirs` (relative; "" is the root) under `root` the owner, mode and
+ * nanosecond times of the same directories under `sourceDir`, in two processes whatever their
+ * number: GNU tar archives them (POSIX format: nanosecond times) and extracts them over the
+ * existing ones, which it does metadata only, the deepest last-written directory first.
+ */
+const copyDirectoryMetadata = (sourceDir: string, root: string, dirs: ReadonlyArray<string>): Effect.Effect<void, Error> =>
+  Effect.async<void, Error>((resume, signal) => {
+    const names = dirs.map((dir) => (dir === "" ? "." : dir))
+    const owner = isRoot() ? "--same-owner" : "--no-same-owner"
+    const create = spawn("tar", ["-c", "--format=posix", "--no-recursion", "-C", sourceDir, "--null", "-T", "-"], {
+      signal,
+      stdio: ["pipe", "pipe", "pipe"]
+    })
+    const extract = spawn("tar", ["-x", "-p", owner, "-C", root], { signal, stdio: ["pipe", "ignore", "pipe"] })
+    let errors = ""
+    const collect = (chunk: Buffer) => {
+      errors += chunk.toString()
+    }
+    create.stderr.on("data", collect)
+    extract.stderr.on("data", collect)
+    create.stdout.pipe(extract.stdin)
+    create.stdin.end(names.map((name) => `${name}\0`).join(""))
+    // a process that cannot start, or a pipe broken by the other's failure, ends in its exit code
+    create.on("error", () => undefined)
+    extract.on("error", () => undefined)
+    extract.stdin.on("error", () => undefined)
+    create.stdin.on("error", () => undefined)
+    const exits = [create, extract].map((child) =>
+      new Promise<number | null>((done) => child.on("close", (code) => done(code)))
+    )
+    void Promise.all(exits).then(([created, extracted]) =>
+      resume(
+        created === 0 && extracted === 0
+          ? Effect.void
+          : Effect.fail(new Error(errors.trim() || `tar exited with ${created} and ${extracted}`))
+      )
+    )
+  })
 
 /**
  * The last step of a fill: join hard-link groups that `cp` runs split, then give every
- * touched directory (and the root) the source's owner, mode and nanosecond times, deepest
- * first so a read-only directory is closed after everything inside it is written.
+ * touched directory (and the root) the source's owner, mode and nanosecond times.
  */
 export const settle = (
   root: string,
@@ -107,24 +145,10 @@ export const settle = (
         touched.add(parentOf(other))
       }
     })
-    const ordered = [...touched].filter((d) => d !== "").sort().reverse()
-    ordered.push("")
-    const asRoot = isRoot()
-    yield* io(() => {
-      for (const dir of ordered) {
-        const from = fs.lstatSync(NodePath.join(sourceDir, dir))
-        const to = NodePath.join(root, dir)
-        // chown first: it clears set-id bits that chmod then restores
-        if (asRoot) fs.lchownSync(to, from.uid, from.gid)
-        fs.chmodSync(to, from.mode & 0o7777)
-      }
-    })
-    yield* runBatched(
-      "sh",
-      ["-c", touchEach, "sh"],
-      ordered.flatMap((dir) => [NodePath.join(sourceDir, dir), NodePath.join(root, dir)]),
-      root
-    ).pipe(Effect.mapError((error) => new Error(`times: ${error.message}`, { cause: error })))
+    touched.add("")
+    yield* copyDirectoryMetadata(sourceDir, root, [...touched].sort()).pipe(
+      Effect.mapError((error) => new Error(`directory metadata: ${error.message}`, { cause: error }))
+    )
   })
 
 /** Options of {@link fillOverlay}. */
