@@ -73,6 +73,31 @@ describe("ContentStore.layerLocal on disk", () => {
       }))
     ))
 
+  it.live("a blob written across several background datasyncs commits whole, and resumes whole", () =>
+    withRoot(() =>
+      Effect.gen(function*() {
+        const store = yield* ContentStore.ContentStore
+        const piece = noise(1 << 20, 11)
+        const pieces = 40
+        const expected = createHash("sha256")
+        for (let i = 0; i < pieces; i++) expected.update(piece)
+        const digest = Digest.fromHex("sha256", expected.digest("hex"))
+        // half of it, closed without a commit: the ingest resumes from what was written
+        yield* Effect.scoped(Effect.gen(function*() {
+          const writer = yield* store.writer({ ref: "big" })
+          for (let i = 0; i < pieces / 2; i++) yield* writer.write(piece)
+        }))
+        const committed = yield* Effect.scoped(Effect.gen(function*() {
+          const writer = yield* store.writer({ ref: "big" })
+          expect(yield* writer.offset).toBe((pieces / 2) * piece.length)
+          for (let i = pieces / 2; i < pieces; i++) yield* writer.write(piece)
+          return yield* writer.commit({ size: pieces * piece.length, expected: digest })
+        }))
+        expect(committed).toBe(digest)
+        expect((yield* store.info(digest)).size).toBe(pieces * piece.length)
+      })
+    ))
+
   it.live("labels and times survive reopening the state directory", () =>
     Effect.scoped(Effect.gen(function*() {
       const root = yield* tempRoot
