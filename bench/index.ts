@@ -419,9 +419,16 @@ const main = async (): Promise<void> => {
     rows.push({ name: "overlay diff: 100 of 100 000 files changed, no compression", runs: 5, ours: diff!, goal: "≤ 0.05 s", pass: diff!.wall <= 0.05 })
   }
   if (wanted("chain")) {
-    child("chain-setup", state, "20", String(16 << 20))
-    const [cold] = child("chain", state, "20", "", "2")
-    rows.push({ name: "20-layer chain, 16 MiB each, concurrency 2", runs: 1, ours: cold!, mb: 20 * 16 * 1.048576, goal: "RSS ≤ 250 MiB", pass: cold!.rssMiB <= 250 })
+    // made once; each run diffs a fresh copy of it (nothing mapped yet)
+    const made = `${state}-chain`
+    child("chain-setup", made, "20", String(16 << 20))
+    const cold = repeat(runs, () => {
+      fs.rmSync(state, { recursive: true, force: true })
+      execFileSync("cp", ["-a", "--no-target-directory", made, state])
+      return child("chain", state, "20", "", "2")[0]!
+    })
+    fs.rmSync(made, { recursive: true, force: true })
+    rows.push({ name: "20-layer chain, 16 MiB each, concurrency 2", runs, ours: cold, mb: 20 * 16 * 1.048576, goal: "RSS ≤ 250 MiB", pass: cold.rssMiB <= 250 })
     child("chain-setup", state, "100", "4096")
     const [, warm] = child("chain", state, "100", "", "4")
     rows.push({
