@@ -14,6 +14,7 @@ import { RefManager } from "./RefManager.js"
 import { Snapshotter } from "./Snapshotter.js"
 import * as Fingerprint from "./snapshot/fingerprint.js"
 import { fillNative } from "./snapshot/nativeFill.js"
+import { fingerprintOffThread } from "./snapshot/printThread.js"
 import { fillOverlay } from "./snapshot/overlayFill.js"
 import * as Tree from "./snapshot/tree.js"
 
@@ -117,9 +118,18 @@ const fill = (dir: string, target: string) =>
  * already, else made (an active snapshot filled from `dir`, then committed; removed on failure).
  */
 export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(dir: string, parent: string | undefined) {
+  return yield* snapshotWith(dir, parent, printOf)
+})
+
+/** {@link snapshotDirectory}, with the directory's print taken by `takePrint` (given the resolved path). */
+const snapshotWith = Effect.fnUntraced(function*(
+  dir: string,
+  parent: string | undefined,
+  takePrint: (source: string) => Effect.Effect<Fingerprint.Print, InvalidSource>
+) {
   const snapshotter = yield* Snapshotter
   const source = yield* checkSource(dir)
-  const sourcePrint = yield* printOf(source)
+  const sourcePrint = yield* takePrint(source)
   const print = sourcePrint.digest
   const id = `sha256:${createHash("sha256").update(`${parent ?? ""}\n${print}`).digest("hex")}`
   const existing = yield* snapshotter.stat(id).pipe(Effect.option)
@@ -245,15 +255,27 @@ export interface BuildOptions extends Omit<Image.ExportOptions, "base"> {
  * layers when given, with `puts` on top — and export it as an image.
  */
 export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<string>, options: BuildOptions = {}) {
-  yield* Effect.forEach(dirs, checkSource, { discard: true })
+  const sources = yield* Effect.forEach(dirs, checkSource)
   const puts = options.puts ?? []
   yield* Effect.forEach(puts, (p) => Effect.zipRight(checkSource(p.src), destination(p.dest)), { discard: true })
   const base = options.baseImage === undefined ? [] : yield* Base.importBase(options.baseImage, options)
   const snapshots: Array<SourceSnapshot> = []
   let parent: string | undefined = base[base.length - 1]?.id
   const total = dirs.length + puts.length
-  for (const dir of dirs) {
-    const made: SourceSnapshot = yield* snapshotDirectory(dir, parent)
+  // the directories are stat'ed two at a time: each in turn here, the ones after the first on
+  // the print thread meanwhile (a print stays valid: the fill checks again what it takes)
+  const ahead = sources.map((source, i) => {
+    if (i === 0) return undefined
+    const print = fingerprintOffThread(source)
+    print.catch(() => undefined)
+    return print
+  })
+  for (const [i, dir] of dirs.entries()) {
+    const pending = ahead[i]
+    const takePrint = pending === undefined
+      ? printOf
+      : (source: string) => Effect.tryPromise({ try: () => pending, catch: invalidSource(source) })
+    const made: SourceSnapshot = yield* snapshotWith(dir, parent, takePrint)
     snapshots.push(made)
     options.onSnapshot?.(snapshots.length, total, made)
     parent = made.id

@@ -14,6 +14,7 @@ import * as Metadata from "../src/Metadata.js"
 import { changedNames, fingerprintOf, stillAsPrinted } from "../src/snapshot/fingerprint.js"
 import { fillNative } from "../src/snapshot/nativeFill.js"
 import { fillOverlay } from "../src/snapshot/overlayFill.js"
+import { fingerprintOffThread } from "../src/snapshot/printThread.js"
 import * as Snapshotter from "../src/Snapshotter.js"
 import { scratch } from "./support/scratch.js"
 import { applyOps, cloneSpec, manifest, materialize, type Op, opArb, type Spec } from "./support/trees.js"
@@ -164,4 +165,32 @@ describe("filling from fingerprints", () => {
     const linked = fingerprintOf(b)
     expect(stillAsPrinted(b, linked, changedNames(fingerprintOf(a), linked))).toBeUndefined()
   })
+
+  it.effect.prop("a print taken on the print thread is the one taken here", casesArb, ({ lower, upper, nanoseconds }) =>
+    Effect.gen(function*() {
+      const { base, parent, source } = makeTrees(lower, upper, nanoseconds)
+      for (const dir of [parent, source]) {
+        const there = yield* Effect.promise(() => fingerprintOffThread(dir))
+        const here = fingerprintOf(dir)
+        expect(there.digest).toBe(here.digest)
+        expect([...there.lines]).toEqual([...here.lines])
+        expect([...there.linked]).toEqual([...here.linked])
+      }
+      fs.rmSync(base, { recursive: true, force: true })
+    }), { fastCheck: { numRuns: 15 } })
+
+  it.effect("the print thread fails as this thread would: the message and the path", () =>
+    Effect.gen(function*() {
+      const missing = path.join(work.fresh("missing"), "nothing here")
+      const here = (() => {
+        try {
+          fingerprintOf(missing)
+        } catch (error) {
+          return error as Error & { path?: string }
+        }
+      })()
+      const there = yield* Effect.flip(Effect.tryPromise({ try: () => fingerprintOffThread(missing), catch: (e) => e as Error & { path?: string } }))
+      expect(there.message).toBe(here?.message)
+      expect(there.path).toBe(missing)
+    }))
 })

@@ -18,46 +18,72 @@ export interface Print {
   readonly linked: ReadonlySet<string>
 }
 
-const typeOf = (stat: fs.BigIntStats): string =>
-  stat.isFile() ? "f" : stat.isDirectory() ? "d" : stat.isSymbolicLink() ? "l" : stat.isFIFO() ? "p"
-  : stat.isCharacterDevice() ? "c" : stat.isBlockDevice() ? "b" : "s"
-
-/** The line of one path; `extra` is a symlink's target or the first name of a hard-link group. */
-const lineOf = (relative: string, stat: fs.BigIntStats, type: string, extra: string): string =>
-  `${relative}\0${type}\0${stat.mode}\0${stat.uid}\0${stat.gid}\0${type === "d" ? 0n : stat.size}\0${stat.mtimeNs}\0${stat.rdev}\0${extra}\n`
+/** What fingerprinting is made of; see {@link makeFingerprinter}. */
+export interface Fingerprinter {
+  readonly fingerprintOf: (dir: string) => Print
+  readonly typeOf: (stat: fs.BigIntStats) => string
+  readonly lineOf: (relative: string, stat: fs.BigIntStats, type: string, extra: string) => string
+}
 
 /**
- * The fingerprint of the tree at `dir`: paths, types, modes, owners, sizes, nanosecond mtimes,
- * devices, link targets, hard-link groups. Throws the file system's error.
+ * Fingerprinting, built by a self-contained function (nothing from outside it but its
+ * arguments and `Buffer`), so that a worker thread (printThread.ts) runs exactly this code.
  */
-export const fingerprintOf = (dir: string): Print => {
-  const hash = createHash("sha256")
-  const lines = new Map<string, string>()
-  const linked = new Set<string>()
-  const inodes = new Map<string, string>()
-  const visit = (path: string, relative: string) => {
-    const stat = fs.lstatSync(path, { bigint: true })
-    const type = typeOf(stat)
-    let extra = ""
-    if (type === "l") extra = fs.readlinkSync(path)
-    if (type !== "d" && stat.nlink > 1n) {
-      linked.add(relative)
-      const inode = `${stat.dev}:${stat.ino}`
-      extra = inodes.get(inode) ?? ""
-      if (extra === "") inodes.set(inode, relative)
-    }
-    const line = lineOf(relative, stat, type, extra)
-    hash.update(line)
-    lines.set(relative, line)
-    if (type === "d") {
-      for (const name of fs.readdirSync(path).sort(compareNames)) {
-        visit(NodePath.join(path, name), relative === "" ? name : `${relative}/${name}`)
+export function makeFingerprinter(
+  files: typeof fs,
+  hashOf: (algorithm: string) => { update(data: string): unknown; digest(encoding: "hex"): string }
+): Fingerprinter {
+  const typeOf = (stat: fs.BigIntStats): string =>
+    stat.isFile() ? "f" : stat.isDirectory() ? "d" : stat.isSymbolicLink() ? "l" : stat.isFIFO() ? "p"
+    : stat.isCharacterDevice() ? "c" : stat.isBlockDevice() ? "b" : "s"
+
+  /** The line of one path; `extra` is a symlink's target or the first name of a hard-link group. */
+  const lineOf = (relative: string, stat: fs.BigIntStats, type: string, extra: string): string =>
+    `${relative}\0${type}\0${stat.mode}\0${stat.uid}\0${stat.gid}\0${type === "d" ? 0n : stat.size}\0${stat.mtimeNs}\0${stat.rdev}\0${extra}\n`
+
+  // names by their UTF-8 bytes, as the differ orders them
+  const compareNames = (a: string, b: string): number =>
+    a === b ? 0 : Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+
+  /**
+   * The fingerprint of the tree at `dir`: paths, types, modes, owners, sizes, nanosecond mtimes,
+   * devices, link targets, hard-link groups. Throws the file system's error.
+   */
+  const fingerprintOf = (dir: string): Print => {
+    const hash = hashOf("sha256")
+    const lines = new Map<string, string>()
+    const linked = new Set<string>()
+    const inodes = new Map<string, string>()
+    const visit = (path: string, relative: string) => {
+      const stat = files.lstatSync(path, { bigint: true })
+      const type = typeOf(stat)
+      let extra = ""
+      if (type === "l") extra = files.readlinkSync(path)
+      if (type !== "d" && stat.nlink > 1n) {
+        linked.add(relative)
+        const inode = `${stat.dev}:${stat.ino}`
+        extra = inodes.get(inode) ?? ""
+        if (extra === "") inodes.set(inode, relative)
+      }
+      const line = lineOf(relative, stat, type, extra)
+      hash.update(line)
+      lines.set(relative, line)
+      if (type === "d") {
+        const prefix = path.endsWith("/") ? path : `${path}/`
+        for (const name of files.readdirSync(path).sort(compareNames)) {
+          visit(prefix + name, relative === "" ? name : `${relative}/${name}`)
+        }
       }
     }
+    visit(dir, "")
+    return { digest: hash.digest("hex"), lines, linked }
   }
-  visit(dir, "")
-  return { digest: hash.digest("hex"), lines, linked }
+
+  return { fingerprintOf, typeOf, lineOf }
 }
+
+/** Fingerprinting on this thread. */
+export const { fingerprintOf, typeOf, lineOf } = makeFingerprinter(fs, createHash)
 
 /** Per directory (relative path), the names in it that may differ between two trees. */
 export type ChangedNames = ReadonlyMap<string, ReadonlyArray<string>>
