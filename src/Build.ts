@@ -274,7 +274,13 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
     const pending = ahead[i]
     const takePrint = pending === undefined
       ? printOf
-      : (source: string) => Effect.tryPromise({ try: () => pending, catch: invalidSource(source) })
+      : (source: string) =>
+        Effect.tryPromise({ try: () => pending, catch: (error) => error }).pipe(
+          // a file system error names its path; anything else is the thread's: print here instead
+          Effect.catchAll((error) =>
+            error instanceof Error && "path" in error ? Effect.fail(invalidSource(source)(error)) : printOf(source)
+          )
+        )
     const made: SourceSnapshot = yield* snapshotWith(dir, parent, takePrint)
     snapshots.push(made)
     options.onSnapshot?.(snapshots.length, total, made)

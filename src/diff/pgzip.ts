@@ -7,7 +7,7 @@ import * as os from "node:os"
 import { Transform, type TransformCallback } from "node:stream"
 import * as zlib from "node:zlib"
 import { crc32Combine } from "./crc32.js"
-import { compressibleAtFirstSight, storedBlocks } from "./stored.js"
+import { compressibleAtFirstSight, isIncompressible, storedBlocks } from "./stored.js"
 import { isIncompressibleOffThread } from "./storedThread.js"
 
 /**
@@ -124,11 +124,14 @@ export const parallelGzip = (options: ParallelGzipOptions): Transform => {
     const dictionary = tail
     const outcome = level === 0 || compressibleAtFirstSight(chunk)
       ? deflate(chunk, level, dictionary, last)
-      : isIncompressibleOffThread(chunk, dictionary).then(
-        (stored): Outcome | Promise<Outcome> =>
-          stored ? { ok: true, bytes: [storedBlocks(chunk, last)] } : deflate(chunk, level, dictionary, last),
-        (error: Error): Outcome => ({ ok: false, error })
-      )
+      : isIncompressibleOffThread(chunk, dictionary)
+        // no worker thread to be had (or it died): the same test here, with the same answer
+        .catch(() => isIncompressible(chunk, dictionary))
+        .then(
+          (stored): Outcome | Promise<Outcome> =>
+            stored ? { ok: true, bytes: [storedBlocks(chunk, last)] } : deflate(chunk, level, dictionary, last),
+          (error: Error): Outcome => ({ ok: false, error })
+        )
     queue.push({ chunk, outcome, crc: zlib.crc32(chunk), length: chunk.length })
     // the next chunk's dictionary, copied: this chunk's buffer may be reused once it is deflated
     tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - windowSize)))

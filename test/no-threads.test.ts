@@ -1,0 +1,67 @@
+/**
+ * Where no worker thread can be started, the work meant for one is done on the main thread,
+ * with the same results: the stored-block test and the fingerprints of a build.
+ */
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Readable, Writable } from "node:stream"
+import { pipeline } from "node:stream/promises"
+import * as zlib from "node:zlib"
+import { gzipChunkSize, parallelGzip } from "../src/diff/pgzip.js"
+import { Blobchain, Build } from "../src/index.js"
+import { vi } from "vitest"
+import { scratch, write } from "./support/scratch.js"
+
+vi.mock("node:worker_threads", () => ({
+  Worker: class {
+    constructor() {
+      throw new Error("no threads here")
+    }
+  }
+}))
+
+const work = scratch("no-threads")
+afterAll(() => work.remove())
+
+describe("without worker threads", () => {
+  it.effect("parallel gzip still stores random chunks as they are", () =>
+    Effect.gen(function*() {
+      const random = crypto.randomBytes(3 * gzipChunkSize)
+      const out: Array<Buffer> = []
+      yield* Effect.promise(() =>
+        pipeline(
+          Readable.from([random]),
+          parallelGzip({ level: 6 }),
+          new Writable({
+            write(chunk: Buffer, _encoding, callback) {
+              out.push(chunk)
+              callback()
+            }
+          })
+        )
+      )
+      const gz = Buffer.concat(out)
+      expect(zlib.gunzipSync(gz).equals(random)).toBe(true)
+      // stored blocks: 5 bytes per 64 KiB, the gzip header and trailer, nothing deflate would add
+      expect(gz.length).toBe(random.length + 5 * 3 * Math.ceil(gzipChunkSize / 65_535) + 18)
+    }))
+
+  it.effect("a build prints its directories here, and makes the same snapshots", () =>
+    Effect.gen(function*() {
+      const one = work.fresh("one")
+      const two = work.fresh("two")
+      for (const dir of [one, two]) write(dir, "a/b", "same")
+      write(two, "a/c", "new")
+      const state = path.join(work.fresh("state"), "s")
+      const built = yield* Build.build([one, two]).pipe(Effect.provide(Blobchain.layerLocal({ root: state })))
+      expect(built.snapshots).toHaveLength(2)
+      const again = yield* Build.build([one, two]).pipe(Effect.provide(Blobchain.layerLocal({ root: state })))
+      expect(again.snapshots.map((s) => s.id)).toEqual(built.snapshots.map((s) => s.id))
+      expect(again.snapshots.every((s) => s.reused)).toBe(true)
+      expect(again.image.manifest.digest).toBe(built.image.manifest.digest)
+      expect(fs.existsSync(state)).toBe(true)
+    }))
+})
