@@ -1,0 +1,65 @@
+/**
+ * A worker thread running a script given as source text (so no worker file has to be found,
+ * bundled or not) that answers each request with a reply carrying the request's `id`. Started on
+ * first use; it keeps the process alive only while an answer is awaited. A worker that fails or
+ * exits fails what is awaited, and the next request starts a fresh one.
+ */
+import { Worker } from "node:worker_threads"
+
+/** What a worker's script posts back: at least the id of the request it answers. */
+export interface Reply {
+  readonly id: number
+}
+
+interface Waiter<R> {
+  readonly resolve: (reply: R) => void
+  readonly reject: (error: Error) => void
+}
+
+/**
+ * A function sending a request (an object the script gets with an `id` added) and resolving with
+ * its reply. `onReply` sees every reply first, awaited or not (to take back transferred buffers).
+ * Failing to start the worker is a rejection, never a throw.
+ */
+export const evalWorker = <R extends Reply>(
+  source: string,
+  name: string,
+  onReply?: (reply: R) => void
+): (request: object, transfer?: ReadonlyArray<ArrayBuffer>) => Promise<R> => {
+  let worker: Worker | undefined
+  let nextId = 0
+  const waiting = new Map<number, Waiter<R>>()
+
+  const failAll = (error: Error): void => {
+    worker = undefined
+    for (const waiter of waiting.values()) waiter.reject(error)
+    waiting.clear()
+  }
+
+  const started = (): Worker => {
+    if (worker !== undefined) return worker
+    const w = new Worker(source, { eval: true, name })
+    w.unref()
+    w.on("message", (reply: R) => {
+      onReply?.(reply)
+      const waiter = waiting.get(reply.id)
+      if (waiter === undefined) return
+      waiting.delete(reply.id)
+      if (waiting.size === 0) w.unref()
+      waiter.resolve(reply)
+    })
+    w.on("error", (error) => failAll(error))
+    w.on("exit", (code) => failAll(new Error(`the thread "${name}" exited (${code})`)))
+    worker = w
+    return w
+  }
+
+  return (request, transfer = []) =>
+    new Promise((resolve, reject) => {
+      const w = started()
+      const id = nextId++
+      waiting.set(id, { resolve, reject })
+      w.ref()
+      w.postMessage({ ...request, id }, [...transfer])
+    })
+}
