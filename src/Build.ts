@@ -137,21 +137,23 @@ const snapshotWith = Effect.fnUntraced(function*(
     remember(id, sourcePrint)
     return { dir: source, id, reused: true } satisfies SourceSnapshot
   }
-  // the parent holds exactly what its print says (its id names that print): only names whose
-  // lines differ need looking at
-  const parentPrint = parent === undefined ? undefined : recentPrints.get(parent)
-  const fillOptions = parentPrint === undefined ? {} : { changed: Fingerprint.changedNames(parentPrint, sourcePrint) }
   const key = `build/${crypto.randomUUID()}`
   const mounts = yield* snapshotter.prepare(key, parent, { labels: { [LabelSource]: source } })
   const mount = mounts[0]
   if (mount === undefined) return yield* new SnapshotFillFailed({ path: dir, reason: "the snapshot has no mount" })
+  // a fill that changes the parent's tree in place (overlay, or native as root) needs to look
+  // only at the names whose lines differ, when the parent's print is known: the parent holds
+  // exactly what it says (its id names that print). A whole copy takes every name.
+  const inPlace = mount.type === "overlay" || process.getuid?.() === 0
+  const parentPrint = !inPlace || parent === undefined ? undefined : recentPrints.get(parent)
+  const fillOptions = parentPrint === undefined ? {} : { changed: Fingerprint.changedNames(parentPrint, sourcePrint) }
   yield* Effect.gen(function*() {
     // an overlay snapshot takes only the changes into its upper directory; a plain one the whole tree
     if (mount.type === "overlay") {
       yield* fillOverlay(mounts, source, fillOptions).pipe(
         Effect.mapError((e) => new SnapshotFillFailed({ path: dir, reason: e.message, cause: e }))
       )
-    } else if (process.getuid?.() === 0) {
+    } else if (inPlace) {
       // a native snapshot starts as a copy of its parent: bring it to the source by its changes
       yield* fillNative(mount.source, source, fillOptions).pipe(
         Effect.mapError((e) => new SnapshotFillFailed({ path: dir, reason: e.message, cause: e }))
