@@ -95,6 +95,15 @@ export type SnapshotError =
 /** Options when creating or committing a snapshot. */
 export interface SnapshotOptions {
   readonly labels?: Labels
+  /**
+   * For `prepare`: the caller's promise that, until it commits or removes the new snapshot, it
+   * changes the tree only by replacing entries (a non-directory is removed before anything takes
+   * its place; none is written into, or given another mode, owner, time or name) and shows the
+   * mounts to no one else. A snapshotter that copies its parent's tree (native) may then share
+   * the parent's files with the new snapshot by hard links instead of copying their bytes;
+   * directories are always its own. Others ignore it, as `view` and `commit` do.
+   */
+  readonly replaceOnly?: boolean
 }
 
 /** The snapshotter service. */

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import { listing } from "./support/trees.js"
 import * as os from "node:os"
@@ -106,9 +107,9 @@ describe("Snapshotter.layerNative", () => {
         for (let i = 0; i < 200; i++) fs.writeFileSync(NodePath.join(dir, `f${i}`), new Uint8Array(64 * 1024).fill(i))
         yield* s.commit("big@1", "big")
         const snapshots = NodePath.join(root, "snapshots")
-        for (const delayMs of [0, 2, 5, 10, 20, 40, 1500]) {
-          const key = `child-${delayMs}`
-          const fiber = yield* Effect.fork(s.prepare(key, "big@1"))
+        for (const [delayMs, replaceOnly] of [0, 2, 5, 10, 20, 40, 1500].flatMap((d) => [[d, false], [d, true]] as const)) {
+          const key = `child-${delayMs}-${replaceOnly}`
+          const fiber = yield* Effect.fork(s.prepare(key, "big@1", { replaceOnly }))
           yield* Effect.sleep(delayMs)
           const exit = yield* Fiber.interrupt(fiber)
           expect(fs.readdirSync(snapshots).filter((n) => n.startsWith("."))).toEqual([])
@@ -117,6 +118,105 @@ describe("Snapshotter.layerNative", () => {
           if (Exit.isSuccess(exit)) expect(fs.readdirSync(dirOf(exit.value))).toHaveLength(200)
           expect(fs.readdirSync(snapshots)).toHaveLength(Exit.isSuccess(exit) ? 2 : 1)
           if (Exit.isSuccess(exit)) yield* s.remove(key)
+        }
+        // nothing the copies started goes on writing once they are interrupted
+        yield* Effect.sleep(100)
+        expect(fs.readdirSync(snapshots)).toHaveLength(1)
+      }).pipe(Effect.provide(native(root)))
+    }))
+})
+
+describe("Snapshotter.layerNative, prepared replaceOnly", () => {
+  const inodes = (dir: string) =>
+    new Map(listing(dir).map((p) => [p, fs.lstatSync(NodePath.join(dir, p))] as const))
+
+  for (const copy of hasGnuCp() ? (["cp", "walk"] as const) : (["walk"] as const)) {
+    it.scopedLive(`shares the parent's files but not its directories, and the parent survives replacements (${copy})`, () =>
+      Effect.gen(function*() {
+        const root = yield* tempRoot
+        yield* Effect.gen(function*() {
+          const s = yield* Snapshotter.Snapshotter
+          const dir = dirOf(yield* s.prepare("p"))
+          fs.mkdirSync(NodePath.join(dir, "d/e"), { recursive: true })
+          fs.writeFileSync(NodePath.join(dir, "d/e/f"), "parent's f")
+          fs.writeFileSync(NodePath.join(dir, "g"), "parent's g")
+          fs.symlinkSync("g", NodePath.join(dir, "s"))
+          fs.linkSync(NodePath.join(dir, "g"), NodePath.join(dir, "d/g2"))
+          fs.chmodSync(NodePath.join(dir, "d"), 0o750)
+          yield* s.commit("p@1", "p")
+          const parent = dirOf(yield* s.mounts("p@1"))
+          const before = inodes(parent)
+
+          const shared = dirOf(yield* s.prepare("shared", "p@1", { replaceOnly: true }))
+          const copied = dirOf(yield* s.prepare("copied", "p@1"))
+          const sharedInodes = inodes(shared)
+          const copiedInodes = inodes(copied)
+          expect([...sharedInodes.keys()]).toEqual([...before.keys()])
+          for (const [p, stat] of before) {
+            const mine = sharedInodes.get(p)!
+            // the same inode for every non-directory, a directory of its own with the same metadata
+            expect(mine.ino === stat.ino).toBe(!stat.isDirectory())
+            expect([mine.mode, mine.uid, mine.gid]).toEqual([stat.mode, stat.uid, stat.gid])
+            if (stat.isDirectory()) expect(Math.floor(mine.mtimeMs)).toBe(Math.floor(stat.mtimeMs))
+            expect(copiedInodes.get(p)!.ino === stat.ino).toBe(false)
+          }
+          // the hard-link group inside the tree is kept
+          expect(sharedInodes.get("g")!.ino).toBe(sharedInodes.get("d/g2")!.ino)
+
+          // replacing (never writing into) a shared file leaves the parent's as it was
+          fs.rmSync(NodePath.join(shared, "d/e/f"))
+          fs.writeFileSync(NodePath.join(shared, "d/e/f"), "child's f")
+          fs.rmSync(NodePath.join(shared, "g"))
+          fs.chmodSync(NodePath.join(shared, "d"), 0o700)
+          expect(fs.readFileSync(NodePath.join(parent, "d/e/f"), "utf8")).toBe("parent's f")
+          expect(fs.readFileSync(NodePath.join(parent, "g"), "utf8")).toBe("parent's g")
+          expect(fs.statSync(NodePath.join(parent, "d")).mode & 0o777).toBe(0o750)
+          expect([...inodes(parent)].map(([p, st]) => [p, st.ino, st.mode, st.size])).toEqual(
+            [...before].map(([p, st]) => [p, st.ino, st.mode, st.size])
+          )
+          yield* s.commit("shared@1", "shared")
+          yield* s.remove("shared@1")
+          yield* s.remove("copied")
+          expect(fs.readFileSync(NodePath.join(parent, "d/e/f"), "utf8")).toBe("parent's f")
+        }).pipe(Effect.provide(native(root, copy)))
+      }))
+  }
+
+  // an immutable file cannot be linked, even by root: the whole tree is copied instead
+  const canChattr = process.getuid?.() === 0 && (() => {
+    const probe = fs.mkdtempSync(NodePath.join(os.tmpdir(), "blobchain-chattr-"))
+    try {
+      fs.writeFileSync(NodePath.join(probe, "f"), "")
+      execFileSync("chattr", ["+i", NodePath.join(probe, "f")], { stdio: "ignore" })
+      execFileSync("chattr", ["-i", NodePath.join(probe, "f")], { stdio: "ignore" })
+      return true
+    } catch {
+      return false
+    } finally {
+      fs.rmSync(probe, { recursive: true, force: true })
+    }
+  })()
+  it.scopedLive.runIf(canChattr)("copies the parent's tree whole when one of its files cannot be linked", () =>
+    Effect.gen(function*() {
+      const root = yield* tempRoot
+      yield* Effect.gen(function*() {
+        const s = yield* Snapshotter.Snapshotter
+        const dir = dirOf(yield* s.prepare("p"))
+        for (const name of ["a", "b", "c"]) fs.writeFileSync(NodePath.join(dir, name), name)
+        yield* s.commit("p@1", "p")
+        const parent = dirOf(yield* s.mounts("p@1"))
+        execFileSync("chattr", ["+i", NodePath.join(parent, "b")])
+        try {
+          for (const copy of hasGnuCp() ? ["cp", "walk"] : ["walk"]) {
+            const child = dirOf(yield* s.prepare(`c-${copy}`, "p@1", { replaceOnly: true }))
+            expect(listing(child)).toEqual(["a", "b", "c"])
+            for (const name of ["a", "b", "c"]) {
+              expect(fs.readFileSync(NodePath.join(child, name), "utf8")).toBe(name)
+              expect(fs.statSync(NodePath.join(child, name)).ino).not.toBe(fs.statSync(NodePath.join(parent, name)).ino)
+            }
+          }
+        } finally {
+          execFileSync("chattr", ["-i", NodePath.join(parent, "b")])
         }
       }).pipe(Effect.provide(native(root)))
     }))

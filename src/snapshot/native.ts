@@ -63,13 +63,15 @@ export const io = <A>(op: string, key: string, f: () => A) =>
 export interface Layout {
   /**
    * Fill the staging directory of a new snapshot (it exists, empty); `parentDir` is the parent's
-   * snapshot directory. A failure, or interruption, is cleaned up by the caller.
+   * snapshot directory; `replaceOnly` is {@link SnapshotOptions.replaceOnly} of a `prepare`.
+   * A failure, or interruption, is cleaned up by the caller.
    */
   readonly populate: (
     op: string,
     key: string,
     staging: string,
-    parentDir: string | undefined
+    parentDir: string | undefined,
+    replaceOnly: boolean
   ) => Effect.Effect<void, SnapshotterError>
   /** The mounts of a snapshot of `kind`: `dirs` are its snapshot directory then its ancestors', nearest first. */
   readonly mounts: (kind: Kind, dirs: ReadonlyArray<string>) => ReadonlyArray<MountData>
@@ -101,12 +103,29 @@ const copyTree = (engine: Tree.CopyEngine, op: string, key: string, from: string
       })
     })
 
-/** The native layout: a new snapshot is a whole copy of its parent's tree, shown by a bind mount. */
+/**
+ * The parent's tree shared: its files hard-linked, its directories made anew. Where a link cannot
+ * be made (another filesystem, a file's link limit, a protected file), a whole copy instead.
+ */
+const linkTree = (engine: Tree.CopyEngine, op: string, key: string, from: string, to: string) =>
+  (engine === "walk" ? Tree.attempt(() => Tree.linkWithWalk(from, to)) : Tree.linkWithCp(from, to)).pipe(
+    Effect.catchAll((error) =>
+      Effect.logDebug(`snapshot ${key}: sharing the parent's files failed (${error.message}); copying them`).pipe(
+        Effect.zipRight(io(op, key, () => Tree.removeTree(to))),
+        Effect.zipRight(copyTree(engine, op, key, from, to))
+      )
+    )
+  )
+
+/**
+ * The native layout: a new snapshot is a whole copy of its parent's tree, shown by a bind mount;
+ * a snapshot prepared `replaceOnly` shares the parent's files instead (hard links).
+ */
 export const nativeLayout = (engine: Tree.CopyEngine): Layout => ({
-  populate: (op, key, staging, parentDir) =>
+  populate: (op, key, staging, parentDir, replaceOnly) =>
     parentDir === undefined
       ? io(op, key, () => fs.mkdirSync(NodePath.join(staging, "fs"), { mode: 0o755 }))
-      : copyTree(engine, op, key, NodePath.join(parentDir, "fs"), NodePath.join(staging, "fs")),
+      : (replaceOnly ? linkTree : copyTree)(engine, op, key, NodePath.join(parentDir, "fs"), NodePath.join(staging, "fs")),
   mounts: (kind, dirs) => [Mount.bind(NodePath.join(dirs[0] ?? "", "fs"), kind !== "active")],
   usesAncestors: false
 })
@@ -237,7 +256,8 @@ export const makeWithLayout = (root: string, layout: Layout) =>
 
         return yield* Effect.gen(function*() {
           yield* io(op, key, () => fs.mkdirSync(staging, { mode: 0o700 }))
-          yield* layout.populate(op, key, staging, parentRow === undefined ? undefined : dirOf(parentRow.id))
+          const parentDir = parentRow === undefined ? undefined : dirOf(parentRow.id)
+          yield* layout.populate(op, key, staging, parentDir, kind === "active" && opts?.replaceOnly === true)
           const now = yield* Clock.currentTimeMillis
           return yield* transaction(
             op,

@@ -3,12 +3,12 @@
  * overlay mounts over its ancestors' upper directories (containerd's overlay snapshotter form).
  */
 import { Effect } from "effect"
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import * as Mount from "../Mount.js"
 import { type Kind, SnapshotterError } from "../Snapshotter.js"
 import { io, type Layout, makeWithLayout } from "./native.js"
+import * as Tree from "./tree.js"
 
 /** Where the snapshots live. */
 export interface OverlayOptions {
@@ -52,26 +52,6 @@ export const mountsOf = (kind: Kind, dirs: ReadonlyArray<string>): ReadonlyArray
   }
 }
 
-/**
- * The merged root directory is the upper one's: it takes the parent's owner, mode and times
- * (nanoseconds, which only `touch -r` copies) so that a child starts as its parent's tree.
- */
-const copyRootMetadata = (op: string, key: string, from: string, to: string) =>
-  io(op, key, () => {
-    const stat = fs.lstatSync(from)
-    if (process.getuid?.() === 0) fs.lchownSync(to, stat.uid, stat.gid)
-    fs.chmodSync(to, stat.mode & 0o7777)
-  }).pipe(
-    Effect.zipRight(Effect.async<void, SnapshotterError>((resume, signal) => {
-      execFile("touch", ["-h", "-r", from, "--", to], { signal }, (error, _stdout, stderr) =>
-        resume(
-          error === null
-            ? Effect.void
-            : Effect.fail(new SnapshotterError({ op, key, reason: `times: ${stderr.trim() || error.message}`, cause: error }))
-        ))
-    }))
-  )
-
 /** The overlay layout: preparing a snapshot creates two empty directories and copies nothing. */
 export const overlayLayout: Layout = {
   populate: (op, key, staging, parentDir) =>
@@ -81,7 +61,10 @@ export const overlayLayout: Layout = {
       fs.mkdirSync(workOf(staging), { mode: 0o711 })
     }).pipe(
       Effect.zipRight(
-        parentDir === undefined ? Effect.void : copyRootMetadata(op, key, upperOf(parentDir), upperOf(staging))
+        parentDir === undefined ? Effect.void : Tree.copyRootMetadata(upperOf(parentDir), upperOf(staging)).pipe(
+          // the merged root directory is the upper one's: it starts as the parent's
+          Effect.mapError((error) => new SnapshotterError({ op, key, reason: error.message, cause: error }))
+        )
       )
     ),
   mounts: mountsOf,

@@ -2,7 +2,7 @@
  * Filling an active overlay snapshot from a directory: only what differs from the layers below
  * is written into its upper directory, so its merged view becomes equal to the directory.
  */
-import { execFile, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { Effect } from "effect"
@@ -11,7 +11,7 @@ import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../diff/changes.js"
 import { isWhiteoutDevice, lookup, type Tree } from "../diff/tree.js"
 import { type ChangedNames, listingOf } from "./fingerprint.js"
-import { removeTree } from "./tree.js"
+import { removeTree, runBatched } from "./tree.js"
 
 const isRoot = (): boolean => process.getuid?.() === 0
 
@@ -46,37 +46,6 @@ export const parentOf = (path: string): string => {
 }
 
 const baseOf = (path: string): string => path.slice(path.lastIndexOf("/") + 1)
-
-/** Run `command args…` in batches of arguments short enough for one command line; killed on interruption. */
-export const runBatched = (
-  command: string,
-  fixed: ReadonlyArray<string>,
-  args: ReadonlyArray<string>,
-  cwd: string
-): Effect.Effect<void, Error> =>
-  Effect.forEach(batches(args), (batch) =>
-    Effect.async<void, Error>((resume, signal) => {
-      execFile(command, [...fixed, ...batch], { cwd, signal, maxBuffer: 1 << 20 }, (error, _stdout, stderr) => {
-        resume(error === null ? Effect.void : Effect.fail(new Error(stderr.trim() || error.message, { cause: error })))
-      })
-    }), { discard: true })
-
-const batches = (args: ReadonlyArray<string>): Array<Array<string>> => {
-  const out: Array<Array<string>> = []
-  let current: Array<string> = []
-  let length = 0
-  for (const arg of args) {
-    if (current.length > 0 && length + arg.length > 64 * 1024) {
-      out.push(current)
-      current = []
-      length = 0
-    }
-    current.push(arg)
-    length += arg.length + 1
-  }
-  if (current.length > 0) out.push(current)
-  return out
-}
 
 // one process for many small steps: a process per whiteout costs more than the work
 const mknodEach = `for p do mknod -- "$p" c 0 0 || exit 1; done`

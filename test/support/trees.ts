@@ -223,11 +223,15 @@ export const manifest = (root: string): Array<string> => {
     }
   }
   visit("")
-  const groups = new Map<number, string>()
-  for (const [p, stat] of lines) if (stat.isFile() && stat.nlink > 1 && !groups.has(stat.ino)) groups.set(stat.ino, p)
+  // hard-link groups inside this tree (links from outside it, as a shared snapshot has, are not its own)
+  const groups = new Map<number, Array<string>>()
+  for (const [p, stat] of lines) {
+    if (stat.isFile() && stat.nlink > 1) groups.set(stat.ino, [...(groups.get(stat.ino) ?? []), p])
+  }
   return lines.map(([p, stat, what]) => {
     const mode = stat.isSymbolicLink() ? "" : (stat.mode & 0o7777).toString(8)
-    const group = stat.isFile() && stat.nlink > 1 ? ` group=${groups.get(stat.ino)}` : ""
+    const members = stat.isFile() ? groups.get(stat.ino) ?? [] : []
+    const group = members.length > 1 ? ` group=${members[0]}` : ""
     return `${p} ${what} mode=${mode} owner=${stat.uid}:${stat.gid} mtime=${Math.floor(stat.mtimeMs / 1000)}${group}`
   })
 }
