@@ -13,6 +13,7 @@ import * as Mount from "./Mount.js"
 import { RefManager } from "./RefManager.js"
 import { Snapshotter } from "./Snapshotter.js"
 import * as Fingerprint from "./snapshot/fingerprint.js"
+import * as Known from "./diff/known.js"
 import { fillNative } from "./snapshot/nativeFill.js"
 import { fingerprintOffThread } from "./snapshot/printThread.js"
 import { fillOverlay } from "./snapshot/overlayFill.js"
@@ -138,15 +139,20 @@ const snapshotWith = Effect.fnUntraced(function*(
     return { dir: source, id, reused: true } satisfies SourceSnapshot
   }
   const key = `build/${crypto.randomUUID()}`
-  const mounts = yield* snapshotter.prepare(key, parent, { labels: { [LabelSource]: source } })
+  const parentPrint = parent === undefined ? undefined : recentPrints.get(parent)
+  const [mounts, changed] = yield* Effect.all([
+    // every fill below replaces what differs and writes into nothing: the parent's files can be shared
+    snapshotter.prepare(key, parent, { labels: { [LabelSource]: source }, replaceOnly: true }),
+    // meanwhile (the tree is made by other processes), the names that may differ from the parent
+    Effect.sync(() => parentPrint === undefined ? undefined : Fingerprint.changedNames(parentPrint, sourcePrint))
+  ], { concurrency: 2 })
   const mount = mounts[0]
   if (mount === undefined) return yield* new SnapshotFillFailed({ path: dir, reason: "the snapshot has no mount" })
   // a fill that changes the parent's tree in place (overlay, or native as root) needs to look
   // only at the names whose lines differ, when the parent's print is known: the parent holds
   // exactly what it says (its id names that print). A whole copy takes every name.
   const inPlace = mount.type === "overlay" || process.getuid?.() === 0
-  const parentPrint = !inPlace || parent === undefined ? undefined : recentPrints.get(parent)
-  const fillOptions = parentPrint === undefined ? {} : { changed: Fingerprint.changedNames(parentPrint, sourcePrint) }
+  const fillOptions = !inPlace || changed === undefined ? {} : { changed }
   yield* Effect.gen(function*() {
     // an overlay snapshot takes only the changes into its upper directory; a plain one the whole tree
     if (mount.type === "overlay") {
@@ -172,9 +178,18 @@ const snapshotWith = Effect.fnUntraced(function*(
       })
     const same = known ?? (yield* fingerprint(source)) === print
     if (!same) return yield* new InvalidSource({ path: dir, reason: "the directory changed while it was read" })
-    yield* snapshotter.commit(id, key, { labels: { [LabelSource]: source } }).pipe(
-      Effect.catchTag("SnapshotExists", () => snapshotter.remove(key))
+    const committed = yield* snapshotter.commit(id, key, { labels: { [LabelSource]: source } }).pipe(
+      Effect.as(true),
+      Effect.catchTag("SnapshotExists", () => Effect.as(snapshotter.remove(key), false))
     )
+    // a plain tree filled in place from the changed names differs from its parent's there alone
+    const parentMount = committed && mount.type !== "overlay" && inPlace && fillOptions.changed !== undefined &&
+        parent !== undefined
+      ? (yield* snapshotter.mounts(parent))[0]
+      : undefined
+    if (parentMount !== undefined && fillOptions.changed !== undefined) {
+      Known.record(parentMount.source, mount.source, fillOptions.changed)
+    }
   }).pipe(Effect.onError(() => snapshotter.remove(key).pipe(Effect.ignore)))
   remember(id, sourcePrint)
   return { dir: source, id, reused: false } satisfies SourceSnapshot

@@ -9,9 +9,9 @@ import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fromMounts } from "../src/diff/tree.js"
+import { compareNames, fromMounts } from "../src/diff/tree.js"
 import * as Metadata from "../src/Metadata.js"
-import { changedNames, fingerprintOf, stillAsPrinted } from "../src/snapshot/fingerprint.js"
+import { changedNames, fingerprintOf, makeFingerprinter, stillAsPrinted } from "../src/snapshot/fingerprint.js"
 import { fillNative } from "../src/snapshot/nativeFill.js"
 import { fillOverlay } from "../src/snapshot/overlayFill.js"
 import { fingerprintOffThread } from "../src/snapshot/printThread.js"
@@ -193,4 +193,16 @@ describe("filling from fingerprints", () => {
       expect(there.message).toBe(here?.message)
       expect(there.path).toBe(missing)
     }))
+})
+
+describe("the order of names", () => {
+  const byBytes = (a: string, b: string) => Math.sign(Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8")))
+  const printOrder = makeFingerprinter(fs, createHash).compareNames
+  // names from a small alphabet around the surrogates, so that long common prefixes are frequent
+  const unit = fc.constantFrom("a", "b", "/", "é", "\u07ff", "\ud7ff", "\ue000", "\uffff", "😀", "😁", "\u{10ffff}")
+  const name = fc.array(unit, { maxLength: 6 }).map((units) => units.join(""))
+  it.prop("is the UTF-8 byte order, for the differ and for fingerprints", [fc.oneof(name, fc.string({ unit: "binary" })), fc.oneof(name, fc.string({ unit: "binary" }))], ([a, b]) => {
+    expect(Math.sign(compareNames(a, b))).toBe(byBytes(a, b))
+    expect(Math.sign(printOrder(a, b))).toBe(byBytes(a, b))
+  }, { fastCheck: { numRuns: 2000 } })
 })

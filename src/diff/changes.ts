@@ -3,7 +3,7 @@
  * the order and shape of a layer: parents first, each path once, whiteouts and opaque markers.
  */
 import * as fs from "node:fs"
-import { children, type Node, type Tree } from "./tree.js"
+import { children, compareNames, type Node, type Tree } from "./tree.js"
 
 /** What the layer must record, in order. */
 export type Change =
@@ -73,7 +73,7 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing): Generator
       if (++visited % tickEvery === 0) yield { _tag: "Tick" }
       const a = l[i]
       const b = u[j]
-      const order = a === undefined ? 1 : b === undefined ? -1 : compareBytes(a.name, b.name)
+      const order = a === undefined ? 1 : b === undefined ? -1 : compareNames(a.name, b.name)
       if (order < 0) {
         i++
         yield* flushAncestors()
@@ -134,8 +134,6 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing): Generator
   yield* walk("", lower.root, upper.root)
 }
 
-const compareBytes = (a: string, b: string): number =>
-  a === b ? 0 : Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
 
 const sameDirectory = (a: Node, b: Node): boolean =>
   a.stat.mode === b.stat.mode && a.stat.uid === b.stat.uid && a.stat.gid === b.stat.gid &&

@@ -60,8 +60,19 @@ const optionOf = (options: ReadonlyArray<string>, key: string): string | undefin
 export const isWhiteoutDevice = (stat: fs.BigIntStats): boolean => stat.isCharacterDevice() && stat.rdev === 0n
 
 /** Order of names: by their UTF-8 bytes, which with a depth-first walk puts `/` before every other byte. */
-export const compareNames = (a: string, b: string): number =>
-  a === b ? 0 : Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+export const compareNames = (a: string, b: string): number => {
+  if (a === b) return 0
+  // UTF-16 code units sort as UTF-8 bytes below the surrogates: only past them is encoding needed
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x === y) continue
+    if (x < 0xd800 && y < 0xd800) return x - y
+    return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+  }
+  return a.length - b.length
+}
 
 const lstatOrUndefined = (path: string): fs.BigIntStats | undefined =>
   fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })

@@ -7,8 +7,7 @@
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
-import type { Listing } from "../diff/changes.js"
-import { compareNames, lookup, type Node, type Tree } from "../diff/tree.js"
+import type { ChangedNames } from "../diff/known.js"
 
 /** A tree's fingerprint: the digest, and the line of each path (relative; "" is the root). */
 export interface Print {
@@ -23,6 +22,8 @@ export interface Fingerprinter {
   readonly fingerprintOf: (dir: string) => Print
   readonly typeOf: (stat: fs.BigIntStats) => string
   readonly lineOf: (relative: string, stat: fs.BigIntStats, type: string, extra: string) => string
+  /** The order of names in a directory: by their UTF-8 bytes, as the differ's. */
+  readonly compareNames: (a: string, b: string) => number
 }
 
 /**
@@ -42,8 +43,19 @@ export function makeFingerprinter(
     `${relative}\0${type}\0${stat.mode}\0${stat.uid}\0${stat.gid}\0${type === "d" ? 0n : stat.size}\0${stat.mtimeNs}\0${stat.rdev}\0${extra}\n`
 
   // names by their UTF-8 bytes, as the differ orders them
-  const compareNames = (a: string, b: string): number =>
-    a === b ? 0 : Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+  const compareNames = (a: string, b: string): number => {
+    if (a === b) return 0
+    // UTF-16 code units sort as UTF-8 bytes below the surrogates: only past them is encoding needed
+    const n = Math.min(a.length, b.length)
+    for (let i = 0; i < n; i++) {
+      const x = a.charCodeAt(i)
+      const y = b.charCodeAt(i)
+      if (x === y) continue
+      if (x < 0xd800 && y < 0xd800) return x - y
+      return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+    }
+    return a.length - b.length
+  }
 
   /**
    * The fingerprint of the tree at `dir`: paths, types, modes, owners, sizes, nanosecond mtimes,
@@ -79,14 +91,13 @@ export function makeFingerprinter(
     return { digest: hash.digest("hex"), lines, linked }
   }
 
-  return { fingerprintOf, typeOf, lineOf }
+  return { fingerprintOf, typeOf, lineOf, compareNames }
 }
 
 /** Fingerprinting on this thread. */
 export const { fingerprintOf, typeOf, lineOf } = makeFingerprinter(fs, createHash)
 
-/** Per directory (relative path), the names in it that may differ between two trees. */
-export type ChangedNames = ReadonlyMap<string, ReadonlyArray<string>>
+export { type ChangedNames, listingOf } from "../diff/known.js"
 
 const parentOf = (path: string): string => {
   const slash = path.lastIndexOf("/")
@@ -127,24 +138,6 @@ export const changedNames = (before: Print, after: Print): ChangedNames => {
   }
   for (const path of [...before.linked, ...after.linked]) mark(path)
   return new Map([...out].map(([dir, names]) => [dir, [...names]]))
-}
-
-/**
- * A {@link Listing} for `changes(lower, upper, listing)` that lists only the names in
- * `changed`: `upper` is a plain tree rooted at `upperRoot`, `lower` a tree holding what
- * `before` printed. Everything left out is the same on both sides.
- */
-export const listingOf = (changed: ChangedNames, lower: Tree, upper: Tree, upperRoot: string): Listing =>
-(lowerDirs, upperDirs) => {
-  const at = upperDirs[0] ?? upperRoot
-  const relative = at === upperRoot ? "" : at.slice(upperRoot.length + 1)
-  const names = changed.get(relative) ?? []
-  const pick = (tree: Tree, dirs: ReadonlyArray<string>): Array<Node> =>
-    dirs.length === 0 ? [] : names.flatMap((name) => {
-      const node = lookup(tree, dirs, name)
-      return node === undefined ? [] : [node]
-    }).sort((a, b) => compareNames(a.name, b.name))
-  return { lower: pick(lower, lowerDirs), upper: pick(upper, upperDirs) }
 }
 
 /** The stat of `path`, or `undefined` when nothing is there (a parent may be a file now). */

@@ -1,0 +1,89 @@
+/**
+ * A build's native snapshot shares its parent's files and is filled from the names two
+ * fingerprints say may differ; the differ then looks at those names alone (diff/known.ts). On
+ * random trees: the parent's tree is left as it was, the child's is the source's, and the layer
+ * is byte for byte the one the full walk of both trees gives.
+ */
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { Effect, FastCheck as fc, Layer } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as Build from "../src/Build.js"
+import { knownListing } from "../src/diff/known.js"
+import { layerTar } from "../src/diff/layer.js"
+import type { Walk } from "../src/diff/overlayChanges.js"
+import { fromMounts, type Tree } from "../src/diff/tree.js"
+import * as Digest from "../src/Digest.js"
+import * as Metadata from "../src/Metadata.js"
+import type { Mount } from "../src/Mount.js"
+import * as Snapshotter from "../src/Snapshotter.js"
+import { scratch } from "./support/scratch.js"
+import { applyOps, cloneSpec, manifest, materialize, opArb, type Spec } from "./support/trees.js"
+
+const work = scratch("known")
+afterAll(() => work.remove())
+
+const treeOf = (mounts: ReadonlyArray<Mount>): Tree => {
+  const tree = fromMounts(mounts)
+  if (typeof tree === "string") throw new Error(tree)
+  return tree
+}
+
+const diffId = (lower: Tree, upper: Tree, walk: Walk) =>
+  Effect.promise(async () => {
+    const hash = Digest.hasher()
+    for await (const _chunk of layerTar(lower, upper, { walk }, hash)) {
+      // the hasher sees every byte as it is produced
+    }
+    return hash.digest()
+  })
+
+// filling a native snapshot in place (and so knowing its changes) takes root: else it is copied whole
+describe.runIf(process.getuid?.() === 0)("known changes of a build's native snapshot", () => {
+  it.effect.prop(
+    "leave the parent as it was, make the source, and give the full walk's layer",
+    {
+      lower: fc.array(opArb, { minLength: 1, maxLength: 25 }),
+      upper: fc.array(opArb, { minLength: 1, maxLength: 15 }),
+      more: fc.array(opArb, { minLength: 0, maxLength: 8 })
+    },
+    ({ lower, upper, more }) =>
+      Effect.gen(function*() {
+        const base = work.fresh("case")
+        const state = path.join(base, "state")
+        const sources = [path.join(base, "v1"), path.join(base, "v2"), path.join(base, "v3")]
+        const v1: Spec = applyOps(new Map(), lower)
+        const v2 = applyOps(cloneSpec(v1), upper)
+        const v3 = applyOps(cloneSpec(v2), more)
+        for (const [dir, spec] of [[sources[0]!, v1], [sources[1]!, v2], [sources[2]!, v3]] as const) {
+          fs.mkdirSync(dir, { recursive: true })
+          materialize(spec, dir)
+        }
+        fs.mkdirSync(state)
+        yield* Effect.gen(function*() {
+          const s = yield* Snapshotter.Snapshotter
+          let parent: string | undefined
+          const made: Array<string> = []
+          for (const dir of sources) {
+            const { id } = yield* Build.snapshotDirectory(dir, parent)
+            made.push(id)
+            parent = id
+          }
+          for (const [i, id] of made.entries()) {
+            // every snapshot still holds its own source, after its children replaced what they changed
+            expect(manifest(treeOf(yield* s.mounts(id)).root[0]!)).toEqual(manifest(sources[i]!))
+          }
+          for (let i = 1; i < made.length; i++) {
+            const lowerTree = treeOf(yield* s.mounts(made[i - 1]!))
+            const upperTree = treeOf(yield* s.mounts(made[i]!))
+            expect(knownListing(lowerTree, upperTree)).toBeDefined()
+            expect(yield* diffId(lowerTree, upperTree, "auto")).toBe(yield* diffId(lowerTree, upperTree, "full"))
+          }
+        }).pipe(
+          Effect.provide(Snapshotter.layerNative({ root: state }).pipe(Layer.provide(Metadata.layer({ root: state }))))
+        )
+        fs.rmSync(base, { recursive: true, force: true })
+      }),
+    { fastCheck: { numRuns: 30 } }
+  )
+})
