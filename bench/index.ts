@@ -398,19 +398,25 @@ const main = async (): Promise<void> => {
     const changed = tree.small.filter((_, i) => i % Math.floor(tree.small.length / 100) === 0).slice(0, 100)
     const v2 = changedCopy(tree, 100)
     const umoci = umociRepacks(tree, changed)
-    const [change, none] = child("build", state, tree.dir, v2, "native")
-    const [overlayChange] = child("build", state, tree.dir, v2, "overlay")
+    // each run builds the first tree untimed, then times the change and the rebuild
+    const natives = Array.from({ length: runs }, () => child("build", state, tree.dir, v2, "native"))
+    const overlays = Array.from({ length: runs }, () => child("build", state, tree.dir, v2, "overlay"))
+    const middle = (samples: ReadonlyArray<Sample>): Sample =>
+      [...samples].sort((a, b) => a.wall - b.wall)[Math.floor(samples.length / 2)]!
+    const change = middle(natives.map((r) => r[0]!))
+    const none = middle(natives.map((r) => r[1]!))
+    const overlayChange = middle(overlays.map((r) => r[0]!))
     rows.push(
-      { name: "100 files changed (native, build)", runs: 1, ours: change!, peer: { name: "umoci repack", sample: umoci.change }, goal: "≤ 0.1", pass: change!.wall <= 0.1 * umoci.change.wall },
-      { name: "100 files changed (overlay, build)", runs: 1, ours: overlayChange!, peer: { name: "umoci repack", sample: umoci.change }, goal: "≤ 0.1", pass: overlayChange!.wall <= 0.1 * umoci.change.wall },
+      { name: "100 files changed (native, build)", runs, ours: change, peer: { name: "umoci repack", sample: umoci.change }, goal: "≤ 0.1", pass: change.wall <= 0.1 * umoci.change.wall },
+      { name: "100 files changed (overlay, build)", runs, ours: overlayChange, peer: { name: "umoci repack", sample: umoci.change }, goal: "≤ 0.1", pass: overlayChange.wall <= 0.1 * umoci.change.wall },
       {
-        name: `nothing changed (build; read ${fmt((none!.readBytes ?? 0) / 1e6, 1)} MB)`,
-        runs: 1,
-        ours: none!,
+        name: `nothing changed (build; read ${fmt((none.readBytes ?? 0) / 1e6, 1)} MB)`,
+        runs,
+        ours: none,
         peer: { name: "umoci repack", sample: umoci.none },
         goal: "≤ 0.3 s, no file read",
         // the state directory's own reads (SQLite, manifests) are small; a file's contents are KBs to MBs each
-        pass: none!.wall <= 0.3 && (none!.readBytes ?? Infinity) < 2e6
+        pass: none.wall <= 0.3 && (none.readBytes ?? Infinity) < 2e6
       }
     )
   }
