@@ -10,33 +10,16 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Build from "../src/Build.js"
 import { knownListing } from "../src/diff/known.js"
-import { layerTar } from "../src/diff/layer.js"
-import type { Walk } from "../src/diff/overlayChanges.js"
-import { fromMounts, type Tree } from "../src/diff/tree.js"
-import * as Digest from "../src/Digest.js"
 import * as Metadata from "../src/Metadata.js"
-import type { Mount } from "../src/Mount.js"
 import * as Snapshotter from "../src/Snapshotter.js"
+import { diffId, treeOf } from "./support/layers.js"
 import { scratch } from "./support/scratch.js"
 import { applyOps, cloneSpec, manifest, materialize, opArb, type Spec } from "./support/trees.js"
 
 const work = scratch("known")
 afterAll(() => work.remove())
 
-const treeOf = (mounts: ReadonlyArray<Mount>): Tree => {
-  const tree = fromMounts(mounts)
-  if (typeof tree === "string") throw new Error(tree)
-  return tree
-}
 
-const diffId = (lower: Tree, upper: Tree, walk: Walk) =>
-  Effect.promise(async () => {
-    const hash = Digest.hasher()
-    for await (const _chunk of layerTar(lower, upper, { walk }, hash)) {
-      // the hasher sees every byte as it is produced
-    }
-    return hash.digest()
-  })
 
 // filling a native snapshot in place (and so knowing its changes) takes root: else it is copied whole
 describe.runIf(process.getuid?.() === 0)("known changes of a build's native snapshot", () => {

@@ -8,15 +8,14 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
-import { layerTar } from "../src/diff/layer.js"
-import { fastPathApplies, type Walk } from "../src/diff/overlayChanges.js"
-import { fromMounts, lookup, type Tree } from "../src/diff/tree.js"
-import * as Digest from "../src/Digest.js"
+import { fastPathApplies } from "../src/diff/overlayChanges.js"
+import { lookup, type Tree } from "../src/diff/tree.js"
 import * as Metadata from "../src/Metadata.js"
 import type { Mount } from "../src/Mount.js"
 import { fillOverlay } from "../src/snapshot/overlayFill.js"
 import { removeTree } from "../src/snapshot/tree.js"
 import * as Snapshotter from "../src/Snapshotter.js"
+import { diffId, treeOf } from "./support/layers.js"
 import { applyOps, cloneSpec, listing, materialize, opArb, type Spec } from "./support/trees.js"
 
 const isRoot = process.getuid?.() === 0
@@ -32,21 +31,7 @@ const withOverlay = <A, E>(effect: (root: string) => Effect.Effect<A, E, Snapsho
       Effect.provide(Snapshotter.layerOverlay({ root }).pipe(Layer.provide(Metadata.layer({ root }))))
     ))
 
-const treeOf = (mounts: ReadonlyArray<Mount>): Tree => {
-  const tree = fromMounts(mounts)
-  if (typeof tree === "string") throw new Error(tree)
-  return tree
-}
 
-/** The diffID of the layer lower → upper, found the given way. */
-const diffId = (lower: Tree, upper: Tree, walk: Walk) =>
-  Effect.promise(async () => {
-    const hash = Digest.hasher()
-    for await (const _chunk of layerTar(lower, upper, { walk }, hash)) {
-      // the hasher sees every byte as it is produced
-    }
-    return hash.digest()
-  })
 
 const upperDirOf = (mounts: ReadonlyArray<Mount>): string => {
   const found = mounts[0]?.options.find((o) => o.startsWith("upperdir="))

@@ -42,7 +42,8 @@ export function makeFingerprinter(
   const lineOf = (relative: string, stat: fs.BigIntStats, type: string, extra: string): string =>
     `${relative}\0${type}\0${stat.mode}\0${stat.uid}\0${stat.gid}\0${type === "d" ? 0n : stat.size}\0${stat.mtimeNs}\0${stat.rdev}\0${extra}\n`
 
-  // names by their UTF-8 bytes, as the differ orders them
+  // names by their UTF-8 bytes: the differ's compareNames (diff/tree.ts) again, as nothing
+  // from outside may be used here; a test holds both to the byte order
   const compareNames = (a: string, b: string): number => {
     if (a === b) return 0
     // UTF-16 code units sort as UTF-8 bytes below the surrogates: only past them is encoding needed
