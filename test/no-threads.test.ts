@@ -1,6 +1,6 @@
 /**
  * Where no worker thread can be started, the work meant for one is done on the main thread,
- * with the same results: the stored-block test and the fingerprints of a build.
+ * with the same results: the stored-block test, the fingerprints of a build, and zstd.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -11,6 +11,7 @@ import { Readable, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import * as zlib from "node:zlib"
 import { gzipChunkSize, parallelGzip } from "../src/diff/pgzip.js"
+import { zstdOffThread } from "../src/diff/zstdThread.js"
 import { Blobchain, Build } from "../src/index.js"
 import { vi } from "vitest"
 import { scratch, write } from "./support/scratch.js"
@@ -63,5 +64,22 @@ describe("without worker threads", () => {
       expect(again.snapshots.every((s) => s.reused)).toBe(true)
       expect(again.image.manifest.digest).toBe(built.image.manifest.digest)
       expect(fs.existsSync(state)).toBe(true)
+    }))
+
+  it.effect("zstd layers are compressed here, with the diffIDs any compression gives", () =>
+    Effect.gen(function*() {
+      expect(yield* Effect.promise(() => zstdOffThread(3, 1))).toBeUndefined()
+      const one = work.fresh("z-one")
+      write(one, "a/b", "x".repeat(100_000))
+      write(one, "c", crypto.randomBytes(300_000).toString("base64"))
+      const layersOf = (compression: "gzip" | "zstd") =>
+        Build.build([one], { compression }).pipe(
+          Effect.provide(Blobchain.layerLocal({ root: path.join(work.fresh("state"), "s") })),
+          Effect.map((built) => built.image)
+        )
+      const zstd = yield* layersOf("zstd")
+      const gzip = yield* layersOf("gzip")
+      expect(zstd.layers[0]!.mediaType).toContain("zstd")
+      expect(zstd.imageConfig.rootfs.diff_ids).toEqual(gzip.imageConfig.rootfs.diff_ids)
     }))
 })

@@ -48,12 +48,15 @@ export const compressor = (
       return new CompressStream({
         compressionLevel: level ?? defaultLevel.zstd,
         checksumFlag: true,
-        nbWorkers: Math.max(1, threads ?? os.availableParallelism())
+        nbWorkers: zstdWorkers(threads)
       })
     case "none":
       return undefined
   }
 }
+
+/** zstd's encoder threads for `threads` (by default, one per core): always at least one (see {@link compressor}). */
+export const zstdWorkers = (threads: number | undefined): number => Math.max(1, threads ?? os.availableParallelism())
 
 /** A decompressing transform, or `undefined` for none. */
 export const decompressor = (compression: Compression): Transform | undefined => {

@@ -12,9 +12,10 @@ import * as Digest from "../Digest.js"
 import type { Mount } from "../Mount.js"
 import * as Oci from "../Oci.js"
 import * as Progress from "../Progress.js"
-import { compressor, levelProblem } from "./compress.js"
+import { compressor, defaultLevel, levelProblem, zstdWorkers } from "./compress.js"
 import { BufferPool, chunkSize, LayerFault, layerTar } from "./layer.js"
 import { fromMounts, type Tree } from "./tree.js"
+import { zstdOffThread } from "./zstdThread.js"
 
 interface Written {
   readonly diffId: Digest.Digest
@@ -97,7 +98,14 @@ export const make = Effect.gen(function*() {
       Effect.tryPromise({
         try: async (signal) => {
           const compression = options.compression ?? "gzip"
-          const hashing = compression === "none" ? noHash : Digest.hasher()
+          // the pool takes back the tar buffers the compressor is done with instead of the GC
+          const pool = new BufferPool()
+          const release = (buffer: Buffer) => pool.release(buffer)
+          // zstd from a worker thread, which hashes the tar too; here when no thread can start
+          const offThread = compression === "zstd"
+            ? await zstdOffThread(options.level ?? defaultLevel.zstd, zstdWorkers(options.compressionThreads), release)
+            : undefined
+          const hashing = compression === "none" || offThread !== undefined ? noHash : Digest.hasher()
           // the tar bytes pass the diffID hasher on their way to the compressor: count them there
           const uncompressed: Digest.Hasher = report === undefined ? hashing : {
             ...hashing,
@@ -107,8 +115,6 @@ export const make = Effect.gen(function*() {
             }
           }
           const counted = { size: 0 }
-          // tar buffers go round between the tar producer and gzip instead of being garbage
-          const pool = new BufferPool()
           const source = layerTar(
             lower,
             upper,
@@ -117,13 +123,14 @@ export const make = Effect.gen(function*() {
             pool
           )
           const sink = storeSink(writer, runtime, counted)
-          const transform = compressor(compression, options.level, options.compressionThreads, (buffer) => pool.release(buffer))
+          const transform = offThread ?? compressor(compression, options.level, options.compressionThreads, release)
           // pipeline waits for every stage to finish, so an error in the compressor's final
           // flush (the gzip trailer, the zstd epilogue) fails the diff instead of vanishing
           if (transform === undefined) await pipeline(source, sink, { signal })
           else await pipeline(source, transform, sink, { signal })
           const digest = await Runtime.runPromise(runtime)(writer.digest)
-          return { diffId: compression === "none" ? digest : uncompressed.digest(), digest, size: counted.size }
+          const diffId = compression === "none" ? digest : offThread !== undefined ? offThread.diffId() : uncompressed.digest()
+          return { diffId, digest, size: counted.size }
         },
         catch: toDiffFailed
       }))
