@@ -9,7 +9,8 @@ import { Effect, FastCheck as fc, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Build from "../src/Build.js"
-import { knownListing } from "../src/diff/known.js"
+import { knownListing, record } from "../src/diff/known.js"
+import type { Tree } from "../src/diff/tree.js"
 import * as Metadata from "../src/Metadata.js"
 import * as Snapshotter from "../src/Snapshotter.js"
 import { diffId, treeOf } from "./support/layers.js"
@@ -69,4 +70,23 @@ describe.runIf(process.getuid?.() === 0)("known changes of a build's native snap
       }),
     { fastCheck: { numRuns: 30 } }
   )
+})
+
+describe("known changes kept", () => {
+  it("are the latest records, up to a bound on their names", () => {
+    const plain = (root: string): Tree => ({ root: [root], overlay: false })
+    const names = (n: number) => new Map([["", Array.from({ length: n }, (_, i) => `n${i}`)]])
+    // a long build's chain: every record still there when its layers are diffed
+    for (let i = 0; i < 300; i++) record(`/kept/${i}`, `/kept/${i + 1}`, names(3))
+    for (let i = 0; i < 300; i++) expect(knownListing(plain(`/kept/${i}`), plain(`/kept/${i + 1}`))).toBeDefined()
+    expect(knownListing(plain("/kept/1"), plain("/kept/0"))).toBeUndefined()
+    // records of many names push out the oldest ones
+    for (let i = 0; i < 3; i++) record(`/big/${i}`, `/big/${i + 1}`, names(400_000))
+    expect(knownListing(plain("/kept/0"), plain("/kept/1"))).toBeUndefined()
+    expect(knownListing(plain("/big/0"), plain("/big/1"))).toBeUndefined()
+    expect(knownListing(plain("/big/1"), plain("/big/2"))).toBeDefined()
+    expect(knownListing(plain("/big/2"), plain("/big/3"))).toBeDefined()
+    // a tree that is not one plain directory has none
+    expect(knownListing({ root: ["/big/1"], overlay: true }, plain("/big/2"))).toBeUndefined()
+  })
 })

@@ -6,7 +6,8 @@
  * alone, as its overlay fast path looks at an upper directory alone: the cost of the diff
  * follows the size of the change, not of the tree.
  *
- * Kept in this process, for trees that no longer change (committed snapshots), the latest few.
+ * Kept in this process, for trees that no longer change (committed snapshots): the latest
+ * records, up to about a million names in all.
  */
 import type { Listing } from "./changes.js"
 import { compareNames, lookup, type Node, type Tree } from "./tree.js"
@@ -31,8 +32,11 @@ export const listingOf = (changed: ChangedNames, lower: Tree, upper: Tree, upper
   return { lower: pick(lower, lowerDirs), upper: pick(upper, upperDirs) }
 }
 
-const kept = 16
-const recorded = new Map<string, ChangedNames>()
+// what is kept: the latest records, up to this many names in all (a build's chain is diffed
+// after all its snapshots are made, so a long chain's first records must still be here then)
+const maxNames = 1 << 20
+const recorded = new Map<string, { readonly changed: ChangedNames; readonly names: number }>()
+let namesKept = 0
 const keyOf = (lowerRoot: string, upperRoot: string): string => `${lowerRoot}\0${upperRoot}`
 
 /**
@@ -41,17 +45,27 @@ const keyOf = (lowerRoot: string, upperRoot: string): string => `${lowerRoot}\0$
  */
 export const record = (lowerRoot: string, upperRoot: string, changed: ChangedNames): void => {
   const key = keyOf(lowerRoot, upperRoot)
-  recorded.delete(key)
-  recorded.set(key, changed)
+  forget(key)
+  let names = 1
+  for (const list of changed.values()) names += list.length
+  recorded.set(key, { changed, names })
+  namesKept += names
   for (const old of recorded.keys()) {
-    if (recorded.size <= kept) break
-    recorded.delete(old)
+    if (namesKept <= maxNames) break
+    forget(old)
   }
+}
+
+const forget = (key: string): void => {
+  const old = recorded.get(key)
+  if (old === undefined) return
+  recorded.delete(key)
+  namesKept -= old.names
 }
 
 /** The listing of the changes recorded for `lower` → `upper` (plain trees), if any. */
 export const knownListing = (lower: Tree, upper: Tree): Listing | undefined => {
   if (lower.overlay || upper.overlay || lower.root.length !== 1 || upper.root.length !== 1) return undefined
-  const changed = recorded.get(keyOf(lower.root[0]!, upper.root[0]!))
-  return changed === undefined ? undefined : listingOf(changed, lower, upper, upper.root[0]!)
+  const known = recorded.get(keyOf(lower.root[0]!, upper.root[0]!))
+  return known === undefined ? undefined : listingOf(known.changed, lower, upper, upper.root[0]!)
 }
