@@ -183,9 +183,10 @@ const snapshotWith = Effect.fnUntraced(function*(
       Effect.catchTag("SnapshotExists", () => Effect.as(snapshotter.remove(key), false))
     )
     // a plain tree filled in place from the changed names differs from its parent's there alone
+    // (a speed-up only: without the parent's mount, the differ walks both trees)
     const parentMount = committed && mount.type !== "overlay" && inPlace && fillOptions.changed !== undefined &&
         parent !== undefined
-      ? (yield* snapshotter.mounts(parent))[0]
+      ? (yield* snapshotter.mounts(parent).pipe(Effect.orElseSucceed(() => [])))[0]
       : undefined
     if (parentMount !== undefined && fillOptions.changed !== undefined) {
       Known.record(parentMount.source, mount.source, fillOptions.changed)
