@@ -59,7 +59,10 @@ const optionOf = (options: ReadonlyArray<string>, key: string): string | undefin
 /** An overlay whiteout: a character device with device number 0/0. */
 export const isWhiteoutDevice = (stat: fs.BigIntStats): boolean => stat.isCharacterDevice() && stat.rdev === 0n
 
-/** Order of names: by their UTF-8 bytes, which with a depth-first walk puts `/` before every other byte. */
+/**
+ * Order of names: by their UTF-8 bytes, which with a depth-first walk puts `/` before every other
+ * byte. Self-contained (nothing from outside but `Buffer`): the fingerprint thread runs its source.
+ */
 export const compareNames = (a: string, b: string): number => {
   if (a === b) return 0
   // UTF-16 code units sort as UTF-8 bytes below the surrogates: only past them is encoding needed

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import type { ChangedNames } from "../diff/known.js"
+import { compareNames } from "../diff/tree.js"
 
 /** A tree's fingerprint: the digest, and the line of each path (relative; "" is the root). */
 export interface Print {
@@ -22,17 +23,18 @@ export interface Fingerprinter {
   readonly fingerprintOf: (dir: string) => Print
   readonly typeOf: (stat: fs.BigIntStats) => string
   readonly lineOf: (relative: string, stat: fs.BigIntStats, type: string, extra: string) => string
-  /** The order of names in a directory: by their UTF-8 bytes, as the differ's. */
-  readonly compareNames: (a: string, b: string) => number
 }
 
 /**
  * Fingerprinting, built by a self-contained function (nothing from outside it but its
  * arguments and `Buffer`), so that a worker thread (printThread.ts) runs exactly this code.
+ * `compareNames` orders the names of a directory: the differ's order (diff/tree.ts), itself
+ * self-contained, so that the worker is given its source too.
  */
 export function makeFingerprinter(
   files: typeof fs,
-  hashOf: (algorithm: string) => { update(data: string): unknown; digest(encoding: "hex"): string }
+  hashOf: (algorithm: string) => { update(data: string): unknown; digest(encoding: "hex"): string },
+  compareNames: (a: string, b: string) => number
 ): Fingerprinter {
   const typeOf = (stat: fs.BigIntStats): string =>
     stat.isFile() ? "f" : stat.isDirectory() ? "d" : stat.isSymbolicLink() ? "l" : stat.isFIFO() ? "p"
@@ -41,22 +43,6 @@ export function makeFingerprinter(
   /** The line of one path; `extra` is a symlink's target or the first name of a hard-link group. */
   const lineOf = (relative: string, stat: fs.BigIntStats, type: string, extra: string): string =>
     `${relative}\0${type}\0${stat.mode}\0${stat.uid}\0${stat.gid}\0${type === "d" ? 0n : stat.size}\0${stat.mtimeNs}\0${stat.rdev}\0${extra}\n`
-
-  // names by their UTF-8 bytes: the differ's compareNames (diff/tree.ts) again, as nothing
-  // from outside may be used here; a test holds both to the byte order
-  const compareNames = (a: string, b: string): number => {
-    if (a === b) return 0
-    // UTF-16 code units sort as UTF-8 bytes below the surrogates: only past them is encoding needed
-    const n = Math.min(a.length, b.length)
-    for (let i = 0; i < n; i++) {
-      const x = a.charCodeAt(i)
-      const y = b.charCodeAt(i)
-      if (x === y) continue
-      if (x < 0xd800 && y < 0xd800) return x - y
-      return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
-    }
-    return a.length - b.length
-  }
 
   /**
    * The fingerprint of the tree at `dir`: paths, types, modes, owners, sizes, nanosecond mtimes,
@@ -92,11 +78,11 @@ export function makeFingerprinter(
     return { digest: hash.digest("hex"), lines, linked }
   }
 
-  return { fingerprintOf, typeOf, lineOf, compareNames }
+  return { fingerprintOf, typeOf, lineOf }
 }
 
 /** Fingerprinting on this thread. */
-export const { fingerprintOf, typeOf, lineOf } = makeFingerprinter(fs, createHash)
+export const { fingerprintOf, typeOf, lineOf } = makeFingerprinter(fs, createHash, compareNames)
 
 export { type ChangedNames, listingOf } from "../diff/known.js"
 

@@ -2,15 +2,20 @@
  * Fingerprints taken on a worker thread, so that a build stats its directories two at a time:
  * one here, the next ones there. Most of a fingerprint is lstat calls, which a second core does
  * as fast as the first. One worker per process (see evalWorker.ts), given the fingerprinter's
- * own source.
+ * own source and the name order's.
  */
 import { evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
+import { compareNames } from "../diff/tree.js"
 import { makeFingerprinter, type Print } from "./fingerprint.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not
 const source = `
 const { parentPort } = require("node:worker_threads")
-const { fingerprintOf } = (${makeFingerprinter.toString()})(require("node:fs"), require("node:crypto").createHash)
+const { fingerprintOf } = (${makeFingerprinter.toString()})(
+  require("node:fs"),
+  require("node:crypto").createHash,
+  ${compareNames.toString()}
+)
 parentPort.on("message", (m) => {
   let reply
   try {
