@@ -151,7 +151,7 @@ const snapshotWith = Effect.fnUntraced(function*(
   // a fill that changes the parent's tree in place (overlay, or native as root) needs to look
   // only at the names whose lines differ, when the parent's print is known: the parent holds
   // exactly what it says (its id names that print). A whole copy takes every name.
-  const inPlace = mount.type === "overlay" || process.getuid?.() === 0
+  const inPlace = mount.type === "overlay" || Tree.isRoot()
   const fillOptions = !inPlace || changed === undefined ? {} : { changed }
   yield* Effect.gen(function*() {
     // an overlay snapshot takes only the changes into its upper directory; a plain one the whole tree

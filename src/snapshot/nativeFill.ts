@@ -10,30 +10,18 @@ import { changes } from "../diff/changes.js"
 import type { Tree } from "../diff/tree.js"
 import { parentOf, settle } from "./overlayFill.js"
 import { type ChangedNames, listingOf } from "./fingerprint.js"
-import { removeTree, runScript } from "./tree.js"
+import { inTwoLanes, isRoot, removeTree, runScript, twoLanes } from "./tree.js"
 
-const isRoot = (): boolean => process.getuid?.() === 0
-
-// cwd: the source; $1: the snapshot's tree; fds 3 and 4: paths to copy (NUL-terminated). With
-// $2 (tar's owner option), the directories named on stdin then take the source's owner, mode
-// and nanosecond times: GNU tar archives them (POSIX format) and extracts them over the
-// existing ones, metadata only, deepest last. A failed archive kills the script.
+// cwd: the source; $1: the snapshot's tree; fds 3 and 4: paths to copy. With $2 (tar's owner
+// option), the directories named on stdin then take the source's owner, mode and nanosecond
+// times: GNU tar archives them (POSIX format) and extracts them over the existing ones, metadata
+// only, deepest last. A failed archive kills the script.
 const fillScript = `set -e
-xargs -0 -r cp -a --reflink=auto --parents -t "$1" -- <&3 & lane=$!
-xargs -0 -r cp -a --reflink=auto --parents -t "$1" -- <&4
-wait $lane
+${inTwoLanes(`cp -a --reflink=auto --parents -t "$1"`)}
 if [ -n "$2" ]; then
   { tar -c --format=posix --no-recursion --null -T - || kill $$; } | tar -x -p "$2" -C "$1"
 fi
 `
-
-const firstComponentHash = (path: string): number => {
-  const slash = path.indexOf("/")
-  const first = slash < 0 ? path : path.slice(0, slash)
-  let hash = 0
-  for (let i = 0; i < first.length; i++) hash = (hash * 31 + first.charCodeAt(i)) >>> 0
-  return hash
-}
 
 /**
  * Make the tree at `dir` equal `sourceDir` in place: deleted names removed, new and changed
@@ -107,10 +95,7 @@ export const fillNative = (
 
     while (!(yield* planSome())) yield* Effect.yieldNow()
     const step = (what: string) => Effect.mapError((error: Error) => fail(`${what}: ${error.message}`, error))
-    // two processes copy: creating files is system calls, which two cores do at once; split by
-    // first component, so that no directory is made by both
-    const lanes = ["", ""]
-    for (const path of copies) lanes[firstComponentHash(path) % 2] += `${path}\0`
+    const lanes = twoLanes(copies)
     if (links.length === 0) {
       // one shell copies, then sets the directories' metadata
       const names = [...dirs].sort().map((d) => `${d === "" ? "." : d}\0`).join("")

@@ -11,9 +11,7 @@ import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../diff/changes.js"
 import { isWhiteoutDevice, lookup, type Tree } from "../diff/tree.js"
 import { type ChangedNames, listingOf } from "./fingerprint.js"
-import { removeTree, runBatched } from "./tree.js"
-
-const isRoot = (): boolean => process.getuid?.() === 0
+import { isRoot, removeTree, runBatched } from "./tree.js"
 
 /** The upper directory an active snapshot's mounts write to, and the layers below it (highest first). */
 const writableLayers = (mounts: ReadonlyArray<Mount>): { readonly upper: string; readonly lowers: ReadonlyArray<string> } | string => {

@@ -57,7 +57,8 @@ export const copyWithCp = (
   )
 }
 
-const isRoot = (): boolean => process.getuid?.() === 0
+/** Whether this process runs as root (owners can be set, read-only directories entered). */
+export const isRoot = (): boolean => process.getuid?.() === 0
 
 // Linux's dev_t encoding (glibc gnu_dev_major / gnu_dev_minor)
 const major = (rdev: bigint): bigint => ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)
@@ -133,6 +134,33 @@ export const linkWithWalk = (from: string, to: string): void => {
 }
 
 /**
+ * Relative `paths` dealt to two lanes for {@link inTwoLanes}, NUL-terminated: the paths under
+ * one first component all in the same lane, so that no directory is made by both, and first
+ * components to each lane in turn.
+ */
+export const twoLanes = (paths: Iterable<string>): [string, string] => {
+  const lanes: [string, string] = ["", ""]
+  const laneOf = new Map<string, 0 | 1>()
+  for (const path of paths) {
+    const slash = path.indexOf("/")
+    const first = slash < 0 ? path : path.slice(0, slash)
+    let lane = laneOf.get(first)
+    if (lane === undefined) laneOf.set(first, lane = laneOf.size % 2 === 0 ? 0 : 1)
+    lanes[lane] += `${path}\0`
+  }
+  return lanes
+}
+
+/**
+ * Shell lines running `command -- paths…` over the paths of both {@link twoLanes} at once, read
+ * from file descriptors 3 and 4; they fail (under `set -e`) when either lane does. Creating
+ * files and links is system calls, which two cores do nearly twice as fast.
+ */
+export const inTwoLanes = (command: string): string => `xargs -0 -r ${command} -- <&3 & lane=$!
+xargs -0 -r ${command} -- <&4
+wait $lane`
+
+/**
  * {@link linkWithWalk} with GNU `cp -al` (nanosecond directory times), its top-level entries
  * split between two processes (linking is all system calls: a tree of many files links nearly
  * twice as fast on two cores), then the root given `from`'s owner, mode and times. One shell
@@ -145,15 +173,12 @@ export const linkWithCp = (from: string, to: string): Effect.Effect<void, Error>
       fs.mkdirSync(to, { mode: 0o700 })
       return fs.readdirSync(from)
     })
-    const lanes = [0, 1].map((lane) => names.filter((_, i) => i % 2 === lane).map((name) => `${name}\0`).join(""))
-    yield* runScript(linkScript, [to, isRoot() ? "root" : ""], ["", ...lanes], from)
+    yield* runScript(linkScript, [to, isRoot() ? "root" : ""], ["", ...twoLanes(names)], from)
   })
 
-// cwd: the tree to share; $1: the new root; fds 3 and 4: top-level names (NUL-terminated)
+// cwd: the tree to share; $1: the new root; fds 3 and 4: top-level names
 const linkScript = `set -e
-xargs -0 -r cp -al -t "$1" -- <&3 & lane=$!
-xargs -0 -r cp -al -t "$1" -- <&4
-wait $lane
+${inTwoLanes(`cp -al -t "$1"`)}
 if [ -n "$2" ]; then chown --reference=. -- "$1"; fi
 chmod --reference=. -- "$1"
 touch -h -r . -- "$1"
