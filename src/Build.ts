@@ -184,12 +184,10 @@ const snapshotWith = Effect.fnUntraced(function*(
     )
     // a plain tree filled in place from the changed names differs from its parent's there alone
     // (a speed-up only: without the parent's mount, the differ walks both trees)
-    const parentMount = committed && mount.type !== "overlay" && inPlace && fillOptions.changed !== undefined &&
-        parent !== undefined
-      ? (yield* snapshotter.mounts(parent).pipe(Effect.orElseSucceed(() => [])))[0]
-      : undefined
-    if (parentMount !== undefined && fillOptions.changed !== undefined) {
-      Known.record(parentMount.source, mount.source, fillOptions.changed)
+    const changedNames = fillOptions.changed
+    if (committed && mount.type !== "overlay" && changedNames !== undefined && parent !== undefined) {
+      const parentMount = (yield* snapshotter.mounts(parent).pipe(Effect.orElseSucceed(() => [])))[0]
+      if (parentMount !== undefined) Known.record(parentMount.source, mount.source, changedNames)
     }
   }).pipe(Effect.onError(() => snapshotter.remove(key).pipe(Effect.ignore)))
   remember(id, sourcePrint)

@@ -134,7 +134,6 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing): Generator
   yield* walk("", lower.root, upper.root)
 }
 
-
 const sameDirectory = (a: Node, b: Node): boolean =>
   a.stat.mode === b.stat.mode && a.stat.uid === b.stat.uid && a.stat.gid === b.stat.gid &&
   a.stat.mtimeNs === b.stat.mtimeNs

@@ -8,6 +8,7 @@ import * as zlib from "node:zlib"
 import { CompressStream, DecompressStream } from "zstd-napi"
 import type { Compression } from "../Oci.js"
 import { defaultConcurrency, parallelGzip } from "./pgzip.js"
+import { type ZstdOffThread, zstdOffThread } from "./zstdThread.js"
 
 /** Default levels: gzip 6 (as `gzip -6`), zstd 3 (the library's own default). */
 export const defaultLevel = { gzip: 6, zstd: 3 } as const
@@ -55,8 +56,23 @@ export const compressor = (
   }
 }
 
-/** zstd's encoder threads for `threads` (by default, one per core): always at least one (see {@link compressor}). */
-export const zstdWorkers = (threads: number | undefined): number => Math.max(1, threads ?? os.availableParallelism())
+// zstd's encoder threads for `threads` (by default, one per core): always at least one (see compressor)
+const zstdWorkers = (threads: number | undefined): number => Math.max(1, threads ?? os.availableParallelism())
+
+/**
+ * For zstd, the compressor driven from a worker thread, which hashes the input too (see
+ * zstdThread.ts; the same bytes as {@link compressor}'s); `undefined` for other compressions, or
+ * where no worker thread can start.
+ */
+export const compressorOffThread = (
+  compression: Compression,
+  level?: number,
+  threads?: number,
+  release?: (buffer: Buffer) => void
+): Promise<ZstdOffThread | undefined> =>
+  compression === "zstd"
+    ? zstdOffThread(level ?? defaultLevel.zstd, zstdWorkers(threads), release)
+    : Promise.resolve(undefined)
 
 /** A decompressing transform, or `undefined` for none. */
 export const decompressor = (compression: Compression): Transform | undefined => {

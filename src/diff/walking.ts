@@ -12,10 +12,9 @@ import * as Digest from "../Digest.js"
 import type { Mount } from "../Mount.js"
 import * as Oci from "../Oci.js"
 import * as Progress from "../Progress.js"
-import { compressor, defaultLevel, levelProblem, zstdWorkers } from "./compress.js"
+import { compressor, compressorOffThread, levelProblem } from "./compress.js"
 import { BufferPool, chunkSize, LayerFault, layerTar } from "./layer.js"
 import { fromMounts, type Tree } from "./tree.js"
-import { zstdOffThread } from "./zstdThread.js"
 
 interface Written {
   readonly diffId: Digest.Digest
@@ -102,9 +101,7 @@ export const make = Effect.gen(function*() {
           const pool = new BufferPool()
           const release = (buffer: Buffer) => pool.release(buffer)
           // zstd from a worker thread, which hashes the tar too; here when no thread can start
-          const offThread = compression === "zstd"
-            ? await zstdOffThread(options.level ?? defaultLevel.zstd, zstdWorkers(options.compressionThreads), release)
-            : undefined
+          const offThread = await compressorOffThread(compression, options.level, options.compressionThreads, release)
           const hashing = compression === "none" || offThread !== undefined ? noHash : Digest.hasher()
           // the tar bytes pass the diffID hasher on their way to the compressor: count them there
           const uncompressed: Digest.Hasher = report === undefined ? hashing : {

@@ -84,8 +84,6 @@ export function makeFingerprinter(
 /** Fingerprinting on this thread. */
 export const { fingerprintOf, typeOf, lineOf } = makeFingerprinter(fs, createHash, compareNames)
 
-export { type ChangedNames, listingOf } from "../diff/known.js"
-
 const parentOf = (path: string): string => {
   const slash = path.lastIndexOf("/")
   return slash < 0 ? "" : path.slice(0, slash)

@@ -9,7 +9,7 @@ import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../diff/changes.js"
 import type { Tree } from "../diff/tree.js"
 import { parentOf, settle } from "./overlayFill.js"
-import { type ChangedNames, listingOf } from "./fingerprint.js"
+import { type ChangedNames, listingOf } from "../diff/known.js"
 import { inTwoLanes, isRoot, removeTree, runScript, twoLanes } from "./tree.js"
 
 // cwd: the source; $1: the snapshot's tree; fds 3 and 4: paths to copy. With $2 (tar's owner

@@ -10,7 +10,7 @@ import type { Mount } from "../Mount.js"
 import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../diff/changes.js"
 import { isWhiteoutDevice, lookup, type Tree } from "../diff/tree.js"
-import { type ChangedNames, listingOf } from "./fingerprint.js"
+import { type ChangedNames, listingOf } from "../diff/known.js"
 import { isRoot, removeTree, runBatched } from "./tree.js"
 
 /** The upper directory an active snapshot's mounts write to, and the layers below it (highest first). */
