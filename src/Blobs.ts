@@ -2,10 +2,10 @@
  * getDiffPairs: the diff pairs of a ref's whole chain, root first, each layer diffed at most
  * once at a time across every caller, remembered in the blob mapping and verified on reuse.
  */
-import { Context, Effect, Layer, Option, Predicate, Schedule, Schema } from "effect"
+import { Context, Effect, Layer, Option, Predicate, Schema } from "effect"
 import * as os from "node:os"
 import { BlobMapper, type BlobMapperError } from "./BlobMapper.js"
-import { ContentStore, type ContentStoreError } from "./ContentStore.js"
+import { ContentStore, type ContentStoreError, whileLocked } from "./ContentStore.js"
 import { DiffFailed, Differ, type DiffOptions, InvalidDifferResponse } from "./Differ.js"
 import { DiffPair } from "./DiffPair.js"
 import * as Digest from "./Digest.js"
@@ -151,13 +151,7 @@ export const make = Effect.gen(function*() {
    */
   const computeOnce = (ref: ImmutableRef, key: string, options: GetDiffPairsOptions) =>
     compute(ref, key, options).pipe(
-      Effect.retry({
-        while: lockedElsewhere,
-        schedule: Schedule.exponential("50 millis").pipe(
-          Schedule.either(Schedule.spaced("1 second")),
-          Schedule.upTo("10 minutes")
-        )
-      })
+      Effect.retry({ while: lockedElsewhere, schedule: whileLocked })
     )
 
   /** The chain root … ref, each acquired in the caller's scope. */

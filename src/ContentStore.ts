@@ -238,10 +238,13 @@ export const writeBlob = Effect.fn("ContentStore.writeBlob")(function*(
  * find it once that writer commits. Gives up after ten minutes.
  */
 export const retryWhileLocked = <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.retry(effect, {
-    while: (error) => error._tag === "ContentLocked",
-    schedule: Schedule.exponential("50 millis").pipe(Schedule.either(Schedule.spaced("1 second")), Schedule.upTo("10 minutes"))
-  })
+  Effect.retry(effect, { while: (error) => error._tag === "ContentLocked", schedule: whileLocked })
+
+/** How a ref held by another writer is waited for: soon at first, then every second, for ten minutes. */
+export const whileLocked = Schedule.exponential("50 millis").pipe(
+  Schedule.either(Schedule.spaced("1 second")),
+  Schedule.upTo("10 minutes")
+)
 
 /** A layer that provides a given implementation; handy in tests. */
 export const layer = (service: ContentStoreService): Layer.Layer<ContentStore> =>
