@@ -20,7 +20,8 @@ const bindingPath = createRequire(import.meta.url).resolve("zstd-napi/binding.js
 
 // Plain CommonJS, evaluated in the worker. Requests: `data` (a tar chunk: hashed, compressed),
 // `end` (the frame finished: the last output and the tar's digest) and `drop` (an abandoned
-// layer). Output is gathered in 1 MiB buffers; each reply carries the full ones, transferred.
+// layer). Output is gathered in 1 MiB buffers; each reply carries the full ones, transferred,
+// and the reply to `end` the last one too, with how much of it is filled.
 const source = `
 const { parentPort } = require("node:worker_threads")
 const { createHash } = require("node:crypto")
@@ -69,8 +70,9 @@ parentPort.on("message", (m) => {
       } else {
         compress(s, Buffer.alloc(0), true, outputs)
         sessions.delete(m.session)
-        reply = { id: m.id, outputs, last: s.out.buffer, lastLength: s.used, diffId: s.hash.digest("hex") }
+        // the last output, partly filled, ends the list
         outputs.push(s.out.buffer)
+        reply = { id: m.id, outputs, lastLength: s.used, diffId: s.hash.digest("hex") }
       }
     }
   } catch (error) {
@@ -84,7 +86,7 @@ parentPort.on("message", (m) => {
 interface Reply extends WorkerReply {
   readonly outputs?: ReadonlyArray<ArrayBuffer>
   readonly input?: ArrayBuffer
-  readonly last?: ArrayBuffer
+  /** For `end`: how much of the last output is filled. */
   readonly lastLength?: number
   readonly diffId?: string
   readonly error?: string
@@ -156,10 +158,11 @@ export const zstdOffThread = async (
         ended = true
         const error = failure(reply)
         if (error !== undefined) return callback(error)
-        for (const output of reply.outputs ?? []) {
-          const bytes = output === reply.last ? Buffer.from(output, 0, reply.lastLength ?? 0) : Buffer.from(output)
+        const outputs = reply.outputs ?? []
+        outputs.forEach((output, i) => {
+          const bytes = i === outputs.length - 1 ? Buffer.from(output, 0, reply.lastLength ?? 0) : Buffer.from(output)
           if (bytes.length > 0) stream.push(bytes)
-        }
+        })
         digest = Digest.fromHex("sha256", reply.diffId ?? "")
         callback()
       }, (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))))
