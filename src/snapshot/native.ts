@@ -151,7 +151,10 @@ export const makeWithLayout = (root: string, layout: Layout) =>
         // trees of removed snapshots whose deletion was cut short: nothing refers to them
         if (name.startsWith(".trash-")) Tree.removeTree(path)
         // copies cut short by a crash; a younger one may be another process's prepare in progress
-        else if (name.startsWith(".staging-") && fs.statSync(path).mtimeMs < dayAgo) Tree.removeTree(path)
+        // (another process may have renamed it into place since the listing: then it is not there)
+        else if (name.startsWith(".staging-") && (fs.statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? Infinity) < dayAgo) {
+          Tree.removeTree(path)
+        }
       }
     })
 
