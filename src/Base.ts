@@ -4,11 +4,12 @@
  */
 import { Effect, Option, Schema } from "effect"
 import { createHash } from "node:crypto"
-import { Applier } from "./Applier.js"
+import { Applier, WrongDiffId } from "./Applier.js"
 import { BlobMapper } from "./BlobMapper.js"
 import * as Blobs from "./Blobs.js"
 import { ContentStore } from "./ContentStore.js"
 import { DiffPair } from "./DiffPair.js"
+import { Digest } from "./Digest.js"
 import type * as Oci from "./Oci.js"
 import { LabelUncompressed } from "./Oci.js"
 import { Snapshotter } from "./Snapshotter.js"
@@ -45,7 +46,9 @@ export interface ImportedLayer {
 /**
  * Apply every layer of `base` onto a new snapshot on top of the previous one (verifying each
  * diffID against the config), keep the blob labelled with its diffID, and record the mapping
- * for the export's options. Layers imported before are found, not applied again.
+ * for the export's options. Layers imported before are found, not applied again: their diffID
+ * is the one the blob's label or the snapshot's mapping holds, checked against the config all
+ * the same. Only a diffID computed from the blob is ever labelled or mapped, never a claim.
  */
 export const importBase = Effect.fn("Base.import")(function*(base: BaseImage, options: Blobs.GetDiffPairsOptions = {}) {
   const snapshotter = yield* Snapshotter
@@ -59,27 +62,50 @@ export const importBase = Effect.fn("Base.import")(function*(base: BaseImage, op
       reason: `${base.layers.length} layers but ${diffIds.length} diff_ids in its config`
     })
   }
+
+  /** The diffID a stored layer was found to have when it was imported or diffed, if it is known. */
+  const knownDiffId = (id: string, layer: Oci.Descriptor, labels: Readonly<Record<string, string>>) =>
+    Effect.gen(function*() {
+      const labelled = Option.flatMap(Option.fromNullable(labels[LabelUncompressed]), Schema.decodeUnknownOption(Digest))
+      if (Option.isSome(labelled)) return labelled
+      const mapped = yield* mapper.get(id)
+      return Option.map(Option.filter(mapped, (pair) => pair.blobsum === layer.digest), (pair) => pair.diffId)
+    })
+
+  /** Apply `layer` onto a new snapshot of `parent`, committed as `id` (or dropped when `id` exists); its true diffID. */
+  const applyLayer = (id: string, parent: string | undefined, layer: Oci.Descriptor, expected: Digest) =>
+    Effect.gen(function*() {
+      const key = `import/${crypto.randomUUID()}`
+      const mounts = yield* snapshotter.prepare(key, parent, { labels: { "blobchain.io/layer": layer.digest } })
+      return yield* Effect.gen(function*() {
+        const diffId = yield* applier.apply(layer, mounts, { expectedDiffId: expected })
+        yield* snapshotter.commit(id, key).pipe(Effect.catchTag("SnapshotExists", () => snapshotter.remove(key)))
+        return diffId
+      }).pipe(Effect.onError(() => snapshotter.remove(key).pipe(Effect.ignore)))
+    })
+
   const imported: Array<ImportedLayer> = []
   let parent: string | undefined
   for (const [i, layer] of base.layers.entries()) {
-    const diffId = diffIds[i]!
+    const claimed = diffIds[i]!
     const id = layerSnapshotId(parent, layer.digest)
     const existing = yield* snapshotter.stat(id).pipe(Effect.option)
-    const reused = Option.isSome(existing) && existing.value.kind === "committed"
-    if (!reused) {
-      const key = `import/${crypto.randomUUID()}`
-      const mounts = yield* snapshotter.prepare(key, parent, { labels: { "blobchain.io/layer": layer.digest } })
-      yield* Effect.gen(function*() {
-        yield* applier.apply(layer, mounts, { expectedDiffId: diffId })
-        yield* snapshotter.commit(id, key).pipe(Effect.catchTag("SnapshotExists", () => snapshotter.remove(key)))
-      }).pipe(Effect.onError(() => snapshotter.remove(key).pipe(Effect.ignore)))
+    const committed = Option.isSome(existing) && existing.value.kind === "committed"
+    const { labels } = yield* store.info(layer.digest)
+    // a snapshot whose diffID nothing recorded is applied again, to learn it from the blob
+    const known = committed ? yield* knownDiffId(id, layer, labels) : Option.none<Digest>()
+    if (Option.isSome(known) && known.value !== claimed) {
+      return yield* new WrongDiffId({ layer: layer.digest, expected: claimed, actual: known.value })
     }
-    if (layer.digest !== diffId) yield* store.update(layer.digest, { [LabelUncompressed]: diffId })
+    const diffId = Option.isSome(known) ? known.value : yield* applyLayer(id, parent, layer, claimed)
+    if (layer.digest !== diffId && labels[LabelUncompressed] !== diffId) {
+      yield* store.update(layer.digest, { [LabelUncompressed]: diffId })
+    }
     const pair = new DiffPair({ diffId, blobsum: layer.digest })
     yield* mapper.set(id, pair)
     const key = Blobs.mappingKey(id, options)
     if (key !== id) yield* mapper.set(key, pair)
-    imported.push({ id, layer, reused })
+    imported.push({ id, layer, reused: Option.isSome(known) })
     parent = id
   }
   return imported
