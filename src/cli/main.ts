@@ -16,7 +16,7 @@ import * as Image from "../Image.js"
 import * as Oci from "../Oci.js"
 import * as Progress from "../Progress.js"
 import * as Registry from "../Registry.js"
-import { buildJson, buildText, progress } from "./output.js"
+import { buildJson, buildText, errorLine, progress } from "./output.js"
 import { credentialsOf, push } from "./push.js"
 import * as Sources from "./sources.js"
 import { UsageError } from "./usage.js"
@@ -235,21 +235,19 @@ const blobchain = Command.make("blobchain").pipe(Command.withSubcommands([build,
 
 const cli = Command.run(blobchain, { name: "blobchain", version: "0.1.0" })
 
-/** One line for a failure: the typed error's message, or the defect's. */
+/** One line for a failure: the typed error's message, or the defect's, never a cause tree. */
 export const describeFailure = (cause: Cause.Cause<unknown>): { readonly line: string; readonly code: number } => {
+  const messageOf = (error: unknown) => errorLine(error instanceof Error ? error.message : String(error))
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const error = failure.value
     if (ValidationError.isValidationError(error)) return { line: "", code: 2 }
-    if (error instanceof UsageError) return { line: error.message, code: 2 }
-    return { line: error instanceof Error ? error.message : String(error), code: 1 }
+    if (error instanceof UsageError) return { line: messageOf(error), code: 2 }
+    return { line: messageOf(error), code: 1 }
   }
   const defect = Cause.dieOption(cause)
-  if (Option.isSome(defect)) {
-    const error = defect.value
-    return { line: `internal error: ${error instanceof Error ? error.message : String(error)}`, code: 1 }
-  }
-  return { line: Cause.isInterruptedOnly(cause) ? "interrupted" : Cause.pretty(cause).split("\n")[0] ?? "failed", code: 130 }
+  if (Option.isSome(defect)) return { line: `internal error: ${messageOf(defect.value)}`, code: 1 }
+  return { line: Cause.isInterruptedOnly(cause) ? "interrupted" : errorLine(Cause.pretty(cause)), code: 130 }
 }
 
 /** Run the tool on `argv` (as process.argv); resolves to the exit code. */

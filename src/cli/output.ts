@@ -6,6 +6,36 @@ import type { Image } from "../Image.js"
 import type { ProgressEvent } from "../Progress.js"
 import type { ImportedLayer } from "../Base.js"
 import type { SourceSnapshot } from "../Build.js"
+import { documentPath } from "../image/document.js"
+
+const branch = /^([\s│]*)[└├]─ (.*)$/
+const key = /^\[(?:(\d+)|(".*"))\]$/
+
+/**
+ * One line for an error's message. A Schema parse tree in it (a document some layer decoded
+ * and reported whole) becomes the head, the path to its first problem and that problem;
+ * anything else is cut at its first line.
+ */
+export const errorLine = (message: string): string => {
+  const lines = message.split("\n").filter((l) => l.trim() !== "")
+  const [head = "failed", ...rest] = lines
+  const tree = rest.flatMap((line) => {
+    const node = branch.exec(line)
+    return node === null ? [] : [{ depth: node[1]?.length ?? 0, text: node[2]?.trim() ?? "" }]
+  })
+  if (tree.length === 0 || tree.length !== rest.length) return head.trim()
+  // every node before the first leaf is an ancestor of it
+  const leaf = tree.findIndex((n, i) => i === tree.length - 1 || tree[i + 1]!.depth <= n.depth)
+  const keys = tree.slice(0, leaf).flatMap((n): Array<string | number> => {
+    const k = key.exec(n.text)
+    if (k === null) return []
+    return k[1] !== undefined ? [Number(k[1])] : [k[2]?.slice(1, -1) ?? ""]
+  })
+  // the head ends with the root schema's description: `(parseJson <-> …)`, `{ readonly … }`
+  const schemaAt = head.search(/: (?:\(|\{ |ReadonlyArray<)/)
+  const lead = schemaAt === -1 ? head : head.slice(0, schemaAt)
+  return [lead, ...(keys.length === 0 ? [] : [documentPath(keys)]), tree[leaf]?.text ?? ""].join(": ")
+}
 
 /** A progress line on stderr, redrawn in place; silent unless stderr is a terminal. */
 export const progress = (enabled: boolean, write: (text: string) => void = (text) => void process.stderr.write(text)) => {

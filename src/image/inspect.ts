@@ -13,7 +13,8 @@ import { InvalidImage } from "../Image.js"
 import * as Oci from "../Oci.js"
 import { decompressor, sniff } from "../diff/compress.js"
 import { blobPath } from "./blobFile.js"
-import { archiveImage, decode, directorySource, io, readBytes, type Source } from "./source.js"
+import { decode } from "./document.js"
+import { archiveImage, directorySource, io, readBytes, type Source } from "./source.js"
 
 /** One verified layer. */
 export interface InspectedLayer {
@@ -153,8 +154,8 @@ const inspectLayout = (dir: string, tag: string | undefined) =>
         reason: tag === undefined ? `choose an image: ${names}` : `no image tagged ${JSON.stringify(tag)} (have: ${names || "none"})`
       })
     }
-    const manifest = yield* verifyBlob(source, chosen, "manifest").pipe(Effect.flatMap(decode(Oci.Manifest, "manifest", dir)))
-    const config = yield* verifyBlob(source, manifest.config, "config").pipe(Effect.flatMap(decode(Oci.ImageConfig, "config", dir)))
+    const manifest = yield* verifyBlob(source, chosen, "manifest").pipe(Effect.flatMap(decode(Oci.Manifest, `manifest ${chosen.digest}`, dir)))
+    const config = yield* verifyBlob(source, manifest.config, "config").pipe(Effect.flatMap(decode(Oci.ImageConfig, `config ${manifest.config.digest}`, dir)))
     const layers = yield* verifyLayers(source, manifest.layers.map((l) => blobPath(l.digest)), config, manifest.layers, false)
     return {
       format: "oci" as const,

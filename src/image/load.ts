@@ -10,7 +10,8 @@ import { ImageError, InvalidImage } from "../Image.js"
 import * as Oci from "../Oci.js"
 import { sniff } from "../diff/compress.js"
 import { blobPath } from "./blobFile.js"
-import { archiveImage, decode, directorySource, io, readBytes, type Source } from "./source.js"
+import { decode } from "./document.js"
+import { archiveImage, directorySource, io, readBytes, type Source } from "./source.js"
 
 /** An image now in the content store. */
 export interface LoadedImage {
@@ -41,6 +42,10 @@ export const choosePlatform = (manifests: ReadonlyArray<Oci.Descriptor>, platfor
     (platform.variant === undefined || m.platform.variant === platform.variant)
   )
 
+/** Whether the source holds the file `name` (a directory's `has` answers yes to any name). */
+const holds = (source: Source, name: string) =>
+  Effect.promise(() => source.size(name).then((size) => size >= 0, () => false))
+
 /** Copy one blob of the source into the store unless it is there already; verified by digest and size. */
 const copyBlob = (source: Source, descriptor: { readonly digest: Digest.Digest; readonly size?: number }, name: string) =>
   // another process loading the same blob holds its ingest: wait, then find the blob there
@@ -48,7 +53,7 @@ const copyBlob = (source: Source, descriptor: { readonly digest: Digest.Digest; 
     const store = yield* ContentStore
     const present = yield* store.info(descriptor.digest).pipe(Effect.option)
     if (Option.isSome(present)) return present.value.size
-    if (!source.has(name)) return yield* new InvalidImage({ path: source.path, reason: `blob ${name} is missing` })
+    if (!(yield* holds(source, name))) return yield* new InvalidImage({ path: source.path, reason: `blob ${name} is missing` })
     return yield* Effect.scoped(Effect.gen(function*() {
       const writer = yield* store.writer({
         ref: `blobchain-load:${descriptor.digest}`,
@@ -58,7 +63,8 @@ const copyBlob = (source: Source, descriptor: { readonly digest: Digest.Digest; 
       yield* writer.truncate(0)
       yield* Stream.fromAsyncIterable(
         source.open(name),
-        (cause) => new ImageError({ path: source.path, step: `read ${name}`, reason: String(cause), cause })
+        (cause) =>
+          new ImageError({ path: source.path, step: `read ${name}`, reason: cause instanceof Error ? cause.message : String(cause), cause })
       ).pipe(Stream.runForEach((chunk) => writer.write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)))))
       const size = yield* writer.offset
       yield* writer.commit().pipe(
@@ -98,7 +104,7 @@ const loadLayout = (dir: string, tag: string | undefined, platform: Oci.Platform
     for (let depth = 0; isIndex(chosen.mediaType) && depth < 4; depth++) {
       yield* copyBlob(source, chosen, blobPath(chosen.digest))
       const bytes = yield* readStored(chosen.digest)
-      const nested: Oci.Index = yield* decode(Oci.Index, "index", dir)(bytes)
+      const nested: Oci.Index = yield* decode(Oci.Index, `index ${chosen.digest}`, dir)(bytes)
       const found = choosePlatform(nested.manifests, platform)
       if (found === undefined) {
         const have = nested.manifests.map((m) => m.platform === undefined ? m.digest : `${m.platform.os}/${m.platform.architecture}${m.platform.variant === undefined ? "" : `/${m.platform.variant}`}`)
@@ -107,9 +113,9 @@ const loadLayout = (dir: string, tag: string | undefined, platform: Oci.Platform
       chosen = found
     }
     yield* copyBlob(source, chosen, blobPath(chosen.digest))
-    const manifest = yield* readStored(chosen.digest).pipe(Effect.flatMap(decode(Oci.Manifest, "manifest", dir)))
+    const manifest = yield* readStored(chosen.digest).pipe(Effect.flatMap(decode(Oci.Manifest, `manifest ${chosen.digest}`, dir)))
     yield* copyBlob(source, manifest.config, blobPath(manifest.config.digest))
-    const imageConfig = yield* readStored(manifest.config.digest).pipe(Effect.flatMap(decode(Oci.ImageConfig, "config", dir)))
+    const imageConfig = yield* readStored(manifest.config.digest).pipe(Effect.flatMap(decode(Oci.ImageConfig, `config ${manifest.config.digest}`, dir)))
     yield* Effect.forEach(manifest.layers, (l) => copyBlob(source, l, blobPath(l.digest)), { concurrency: 2, discard: true })
     const image: LoadedImage = {
       format: "oci",

@@ -9,6 +9,7 @@ import type { Image, WriteOptions } from "../Image.js"
 import { ImageError } from "../Image.js"
 import * as Oci from "../Oci.js"
 import { blobPath, place, writeFileAtomic } from "./blobFile.js"
+import { firstProblem } from "./document.js"
 
 const decodeIndex = Schema.decodeUnknown(Schema.parseJson(Oci.Index))
 
@@ -19,7 +20,7 @@ const existingIndex = (dir: string): Effect.Effect<ReadonlyArray<Oci.Descriptor>
     const text = yield* Effect.promise(() => fs.readFile(path, "utf8").catch(() => undefined))
     if (text === undefined) return []
     const index = yield* decodeIndex(text).pipe(
-      Effect.mapError((e) => new ImageError({ path, step: "read index", reason: e.message }))
+      Effect.mapError((e) => new ImageError({ path, step: "read index", reason: firstProblem(e) }))
     )
     return index.manifests
   })
