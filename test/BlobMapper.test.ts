@@ -71,7 +71,7 @@ const child = (args: ReadonlyArray<string>) =>
     const proc = execFile(
       NodePath.join("node_modules", ".bin", "vite-node"),
       [NodePath.join("test", "support", "blobMapperChild.ts"), ...args],
-      { timeout: 60_000 },
+      { timeout: 240_000 },
       (error, stdout, stderr) => resume(error === null ? Effect.succeed(stdout) : Effect.fail(new Error(`${error.message}\n${stderr}`)))
     )
     return Effect.sync(() => proc.kill())
@@ -125,7 +125,7 @@ describe("BlobMapper.layerSql", () => {
       // the parent's connection stayed open throughout
       const got = yield* BlobMapper.BlobMapper.pipe(Effect.flatMap((s) => s.get("from-child")), Effect.provide(m))
       expect(got).toEqual(Option.some(pairOf("c")))
-    }), 120_000)
+    }))
 
   it.effect("a row that is not a valid pair reads as missing and is overwritten by set", () =>
     Effect.gen(function*() {

@@ -51,12 +51,12 @@ const appOn = (rootfs: string) => {
 }
 
 describe("building on a base image", () => {
-  it("an oci: base's layers come first, byte for byte, and its config is inherited", { skip: !umoci }, () => {
+  it("an oci: base's layers come first, byte for byte, and its config is inherited", { skip: !umoci }, async () => {
     const { layout, rootfs } = umociBase()
     const app = appOn(rootfs)
     const state = fresh("state")
     const out = fresh("out")
-    const result = blobchain([
+    const result = await blobchain([
       "build", "--base", `oci:${layout}:base`, app, "--state", state, "--out", out, "--tag", "app", "--env", "APP=1", "--json"
     ])
     expect(result.stderr).toBe("")
@@ -79,7 +79,7 @@ describe("building on a base image", () => {
     expect(manifest(path.join(bundle, "rootfs"))).toEqual(manifest(app))
 
     // the same base again: nothing imported, every snapshot reused
-    const again = blobchain(["build", "--base", `oci:${layout}:base`, app, "--state", state, "--out", fresh("out"), "--env", "APP=1", "--json"])
+    const again = await blobchain(["build", "--base", `oci:${layout}:base`, app, "--state", state, "--out", fresh("out"), "--env", "APP=1", "--json"])
     expect(again.code).toBe(0)
     const second = JSON.parse(again.stdout)
     expect(second.base.map((b: { reused: boolean }) => b.reused)).toEqual([true, true])
@@ -87,17 +87,17 @@ describe("building on a base image", () => {
     expect(second.manifest.digest).toBe(built.manifest.digest)
   })
 
-  it("--layer SRC:DEST puts a directory on top of a docker-archive base", { skip: !umoci }, () => {
+  it("--layer SRC:DEST puts a directory on top of a docker-archive base", { skip: !umoci }, async () => {
     const { layout } = umociBase()
     const state = fresh("state")
     // a docker archive of the umoci image, written by blobchain itself from that base
     const archive = `${fresh("archive")}.tar`
-    expect(blobchain(["build", "--base", `oci:${layout}:base`, "--state", state, "--out", archive, "--format", "docker"]).code).toBe(0)
+    expect((await blobchain(["build", "--base", `oci:${layout}:base`, "--state", state, "--out", archive, "--format", "docker"])).code).toBe(0)
     const src = fresh("src")
     write(src, "index.html", "<h1>hi</h1>\n")
     write(src, "assets/app.css", "body{}\n")
     const out = fresh("out")
-    const result = blobchain(["build", "--base", `docker-archive:${archive}`, "--layer", `${src}:/srv/www`, "--state", fresh("state"), "--out", out])
+    const result = await blobchain(["build", "--base", `docker-archive:${archive}`, "--layer", `${src}:/srv/www`, "--state", fresh("state"), "--out", out])
     expect(result.stderr).toBe("")
     expect(result.code).toBe(0)
     const ours = manifestOf(out, "latest")
@@ -116,7 +116,7 @@ describe("building on a base image", () => {
     expect(fs.readFileSync(path.join(bundle, "rootfs/srv/www/assets/app.css"), "utf8")).toBe("body{}\n")
   })
 
-  it("a tampered base layer is refused and nothing of it is committed", { skip: !umoci }, () => {
+  it("a tampered base layer is refused and nothing of it is committed", { skip: !umoci }, async () => {
     const { layout, rootfs } = umociBase()
     const layer = manifestOf(layout, "base").layers[1].digest
     const file = blob(layout, layer)
@@ -125,7 +125,7 @@ describe("building on a base image", () => {
     fs.rmSync(file)
     fs.writeFileSync(file, bytes)
     const state = fresh("state")
-    const result = blobchain(["build", "--base", `oci:${layout}:base`, appOn(rootfs), "--state", state, "--out", fresh("out")])
+    const result = await blobchain(["build", "--base", `oci:${layout}:base`, appOn(rootfs), "--state", state, "--out", fresh("out")])
     expect(result.code).toBe(1)
     expect(result.stderr).toMatch(/hashes to sha256:/)
     expect(result.stderr.trim().split("\n")).toHaveLength(1)
@@ -176,14 +176,14 @@ describe("building on a base image", () => {
     expect(fs.readdirSync(path.join(state, "content", "ingest"))).toEqual([])
   })
 
-  it("bad base sources are usage errors naming them", () => {
-    const bad = blobchain(["build", "--base", "ftp://nowhere", "--state", fresh("state")])
+  it("bad base sources are usage errors naming them", async () => {
+    const bad = await blobchain(["build", "--base", "ftp://nowhere", "--state", fresh("state")])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/unknown image source "ftp:\/\/nowhere"/)
-    const missing = blobchain(["build", "--base", `oci:${fresh("nothing")}`, "--state", fresh("state")])
+    const missing = await blobchain(["build", "--base", `oci:${fresh("nothing")}`, "--state", fresh("state")])
     expect(missing.code).toBe(1)
     expect(missing.stderr).toMatch(/nothing/)
-    expect(blobchain(["build", "--layer", "nocolon", "--state", fresh("state")]).code).toBe(2)
-    expect(blobchain(["build", "--platform", "linux", "--base", "oci:x", "--state", fresh("state")]).code).toBe(2)
+    expect((await blobchain(["build", "--layer", "nocolon", "--state", fresh("state")])).code).toBe(2)
+    expect((await blobchain(["build", "--platform", "linux", "--base", "oci:x", "--state", fresh("state")])).code).toBe(2)
   })
 })

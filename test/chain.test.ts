@@ -52,7 +52,7 @@ describe("the whole chain on disk", () => {
         expect((yield* run(Effect.flatMap(RefManager.RefManager, (r) => r.counts))).size).toBe(0)
         expect(yield* run(Effect.flatMap(ContentStore.ContentStore, (s) => s.statuses))).toEqual([])
       }).pipe(Effect.scoped),
-    { fastCheck: { numRuns: 8 }, timeout: 120_000 }
+    { fastCheck: { numRuns: 8 } }
   )
 
   it.scoped("the README's library example runs", () =>

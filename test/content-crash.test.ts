@@ -125,5 +125,5 @@ describe("local content store under SIGKILL", () => {
           expect(Buffer.compare(yield* ContentStore.readAll(info.digest), bytes)).toBe(0)
         }
       }).pipe(Effect.provide(localAt(root)))
-    })), 60_000)
+    })))
 })

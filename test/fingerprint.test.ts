@@ -71,7 +71,7 @@ describe("filling from fingerprints", () => {
       expect(manifest(guided)).toEqual(manifest(walked))
       if (!nanoseconds) expect(manifest(guided)).toEqual(manifest(source))
       fs.rmSync(base, { recursive: true, force: true })
-    }), { fastCheck: { numRuns: 40 } })
+    }), { fastCheck: { numRuns: 15 } })
 
   it.effect.prop("an overlay upper directory written from the changed names is the one the full walk writes", casesArb, ({ lower, upper, nanoseconds }) =>
     Effect.gen(function*() {
@@ -96,7 +96,7 @@ describe("filling from fingerprints", () => {
         Effect.provide(Snapshotter.layerOverlay({ root: state }).pipe(Layer.provide(Metadata.layer({ root: state }))))
       )
       fs.rmSync(base, { recursive: true, force: true })
-    }), { fastCheck: { numRuns: 25 } })
+    }), { fastCheck: { numRuns: 10 } })
 
   it("names differ where lines differ, files without nanoseconds always, and their directories are walked into", () => {
     const base = work.fresh("names")

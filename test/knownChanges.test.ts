@@ -68,7 +68,7 @@ describe.runIf(process.getuid?.() === 0)("known changes of a build's native snap
         )
         fs.rmSync(base, { recursive: true, force: true })
       }),
-    { fastCheck: { numRuns: 30 } }
+    { fastCheck: { numRuns: 12 } }
   )
 })
 

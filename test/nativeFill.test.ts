@@ -33,6 +33,6 @@ describe("fillNative", () => {
         expect(manifest(snapshot)).toEqual(manifest(source))
         fs.rmSync(base, { recursive: true, force: true })
       }),
-    { fastCheck: { numRuns: 60 } }
+    { fastCheck: { numRuns: 25 } }
   )
 })

@@ -180,7 +180,7 @@ describe("overlay fast path", () => {
             expect(yield* diffId(lower, upper, "auto")).toBe(yield* diffId(lower, upper, "full"))
           }
         })),
-    { fastCheck: { numRuns: 40 } }
+    { fastCheck: { numRuns: 15 } }
   )
 
   it("was taken in most of those runs (the property is not vacuous)", () => {

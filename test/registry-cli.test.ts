@@ -15,7 +15,7 @@ const fresh = work.fresh
 let registry: Running | undefined
 beforeAll(async () => {
   if (tools) registry = await startRegistry()
-}, 30_000)
+})
 afterAll(async () => {
   await registry?.stop()
 })
@@ -23,7 +23,7 @@ afterAll(async () => {
 const inspect = (ref: string) => JSON.parse(run("skopeo", ["inspect", "--tls-verify=false", ref]))
 
 describe("blobchain with a registry", () => {
-  it("builds on a base pulled from a registry and pushes the result; the base's blobs stay byte for byte", { skip: !tools }, () => {
+  it("builds on a base pulled from a registry and pushes the result; the base's blobs stay byte for byte", { skip: !tools }, async () => {
     const host = registry!.host
     // a base made by another tool, copied into the registry by skopeo
     const layout = fresh("umoci")
@@ -47,7 +47,7 @@ describe("blobchain with a registry", () => {
     const state = fresh("state")
     const args = ["build", "--base", `docker://${host}/other/base:1`, app, "--state", state, "--out", fresh("out"),
       "--push", `docker://${host}/team/app:1`, "--json"]
-    const result = blobchain(args)
+    const result = await blobchain(args)
     expect(result.stderr).toBe("")
     expect(result.code).toBe(0)
     const built = JSON.parse(result.stdout)
@@ -66,30 +66,30 @@ describe("blobchain with a registry", () => {
     expect(manifest(path.join(appBundle, "rootfs"))).toEqual(manifest(app))
 
     // the same base again: nothing imported, nothing uploaded
-    const again = blobchain(args)
+    const again = await blobchain(args)
     expect(again.code).toBe(0)
     const second = JSON.parse(again.stdout)
     expect(second.base.map((b: { reused: boolean }) => b.reused)).toEqual(base.Layers.map(() => true))
     expect(second.manifest.digest).toBe(built.manifest.digest)
   })
 
-  it("blobchain push sends an OCI layout; a bad reference or an unreachable registry is one line and exit 1 or 2", { skip: !tools }, () => {
+  it("blobchain push sends an OCI layout; a bad reference or an unreachable registry is one line and exit 1 or 2", { skip: !tools }, async () => {
     const host = registry!.host
     const tree = fresh("tree")
     write(tree, "hello.txt", "hello\n")
     const out = fresh("out")
-    expect(blobchain(["build", tree, "--state", fresh("state"), "--out", out, "--tag", "v1"]).code).toBe(0)
-    const pushed = blobchain(["push", out, `docker://${host}/solo/hello:v1`, "--tag", "v1", "--state", fresh("state")])
+    expect((await blobchain(["build", tree, "--state", fresh("state"), "--out", out, "--tag", "v1"])).code).toBe(0)
+    const pushed = await blobchain(["push", out, `docker://${host}/solo/hello:v1`, "--tag", "v1", "--state", fresh("state")])
     expect(pushed.stderr).toBe("")
     expect(pushed.code).toBe(0)
     expect(pushed.stdout).toMatch(/^pushed docker:\/\/127\.0\.0\.1:\d+\/solo\/hello:v1@sha256:[0-9a-f]{64}\n/)
     const index = JSON.parse(fs.readFileSync(path.join(out, "index.json"), "utf8"))
     expect(inspect(`docker://${host}/solo/hello:v1`).Digest).toBe(index.manifests[0].digest)
 
-    const bad = blobchain(["push", out, "docker://127.0.0.1:1/UPPER/case", "--state", fresh("state")])
+    const bad = await blobchain(["push", out, "docker://127.0.0.1:1/UPPER/case", "--state", fresh("state")])
     expect(bad.code).toBe(2)
     expect(bad.stderr.trim().split("\n")).toHaveLength(1)
-    const closed = blobchain(["push", out, "docker://127.0.0.1:1/nobody/home:1", "--tag", "v1", "--state", fresh("state")])
+    const closed = await blobchain(["push", out, "docker://127.0.0.1:1/nobody/home:1", "--tag", "v1", "--state", fresh("state")])
     expect(closed.code).toBe(1)
     expect(closed.stderr).toMatch(/^blobchain: .*127\.0\.0\.1:1/)
     expect(closed.stderr.trim().split("\n")).toHaveLength(1)

@@ -2,7 +2,7 @@
  * Real tools the tests validate against (umoci, skopeo, …) and running the built CLI.
  * A missing tool skips its tests on a developer's machine and fails them under CI.
  */
-import { execFileSync, spawnSync } from "node:child_process"
+import { execFileSync, spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 
@@ -23,16 +23,37 @@ export const run = (command: string, args: ReadonlyArray<string>, cwd?: string):
 const repo = path.resolve(import.meta.dirname, "../..")
 const bin = path.join(repo, "bin", "blobchain.js")
 
-/** Run the built `blobchain` with `args`; `npm test` builds dist/ before the suite. */
-export const blobchain = (args: ReadonlyArray<string>, options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}) => {
+/** What a run of the CLI printed and how it ended. */
+export interface CliResult {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/**
+ * Run the built `blobchain` with `args`; `npm test` builds dist/ before the suite. The child runs
+ * while this process's event loop stays free, so the test runner's own messages are answered.
+ */
+export const blobchain = (
+  args: ReadonlyArray<string>,
+  options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}
+): Promise<CliResult> => {
   if (!fs.existsSync(path.join(repo, "dist", "cli", "main.js"))) {
-    throw new Error("dist/ is missing: run `npm run build` (npm test does)")
+    return Promise.reject(new Error("dist/ is missing: run `npm run build` (npm test does)"))
   }
-  const result = spawnSync(process.execPath, [bin, ...args], {
-    encoding: "utf8",
-    cwd: options.cwd ?? repo,
-    env: { ...process.env, ...options.env },
-    maxBuffer: 64 << 20
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: options.cwd ?? repo,
+      env: { ...process.env, ...options.env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    const out: Array<Buffer> = []
+    const err: Array<Buffer> = []
+    child.stdout.on("data", (chunk: Buffer) => out.push(chunk))
+    child.stderr.on("data", (chunk: Buffer) => err.push(chunk))
+    child.on("error", reject)
+    child.on("close", (code) =>
+      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") })
+    )
   })
-  return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr }
 }
