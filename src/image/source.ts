@@ -9,6 +9,8 @@ import * as NodePath from "node:path"
 import * as Digest from "../Digest.js"
 import { dockerTag, ImageError, InvalidImage } from "../Image.js"
 import * as Oci from "../Oci.js"
+import { blockSize, padding, TypeFlag } from "../diff/tar.js"
+import { decodeHeader, extend, noExtensions, TarFormatError } from "../diff/tarReader.js"
 
 /** Where an image's files come from: a directory or an uncompressed tar. */
 export interface Source {
@@ -28,66 +30,36 @@ export const directorySource = (dir: string): Source => ({
     createReadStream(NodePath.join(dir, name), { ...(start === undefined ? {} : { start }), ...(end === undefined ? {} : { end }) })
 })
 
-const cString = (block: Buffer, from: number, to: number) => {
-  const raw = block.subarray(from, to)
-  const nul = raw.indexOf(0)
-  return raw.subarray(0, nul === -1 ? raw.length : nul).toString("utf8")
-}
-
-const numberField = (block: Buffer, from: number, to: number): number => {
-  const first = block[from] ?? 0
-  if (first & 0x80) {
-    // base-256, as GNU tar writes sizes past 8 GiB
-    let n = first & 0x7f
-    for (let i = from + 1; i < to; i++) n = n * 256 + (block[i] ?? 0)
-    return n
-  }
-  const text = cString(block, from, to).trim()
-  return text === "" ? 0 : parseInt(text, 8)
-}
-
-const paxPath = (records: string): string | undefined => {
-  let rest = records
-  let found: string | undefined
-  while (rest.length > 0) {
-    const space = rest.indexOf(" ")
-    const length = parseInt(rest.slice(0, space), 10)
-    if (!Number.isFinite(length) || length <= 0) break
-    const record = Buffer.from(rest, "utf8").subarray(0, length).toString("utf8")
-    const kv = record.slice(space + 1, -1)
-    const eq = kv.indexOf("=")
-    if (kv.slice(0, eq) === "path") found = kv.slice(eq + 1)
-    rest = Buffer.from(rest, "utf8").subarray(length).toString("utf8")
-  }
-  return found
-}
-
-/** The regular files of an uncompressed tar: name → offset and size. */
+/** The regular files of an uncompressed tar: name → offset and size. Rejects with {@link TarFormatError} on a malformed archive. */
 export const tarSource = async (file: string): Promise<Source> => {
   const entries = new Map<string, { readonly offset: number; readonly size: number }>()
   const handle = await fs.open(file, "r")
   try {
-    const block = Buffer.alloc(512)
+    const block = Buffer.alloc(blockSize)
     let position = 0
-    let longName: string | undefined
+    let extensions = noExtensions
     for (;;) {
-      const { bytesRead } = await handle.read(block, 0, 512, position)
-      if (bytesRead < 512 || block.every((b) => b === 0)) break
-      const size = numberField(block, 124, 136)
-      const type = String.fromCharCode(block[156] ?? 0)
-      const data = position + 512
-      if (type === "x" || type === "L") {
+      const { bytesRead } = await handle.read(block, 0, blockSize, position)
+      if (bytesRead < blockSize) break
+      const header = decodeHeader(block, position, extensions)
+      if (header._tag === "End") break
+      const data = position + blockSize
+      // decodeHeader bounds an extension by maxMetaSize and a data size to a non-negative integer: always forward
+      let size: number
+      if (header._tag === "Extension") {
+        size = header.size
         const content = Buffer.alloc(size)
-        await handle.read(content, 0, size, data)
-        longName = type === "L" ? cString(content, 0, content.length) : paxPath(content.toString("utf8")) ?? longName
-      } else if (type !== "g") {
-        const prefix = block.subarray(257, 262).toString("ascii") === "ustar" ? cString(block, 345, 500) : ""
-        const short = cString(block, 0, 100)
-        const name = longName ?? (prefix === "" ? short : `${prefix}/${short}`)
-        if (type === "0" || type === "\0") entries.set(cleanName(name), { offset: data, size })
-        longName = undefined
+        const { bytesRead } = size === 0 ? { bytesRead: 0 } : await handle.read(content, 0, size, data)
+        if (bytesRead < size) {
+          throw new TarFormatError({ ...header.where, problem: "archive ends in the middle of the extended header" })
+        }
+        extensions = extend(extensions, header.type, content, header.where)
+      } else {
+        size = header.dataSize
+        if (header.entry.type === TypeFlag.file) entries.set(cleanName(header.entry.name), { offset: data, size })
+        extensions = noExtensions
       }
-      position = data + size + ((512 - (size % 512)) % 512)
+      position = data + size + padding(size)
     }
   } finally {
     await handle.close()
@@ -128,7 +100,9 @@ export const decode = <A, I>(schema: Schema.Schema<A, I>, what: string, path: st
 /** The image of a docker archive named by `tag` (or its only one), with its config read and checked against its name. */
 export const archiveImage = (file: string, tag: string | undefined) =>
   Effect.gen(function*() {
-    const source = yield* io(file, "read archive", () => tarSource(file))
+    const source = yield* io(file, "read archive", () => tarSource(file)).pipe(
+      Effect.mapError((e) => e.cause instanceof TarFormatError ? new InvalidImage({ path: file, reason: e.cause.message }) : e)
+    )
     if (!source.has("manifest.json")) return yield* new InvalidImage({ path: file, reason: "no manifest.json in the archive" })
     const entries = yield* io(file, "read manifest.json", () => readBytes(source, "manifest.json")).pipe(
       Effect.flatMap(decode(Oci.DockerArchiveManifest, "manifest.json", file))
