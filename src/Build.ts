@@ -9,14 +9,15 @@ import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import * as Base from "./Base.js"
 import * as Image from "./Image.js"
-import * as Mount from "./Mount.js"
 import { RefManager } from "./RefManager.js"
 import { Snapshotter } from "./Snapshotter.js"
 import * as Fingerprint from "./snapshot/fingerprint.js"
 import * as Known from "./diff/known.js"
+import { fromMounts } from "./diff/tree.js"
 import { fillNative } from "./snapshot/nativeFill.js"
 import { fingerprintOffThread } from "./snapshot/printThread.js"
 import { fillOverlay } from "./snapshot/overlayFill.js"
+import * as Put from "./snapshot/put.js"
 import * as Tree from "./snapshot/tree.js"
 
 /** A source directory is unusable: missing, not a directory, unreadable. */
@@ -219,25 +220,40 @@ export const snapshotPut = Effect.fn("Build.snapshotPut")(function*(src: string,
   const key = `build/${crypto.randomUUID()}`
   const mounts = yield* snapshotter.prepare(key, parent, { labels: { [LabelSource]: `${source}:/${inside}` } })
   yield* Effect.gen(function*() {
-    const mount = mounts[0]
-    const root = mount === undefined ? undefined : writableRoot(mount)
-    if (root === undefined) return yield* new SnapshotFillFailed({ path: src, reason: "the snapshot has no writable directory" })
-    const target = NodePath.join(root, inside)
-    yield* Effect.try({
-      try: () => fs.mkdirSync(target, { recursive: true }),
-      catch: (cause) => new SnapshotFillFailed({ path: src, reason: String(cause), cause })
+    const tree = fromMounts(mounts)
+    if (typeof tree === "string" || tree.root.length === 0) {
+      return yield* new SnapshotFillFailed({ path: src, reason: "the snapshot has no writable directory" })
+    }
+    const resolved = yield* Effect.try({
+      try: () => Put.resolve(tree, inside),
+      catch: (cause) => new SnapshotFillFailed({ path: src, reason: `resolving ${dest}: ${String(cause)}`, cause })
     })
-    yield* copyInto(source, target)
-    const after = yield* fingerprint(source)
-    if (after !== print) return yield* new InvalidSource({ path: src, reason: "the directory changed while it was read" })
+    if (typeof resolved === "string") return yield* new InvalidSource({ path: dest, reason: resolved })
+    yield* Effect.acquireUseRelease(
+      Effect.try({
+        try: () => fs.mkdtempSync(NodePath.join(NodePath.dirname(tree.root[0]!), "put-")),
+        catch: (cause) => new SnapshotFillFailed({ path: src, reason: String(cause), cause })
+      }),
+      (staged) =>
+        Effect.gen(function*() {
+          yield* copyInto(source, staged)
+          const after = yield* fingerprint(source)
+          if (after !== print) return yield* new InvalidSource({ path: src, reason: "the directory changed while it was read" })
+          yield* Effect.try({
+            try: () => {
+              const target = Put.makeDirectories(tree, resolved.parts)
+              Put.merge(tree, staged, target.path, target.dirs)
+              Put.restoreTimes(target.times)
+            },
+            catch: (cause) => new SnapshotFillFailed({ path: src, reason: String(cause), cause })
+          })
+        }),
+      (staged) => Effect.sync(() => Tree.removeTree(staged))
+    )
     yield* snapshotter.commit(id, key).pipe(Effect.catchTag("SnapshotExists", () => snapshotter.remove(key)))
   }).pipe(Effect.onError(() => snapshotter.remove(key).pipe(Effect.ignore)))
   return { dir: source, id, reused: false } satisfies SourceSnapshot
 })
-
-/** The directory a snapshot's writes go to: a bind's source, or an overlay's upperdir. */
-const writableRoot = (mount: Mount.Mount): string | undefined =>
-  mount.type === "overlay" ? Mount.option(mount, "upperdir") : mount.source
 
 /** Copy the contents of `from` into the existing directory `to`, keeping metadata. */
 const copyInto = (from: string, to: string) =>

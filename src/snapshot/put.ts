@@ -1,0 +1,152 @@
+/**
+ * A directory put at a path inside a snapshot (`--layer SRC:DEST`), confined to it: DEST is
+ * resolved in the snapshot's merged tree as if it were `/`, and the copy is merged in without
+ * following any symlink the snapshot holds.
+ */
+import * as fs from "node:fs"
+import { lookup, type Node, type Tree } from "../diff/tree.js"
+import { removeTree } from "./tree.js"
+
+/** Symlinks followed while resolving one path, as Linux allows (`ELOOP` past it). */
+const maxLinks = 40
+
+/** DEST resolved inside the tree: real directories or missing names, no symlink among them. */
+export interface Resolved {
+  readonly parts: ReadonlyArray<string>
+}
+
+/**
+ * Resolve `dest` (an absolute or relative path inside the image) in `tree` as if its root were
+ * `/`: `..` stops at the root, an absolute symlink starts again from it, a relative one from its
+ * directory. The answer names real directories and names not there yet; a component that is a
+ * file, a device or a loop of symlinks is the reason it cannot be a directory.
+ */
+export const resolve = (tree: Tree, dest: string): Resolved | string => {
+  const done: Array<string> = []
+  let dirs: Array<ReadonlyArray<string>> = [tree.root]
+  const todo = dest.split("/")
+  let links = 0
+  let missing = false
+  while (todo.length > 0) {
+    const part = todo.shift()!
+    if (part === "" || part === ".") continue
+    if (part === "..") {
+      if (done.length > 0) {
+        done.pop()
+        dirs.pop()
+      }
+      missing = false
+      dirs = rewalk(tree, done) ?? dirs
+      continue
+    }
+    const node: Node | undefined = missing ? undefined : lookup(tree, dirs[dirs.length - 1]!, part)
+    if (node === undefined) {
+      missing = true
+      done.push(part)
+      dirs.push([])
+      continue
+    }
+    if (node.stat.isSymbolicLink()) {
+      if (++links > maxLinks) return `too many levels of symbolic links at /${[...done, part].join("/")}`
+      const target = fs.readlinkSync(node.path)
+      if (target.startsWith("/")) {
+        done.length = 0
+        dirs = [tree.root]
+      }
+      todo.unshift(...target.split("/"))
+      continue
+    }
+    if (!node.stat.isDirectory()) return `/${[...done, part].join("/")} is not a directory in the image`
+    done.push(part)
+    dirs.push(node.dirs)
+  }
+  return { parts: done }
+}
+
+// the merged directories of `parts` again after a `..`: every component is a directory
+const rewalk = (tree: Tree, parts: ReadonlyArray<string>): Array<ReadonlyArray<string>> | undefined => {
+  const dirs: Array<ReadonlyArray<string>> = [tree.root]
+  for (const part of parts) {
+    const node = lookup(tree, dirs[dirs.length - 1]!, part)
+    if (node === undefined || !node.stat.isDirectory()) return undefined
+    dirs.push(node.dirs)
+  }
+  return dirs
+}
+
+/**
+ * Make the directories of `parts` in `upper` (the tree's writable directory, its first root):
+ * one seen in a lower layer is copied up with its metadata, a new one is made 0755. Returns the
+ * path in `upper` and the merged directories there, and the times of the directories that were
+ * there already, for {@link restoreTimes}: adding a name to a directory is no change to it.
+ */
+export const makeDirectories = (tree: Tree, parts: ReadonlyArray<string>) => {
+  const upper = tree.root[0]!
+  let path = upper
+  let dirs: ReadonlyArray<string> = tree.root
+  // the target itself takes the source's metadata: only the directories above it keep theirs
+  const times: Array<{ readonly path: string; readonly stat: fs.BigIntStats }> = parts.length === 0
+    ? []
+    : [{ path: upper, stat: fs.lstatSync(upper, { bigint: true }) }]
+  for (const [i, part] of parts.entries()) {
+    const node = dirs.length === 0 ? undefined : lookup(tree, dirs, part)
+    const next = `${path}/${part}`
+    const own = fs.lstatSync(next, { bigint: true, throwIfNoEntry: false })
+    if (own === undefined) {
+      fs.mkdirSync(next, 0o755)
+      if (node !== undefined) copyMetadata(node.stat, next)
+    }
+    if (node !== undefined && i < parts.length - 1) times.push({ path: next, stat: node.stat })
+    path = next
+    dirs = node?.dirs ?? []
+  }
+  return { path, dirs, times }
+}
+
+/** Put back the times of directories that only gained names. */
+export const restoreTimes = (times: ReadonlyArray<{ readonly path: string; readonly stat: fs.BigIntStats }>): void => {
+  for (const { path, stat } of [...times].reverse()) fs.utimesSync(path, nsToDate(stat.atimeNs), nsToDate(stat.mtimeNs))
+}
+
+/**
+ * Merge the directory `staged` (a private copy, on the same filesystem) into `target`, a real
+ * directory of the tree whose merged directories are `dirs`: a directory onto a directory merges,
+ * anything else replaces what the tree has at its name, by rename. Nothing already in the tree
+ * is followed: names are looked up with lstat, never opened through.
+ */
+export const merge = (tree: Tree, staged: string, target: string, dirs: ReadonlyArray<string>): void => {
+  const stack: Array<{ readonly staged: string; readonly target: string; readonly dirs: ReadonlyArray<string>; readonly after: boolean }> = [
+    { staged, target, dirs, after: false }
+  ]
+  while (stack.length > 0) {
+    const frame = stack.pop()!
+    const stat = fs.lstatSync(frame.staged, { bigint: true })
+    if (frame.after) {
+      copyMetadata(stat, frame.target)
+      continue
+    }
+    stack.push({ ...frame, after: true })
+    for (const name of fs.readdirSync(frame.staged)) {
+      const from = `${frame.staged}/${name}`
+      const to = `${frame.target}/${name}`
+      const node = frame.dirs.length === 0 ? undefined : lookup(tree, frame.dirs, name)
+      const isDir = fs.lstatSync(from).isDirectory()
+      if (isDir && node !== undefined && node.stat.isDirectory()) {
+        if (fs.lstatSync(to, { throwIfNoEntry: false }) === undefined) fs.mkdirSync(to, 0o700)
+        stack.push({ staged: from, target: to, dirs: node.dirs, after: false })
+        continue
+      }
+      if (fs.lstatSync(to, { throwIfNoEntry: false }) !== undefined) removeTree(to)
+      fs.renameSync(from, to)
+    }
+  }
+}
+
+const copyMetadata = (stat: fs.BigIntStats, path: string): void => {
+  if (process.getuid?.() === 0) fs.lchownSync(path, Number(stat.uid), Number(stat.gid))
+  fs.chmodSync(path, Number(stat.mode & 0o7777n))
+  fs.utimesSync(path, nsToDate(stat.atimeNs), nsToDate(stat.mtimeNs))
+}
+
+// Node's utimes takes seconds as a number: nanoseconds keep what a double holds (microseconds)
+const nsToDate = (ns: bigint): number => Number(ns) / 1e9
