@@ -48,6 +48,19 @@ export function makeFingerprinter(
    * The fingerprint of the tree at `dir`: paths, types, modes, owners, sizes, nanosecond mtimes,
    * devices, link targets, hard-link groups. Throws the file system's error.
    */
+  // Node decodes names as UTF-8, mending bad bytes to U+FFFD: two such names would be one
+  const refuseInvalidNames = (path: string, prefix: string): void => {
+    const strict = new TextDecoder("utf-8", { fatal: true })
+    for (const name of files.readdirSync(path, { encoding: "buffer" })) {
+      try {
+        strict.decode(name)
+      } catch {
+        const shown = [...name].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`)).join("")
+        throw new Error(`${prefix}${shown}: the name is not valid UTF-8, which image layers cannot carry`)
+      }
+    }
+  }
+
   const fingerprintOf = (dir: string): Print => {
     const hash = hashOf("sha256")
     const lines = new Map<string, string>()
@@ -69,7 +82,9 @@ export function makeFingerprinter(
       lines.set(relative, line)
       if (type === "d") {
         const prefix = path.endsWith("/") ? path : `${path}/`
-        for (const name of files.readdirSync(path).sort(compareNames)) {
+        const names = files.readdirSync(path)
+        if (names.some((name) => name.includes("\uFFFD"))) refuseInvalidNames(path, prefix)
+        for (const name of names.sort(compareNames)) {
           visit(prefix + name, relative === "" ? name : `${relative}/${name}`)
         }
       }
