@@ -15,13 +15,16 @@ export interface ApplyOptions {
   readonly expectedDiffId?: Digest
 }
 
+// a reason quotes paths from the layer as the system spelled them: a name may hold a newline
+const oneLine = (reason: string): string => reason.replace(/\r?\n/g, "\\n")
+
 /** A layer entry would reach outside the root. Nothing outside the root was touched. */
 export class UnsafePath extends Schema.TaggedError<UnsafePath>()("UnsafePath", {
   entry: Schema.String,
   reason: Schema.String
 }) {
   override get message() {
-    return `unsafe layer entry ${JSON.stringify(this.entry)}: ${this.reason}`
+    return `unsafe layer entry ${JSON.stringify(this.entry)}: ${oneLine(this.reason)}`
   }
 }
 
@@ -45,7 +48,7 @@ export class ApplyFailed extends Schema.TaggedError<ApplyFailed>()("ApplyFailed"
 }) {
   override get message() {
     const where = this.entry === undefined ? "" : ` at entry ${JSON.stringify(this.entry)}`
-    return `apply${this.layer === undefined ? "" : ` of ${this.layer}`} failed${where}: ${this.reason}`
+    return `apply${this.layer === undefined ? "" : ` of ${this.layer}`} failed${where}: ${oneLine(this.reason)}`
   }
 }
 
