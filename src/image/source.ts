@@ -2,7 +2,7 @@
  * Where an image's files come from: an OCI layout directory, or an uncompressed tar (a
  * docker archive or a tarred layout) indexed once so any file can be streamed by name.
  */
-import { Effect, Schema } from "effect"
+import { Effect } from "effect"
 import { createReadStream } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as NodePath from "node:path"
@@ -11,6 +11,7 @@ import { dockerTag, ImageError, InvalidImage } from "../Image.js"
 import * as Oci from "../Oci.js"
 import { blockSize, padding, TypeFlag } from "../diff/tar.js"
 import { decodeHeader, extend, noExtensions, TarFormatError } from "../diff/tarReader.js"
+import { decode } from "./document.js"
 
 /** Where an image's files come from: a directory or an uncompressed tar. */
 export interface Source {
@@ -91,12 +92,6 @@ export const io = <A>(path: string, step: string, f: () => Promise<A>) =>
     catch: (cause) => new ImageError({ path, step, reason: cause instanceof Error ? cause.message : String(cause), cause })
   })
 
-/** Decode JSON bytes with a schema, failing with {@link InvalidImage} naming what was read. */
-export const decode = <A, I>(schema: Schema.Schema<A, I>, what: string, path: string) => (bytes: Uint8Array | string) =>
-  Schema.decodeUnknown(Schema.parseJson(schema))(typeof bytes === "string" ? bytes : Buffer.from(bytes).toString("utf8")).pipe(
-    Effect.mapError((e) => new InvalidImage({ path, reason: `${what}: ${e.message}` }))
-  )
-
 /** The image of a docker archive named by `tag` (or its only one), with its config read and checked against its name. */
 export const archiveImage = (file: string, tag: string | undefined) =>
   Effect.gen(function*() {
@@ -123,6 +118,6 @@ export const archiveImage = (file: string, tag: string | undefined) =>
     if (configName !== undefined && Digest.hex(configDigest) !== configName) {
       return yield* new InvalidImage({ path: file, reason: `config ${entry.Config} hashes to ${configDigest}` })
     }
-    const config = yield* decode(Oci.ImageConfig, "config", file)(configBytes)
+    const config = yield* decode(Oci.ImageConfig, `config ${entry.Config}`, file)(configBytes)
     return { source, entry, configBytes, configDigest, config }
   })
