@@ -9,6 +9,7 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit, Option, Schema } from "effect"
+import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import * as Blobchain from "../Blobchain.js"
 import * as Build from "../Build.js"
@@ -233,7 +234,10 @@ const inspect = Command.make(
 
 const blobchain = Command.make("blobchain").pipe(Command.withSubcommands([build, inspect, push]))
 
-const cli = Command.run(blobchain, { name: "blobchain", version: "0.1.0" })
+// the package's own version, as `blobchain --version` alone prints it without loading this module
+const version: string = JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")).version
+
+const cli = Command.run(blobchain, { name: "blobchain", version })
 
 /** One line for a failure: the typed error's message, or the defect's, never a cause tree. */
 export const describeFailure = (cause: Cause.Cause<unknown>): { readonly line: string; readonly code: number } => {
