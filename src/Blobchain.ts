@@ -110,11 +110,8 @@ const claimSnapshotter = (root: string, wanted: SnapshotterKind | undefined): Ef
   Effect.try({
     try: (): SnapshotterKind => {
       const file = NodePath.join(root, "snapshotter")
-      const existing = fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : undefined
-      if (existing === undefined) {
-        fs.writeFileSync(file, `${wanted ?? "native"}\n`)
-        return wanted ?? "native"
-      }
+      if (!fs.existsSync(file) && claimFirst(file, wanted ?? "native")) return wanted ?? "native"
+      const existing = fs.readFileSync(file, "utf8").trim()
       if (existing !== "native" && existing !== "overlay") throw new Error(`unknown snapshotter ${JSON.stringify(existing)} in ${file}`)
       if (wanted !== undefined && existing !== wanted) {
         throw new Error(`it holds ${existing} snapshots; use --snapshotter ${existing} or another state directory`)
@@ -123,6 +120,24 @@ const claimSnapshotter = (root: string, wanted: SnapshotterKind | undefined): Ef
     },
     catch: (cause) => new StateDirectoryError({ path: root, reason: cause instanceof Error ? cause.message : String(cause) })
   })
+
+/**
+ * Record `kind` in `file` unless another process did first: the whole file appears at once (a
+ * hard link of a finished one), so a reader never sees it empty and two first uses cannot both win.
+ */
+const claimFirst = (file: string, kind: SnapshotterKind): boolean => {
+  const draft = `${file}.${process.pid}.${crypto.randomUUID()}`
+  fs.writeFileSync(draft, `${kind}\n`)
+  try {
+    fs.linkSync(draft, file)
+    return true
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === "EEXIST") return false
+    throw cause
+  } finally {
+    fs.rmSync(draft, { force: true })
+  }
+}
 
 /** Everything in memory except the differ's and applier's trees: for tests of code built on blobchain. */
 export const layerMemory = (snapshotter: Layer.Layer<Snapshotter.Snapshotter>) => {
