@@ -4,6 +4,11 @@
  *
  * Each of our cases runs in its own child process (`… bench/index.ts -- case <name> …`), so the
  * peak RSS it reports is its own; peers run under /usr/bin/time. Trees are cached in the temp dir.
+ * These in-process rows time the library's work alone, for diagnosis; the end-to-end rows
+ * (endToEnd.ts, `e2e`) time `node bin/blobchain.js` as users run it, start-up included.
+ *
+ * BENCH_ONLY=gzip,zstd,change,overlay,chain,big,e2e picks rows (all by default); BENCH_RUNS
+ * sets the runs per median (3); BENCH_SMALL=1 uses a tenth of the bench tree.
  */
 import { execFileSync, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -19,7 +24,8 @@ import * as Metadata from "../src/Metadata.js"
 import * as Mount from "../src/Mount.js"
 import * as RefManager from "../src/RefManager.js"
 import * as Snapshotter from "../src/Snapshotter.js"
-import { benchRoot, compressible, type BenchTree, issueTree, prng } from "./tree.js"
+import { endToEnd } from "./endToEnd.js"
+import { benchRoot, changedCopy, compressible, type BenchTree, issueTree, prng } from "./tree.js"
 
 /** What one measured run reports. */
 interface Sample {
@@ -317,21 +323,6 @@ const printTable = (rows: ReadonlyArray<Row>): void => {
   for (const row of body) console.log(line(row))
 }
 
-/** A copy of `tree` with `count` of its small files rewritten (cached next to it). */
-const changedCopy = (tree: BenchTree, count: number): string => {
-  const dir = `${tree.dir}-changed${count}`
-  if (fs.existsSync(`${dir}.done`)) return dir
-  fs.rmSync(dir, { recursive: true, force: true })
-  execFileSync("cp", ["-a", `${tree.dir}/.`, `${dir}/`])
-  const random = prng(count)
-  for (let i = 0; i < count; i++) {
-    const file = tree.small[Math.floor((i * tree.small.length) / count)]!
-    fs.writeFileSync(path.join(dir, file), compressible(4096 + i, random))
-  }
-  fs.writeFileSync(`${dir}.done`, "")
-  return dir
-}
-
 /** umoci: an image holding `tree`, then repacks of a bundle with 100 files changed, and with none. */
 const umociRepacks = (tree: BenchTree, changed: ReadonlyArray<string>): { change: Sample; none: Sample } => {
   const work = path.join(benchRoot, "umoci")
@@ -359,10 +350,19 @@ const main = async (): Promise<void> => {
   const runs = Number(process.env.BENCH_RUNS ?? 3)
   const only = process.env.BENCH_ONLY?.split(",")
   const wanted = (name: string) => only === undefined || only.includes(name)
+  const small = process.env.BENCH_SMALL === "1"
+  if (["gzip", "zstd", "change", "overlay", "chain", "big"].some(wanted)) await inProcess(runs, wanted, small)
+  if (wanted("e2e")) {
+    if (only === undefined) console.log("")
+    await endToEnd({ runs, small })
+  }
+}
 
+/** The in-process rows: the library's work timed inside a child process of ours. */
+const inProcess = async (runs: number, wanted: (name: string) => boolean, small: boolean): Promise<void> => {
   await bundle()
   const started = performance.now()
-  const tree = issueTree()
+  const tree = issueTree({ small })
   const mb = tree.bytes / 1e6
   console.log(`tree: ${fmt(mb, 0)} MB in ${tree.files} files (${tree.dir}, ready in ${fmt((performance.now() - started) / 1000, 1)} s)`)
   execFileSync("tar", ["-cf", "/dev/null", "-C", tree.dir, "."]) // page cache warm for everyone
@@ -395,8 +395,7 @@ const main = async (): Promise<void> => {
     rows.push({ name: "zstd -3 layer", runs, ours, mb, peer: { name: "tar | zstd -3 -T0 > file", sample: zstd }, goal: "≤ 1.3", pass: ours.wall <= 1.3 * zstd.wall })
   }
   if (wanted("change")) {
-    const changed = tree.small.filter((_, i) => i % Math.floor(tree.small.length / 100) === 0).slice(0, 100)
-    const v2 = changedCopy(tree, 100)
+    const { dir: v2, changed } = changedCopy(tree, 100)
     const umoci = umociRepacks(tree, changed)
     // each run builds the first tree untimed, then times the change and the rebuild
     const natives = Array.from({ length: runs }, () => child("build", state, tree.dir, v2, "native"))
