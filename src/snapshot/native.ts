@@ -79,6 +79,12 @@ export interface Layout {
   readonly usesAncestors: boolean
 }
 
+/** Delete the tree at `path` a few thousand entries at a time (see {@link Tree.removeTreeInSteps}). */
+const removeTree = (op: string, key: string, path: string) =>
+  Tree.removeTreeInSteps(path).pipe(
+    Effect.mapError((error) => new SnapshotterError({ op, key, reason: `delete: ${error.message}`, cause: error }))
+  )
+
 const copyTree = (engine: Tree.CopyEngine, op: string, key: string, from: string, to: string) =>
   engine === "walk"
     ? io(op, key, () => Tree.copyWithWalk(from, to))
@@ -111,7 +117,7 @@ const linkTree = (engine: Tree.CopyEngine, op: string, key: string, from: string
   (engine === "walk" ? Tree.attempt(() => Tree.linkWithWalk(from, to)) : Tree.linkWithCp(from, to)).pipe(
     Effect.catchAll((error) =>
       Effect.logDebug(`snapshot ${key}: sharing the parent's files failed (${error.message}); copying them`).pipe(
-        Effect.zipRight(io(op, key, () => Tree.removeTree(to))),
+        Effect.zipRight(removeTree(op, key, to)),
         Effect.zipRight(copyTree(engine, op, key, from, to))
       )
     )
@@ -143,20 +149,24 @@ export const makeWithLayout = (root: string, layout: Layout) =>
     const dbError = (op: string, key: string) => (cause: unknown) =>
       new SnapshotterError({ op, key, reason: `database: ${reasonOf(cause)}`, cause })
 
-    yield* io("open", root, () => {
+    // trees of removed snapshots whose deletion was cut short (nothing refers to them), and
+    // copies cut short by a crash; a younger copy may be another process's prepare in progress
+    const leftovers = yield* io("open", root, () => {
       fs.mkdirSync(snapshotsDir, { recursive: true })
       const dayAgo = Date.now() - 24 * 60 * 60 * 1000
-      for (const name of fs.readdirSync(snapshotsDir)) {
-        const path = NodePath.join(snapshotsDir, name)
-        // trees of removed snapshots whose deletion was cut short: nothing refers to them
-        if (name.startsWith(".trash-")) Tree.removeTree(path)
-        // copies cut short by a crash; a younger one may be another process's prepare in progress
-        // (another process may have renamed it into place since the listing: then it is not there)
-        else if (name.startsWith(".staging-") && (fs.statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? Infinity) < dayAgo) {
-          Tree.removeTree(path)
-        }
-      }
+      return fs.readdirSync(snapshotsDir).filter((name) => {
+        if (name.startsWith(".trash-")) return true
+        if (!name.startsWith(".staging-")) return false
+        // another process may have renamed it into place since the listing: then it is not there
+        const stat = fs.statSync(NodePath.join(snapshotsDir, name), { throwIfNoEntry: false })
+        return (stat?.mtimeMs ?? Infinity) < dayAgo
+      }).map((name) => NodePath.join(snapshotsDir, name))
     })
+    // a leftover that cannot be deleted costs disk space, nothing else: it never stops the open
+    yield* Effect.forEach(leftovers, (path) =>
+      Tree.removeTreeInSteps(path).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`could not delete the leftover snapshot tree ${path}: ${error.message}`))
+      ), { discard: true })
 
     const dirOf = (id: string) => NodePath.join(snapshotsDir, id)
     const fsOf = (id: string) => NodePath.join(snapshotsDir, id, "fs")
@@ -252,10 +262,9 @@ export const makeWithLayout = (root: string, layout: Layout) =>
         const id = randomBytes(16).toString("hex")
         const staging = NodePath.join(snapshotsDir, `.staging-${id}`)
         const final = dirOf(id)
-        const cleanUp = io(op, key, () => {
-          Tree.removeTree(staging)
-          Tree.removeTree(final)
-        }).pipe(Effect.orElse(() => Effect.logWarning(`could not clean up snapshot directory ${staging}`)))
+        const cleanUp = Effect.zipRight(removeTree(op, key, staging), removeTree(op, key, final)).pipe(
+          Effect.catchAll((error) => Effect.logWarning(`could not clean up snapshot directory ${staging}: ${error.message}`))
+        )
 
         return yield* Effect.gen(function*() {
           yield* io(op, key, () => fs.mkdirSync(staging, { mode: 0o700 }))
@@ -357,7 +366,7 @@ export const makeWithLayout = (root: string, layout: Layout) =>
         )
         if (moved !== undefined) {
           const trash = moved.to
-          yield* io("remove", key, () => Tree.removeTree(trash)).pipe(
+          yield* removeTree("remove", key, trash).pipe(
             Effect.catchAll((error) => Effect.logWarning(`snapshot ${key} removed, its tree left at ${trash}`, error))
           )
         }

@@ -1,0 +1,87 @@
+/**
+ * Trees deeper than PATH_MAX: a tree 4000 directories deep is deleted, also when a snapshotter
+ * finds one left in its trash.
+ */
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import * as Metadata from "../src/Metadata.js"
+import * as Snapshotter from "../src/Snapshotter.js"
+import { removeTree, removeTreeInSteps } from "../src/snapshot/tree.js"
+import { scratch } from "./support/scratch.js"
+
+const depth = 4000
+const work = scratch("deep")
+// as root, on a tmpfs of its own: thousands of directories made and deleted cost far less there
+const onTmpfs = process.getuid?.() === 0
+if (onTmpfs) execFileSync("mount", ["-t", "tmpfs", "-o", "size=256m", "tmpfs", work.dir])
+afterAll(() => {
+  if (onTmpfs) execFileSync("umount", ["-l", work.dir])
+  removeTree(work.dir)
+})
+
+/** Make `a/a/…/a` `depth` deep under `dir` with a file at the bottom, by shell (paths stay relative). */
+const makeDeep = (dir: string): void => {
+  const chunk = Array.from({ length: 500 }, () => "a").join("/")
+  execFileSync("sh", ["-c", `set -e; cd "$1"; i=0; while [ $i -lt ${depth} ]; do mkdir -p ${chunk}; cd -P ${chunk}; i=$((i + 500)); done; echo deep > bottom`, "sh", dir])
+}
+
+/**
+ * What `find` sees below `dir`: the depth of the file at the bottom and its content (read in its
+ * own directory), and the depth and mtime year of the directories at the bottom.
+ */
+const bottomOf = (dir: string) => {
+  const file = execFileSync("find", [dir, "-name", "bottom", "-printf", "%d ", "-execdir", "cat", "{}", ";"], { encoding: "utf8" })
+  const dirs = execFileSync("find", [dir, "-mindepth", String(depth), "-type", "d", "-printf", "%d %TY\n"], { encoding: "utf8" })
+  return { file, dirs: dirs.trim().split("\n") }
+}
+
+describe("deep trees", () => {
+  it.scopedLive("a tree 4000 directories deep, read-only ones among them, is deleted in steps", () =>
+    Effect.gen(function*() {
+      const root = work.fresh("steps")
+      fs.mkdirSync(root)
+      makeDeep(root)
+      expect(bottomOf(root).file).toBe(`${depth + 1} deep\n`)
+      execFileSync("chmod", ["-R", "a-w", root])
+      yield* removeTreeInSteps(root)
+      expect(fs.existsSync(root)).toBe(false)
+    }))
+})
+
+describe("the native snapshotter's trash", () => {
+  const native = (root: string) => Snapshotter.layerNative({ root }).pipe(Layer.provide(Metadata.layer({ root })))
+  const open = (root: string) => Effect.gen(function*() {
+    const s = yield* Snapshotter.Snapshotter
+    return yield* s.walk
+  }).pipe(Effect.provide(native(root)))
+
+  it.scopedLive("a deep tree left in the trash is deleted when the snapshotter opens", () =>
+    Effect.gen(function*() {
+      const root = work.fresh("trash")
+      const trash = NodePath.join(root, "snapshots", ".trash-deep")
+      fs.mkdirSync(trash, { recursive: true })
+      makeDeep(trash)
+      expect(yield* open(root)).toEqual([])
+      expect(fs.readdirSync(NodePath.join(root, "snapshots"))).toEqual([])
+    }))
+
+  it.scopedLive.skipIf(process.getuid?.() !== 0)("a tree in the trash that cannot be deleted does not stop the snapshotter opening", () =>
+    Effect.gen(function*() {
+      const root = work.fresh("stuck")
+      const stuck = NodePath.join(root, "snapshots", ".trash-stuck")
+      fs.mkdirSync(stuck, { recursive: true })
+      // a mount point cannot be removed while mounted
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", stuck])
+      yield* Effect.addFinalizer(() => Effect.sync(() => execFileSync("umount", [stuck])))
+      fs.writeFileSync(NodePath.join(stuck, "f"), "x")
+      yield* Effect.gen(function*() {
+        const s = yield* Snapshotter.Snapshotter
+        yield* s.prepare("works")
+        expect((yield* s.walk).map((i) => i.key)).toEqual(["works"])
+      }).pipe(Effect.provide(native(root)))
+      expect(fs.existsSync(stuck)).toBe(true)
+    }))
+})
