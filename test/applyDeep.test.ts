@@ -1,13 +1,19 @@
 /**
- * Trees deeper than PATH_MAX: a tree 4000 directories deep is deleted, also when a snapshotter
- * finds one left in its trash.
+ * Trees deeper than PATH_MAX: a layer 4000 directories deep applies (each directory checked
+ * once, not once per entry below it) onto a directory, and such a tree is deleted, also when a
+ * snapshotter finds one left in its trash.
  */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import * as Applier from "../src/Applier.js"
+import * as ContentStore from "../src/ContentStore.js"
+import * as Tar from "../src/diff/tar.js"
 import * as Metadata from "../src/Metadata.js"
+import * as Mount from "../src/Mount.js"
+import * as Oci from "../src/Oci.js"
 import * as Snapshotter from "../src/Snapshotter.js"
 import { removeTree, removeTreeInSteps } from "../src/snapshot/tree.js"
 import { scratch } from "./support/scratch.js"
@@ -21,6 +27,42 @@ afterAll(() => {
   if (onTmpfs) execFileSync("umount", ["-l", work.dir])
   removeTree(work.dir)
 })
+
+const services = Applier.layerDefault.pipe(Layer.provideMerge(ContentStore.layerMemory))
+
+const entry = (name: string, type: string, content = ""): Buffer => {
+  const body = Buffer.from(content)
+  return Buffer.concat([
+    Tar.encode({ name, type, mode: 0o755, uid: 0, gid: 0, size: body.length, mtime: 1_000 }),
+    body,
+    Buffer.alloc(Tar.padding(body.length))
+  ])
+}
+
+/**
+ * A file at the bottom of `a/a/…/a`, `depth` directories deep; with `dirs`, every directory an
+ * entry before it, as a differ writes a deep tree, else the directories left to be made.
+ */
+const deepLayer = (dirs: boolean): Buffer => {
+  const parts: Array<Buffer> = []
+  let path = ""
+  for (let i = 0; i < depth; i++) {
+    path += "a/"
+    if (dirs) parts.push(entry(path, Tar.TypeFlag.directory))
+  }
+  parts.push(entry(`${path}bottom`, Tar.TypeFlag.file, "deep"), Tar.endOfArchive())
+  return Buffer.concat(parts)
+}
+
+const applyTo = (mount: Mount.Mount, dirs: boolean) =>
+  Effect.gen(function*() {
+    const info = yield* ContentStore.writeBlob("deep", deepLayer(dirs))
+    const applier = yield* Applier.Applier
+    return yield* applier.apply(
+      new Oci.Descriptor({ mediaType: Oci.MediaType.layerTar, digest: info.digest, size: info.size }),
+      [mount]
+    )
+  }).pipe(Effect.provide(services))
 
 /** Make `a/a/…/a` `depth` deep under `dir` with a file at the bottom, by shell (paths stay relative). */
 const makeDeep = (dir: string): void => {
@@ -39,6 +81,19 @@ const bottomOf = (dir: string) => {
 }
 
 describe("deep trees", () => {
+  it.scopedLive("a layer 4000 directories deep applies onto a directory, times set, and is deleted", () =>
+    Effect.gen(function*() {
+      const root = work.fresh("native")
+      fs.mkdirSync(root)
+      yield* applyTo(Mount.bind(root, false), true)
+      const { dirs, file } = bottomOf(root)
+      expect(file).toBe(`${depth + 1} deep`)
+      // the deepest directory, with the layer's mtime (1970)
+      expect(dirs).toEqual([`${depth} 1970`])
+      removeTree(root)
+      expect(fs.existsSync(root)).toBe(false)
+    }))
+
   it.scopedLive("a tree 4000 directories deep, read-only ones among them, is deleted in steps", () =>
     Effect.gen(function*() {
       const root = work.fresh("steps")
