@@ -57,7 +57,10 @@ export type ApplyError = UnsafePath | WrongDiffId | ApplyFailed
 
 /** The applier service. */
 export interface ApplierService {
-  /** Apply the layer blob `layer` (read from the content store) onto `mounts`; returns its diffID. */
+  /**
+   * Apply the layer blob `layer` (read from the content store) onto `mounts` (one bind mount, or
+   * one overlay mount with an upper directory); returns its diffID.
+   */
   readonly apply: (
     layer: Descriptor,
     mounts: ReadonlyArray<Mount>,
@@ -73,7 +76,9 @@ export const layer = (service: ApplierService): Layer.Layer<Applier> => Layer.su
 
 /**
  * The default applier: gzip, zstd or plain layers read from the content store and unpacked onto
- * one bind mount's directory, every entry confined to it (see `diff/apply.ts` for the rule).
+ * one bind mount's directory, or into the upper directory of one writable overlay mount (deletions
+ * as whiteouts, lower directories copied up), every entry confined to it (see `diff/apply.ts`
+ * for the rule).
  */
 export const layerDefault: Layer.Layer<Applier, never, ContentStore> = Layer.effect(
   Applier,

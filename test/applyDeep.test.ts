@@ -1,7 +1,7 @@
 /**
  * Trees deeper than PATH_MAX: a layer 4000 directories deep applies (each directory checked
- * once, not once per entry below it) onto a directory, and such a tree is deleted, also when a
- * snapshotter finds one left in its trash.
+ * once, not once per entry below it) onto a directory and onto an overlay, and such a tree is
+ * deleted, also when a snapshotter finds one left in its trash.
  */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -92,6 +92,25 @@ describe("deep trees", () => {
       expect(dirs).toEqual([`${depth} 1970`])
       removeTree(root)
       expect(fs.existsSync(root)).toBe(false)
+    }))
+
+  it.scopedLive("a file 4000 directories deep applies onto an overlay's upper directory, its parents made", () =>
+    Effect.gen(function*() {
+      const base = work.fresh("overlay")
+      const [lower, upper, scratchDir] = ["lower", "upper", "work"].map((d) => NodePath.join(base, d)) as [string, string, string]
+      for (const dir of [lower, upper, scratchDir]) fs.mkdirSync(dir, { recursive: true })
+      fs.mkdirSync(NodePath.join(lower, "a"))
+      fs.writeFileSync(NodePath.join(lower, "a", "old"), "old")
+      yield* applyTo(new Mount.Mount({
+        type: "overlay",
+        source: "overlay",
+        options: [`workdir=${scratchDir}`, `upperdir=${upper}`, `lowerdir=${lower}`]
+      }), false)
+      expect(bottomOf(upper).file).toBe(`${depth + 1} deep`)
+      // the lower layer is read, never written
+      expect(fs.readdirSync(NodePath.join(lower, "a"))).toEqual(["old"])
+      yield* removeTreeInSteps(base)
+      expect(fs.existsSync(base)).toBe(false)
     }))
 
   it.scopedLive("a tree 4000 directories deep, read-only ones among them, is deleted in steps", () =>

@@ -1,6 +1,7 @@
 /**
- * The applier: a layer blob decompressed, parsed and unpacked onto a directory, every entry
- * confined to it, with the diffID computed from the bytes read.
+ * The applier: a layer blob decompressed, parsed and unpacked onto a directory, or onto an
+ * overlay's upper directory over its lower ones, every entry confined to it, with the diffID
+ * computed from the bytes read.
  *
  * Confinement rule: an entry's parent path is resolved component by component with lstat; a
  * component that is a symlink refuses the entry (UnsafePath), one that is not a directory fails
@@ -16,6 +17,18 @@
  * symlink at the entry's own name is replaced, never followed. The rule assumes nobody else
  * changes the tree during the apply. Directories deeper than PATH_MAX are reached through
  * descriptors ({@link Tree.shortDir}).
+ *
+ * Onto an overlay, entries are written into the upper directory only. A name is looked up in the
+ * upper directory first, then in the lower ones as the overlay readers merge them
+ * (`diff/tree.ts`: whiteouts hide a lower name, opaque directories their lower contents), and
+ * never through a symlink in any of them. A lower directory an entry is created beneath is copied
+ * up (owner, mode, times; its parent's times kept). A deletion is a whiteout where a lower layer
+ * still shows the name: a 0/0 character device as root, the kernel's form, else a `.wh.` file
+ * that the user-space readers honour. A directory must not show lower contents it did not have
+ * (an opaque whiteout, or a directory made where the merged view had none): each lower name in
+ * it is whited out, since opaque markers are an xattr that only the kernel reads. A hard link to
+ * a lower file links that file's inode, so the merged view has the same hard-link groups as the
+ * same layers applied onto one directory; applies never write into an existing file.
  *
  * A wrong diffID is reported after the whole layer has been applied; the tree is not rolled
  * back (containerd does the same): a caller that sees WrongDiffId must discard the tree.
@@ -34,6 +47,7 @@ import * as Tree from "../snapshot/tree.js"
 import { decompressor, sniff } from "./compress.js"
 import { TypeFlag } from "./tar.js"
 import { type Entry, TarFormatError, TarParser } from "./tarReader.js"
+import { children, isWhiteoutDevice, lookup, type Tree as Merged } from "./tree.js"
 
 const messageOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
@@ -56,30 +70,51 @@ export const components = (name: string): Array<string> | string => {
 
 const isRoot = (): boolean => typeof process.getuid === "function" && process.getuid() === 0
 
-/** A directory of the tree, checked: a real directory, no symlink on its way. */
+/** Where a layer is unpacked: a directory, with the lower directories of an overlay under it (highest first). */
+export interface Target {
+  readonly root: string
+  readonly lowers: ReadonlyArray<string>
+}
+
+/** A directory of the tree, checked: a real directory (in the upper one), no symlink on its way. */
 interface Level {
   /** Its name in its parent ("" for the root). */
   readonly name: string
   /** A short path to it (see {@link Tree.shortDir}). */
   readonly dir: Tree.ShortDir
+  /** The lower directories merged into it, highest first, as the overlay readers merge them. */
+  readonly lowers: ReadonlyArray<string>
 }
 
 const lstat = (path: string): fs.BigIntStats | undefined => fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })
 
-/** Unpacks entries onto `root`; one instance per layer. */
+const overlay: Merged = { root: [], overlay: true }
+
+// one process for many whiteouts: a process for each costs more than the work
+const mknodEach = `for p do mknod -- "$p" c 0 0 || exit 1; done`
+
+/** Unpacks entries onto a target; one instance per layer. */
 class Unpacker {
   /** The layer's directories (their names, joined), with their mtimes: set last. */
   private readonly dirTimes: Array<{ readonly name: string; readonly mtime: number }> = []
   private readonly written = new Set<string>()
   private file: { readonly fd: number; readonly entry: Entry } | undefined
   private readonly privileged = isRoot()
+  private readonly isOverlay: boolean
+  /** Whiteouts as 0/0 character devices (the kernel's form, which needs root), else `.wh.` files. */
+  private readonly devices: boolean
   /** The checked directories of the last entry's parent path, the root first. */
   private readonly chain: Array<Level>
   /** Descriptors of directories cut from the chain, closed once the entry using them is done. */
   private readonly retired: Array<number> = []
+  /** Whiteout devices not made yet, all in the directory `pendingIn` names: made in one process. */
+  private readonly pending = new Set<string>()
+  private pendingIn = ""
 
-  constructor(root: string, private readonly layer: Digest.Digest) {
-    this.chain = [{ name: "", dir: Tree.shortDir(root) }]
+  constructor(target: Target, private readonly layer: Digest.Digest) {
+    this.isOverlay = target.lowers.length > 0
+    this.devices = this.privileged
+    this.chain = [{ name: "", dir: Tree.shortDir(target.root), lowers: target.lowers }]
   }
 
   /** The entry being applied, named in errors. */
@@ -115,7 +150,7 @@ class Unpacker {
   /**
    * The directory the first `length` of `parts` name: the part already on the chain reused, the rest
    * checked component by component. Missing directories are made when `create`, else the result
-   * is undefined.
+   * is undefined; on an overlay, a lower directory on the way is copied up.
    */
   private dirOf(parts: ReadonlyArray<string>, length: number, create: boolean): Level | undefined {
     let shared = 0
@@ -130,26 +165,105 @@ class Unpacker {
     return this.chain[length]!
   }
 
-  /** The checked directory `parts[i]` in `parent`, made as {@link dirOf} says. */
+  /** The checked directory `parts[i]` in `parent`, made or copied up as {@link dirOf} says. */
   private child(parent: Level, parts: ReadonlyArray<string>, i: number, create: boolean): Level | undefined {
     const name = parts[i]!
     const path = `${parent.dir.path}/${name}`
     const stat = lstat(path)
     const shown = () => JSON.stringify(parts.slice(0, i + 1).join("/"))
     if (stat?.isSymbolicLink() === true) throw this.unsafe(`its path passes through the symlink ${shown()}`)
-    if (stat !== undefined && !stat.isDirectory()) throw this.failed(`${shown()} is not a directory`)
-    if (stat === undefined) {
-      if (!create) return undefined
-      fs.mkdirSync(path, 0o755)
+    if (stat?.isDirectory() === true) return this.level(parent, name, path)
+    const whiteout = stat !== undefined && this.isOverlay && isWhiteoutDevice(stat)
+    if (stat !== undefined && !whiteout) throw this.failed(`${shown()} is not a directory`)
+    const below = stat === undefined ? this.below(parent, name) : undefined
+    if (below !== undefined) {
+      if (below.isSymbolicLink()) throw this.unsafe(`its path passes through the symlink ${shown()}`)
+      if (!below.isDirectory()) throw this.failed(`${shown()} is not a directory`)
+      this.copyUp(parent, path, below)
+      return this.level(parent, name, path)
     }
-    return { name, dir: Tree.shortDir(path) }
+    if (!create) return undefined
+    if (whiteout) fs.unlinkSync(path)
+    this.makeDir(parent, name, 0o755)
+    return this.level(parent, name, path)
   }
 
-  /** Whatever is at `base` in `parent` gone. */
+  private level(parent: Level, name: string, path: string): Level {
+    return { name, dir: Tree.shortDir(path), lowers: this.lowersOf(parent, name) }
+  }
+
+  /** The lower directories the readers merge into the upper directory `name` of `parent`. */
+  private lowersOf(parent: Level, name: string): ReadonlyArray<string> {
+    if (parent.lowers.length === 0) return []
+    return lookup(overlay, [parent.dir.path, ...parent.lowers], name)?.dirs.slice(1) ?? []
+  }
+
+  /** What the lower layers show at `name` in `parent`, unless the upper directory hides it. */
+  private below(parent: Level, name: string): fs.BigIntStats | undefined {
+    if (parent.lowers.length === 0) return undefined
+    return lookup(overlay, [parent.dir.path, ...parent.lowers], name)?.stat
+  }
+
+  /** The lower directory at `path` made in the upper one, the same to the merged view. */
+  private copyUp(parent: Level, path: string, below: fs.BigIntStats): void {
+    const parentStat = fs.lstatSync(`${parent.dir.path}/.`, { bigint: true })
+    fs.mkdirSync(path, 0o700)
+    if (this.privileged) fs.lchownSync(path, Number(below.uid), Number(below.gid))
+    fs.chmodSync(path, Number(below.mode & 0o7777n))
+    Tree.setTimesNs(path, below.atimeNs, below.mtimeNs)
+    // making it moved its parent's times, which the merged view shows
+    Tree.setTimesNs(`${parent.dir.path}/.`, parentStat.atimeNs, parentStat.mtimeNs)
+  }
+
+  /**
+   * A new, empty directory `name` in `parent`. On an overlay, lower directories the readers
+   * would merge into it are hidden name by name.
+   */
+  private makeDir(parent: Level, name: string, mode: number): void {
+    const path = `${parent.dir.path}/${name}`
+    fs.mkdirSync(path, mode)
+    const lowers = this.lowersOf(parent, name)
+    if (lowers.length === 0) return
+    this.whiteOut(path, children(overlay, lowers).map((node) => node.name))
+  }
+
+  /** Whiteouts for `names` in the upper directory `dir`, now. */
+  private whiteOut(dir: string, names: ReadonlyArray<string>): void {
+    if (!this.devices) {
+      for (const name of names) fs.writeFileSync(`${dir}/.wh.${name}`, "", { flag: "w", mode: 0o600 })
+      return
+    }
+    const paths = names.map((name) => `${dir}/${name}`)
+    for (let at = 0; at < paths.length;) {
+      let length = 0
+      let end = at
+      while (end < paths.length && (end === at || length + paths[end]!.length < 64 * 1024)) length += paths[end++]!.length + 1
+      try {
+        execFileSync("sh", ["-c", mknodEach, "sh", ...paths.slice(at, end)], { stdio: "pipe" })
+      } catch (cause) {
+        throw this.failed("could not make a whiteout", cause)
+      }
+      at = end
+    }
+  }
+
+  /** Make the whiteouts waiting in {@link pending}. */
+  private flushWhiteouts(): void {
+    const [first] = this.pending
+    if (first === undefined) return
+    const dir = first.slice(0, first.lastIndexOf("/"))
+    const names = [...this.pending].map((path) => path.slice(dir.length + 1))
+    this.pending.clear()
+    this.whiteOut(dir, names)
+  }
+
+  /** Whatever is at `base` in `parent` (upper directory only) gone, and its whiteout file. */
   private clear(parent: Level, parts: ReadonlyArray<string>, base: string, existing: fs.BigIntStats | undefined): void {
-    if (existing === undefined) return
-    this.forget(parts)
-    Tree.removeTree(`${parent.dir.path}/${base}`)
+    if (existing !== undefined) {
+      this.forget(parts)
+      Tree.removeTree(`${parent.dir.path}/${base}`)
+    }
+    if (this.isOverlay && !this.devices) fs.rmSync(`${parent.dir.path}/.wh.${base}`, { force: true })
   }
 
   entry(entry: Entry): void {
@@ -165,6 +279,9 @@ class Unpacker {
     const key = parts.join("/")
     const parentKey = key.slice(0, Math.max(0, key.length - base.length - 1))
     try {
+      const inPending = this.pending.size > 0 && base.startsWith(".wh.") && base !== ".wh..wh..opq" &&
+        parentKey === this.pendingIn
+      if (!inPending) this.flushWhiteouts()
       if (base.startsWith(".wh.")) return this.whiteout(parts, parentKey, base)
       // a hard link's target first: the entry's own parent is then the chain's end
       const source = entry.type === TypeFlag.link ? this.linkSource(entry) : undefined
@@ -175,8 +292,14 @@ class Unpacker {
       switch (entry.type) {
         case TypeFlag.directory: {
           if (existing === undefined || !existing.isDirectory()) {
-            this.clear(parent, parts, base, existing)
-            fs.mkdirSync(path, 0o700)
+            const below = existing === undefined ? this.below(parent, base) : undefined
+            if (below?.isDirectory() === true) {
+              // kept, as the same directory of a plain tree would be
+              this.copyUp(parent, path, below)
+            } else {
+              this.clear(parent, parts, base, existing)
+              this.makeDir(parent, base, 0o700)
+            }
           }
           this.metadata(entry, path, false)
           this.dirTimes.push({ name: key, mtime: entry.mtime })
@@ -233,12 +356,14 @@ class Unpacker {
   abandon(): void {
     if (this.file !== undefined) fs.closeSync(this.file.fd)
     this.file = undefined
+    this.pending.clear()
     this.cut(0)
     this.closeRetired()
   }
 
   /** Directory times last: writing into a directory moves its mtime. */
   finish(): void {
+    this.flushWhiteouts()
     for (let i = this.dirTimes.length - 1; i >= 0; i--) {
       const { mtime, name } = this.dirTimes[i]!
       this.current = name
@@ -274,6 +399,9 @@ class Unpacker {
       for (const child of fs.readdirSync(parent.dir.path)) {
         if (!this.written.has(prefix + child)) Tree.removeTree(`${parent.dir.path}/${child}`)
       }
+      if (parent.lowers.length === 0) return
+      const hidden = children(overlay, parent.lowers).map((node) => node.name).filter((name) => !this.written.has(prefix + name))
+      this.whiteOut(parent.dir.path, hidden)
       return
     }
     const name = base.slice(".wh.".length)
@@ -281,6 +409,11 @@ class Unpacker {
     if (parent === undefined) return
     // removing does not follow a symlink at `name`: it removes the link
     Tree.removeTree(`${parent.dir.path}/${name}`)
+    if (parent.lowers.length === 0 || lookup(overlay, parent.lowers, name) === undefined) return
+    if (!this.devices) return this.whiteOut(parent.dir.path, [name])
+    // consecutive deletions in one directory (the common case) wait to be made in one process
+    this.pending.add(`${parent.dir.path}/${name}`)
+    this.pendingIn = parentKey
   }
 
   /** The path of a hard link's target, checked like any entry's path. */
@@ -296,11 +429,13 @@ class Unpacker {
     return found.path
   }
 
-  /** The entry at `name` in `parent`, and its path. */
+  /** The entry the merged view shows at `name` in `parent`, and where it is: upper directory first. */
   private find(parent: Level, name: string): { readonly path: string; readonly stat: fs.BigIntStats } | undefined {
     const path = `${parent.dir.path}/${name}`
     const stat = lstat(path)
-    return stat === undefined ? undefined : { path, stat }
+    if (stat !== undefined) return this.isOverlay && isWhiteoutDevice(stat) ? undefined : { path, stat }
+    if (parent.lowers.length === 0) return undefined
+    return lookup(overlay, [parent.dir.path, ...parent.lowers], name)
   }
 
   private hardLink(
@@ -329,6 +464,9 @@ class Unpacker {
   ): void {
     const device = entry.type !== TypeFlag.fifo
     if (device && !this.privileged) throw this.failed("creating a device node needs root")
+    if (device && this.isOverlay && entry.type === TypeFlag.char && entry.devmajor === 0 && entry.devminor === 0) {
+      throw this.failed("a 0/0 character device reads as a whiteout in an overlay")
+    }
     this.clear(parent, parts, base, existing)
     const path = `${parent.dir.path}/${base}`
     // Node has no mknod; these run only for the entries that need them
@@ -377,15 +515,30 @@ async function* peeked(
 export const make = Effect.gen(function*() {
   const store = yield* ContentStore
 
-  const rootOf = (layer: Oci.Descriptor, mounts: ReadonlyArray<Mount>): Effect.Effect<string, ApplyFailed> => {
+  const targetOf = (layer: Oci.Descriptor, mounts: ReadonlyArray<Mount>): Effect.Effect<Target, ApplyFailed> => {
+    const refuse = (reason: string) => Effect.fail(new ApplyFailed({ layer: layer.digest, reason }))
     const mount = mounts[0]
-    if (mounts.length !== 1 || mount === undefined || (mount.type !== "bind" && mount.type !== "rbind")) {
-      return Effect.fail(
-        new ApplyFailed({ layer: layer.digest, reason: "the applier needs exactly one bind mount" })
-      )
+    if (mounts.length !== 1 || mount === undefined) return refuse(`the applier needs one mount, got ${mounts.length}`)
+    const option = (key: string) => mount.options.find((o) => o.startsWith(`${key}=`))?.slice(key.length + 1)
+    let root: string
+    let lowers: ReadonlyArray<string> = []
+    switch (mount.type) {
+      case "bind":
+      case "rbind":
+        root = mount.source
+        break
+      case "overlay": {
+        const upper = option("upperdir")
+        if (upper === undefined || mount.options.includes("ro")) return refuse("the overlay mount is read-only (no upperdir)")
+        root = upper
+        lowers = (option("lowerdir") ?? "").split(":").filter((dir) => dir.length > 0)
+        break
+      }
+      default:
+        return refuse(`the applier cannot write to a ${JSON.stringify(mount.type)} mount`)
     }
     return Effect.try({
-      try: () => fs.realpathSync(mount.source),
+      try: () => ({ root: fs.realpathSync(root), lowers: lowers.map((dir) => fs.realpathSync(dir)) }),
       catch: (cause) =>
         new ApplyFailed({ layer: layer.digest, reason: `mount source: ${messageOf(cause)}`, cause })
     })
@@ -396,7 +549,7 @@ export const make = Effect.gen(function*() {
     mounts: ReadonlyArray<Mount>,
     options: ApplyOptions = {}
   ) {
-    const root = yield* rootOf(layer, mounts)
+    const target = yield* targetOf(layer, mounts)
     const runtime = yield* Effect.runtime<never>()
     let readError: Option.Option<{ readonly message: string }> = Option.none()
     const blob = store.read(layer.digest).pipe(
@@ -406,7 +559,7 @@ export const make = Effect.gen(function*() {
     const diffId = yield* Effect.tryPromise({
       try: async (signal) => {
         const hash = Digest.hasher()
-        const unpacker = new Unpacker(root, layer.digest)
+        const unpacker = new Unpacker(target, layer.digest)
         const parser = new TarParser(unpacker)
         const sink = new Writable({
           write(chunk: Buffer, _encoding, callback) {

@@ -70,6 +70,21 @@ const minor = (rdev: bigint): bigint => (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn
  */
 const seconds = (ns: bigint): number => Number(ns / 1000n) / 1e6 + 5e-7
 
+/**
+ * Give `path` (not following a symlink there) these times to the nanosecond: with `lutimes` when
+ * they are whole microseconds (all that libuv passes on; every time Node set is one), else with
+ * `touch`, the only tool that sets nanoseconds.
+ */
+export const setTimesNs = (path: string, atimeNs: bigint, mtimeNs: bigint): void => {
+  if (atimeNs % 1000n === 0n && mtimeNs % 1000n === 0n) {
+    fs.lutimesSync(path, seconds(atimeNs), seconds(mtimeNs))
+    return
+  }
+  const at = (ns: bigint) => `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, "0")}`
+  execFileSync("touch", ["-h", "-a", "-d", at(atimeNs), "--", path], { stdio: "pipe" })
+  execFileSync("touch", ["-h", "-m", "-d", at(mtimeNs), "--", path], { stdio: "pipe" })
+}
+
 const setMetadata = (path: string, stat: fs.BigIntStats): void => {
   // chown first: it clears setuid/setgid bits that chmod then restores
   if (isRoot()) fs.lchownSync(path, Number(stat.uid), Number(stat.gid))
