@@ -11,7 +11,7 @@ import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../diff/changes.js"
 import { isWhiteoutDevice, lookup, type Tree } from "../diff/tree.js"
 import { type ChangedNames, listingOf } from "../diff/known.js"
-import { isRoot, removeTree, runBatched } from "./tree.js"
+import { ErrorLines, isRoot, removeTree, runBatched } from "./tree.js"
 
 /** The upper directory an active snapshot's mounts write to, and the layers below it (highest first). */
 const writableLayers = (mounts: ReadonlyArray<Mount>): { readonly upper: string; readonly lowers: ReadonlyArray<string> } | string => {
@@ -63,12 +63,10 @@ const copyDirectoryMetadata = (sourceDir: string, root: string, dirs: ReadonlyAr
       stdio: ["pipe", "pipe", "pipe"]
     })
     const extract = spawn("tar", ["-x", "-p", owner, "-C", root], { signal, stdio: ["pipe", "ignore", "pipe"] })
-    let errors = ""
-    const collect = (chunk: Buffer) => {
-      errors += chunk.toString()
-    }
-    create.stderr.on("data", collect)
-    extract.stderr.on("data", collect)
+    // one line whatever they print: a full disk makes tar complain once per directory
+    const errors = new ErrorLines()
+    errors.listen(create.stderr)
+    errors.listen(extract.stderr)
     create.stdout.pipe(extract.stdin)
     create.stdin.end(names.map((name) => `${name}\0`).join(""))
     // a process that cannot start, or a pipe broken by the other's failure, ends in its exit code
@@ -83,7 +81,7 @@ const copyDirectoryMetadata = (sourceDir: string, root: string, dirs: ReadonlyAr
       resume(
         created === 0 && extracted === 0
           ? Effect.void
-          : Effect.fail(new Error(errors.trim() || `tar exited with ${created} and ${extracted}`))
+          : Effect.fail(new Error(errors.summary(`tar exited with ${created} and ${extracted}`)))
       )
     )
   })

@@ -4,10 +4,10 @@
  * a tree of any depth that may hold read-only dirs.
  */
 import { Effect } from "effect"
-import { execFile, execFileSync, spawn } from "node:child_process"
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
-import type { Writable } from "node:stream"
+import type { Readable, Writable } from "node:stream"
 
 /**
  * How a tree is copied.
@@ -39,7 +39,8 @@ export const resolveEngine = (choice: CopyEngine | "auto"): CopyEngine =>
 
 /**
  * Copy the tree at `from` to `to` (which must not exist) with GNU cp. The callback style lets
- * the caller kill the copy when it is interrupted.
+ * the caller kill the copy when it is interrupted. A failure is one line: cp's first complaint
+ * and how many more it made (a full disk makes it complain once per file).
  */
 export const copyWithCp = (
   from: string,
@@ -47,14 +48,83 @@ export const copyWithCp = (
   signal: AbortSignal,
   done: (error: Error | undefined) => void
 ): void => {
-  execFile(
-    "cp",
-    ["-a", "--reflink=auto", "--no-target-directory", "--", from, to],
-    { signal, maxBuffer: 1024 * 1024 },
-    (error, _stdout, stderr) => {
-      done(error === null ? undefined : new Error(stderr.trim() || error.message, { cause: error }))
-    }
-  )
+  const child = spawn("cp", ["-a", "--reflink=auto", "--no-target-directory", "--", from, to], {
+    signal,
+    stdio: ["ignore", "ignore", "pipe"]
+  })
+  whenExited(child, "cp", done)
+}
+
+const maxLine = 2000
+
+/**
+ * The first line a child process wrote to its error streams and how many more it wrote, kept in
+ * bounded memory however much it writes. Each stream's lines are kept whole, so two processes
+ * writing at once never mix within a line.
+ */
+export class ErrorLines {
+  private first: string | undefined
+  private further = 0
+
+  /** Take the lines of `stream`. */
+  listen(stream: Readable): void {
+    let partial = ""
+    stream.setEncoding("utf8")
+    stream.on("data", (chunk: string) => {
+      const lines = (partial + chunk).split("\n")
+      partial = lines.pop()!.slice(0, maxLine)
+      for (const line of lines) this.add(line)
+    })
+    stream.on("end", () => {
+      this.add(partial)
+      partial = ""
+    })
+  }
+
+  private add(line: string): void {
+    const text = line.trim()
+    if (text === "") return
+    if (this.first === undefined) this.first = text.slice(0, maxLine)
+    else this.further++
+  }
+
+  /** One line: the first written, with the count of the others; `fallback` when there was none. */
+  summary(fallback: string): string {
+    if (this.first === undefined) return fallback
+    return this.further === 0 ? this.first : `${this.first} (and ${this.further} more)`
+  }
+}
+
+/**
+ * Call `done` once `child` (started as `command`) has exited and its error streams are read
+ * (standard error and `moreErrors`): with nothing on success, else with one line from
+ * {@link ErrorLines}.
+ */
+const whenExited = (
+  child: ChildProcess,
+  command: string,
+  done: (error: Error | undefined) => void,
+  moreErrors: ReadonlyArray<Readable> = []
+): void => {
+  const errors = new ErrorLines()
+  for (const stream of child.stderr === null ? moreErrors : [child.stderr, ...moreErrors]) errors.listen(stream)
+  let ended = false
+  let failure: Error | undefined
+  const end = (error: Error | undefined) => {
+    if (ended) return
+    ended = true
+    done(error)
+  }
+  child.on("error", (error) => {
+    failure ??= error
+    // no process started: nothing else will come
+    if (child.pid === undefined) end(error)
+  })
+  child.on("close", (code, signal) => {
+    if (code === 0) return end(undefined)
+    const fallback = failure?.message ?? `${command} exited with ${code ?? signal}`
+    end(new Error(errors.summary(fallback), failure === undefined ? {} : { cause: failure }))
+  })
 }
 
 /** Whether this process runs as root (owners can be set, read-only directories entered). */
@@ -169,9 +239,11 @@ export const twoLanes = (paths: Iterable<string>): [string, string] => {
 /**
  * Shell lines running `command -- paths…` over the paths of both {@link twoLanes} at once, read
  * from file descriptors 3 and 4; they fail (under `set -e`) when either lane does. Creating
- * files and links is system calls, which two cores do nearly twice as fast.
+ * files and links is system calls, which two cores do nearly twice as fast. The lane in the
+ * background reports errors on descriptor 5 ({@link runScript}'s second error stream with
+ * three inputs), so that the two lanes' complaints never mix within a line.
  */
-export const inTwoLanes = (command: string): string => `xargs -0 -r ${command} -- <&3 & lane=$!
+export const inTwoLanes = (command: string): string => `xargs -0 -r ${command} -- <&3 2>&5 & lane=$!
 xargs -0 -r ${command} -- <&4
 wait $lane`
 
@@ -201,8 +273,9 @@ touch -h -r . -- "$1"
 
 /**
  * Run a POSIX shell script with `args` as $1…, in `cwd`, with `inputs[0]` on its standard input
- * and the next inputs on file descriptors 3, 4, …; fails with its standard error. One process is
- * started from here whatever the script runs: starting one from a large process costs
+ * and the next inputs on file descriptors 3, 4, …, and a second error stream on the descriptor
+ * after them; fails with one line: the first error written, and how many more followed. One
+ * process is started from here whatever the script runs: starting one from a large process costs
  * milliseconds, a shell starting small ones far less. Killed on interruption.
  */
 export const runScript = (
@@ -217,32 +290,22 @@ export const runScript = (
     const child = spawn("sh", ["-c", script, "sh", ...args], {
       cwd,
       detached: true,
-      stdio: [inputs.length > 0 ? "pipe" : "ignore", "ignore", "pipe", ...extra]
+      stdio: [inputs.length > 0 ? "pipe" : "ignore", "ignore", "pipe", ...extra, "pipe"]
     })
-    let errors = ""
     let ended = false
     let onEnd = () => {}
-    const end = (result: Effect.Effect<void, Error>) => {
-      if (ended) return
+    const secondErrors = child.stdio[3 + extra.length] as Readable | null
+    whenExited(child, "sh", (error) => {
       ended = true
       onEnd()
-      resume(result)
-    }
-    child.stderr!.on("data", (chunk: Buffer) => {
-      errors += chunk.toString()
-    })
-    child.on("error", (error) => {
-      // no process started: nothing else will come
-      if (child.pid === undefined) end(Effect.fail(error))
-    })
+      resume(error === undefined ? Effect.void : Effect.fail(error))
+    }, secondErrors === null ? [] : [secondErrors])
     // a pipe the shell closed early ends in its exit code
     inputs.forEach((input, i) => {
       const stream = child.stdio[i === 0 ? 0 : i + 2] as Writable | null
       stream?.on("error", () => undefined)
       stream?.end(input)
     })
-    child.on("close", (code) =>
-      end(code === 0 ? Effect.void : Effect.fail(new Error(errors.trim() || `sh exited with ${code}`))))
     // on interruption, kill the group and wait for it, so that no clean-up races its last writes
     return Effect.async<void>((done) => {
       if (ended) return done(Effect.void)
@@ -275,7 +338,10 @@ export const copyRootMetadata = (from: string, to: string): Effect.Effect<void, 
     }))
   )
 
-/** Run `command args…` in batches of arguments short enough for one command line; killed on interruption. */
+/**
+ * Run `command args…` in batches of arguments short enough for one command line; killed on
+ * interruption. A failure is one line: the first error written, and how many more followed.
+ */
 export const runBatched = (
   command: string,
   fixed: ReadonlyArray<string>,
@@ -284,9 +350,8 @@ export const runBatched = (
 ): Effect.Effect<void, Error> =>
   Effect.forEach(batches(args), (batch) =>
     Effect.async<void, Error>((resume, signal) => {
-      execFile(command, [...fixed, ...batch], { cwd, signal, maxBuffer: 1 << 20 }, (error, _stdout, stderr) => {
-        resume(error === null ? Effect.void : Effect.fail(new Error(stderr.trim() || error.message, { cause: error })))
-      })
+      const child = spawn(command, [...fixed, ...batch], { cwd, signal, stdio: ["ignore", "ignore", "pipe"] })
+      whenExited(child, command, (error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
     }), { discard: true })
 
 const batches = (args: ReadonlyArray<string>): Array<Array<string>> => {
