@@ -149,6 +149,7 @@ const renameSome = (dir: string, renames: ReadonlyArray<readonly [number, string
 }
 
 let fastRuns = 0
+let fastChances = 0
 
 describe("overlay fast path", () => {
   it.scopedLive.prop(
@@ -176,6 +177,7 @@ describe("overlay fast path", () => {
           for (const [lowerKey, upperKey] of [[undefined, keys[0]!], [keys[0]!, keys[1]!], [keys[1]!, keys[2]!]] as const) {
             const lower = lowerKey === undefined ? treeOf([]) : treeOf(yield* s.mounts(lowerKey))
             const upper = treeOf(yield* s.mounts(upperKey))
+            if (lowerKey !== undefined) fastChances++
             if (lowerKey !== undefined && fastPathApplies(lower, upper)) fastRuns++
             expect(yield* diffId(lower, upper, "auto")).toBe(yield* diffId(lower, upper, "full"))
           }
@@ -184,7 +186,8 @@ describe("overlay fast path", () => {
   )
 
   it("was taken in most of those runs (the property is not vacuous)", () => {
-    expect(fastRuns).toBeGreaterThan(40)
+    expect(fastChances).toBeGreaterThan(0)
+    expect(fastRuns).toBeGreaterThan(fastChances / 2)
   })
 
   it.scopedLive("a lower hard link left alone while its partner changes: the full walk's answer", () =>
