@@ -111,7 +111,7 @@ class Unpacker {
   private readonly pending = new Set<string>()
   private pendingIn = ""
 
-  constructor(target: Target, private readonly layer: Digest.Digest) {
+  constructor(target: Target, readonly layer: Digest.Digest) {
     this.isOverlay = target.lowers.length > 0
     this.devices = this.privileged
     this.chain = [{ name: "", dir: Tree.shortDir(target.root), lowers: target.lowers }]
@@ -622,6 +622,9 @@ export const make = Effect.gen(function*() {
 const asError = (error: unknown, unpacker: Unpacker): UnsafePath | ApplyFailed => {
   unpacker.abandon()
   if (error instanceof UnsafePath || error instanceof ApplyFailed) return error
-  if (error instanceof TarFormatError) return unpacker.failed(`malformed tar: ${error.reason}`)
+  // the bad header is the entry to name, not the one applied before it
+  if (error instanceof TarFormatError) {
+    return new ApplyFailed({ layer: unpacker.layer, entry: error.entry, reason: `malformed tar at offset ${error.offset}: ${error.problem}` })
+  }
   return unpacker.failed(messageOf(error), error)
 }
