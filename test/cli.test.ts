@@ -5,7 +5,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { applyOps, cloneSpec, manifest, materialize, opArb, type Spec } from "./support/trees.js"
 import { scratch, write } from "./support/scratch.js"
-import { blobchain, haveTool, run } from "./support/tools.js"
+import { blobchain, haveTool, run, runChild } from "./support/tools.js"
 
 const umoci = haveTool("umoci")
 const skopeo = haveTool("skopeo")
@@ -269,7 +269,7 @@ describe("blobchain build", () => {
   })
 
   it("works without root: both snapshotters agree, and a state directory it may not create is a clear error",
-    { skip: !nobodyCanRun() }, () => {
+    { skip: !nobodyCanRun() }, async () => {
       // an unprivileged user (nobody) in a scratch dir it owns, on copies of the examples it owns
       const home = fresh("nobody")
       fs.chmodSync(work.dir, 0o711) // mkdtemp made it private to root
@@ -277,21 +277,20 @@ describe("blobchain build", () => {
       run("cp", ["-a", path.join(repo, "examples", "webapp"), home])
       run("chown", ["-R", "65534:65534", home])
       const asNobody = (args: ReadonlyArray<string>) =>
-        spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, path.join(repo, "bin", "blobchain.js"), ...args], {
-          cwd: home,
-          encoding: "utf8"
+        runChild("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, path.join(repo, "bin", "blobchain.js"), ...args], {
+          cwd: home
         })
       const dirs = ["1-base", "2-app", "3-release"].map((d) => path.join(home, "webapp", d))
-      const native = asNobody(["build", ...dirs, "--state", "native", "--out", "out-native", "--json"])
+      const native = await asNobody(["build", ...dirs, "--state", "native", "--out", "out-native", "--json"])
       expect(native.stderr).toBe("")
-      expect(native.status).toBe(0)
-      const overlay = asNobody(["build", ...dirs, "--state", "overlay", "--out", "out-overlay", "--snapshotter", "overlay", "--json"])
-      expect(overlay.status).toBe(0)
+      expect(native.code).toBe(0)
+      const overlay = await asNobody(["build", ...dirs, "--state", "overlay", "--out", "out-overlay", "--snapshotter", "overlay", "--json"])
+      expect(overlay.code).toBe(0)
       expect(JSON.parse(overlay.stdout).manifest).toEqual(JSON.parse(native.stdout).manifest)
       const closed = path.join(home, "closed")
       fs.mkdirSync(closed, { mode: 0o555 })
-      const denied = asNobody(["build", dirs[0]!, "--state", path.join(closed, "state")])
-      expect(denied.status).toBe(1)
+      const denied = await asNobody(["build", dirs[0]!, "--state", path.join(closed, "state")])
+      expect(denied.code).toBe(1)
       expect(denied.stderr).toMatch(/^blobchain: state directory .*closed\/state: permission denied/)
     })
 

@@ -13,18 +13,14 @@ import * as ContentStore from "../src/ContentStore.js"
 import * as Mount from "../src/Mount.js"
 import * as Oci from "../src/Oci.js"
 import { removeTree } from "../src/snapshot/tree.js"
-import { caseArb, escapes, type HostileCase, type HostState, hostState, makeCanary, materializeBefore, namedCases } from "./support/hostileCorpus.js"
+import { caseArb, escapes, type HostileCase, hostState, makeCanary, materializeBefore, namedCases } from "./support/hostileCorpus.js"
 import { pack, tarOf } from "./support/rawTar.js"
 import { scratch } from "./support/scratch.js"
 
 const services = Applier.layerDefault.pipe(Layer.provideMerge(ContentStore.layerMemory))
 const work = scratch("corpus")
 const out = path.join(work.dir, "outside")
-let host: HostState
-beforeAll(() => {
-  makeCanary(out)
-  host = hostState(out)
-})
+beforeAll(() => makeCanary(out))
 afterAll(() => work.remove())
 
 type Target = "native" | "overlay"
@@ -60,6 +56,8 @@ const treeFor = (c: HostileCase, target: Target) => {
 const applyCase = (c: HostileCase, target: Target) =>
   Effect.gen(function*() {
     const { base, mounts } = treeFor(c, target)
+    // the host as it is now: anything else changing /etc meanwhile is not this case's doing
+    const host = hostState(out)
     const bytes = pack(tarOf(c.entries), c.packing)
     const info = yield* ContentStore.writeBlob(`case-${counter++}`, bytes)
     const descriptor = new Oci.Descriptor({

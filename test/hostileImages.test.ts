@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { escapes, type HostileCase, type HostState, hostState, makeCanary, namedCases, type BeforeEntry } from "./support/hostileCorpus.js"
+import { escapes, type HostileCase, hostState, makeCanary, namedCases, type BeforeEntry } from "./support/hostileCorpus.js"
 import { dir, file, pack, type RawEntry, symlink, tarOf } from "./support/rawTar.js"
 import { type Running, startRegistry } from "./support/registry.js"
 import { scratch, write } from "./support/scratch.js"
@@ -17,11 +17,7 @@ import { blobchain, haveTool, run } from "./support/tools.js"
 const work = scratch("hostile-images")
 const out = path.join(work.dir, "outside")
 const fresh = work.fresh
-let host: HostState
-beforeAll(() => {
-  makeCanary(out)
-  host = hostState(out)
-})
+beforeAll(() => makeCanary(out))
 afterAll(() => work.remove())
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex")
@@ -98,6 +94,8 @@ const sample = [
 
 /** One CLI run against a hostile base: exit 0, or exit 1 and one line; the host untouched. */
 const expectContained = async (args: ReadonlyArray<string>, state: string, c: HostileCase) => {
+  // the host as it is now: anything else changing /etc meanwhile is not this run's doing
+  const host = hostState(out)
   const result = await blobchain(args)
   if (process.env["SHOW_OUTCOMES"] === "1") console.log(c.name, result.code, result.stderr.trim())
   const escaped = escapes(out, host, [state])

@@ -30,19 +30,14 @@ export interface CliResult {
   readonly stderr: string
 }
 
-/**
- * Run the built `blobchain` with `args`; `npm test` builds dist/ before the suite. The child runs
- * while this process's event loop stays free, so the test runner's own messages are answered.
- */
-export const blobchain = (
+/** Run `command args…` as a child the event loop waits on, collecting what it printed. */
+export const runChild = (
+  command: string,
   args: ReadonlyArray<string>,
   options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}
-): Promise<CliResult> => {
-  if (!fs.existsSync(path.join(repo, "dist", "cli", "main.js"))) {
-    return Promise.reject(new Error("dist/ is missing: run `npm run build` (npm test does)"))
-  }
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
+): Promise<CliResult> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
       cwd: options.cwd ?? repo,
       env: { ...process.env, ...options.env },
       stdio: ["ignore", "pipe", "pipe"]
@@ -56,4 +51,15 @@ export const blobchain = (
       resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") })
     )
   })
-}
+
+/**
+ * Run the built `blobchain` with `args`; `npm test` builds dist/ before the suite. The child runs
+ * while this process's event loop stays free, so the test runner's own messages are answered.
+ */
+export const blobchain = (
+  args: ReadonlyArray<string>,
+  options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}
+): Promise<CliResult> =>
+  fs.existsSync(path.join(repo, "dist", "cli", "main.js"))
+    ? runChild(process.execPath, [bin, ...args], options)
+    : Promise.reject(new Error("dist/ is missing: run `npm run build` (npm test does)"))
