@@ -23,10 +23,10 @@ export interface Resolved {
  */
 export const resolve = (tree: Tree, dest: string): Resolved | string => {
   const done: Array<string> = []
+  // the merged directories of each component of `done` ([] once a name is not there), root first
   let dirs: Array<ReadonlyArray<string>> = [tree.root]
   const todo = dest.split("/")
   let links = 0
-  let missing = false
   while (todo.length > 0) {
     const part = todo.shift()!
     if (part === "" || part === ".") continue
@@ -35,13 +35,11 @@ export const resolve = (tree: Tree, dest: string): Resolved | string => {
         done.pop()
         dirs.pop()
       }
-      missing = false
-      dirs = rewalk(tree, done) ?? dirs
       continue
     }
-    const node: Node | undefined = missing ? undefined : lookup(tree, dirs[dirs.length - 1]!, part)
+    const here = dirs[dirs.length - 1]!
+    const node: Node | undefined = here.length === 0 ? undefined : lookup(tree, here, part)
     if (node === undefined) {
-      missing = true
       done.push(part)
       dirs.push([])
       continue
@@ -61,17 +59,6 @@ export const resolve = (tree: Tree, dest: string): Resolved | string => {
     dirs.push(node.dirs)
   }
   return { parts: done }
-}
-
-// the merged directories of `parts` again after a `..`: every component is a directory
-const rewalk = (tree: Tree, parts: ReadonlyArray<string>): Array<ReadonlyArray<string>> | undefined => {
-  const dirs: Array<ReadonlyArray<string>> = [tree.root]
-  for (const part of parts) {
-    const node = lookup(tree, dirs[dirs.length - 1]!, part)
-    if (node === undefined || !node.stat.isDirectory()) return undefined
-    dirs.push(node.dirs)
-  }
-  return dirs
 }
 
 /**
