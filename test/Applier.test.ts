@@ -15,6 +15,7 @@ import * as ContentStore from "../src/ContentStore.js"
 import * as Differ from "../src/Differ.js"
 import * as Digest from "../src/Digest.js"
 import * as Tar from "../src/diff/tar.js"
+import { encoded as entry } from "./support/rawTar.js"
 import * as Mount from "../src/Mount.js"
 import * as Oci from "../src/Oci.js"
 import { manifest, tempDir } from "./support/trees.js"
@@ -43,15 +44,6 @@ const apply = (descriptor: Oci.Descriptor, root: string, options?: Applier.Apply
   Effect.flatMap(Applier.Applier, (a) => a.apply(descriptor, [Mount.bind(root, false)], options))
 
 const sha256 = (bytes: Uint8Array) => `sha256:${createHash("sha256").update(bytes).digest("hex")}`
-
-const entry = (name: string, type: string, content = ""): Buffer => {
-  const body = Buffer.from(content)
-  return Buffer.concat([
-    Tar.encode({ name, type, mode: 0o755, uid: 0, gid: 0, size: body.length, mtime: 1_000 }),
-    body,
-    Buffer.alloc(Tar.padding(body.length))
-  ])
-}
 
 const sample = (root: string): void => {
   fs.mkdirSync(`${root}/${"d".repeat(120)}/ü`, { recursive: true })

@@ -11,6 +11,7 @@ import { Effect, Layer } from "effect"
 import * as Applier from "../src/Applier.js"
 import * as ContentStore from "../src/ContentStore.js"
 import * as Tar from "../src/diff/tar.js"
+import { encoded as entry } from "./support/rawTar.js"
 import * as Metadata from "../src/Metadata.js"
 import * as Mount from "../src/Mount.js"
 import * as Oci from "../src/Oci.js"
@@ -29,15 +30,6 @@ afterAll(() => {
 })
 
 const services = Applier.layerDefault.pipe(Layer.provideMerge(ContentStore.layerMemory))
-
-const entry = (name: string, type: string, content = ""): Buffer => {
-  const body = Buffer.from(content)
-  return Buffer.concat([
-    Tar.encode({ name, type, mode: 0o755, uid: 0, gid: 0, size: body.length, mtime: 1_000 }),
-    body,
-    Buffer.alloc(Tar.padding(body.length))
-  ])
-}
 
 /**
  * A file at the bottom of `a/a/…/a`, `depth` directories deep; with `dirs`, every directory an

@@ -12,7 +12,7 @@ import { Effect } from "effect"
 import { fillNative } from "../src/snapshot/nativeFill.js"
 import { copyWithCp, removeTree } from "../src/snapshot/tree.js"
 import { scratch } from "./support/scratch.js"
-import { blobchain } from "./support/tools.js"
+import { blobchain, type CliResult } from "./support/tools.js"
 
 const isRoot = process.getuid?.() === 0
 const work = scratch("disk-full")
@@ -57,6 +57,15 @@ const partialBlobs = (state: string): Array<string> => {
   )
 }
 
+/** A build that ran out of space: exit 1, one line saying so, nothing half-written in the store. */
+const expectFullDisk = (result: CliResult, state: string): void => {
+  expect(result.code).toBe(1)
+  expect(result.stderr.trimEnd().split("\n")).toHaveLength(1)
+  expect(result.stderr).toMatch(noSpace)
+  expect(filesUnder(NodePath.join(state, "content", "ingest"))).toEqual([])
+  expect(partialBlobs(state)).toEqual([])
+}
+
 describe.skipIf(!isRoot)("a full disk", () => {
   it.scopedLive("a tree copied with cp fails with one line: cp's first complaint and how many more", () =>
     Effect.gen(function*() {
@@ -87,11 +96,7 @@ describe.skipIf(!isRoot)("a full disk", () => {
       const result = yield* Effect.promise(() =>
         blobchain(["build", source(96, 64 * 1024), "--state", state, "--out", work.fresh("out")])
       )
-      expect(result.code).toBe(1)
-      expect(result.stderr.trimEnd().split("\n")).toHaveLength(1)
-      expect(result.stderr).toMatch(noSpace)
-      expect(filesUnder(NodePath.join(state, "content", "ingest"))).toEqual([])
-      expect(partialBlobs(state)).toEqual([])
+      expectFullDisk(result, state)
     }).pipe(Effect.scoped))
 
   it.live("a build whose layer blob outgrows the disk exits 1 with one line, and no partial blob is kept", () =>
@@ -101,10 +106,6 @@ describe.skipIf(!isRoot)("a full disk", () => {
       const result = yield* Effect.promise(() =>
         blobchain(["build", source(16, 256 * 1024), "--state", state, "--out", work.fresh("out")])
       )
-      expect(result.code).toBe(1)
-      expect(result.stderr.trimEnd().split("\n")).toHaveLength(1)
-      expect(result.stderr).toMatch(noSpace)
-      expect(filesUnder(NodePath.join(state, "content", "ingest"))).toEqual([])
-      expect(partialBlobs(state)).toEqual([])
+      expectFullDisk(result, state)
     }).pipe(Effect.scoped))
 })

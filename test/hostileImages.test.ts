@@ -97,7 +97,6 @@ const expectContained = async (args: ReadonlyArray<string>, state: string, c: Ho
   // the host as it is now: anything else changing /etc meanwhile is not this run's doing
   const host = hostState(out)
   const result = await blobchain(args)
-  if (process.env["SHOW_OUTCOMES"] === "1") console.log(c.name, result.code, result.stderr.trim())
   const escaped = escapes(out, host, [state])
   expect(escaped, c.name).toBeUndefined()
   if (c.name === "BenignLayer") {

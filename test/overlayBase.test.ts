@@ -14,35 +14,14 @@ import * as Digest from "../src/Digest.js"
 import * as Mount from "../src/Mount.js"
 import * as Oci from "../src/Oci.js"
 import { removeTree } from "../src/snapshot/tree.js"
-import { dir, file, hardlink, type RawEntry, symlink, tarOf } from "./support/rawTar.js"
+import { file, tarOf } from "./support/rawTar.js"
+import { layers } from "./support/overlayLayers.js"
 import { scratch, write } from "./support/scratch.js"
 import { blobchain, run } from "./support/tools.js"
 
 const work = scratch("overlay-base")
 afterAll(() => removeTree(work.dir))
 
-const layers: ReadonlyArray<ReadonlyArray<RawEntry>> = [
-  [
-    dir("etc/"), file("etc/passwd", "root:x:0:0"), file("etc/old", "old"),
-    dir("var/"), dir("var/cache/"), file("var/cache/a", "a"), dir("var/cache/sub/"), file("var/cache/sub/b", "b"),
-    dir("opt/"), file("opt/x", "x"), dir("opt/keep/"), file("opt/keep/y", "y"),
-    dir("d/"), file("d/1", "1"), file("d/2", "2"),
-    dir("t/"), file("t/f", "f"),
-    symlink("link", "etc"), file("shared", "shared")
-  ],
-  [
-    dir("etc/"), file("etc/.wh.old"), hardlink("etc/shared-link", "shared"),
-    dir("var/"), file("var/.wh.cache"),
-    file(".wh.link"), file("t", "t is a file now")
-  ],
-  [
-    dir("opt/"), file("opt/.wh..wh..opq"), file("opt/new", "new"),
-    file(".wh.d"), dir("d/"), file("d/3", "3"),
-    dir("t/"), file("t/g", "g"),
-    dir("var/"), dir("var/cache/"), file("var/cache/c", "c"),
-    hardlink("opt/shared2", "shared")
-  ]
-]
 
 /** A `docker save` archive of `tars` (oldest first) at a fresh path. */
 const dockerArchive = (tars: ReadonlyArray<Buffer>): string => {

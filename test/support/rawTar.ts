@@ -3,6 +3,7 @@
  * GNU long names chosen by the test, declared sizes that lie. Only the tests use it.
  */
 import * as zlib from "node:zlib"
+import * as Tar from "../../src/diff/tar.js"
 
 /** One member as the archive spells it. */
 export interface RawEntry {
@@ -126,3 +127,13 @@ export const file = (name: string | Buffer, body = "evil"): RawEntry => ({ name,
 export const dir = (name: string | Buffer): RawEntry => ({ name, type: "5" })
 export const symlink = (name: string | Buffer, linkname: string | Buffer): RawEntry => ({ name, type: "2", linkname })
 export const hardlink = (name: string | Buffer, linkname: string | Buffer): RawEntry => ({ name, type: "1", linkname })
+
+/** One member as the project's own tar encoder writes it (PAX for long names), mode 0755. */
+export const encoded = (name: string, type: string, content = ""): Buffer => {
+  const body = Buffer.from(content)
+  return Buffer.concat([
+    Tar.encode({ name, type, mode: 0o755, uid: 0, gid: 0, size: body.length, mtime: 1_000 }),
+    body,
+    Buffer.alloc(Tar.padding(body.length))
+  ])
+}
