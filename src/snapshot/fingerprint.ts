@@ -44,10 +44,6 @@ export function makeFingerprinter(
   const lineOf = (relative: string, stat: fs.BigIntStats, type: string, extra: string): string =>
     `${relative}\0${type}\0${stat.mode}\0${stat.uid}\0${stat.gid}\0${type === "d" ? 0n : stat.size}\0${stat.mtimeNs}\0${stat.rdev}\0${extra}\n`
 
-  /**
-   * The fingerprint of the tree at `dir`: paths, types, modes, owners, sizes, nanosecond mtimes,
-   * devices, link targets, hard-link groups. Throws the file system's error.
-   */
   // Node decodes names as UTF-8, mending bad bytes to U+FFFD: two such names would be one
   const refuseInvalidNames = (path: string, prefix: string): void => {
     const strict = new TextDecoder("utf-8", { fatal: true })
@@ -61,6 +57,10 @@ export function makeFingerprinter(
     }
   }
 
+  /**
+   * The fingerprint of the tree at `dir`: paths, types, modes, owners, sizes, nanosecond mtimes,
+   * devices, link targets, hard-link groups. Throws the file system's error.
+   */
   const fingerprintOf = (dir: string): Print => {
     const hash = hashOf("sha256")
     const lines = new Map<string, string>()
