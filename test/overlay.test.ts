@@ -286,6 +286,10 @@ describe("fillOverlay", () => {
           isRoot ? "var/cache" : "var/.wh.cache"
         ].sort())
         if (isRoot) expect(fs.lstatSync(NodePath.join(own, "etc/gone")).isCharacterDevice()).toBe(true)
+        // whiteouts carry the time their layer entries get, not the moment they were made
+        for (const whiteout of isRoot ? ["etc/gone", "var/cache"] : ["etc/.wh.gone", "var/.wh.cache"]) {
+          expect(fs.lstatSync(NodePath.join(own, whiteout)).mtimeMs).toBe(0)
+        }
         expect(fs.statSync(NodePath.join(own, "usr/lib/lib1.so")).ino).toBe(fs.statSync(NodePath.join(own, "usr/lib/lib1-again.so")).ino)
         expect(mergedManifest(treeOf(yield* s.mounts(keys[0]!)))).toEqual(sourceManifest(one))
         expect(mergedManifest(treeOf(yield* s.mounts(keys[1]!)))).toEqual(sourceManifest(two))

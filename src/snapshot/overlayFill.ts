@@ -190,7 +190,11 @@ export const fillOverlay = (
             case "Whiteout": {
               const at = NodePath.join(upper, parentOf(change.path))
               if (devices) plan.devices.push(NodePath.join(at, baseOf(change.path)))
-              else fs.writeFileSync(NodePath.join(at, `.wh.${baseOf(change.path)}`), "")
+              else {
+                const marker = NodePath.join(at, `.wh.${baseOf(change.path)}`)
+                fs.writeFileSync(marker, "")
+                fs.lutimesSync(marker, 0, 0)
+              }
               continue
             }
             case "Entry": {
@@ -235,6 +239,11 @@ export const fillOverlay = (
       step("copy")
     )
     yield* runBatched("sh", ["-c", mknodEach, "sh"], plan.devices, upper).pipe(step("whiteout"))
+    // a whiteout's time is the one its layer entry gets (0), not the moment it was made: an
+    // upper directory is then the same whenever it is written
+    yield* io(() => {
+      for (const device of plan.devices) fs.lutimesSync(device, 0, 0)
+    })
     yield* settle(upper, sourceDir, plan.dirs, plan.links).pipe(
       Effect.mapError((error) => fail(error.message, error))
     )
