@@ -13,6 +13,7 @@ import { type Compression, compressionOf, LabelGcRoot, LabelUncompressed, layerM
 import type { ImmutableRef, MountFailed, RefNotFound } from "./RefManager.js"
 import * as Progress from "./Progress.js"
 import * as SingleFlight from "./internal/singleFlight.js"
+import type { InvalidSource } from "./Source.js"
 
 /** Every error getDiffPairs can fail with; each names the ref (or key) and the step. */
 export type BlobsError =
@@ -22,6 +23,7 @@ export type BlobsError =
   | InvalidDifferResponse
   | BlobMapperError
   | ContentStoreError
+  | InvalidSource
 
 /** How to compute the pairs. */
 export interface GetDiffPairsOptions {
@@ -115,7 +117,8 @@ export const make = Effect.gen(function*() {
         ...(options.level === undefined ? {} : { level: options.level }),
         ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch })
       }
-      const descriptor = yield* differ.diffMounts(lower, upper, diffOptions).pipe(
+      const changed = own.changed === undefined ? undefined : yield* own.changed
+      const descriptor = yield* differ.diffMounts(lower, upper, changed === undefined ? diffOptions : { ...diffOptions, changed }).pipe(
         // whatever the differ left of a failed attempt goes: the next one starts clean
         Effect.onError(() => store.abort(reference).pipe(Effect.ignore)),
         Effect.mapError((e) =>
@@ -140,6 +143,9 @@ export const make = Effect.gen(function*() {
           })
       })
       const pair = new DiffPair({ diffId, blobsum: descriptor.digest })
+      // both trees must still hold what their ids name, or the pair names the wrong layer
+      if (own.verify !== undefined) yield* own.verify
+      if (Option.isSome(parent) && parent.value.verify !== undefined) yield* parent.value.verify
       yield* mapper.set(key, pair)
       yield* Progress.report(Progress.ProgressEvent.LayerDone({ ref: ref.id }))
       return pair

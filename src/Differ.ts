@@ -8,6 +8,12 @@ import * as walking from "./diff/walking.js"
 import type { Mount } from "./Mount.js"
 import type { Compression, Descriptor } from "./Oci.js"
 
+/**
+ * Per directory of a tree (relative path; "" is the root), the names in it at which two trees may
+ * differ. Whoever gives it vouches that every other name is the same on both sides.
+ */
+export type ChangedNames = ReadonlyMap<string, ReadonlyArray<string>>
+
 /** How to write the layer. */
 export interface DiffOptions {
   /** The blob's media type; by default the OCI (or Docker) layer type of the compression. */
@@ -29,6 +35,12 @@ export interface DiffOptions {
    * Only the speed depends on it, never the bytes.
    */
   readonly compressionThreads?: number
+  /**
+   * The names at which the two trees may differ, when the caller knows them (the prints of two
+   * source directories say it): only they are looked at, and the layer is the one a whole walk
+   * gives when the claim holds. The upper tree must then be one plain directory.
+   */
+  readonly changed?: ChangedNames
 }
 
 /** The diff could not be made; `step` says where (mount, walk, write, commit, …). */

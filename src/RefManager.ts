@@ -4,7 +4,9 @@
  */
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import type * as Scope from "effect/Scope"
+import type { ChangedNames } from "./Differ.js"
 import type { Mount } from "./Mount.js"
+import type { InvalidSource } from "./Source.js"
 import { type SnapshotError, type SnapshotInfo, Snapshotter } from "./Snapshotter.js"
 
 /** No committed snapshot with this id. */
@@ -51,6 +53,17 @@ export interface ImmutableRef {
   readonly mount: (readonly: boolean) => Effect.Effect<ReadonlyArray<Mount>, MountError, Scope.Scope>
   /** Another hold on the same ref, for the caller's scope. */
   readonly clone: Effect.Effect<ImmutableRef, RefNotFound, Scope.Scope>
+  /**
+   * The names at which this ref's tree may differ from its parent's, when the ref knows them
+   * (a source directory over the previous one: their prints say it). A diff looks nowhere else.
+   */
+  readonly changed?: Effect.Effect<ChangedNames>
+  /**
+   * For a tree that others may change (a source directory read where it is): fails when it no
+   * longer holds what the ref's id names. A diff of the ref (or of its child) is recorded only
+   * once this has passed after it.
+   */
+  readonly verify?: Effect.Effect<void, InvalidSource>
 }
 
 /** The ref manager service. */

@@ -1,8 +1,9 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer } from "effect"
+import { Effect, Fiber, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Blobchain, Build, Digest, Image, Oci, Snapshotter } from "../src/index.js"
+import { BlobMapper, Blobchain, Build, Digest, Image, Oci, Progress, Snapshotter } from "../src/index.js"
+import * as Source from "../src/Source.js"
 import { scratch, write } from "./support/scratch.js"
 import { haveTool, run } from "./support/tools.js"
 
@@ -21,21 +22,47 @@ const activeSnapshots = Effect.flatMap(Snapshotter.Snapshotter, (s) => s.walk).p
 )
 
 describe("Build", () => {
-  it.scoped("a failed commit removes the active snapshot; the next build succeeds", () =>
+  it.scoped("a source changed while its layer is read is refused, nothing is recorded, and the next build takes the change", () =>
     Effect.gen(function*() {
       const root = work.fresh("state")
-      const dir = tree(20)
+      // layers of several MiB: the first MiB is out long before the last directory is read
+      const big = () => {
+        const dir = work.fresh("tree")
+        for (let i = 0; i < 40; i++) write(dir, `d${i % 10}/f${i}`, `${i} `.repeat(40_000))
+        return dir
+      }
+      const dirs = [big(), big()]
+      write(dirs[1]!, "only-in-2", "two\n")
       const context = yield* Layer.build(Blobchain.layerLocal({ root }))
-      const real = Snapshotter.Snapshotter.of(yield* Effect.provide(Snapshotter.Snapshotter, context))
-      const failing = Snapshotter.layer({
-        ...real,
-        commit: (name) => Effect.fail(new Snapshotter.SnapshotterError({ op: "commit", key: name, reason: "disk full (scripted)" }))
-      })
-      const error = yield* Effect.flip(Build.build([dir]).pipe(Effect.provide(failing), Effect.provide(context)))
-      expect(error.message).toContain("disk full")
-      expect(yield* Effect.provide(activeSnapshots, context)).toEqual([])
-      const built = yield* Build.build([dir]).pipe(Effect.provide(context))
-      expect(built.snapshots.map((s) => s.reused)).toEqual([false])
+      const mapped = (keys: ReadonlyArray<string>) =>
+        BlobMapper.BlobMapper.pipe(Effect.flatMap((m) => m.getMany(keys)), Effect.map((all) => all.map(Option.isSome)), Effect.provide(context))
+      for (const changing of [0, 1]) {
+        // the second directory's layer, too, is made of MiBs to read before d9/f39
+        if (changing === 1) for (let i = 0; i < 4; i++) write(dirs[1]!, `a/big${i}`, `${i} `.repeat(200_000))
+        const id0 = Source.directoryId(undefined, yield* Build.fingerprint(dirs[0]!))
+        const ids = [id0, Source.directoryId(id0, yield* Build.fingerprint(dirs[1]!))]
+        // the first MiB of the changing directory's layer is out: change a file still to be read
+        let changed = false
+        const progress = Progress.Progress.of({
+          report: (event) => {
+            if (changed || event._tag !== "Bytes") return
+            changed = true
+            fs.appendFileSync(path.join(dirs[changing]!, "d9/f39"), "and more\n")
+          }
+        })
+        const build = Build.build(dirs, { concurrency: 1 }).pipe(Effect.provideService(Progress.Progress, progress))
+        const error = yield* Effect.flip(build.pipe(Effect.provide(context)))
+        expect(changed).toBe(true)
+        expect(error._tag).toBe("InvalidSource")
+        expect(error.message).toBe(`${dirs[changing]}: the directory changed while it was read`)
+        // the changed directory's layer (and its child's) was not recorded
+        expect(yield* mapped(ids.slice(changing))).toEqual(ids.slice(changing).map(() => false))
+        const built = yield* Build.build(dirs).pipe(Effect.provide(context))
+        expect(built.snapshots.map((s) => s.reused)).toEqual([changing === 1, false])
+        const again = yield* Build.build(dirs).pipe(Effect.provide(context))
+        expect(again.snapshots.map((s) => s.reused)).toEqual([true, true])
+        expect(again.image.manifest.digest).toBe(built.image.manifest.digest)
+      }
     }))
 
   it.live("an interrupted build leaves no active snapshot behind", () =>

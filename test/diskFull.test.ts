@@ -90,21 +90,12 @@ describe.skipIf(!isRoot)("a full disk", () => {
       expect(error.message).not.toContain("\n")
     }))
 
-  it.live("a build whose state outgrows the disk while copying the source exits 1 with one line, no ingest left", () =>
-    Effect.gen(function*() {
-      const state = yield* tmpfs("4m")
-      const result = yield* Effect.promise(() =>
-        blobchain(["build", source(96, 64 * 1024), "--state", state, "--out", work.fresh("out")])
-      )
-      expectFullDisk(result, state)
-    }).pipe(Effect.scoped))
-
   it.live("a build whose layer blob outgrows the disk exits 1 with one line, and no partial blob is kept", () =>
     Effect.gen(function*() {
-      const state = yield* tmpfs("6m")
-      // the snapshot fits, its gzipped (incompressible) layer does not fit beside it
+      const state = yield* tmpfs("4m")
+      // the source is read where it is: only its gzipped (incompressible) layer is written there
       const result = yield* Effect.promise(() =>
-        blobchain(["build", source(16, 256 * 1024), "--state", state, "--out", work.fresh("out")])
+        blobchain(["build", source(96, 64 * 1024), "--state", state, "--out", work.fresh("out")])
       )
       expectFullDisk(result, state)
     }).pipe(Effect.scoped))

@@ -6,7 +6,6 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc, Layer } from "effect"
 import { execFileSync } from "node:child_process"
-import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { compareNames, fromMounts } from "../src/diff/tree.js"
@@ -17,22 +16,10 @@ import { fillOverlay } from "../src/snapshot/overlayFill.js"
 import { fingerprintOffThread } from "../src/snapshot/printThread.js"
 import * as Snapshotter from "../src/Snapshotter.js"
 import { scratch, write } from "./support/scratch.js"
-import { applyOps, cloneSpec, manifest, materialize, type Op, opArb, type Spec } from "./support/trees.js"
+import { addNanoseconds, applyOps, cloneSpec, manifest, materialize, type Op, opArb, type Spec } from "./support/trees.js"
 
 const work = scratch("fingerprint")
 afterAll(() => work.remove())
-
-/** Give every entry below `dir` a fraction of a second, fixed by its path and whole seconds. */
-const addNanoseconds = (dir: string): void => {
-  const entries = fs.readdirSync(dir, { recursive: true }).map(String).sort().reverse()
-  for (const name of [...entries, ""]) {
-    const full = path.join(dir, name)
-    const stat = fs.lstatSync(full)
-    const seconds = Math.floor(stat.mtimeMs / 1000)
-    const fraction = (createHash("sha256").update(`${name}@${seconds}`).digest().readUInt32LE(0) % 999_000 + 1000) / 1e6
-    fs.lutimesSync(full, seconds + fraction, seconds + fraction)
-  }
-}
 
 const casesArb = {
   lower: fc.array(opArb, { minLength: 1, maxLength: 25 }),

@@ -4,6 +4,7 @@
  */
 import * as fs from "node:fs"
 import { setImmediate as yieldToEventLoop } from "node:timers/promises"
+import type { ChangedNames } from "../Differ.js"
 import type { Hasher } from "../Digest.js"
 import { layerChanges, type Walk } from "./overlayChanges.js"
 import * as Tar from "./tar.js"
@@ -22,6 +23,8 @@ export interface LayerOptions {
   readonly sourceDateEpoch?: number
   /** `full` walks both trees even where the overlay fast path applies (it must give the same bytes). */
   readonly walk?: Walk
+  /** The names at which the trees may differ, when known (see `DiffOptions.changed`). */
+  readonly changed?: ChangedNames
 }
 
 /**
@@ -126,7 +129,7 @@ export async function* layerTar(
     mtime: 0
   })
   try {
-    for (const change of layerChanges(lower, upper, options.walk)) {
+    for (const change of layerChanges(lower, upper, options.walk, options.changed)) {
       switch (change._tag) {
         case "Tick":
           yield* out.take()

@@ -4,12 +4,13 @@
  */
 import * as fs from "node:fs"
 import { type Change, changes, type Listing } from "./changes.js"
+import type { ChangedNames } from "../Differ.js"
 import { knownListing } from "./known.js"
 import { children, compareNames, isOpaque, lookup, type Node, type Tree, whitedOutName } from "./tree.js"
 
 /**
  * How the changes are found: `auto` takes a fast path when one applies (an overlay layer over
- * exactly the lower tree, or changes known from how the upper tree was made: known.ts), `full`
+ * exactly the lower tree, or the names the caller says may differ: known.ts), `full`
  * always walks both trees.
  */
 export type Walk = "auto" | "full"
@@ -93,8 +94,13 @@ export const fastPathApplies = (lower: Tree, upper: Tree): boolean =>
  * differ does it), only that layer's directories are read, plus a look-up below for each of
  * their names: the cost follows the size of the change, not of the tree.
  */
-export const layerChanges = (lower: Tree, upper: Tree, walk: Walk = "auto"): Iterable<Change> => {
+export const layerChanges = (
+  lower: Tree,
+  upper: Tree,
+  walk: Walk = "auto",
+  changed?: ChangedNames
+): Iterable<Change> => {
   if (walk === "full") return changes(lower, upper)
   if (fastPathApplies(lower, upper)) return changes(lower, upper, overlayListing(lower, upper))
-  return changes(lower, upper, knownListing(lower, upper))
+  return changes(lower, upper, knownListing(changed, lower, upper))
 }

@@ -115,7 +115,10 @@ export const make = Effect.gen(function*() {
           const source = layerTar(
             lower,
             upper,
-            options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch },
+            {
+              ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
+              ...(options.changed === undefined ? {} : { changed: options.changed })
+            },
             uncompressed,
             pool
           )

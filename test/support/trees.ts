@@ -258,3 +258,15 @@ export const listing = (root: string): Array<string> => {
   visit("")
   return out.sort()
 }
+
+/** Give every entry below `dir` a fraction of a second, fixed by its path and whole seconds. */
+export const addNanoseconds = (dir: string): void => {
+  const entries = fs.readdirSync(dir, { recursive: true }).map(String).sort().reverse()
+  for (const name of [...entries, ""]) {
+    const full = path.join(dir, name)
+    const stat = fs.lstatSync(full)
+    const seconds = Math.floor(stat.mtimeMs / 1000)
+    const fraction = (createHash("sha256").update(`${name}@${seconds}`).digest().readUInt32LE(0) % 999_000 + 1000) / 1e6
+    fs.lutimesSync(full, seconds + fraction, seconds + fraction)
+  }
+}

@@ -1,0 +1,201 @@
+/**
+ * Sources read where they are: a source directory becomes a ref over the directory itself, never
+ * a copy of it. Its id names its parent's id and the directory's print (stats only); its mount is
+ * a read-only bind of the directory; the print is checked again after the directory is diffed,
+ * so a tree that changed while it was read is refused and nothing is recorded. A directory over
+ * the previous one knows, from the two prints, the only names at which they can differ.
+ */
+import { Effect, Option, Schema } from "effect"
+import { execFile } from "node:child_process"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as NodePath from "node:path"
+import { fromMounts } from "./diff/tree.js"
+import * as Mount from "./Mount.js"
+import { type ImmutableRef, MountFailed } from "./RefManager.js"
+import { SnapshotInfo } from "./Snapshotter.js"
+import * as Fingerprint from "./snapshot/fingerprint.js"
+import { fingerprintOffThread } from "./snapshot/printThread.js"
+import * as Put from "./snapshot/put.js"
+import * as Tree from "./snapshot/tree.js"
+
+/** A source directory is unusable: missing, not a directory, unreadable, or changed while it was read. */
+export class InvalidSource extends Schema.TaggedError<InvalidSource>()("InvalidSource", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `${this.path}: ${this.reason}`
+  }
+}
+
+/** Label on a ref (or snapshot) made from a directory: the directory it came from. */
+export const LabelSource = "blobchain.io/source"
+
+const changedWhileRead = (path: string) => new InvalidSource({ path, reason: "the directory changed while it was read" })
+
+const invalidSource = (dir: string) => (cause: unknown): InvalidSource => {
+  const error = cause instanceof Error ? cause : new Error(String(cause))
+  const path = "path" in error && typeof error.path === "string" ? error.path : dir
+  return new InvalidSource({ path, reason: error.message.replace(/^\w+: /, "") })
+}
+
+/** Check that `dir` is a readable directory; its absolute path. */
+export const check = (dir: string): Effect.Effect<string, InvalidSource> =>
+  Effect.try({
+    try: () => {
+      const stat = fs.statSync(dir, { throwIfNoEntry: false })
+      if (stat === undefined) throw new Error("no such directory")
+      if (!stat.isDirectory()) throw new Error("not a directory")
+      fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK)
+      return NodePath.resolve(dir)
+    },
+    catch: (cause) =>
+      new InvalidSource({ path: dir, reason: cause instanceof Error ? cause.message.replace(/^\w+: /, "") : String(cause) })
+  })
+
+/** The print of `dir`, taken on this thread. */
+export const print = (dir: string): Effect.Effect<Fingerprint.Print, InvalidSource> =>
+  Effect.try({ try: () => Fingerprint.fingerprintOf(dir), catch: invalidSource(dir) })
+
+/**
+ * The print of `dir`, taken on the print thread (the event loop stays free for a big tree); on
+ * this thread when no thread can run it.
+ */
+export const printOffThread = (dir: string): Effect.Effect<Fingerprint.Print, InvalidSource> =>
+  Effect.tryPromise({ try: () => fingerprintOffThread(dir), catch: (error) => error }).pipe(
+    // a file system error names its path; anything else is the thread's: print here instead
+    Effect.catchAll((error) => error instanceof Error && "path" in error ? Effect.fail(invalidSource(dir)(error)) : print(dir))
+  )
+
+/** A directory printed: where it is and what it held when printed. */
+export interface Printed {
+  readonly dir: string
+  readonly print: Fingerprint.Print
+}
+
+const idOf = (...parts: ReadonlyArray<string>): string => `sha256:${createHash("sha256").update(parts.join("\n")).digest("hex")}`
+
+/** The id of the directory ref of a tree printed as `digest` on `parent`. */
+export const directoryId = (parent: string | undefined, digest: string): string => idOf(parent ?? "", digest)
+
+/** The id of the put ref of a directory printed as `digest` at `dest` (see {@link destination}) on `parent`. */
+export const putId = (parent: string | undefined, dest: string, digest: string): string =>
+  idOf("put", parent ?? "", dest, digest)
+
+const infoOf = (id: string, parent: Option.Option<ImmutableRef>, source: string): SnapshotInfo => {
+  const now = new Date()
+  return new SnapshotInfo({
+    key: id,
+    ...(Option.isSome(parent) ? { parent: parent.value.id } : {}),
+    kind: "committed",
+    labels: { [LabelSource]: source },
+    createdAt: now,
+    updatedAt: now
+  })
+}
+
+const parentEffect = (parent: Option.Option<ImmutableRef>) =>
+  Option.match(parent, { onNone: () => Effect.succeedNone, onSome: (p) => Effect.asSome(p.clone) })
+
+const readonlyOnly = (id: string) =>
+  new MountFailed({ ref: id, reason: "a source read where it is is mounted read-only; prepare a snapshot on it to write" })
+
+/** Fails when `dir` no longer prints as `expected`. */
+const verifyPrint = (dir: string, expected: string): Effect.Effect<void, InvalidSource> =>
+  Effect.flatMap(printOffThread(dir), (now) => now.digest === expected ? Effect.void : Effect.fail(changedWhileRead(dir)))
+
+/**
+ * The ref of the directory `source` (printed) on `parent`. When the parent is the previous
+ * directory (printed too), the ref's changed names are the paths whose print lines differ.
+ */
+export const directoryRef = (
+  source: Printed,
+  parent: Option.Option<ImmutableRef>,
+  parentSource?: Printed
+): ImmutableRef => {
+  const id = directoryId(Option.getOrUndefined(parent)?.id, source.print.digest)
+  const ref: ImmutableRef = {
+    id,
+    info: infoOf(id, parent, source.dir),
+    parent: parentEffect(parent),
+    mount: (readonly) => readonly ? Effect.succeed([Mount.bind(source.dir, true)]) : Effect.fail(readonlyOnly(id)),
+    clone: Effect.sync(() => ref),
+    ...(parentSource === undefined
+      ? {}
+      : { changed: Effect.sync(() => Fingerprint.changedNames(parentSource.print, source.print)) }),
+    verify: verifyPrint(source.dir, source.print.digest)
+  }
+  return ref
+}
+
+/** A checked `DEST` inside the image for `--layer SRC:DEST`: relative components, no `..`. */
+export const destination = (dest: string): Effect.Effect<string, InvalidSource> => {
+  const parts = dest.split("/").filter((p) => p !== "" && p !== ".")
+  return parts.includes("..") || parts.length === 0 && dest !== "/" && dest !== ""
+    ? Effect.fail(new InvalidSource({ path: dest, reason: "a layer's destination must be a path inside the image, without .." }))
+    : Effect.succeed(parts.join("/"))
+}
+
+/** Copy the contents of `from` into the existing directory `to`, keeping metadata. */
+const copyInto = (from: string, to: string) =>
+  Effect.async<void, MountFailed>((resume, signal) => {
+    execFile("cp", ["-a", "--reflink=auto", "--", `${from}/.`, `${to}/`], { signal, maxBuffer: 1 << 20 }, (error, _out, stderr) =>
+      resume(error === null
+        ? Effect.void
+        : Effect.fail(new MountFailed({ ref: from, reason: stderr.trim() || error.message, cause: error }))))
+  })
+
+/**
+ * The ref of `parent` with the directory `source` (printed) put at `dest` inside it, merged
+ * into what is there (`--layer SRC:DEST`): DEST is resolved in the parent's tree as if it were
+ * `/`, symlinks included, and nothing of the parent is written or followed. Its mount, made when
+ * a diff needs it and removed with the mount's scope, is a read-only overlay of one private
+ * directory (the directories on DEST's path, then a copy of the source) over the parent's tree:
+ * the layer is that directory's content. A DEST that cannot be a directory fails the mount with
+ * the {@link InvalidSource} as its cause; the source must still be as printed after the diff.
+ */
+export const putRef = (
+  source: Printed,
+  dest: string,
+  parent: Option.Option<ImmutableRef>
+): ImmutableRef => {
+  const id = putId(Option.getOrUndefined(parent)?.id, dest, source.print.digest)
+  const failed = (reason: string, cause?: unknown) => new MountFailed({ ref: id, reason, cause })
+  const stage = Effect.gen(function*() {
+    const below = Option.isSome(parent) ? yield* parent.value.mount(true) : []
+    const tree = fromMounts(below)
+    if (typeof tree === "string") return yield* failed(`the parent's mounts: ${tree}`)
+    const staged = yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => fs.mkdtempSync(NodePath.join(os.tmpdir(), "blobchain-put-")),
+        catch: (cause) => failed(String(cause), cause)
+      }),
+      (dir) => Tree.removeTreeInSteps(dir).pipe(Effect.ignore)
+    )
+    const merged = { root: [staged, ...tree.root], overlay: true }
+    const resolved = yield* Effect.try({ try: () => Put.resolve(merged, dest), catch: (cause) => failed(String(cause), cause) })
+    if (typeof resolved === "string") return yield* new InvalidSource({ path: dest, reason: resolved })
+    const target = yield* Effect.try({
+      try: () => Put.makeDirectories(merged, resolved.parts),
+      catch: (cause) => failed(String(cause), cause)
+    })
+    yield* copyInto(source.dir, target.path)
+    yield* Effect.try({ try: () => Put.restoreTimes(target.times), catch: (cause) => failed(String(cause), cause) })
+    return [new Mount.Mount({ type: "overlay", source: "overlay", options: ["ro", `lowerdir=${merged.root.join(":")}`] })]
+  })
+  const ref: ImmutableRef = {
+    id,
+    info: infoOf(id, parent, `${source.dir}:/${dest}`),
+    parent: parentEffect(parent),
+    mount: (readonly) =>
+      readonly
+        ? stage.pipe(Effect.catchTag("InvalidSource", (e) => Effect.fail(failed(e.message, e))))
+        : Effect.fail(readonlyOnly(id)),
+    clone: Effect.sync(() => ref),
+    // the copy was taken after the print: the source must still print the same after the diff
+    verify: verifyPrint(source.dir, source.print.digest)
+  }
+  return ref
+}
