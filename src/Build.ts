@@ -95,8 +95,8 @@ export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(
     // an overlay snapshot takes only the changes into its upper directory; a plain one the whole
     // tree, changed in place from its parent's copy as root (without root, read-only directories
     // of the parent's copy cannot be changed in place: it is copied afresh)
-    if (mount.type === "overlay") yield* fillOverlay(mounts, source, {}).pipe(Effect.mapError(failed))
-    else if (Tree.isRoot()) yield* fillNative(mount.source, source, {}).pipe(Effect.mapError(failed))
+    if (mount.type === "overlay") yield* fillOverlay(mounts, source).pipe(Effect.mapError(failed))
+    else if (Tree.isRoot()) yield* fillNative(mount.source, source).pipe(Effect.mapError(failed))
     else yield* fill(source, mount.source)
     // the tree must not have moved under us while it was copied
     if ((yield* Source.printOffThread(source)).digest !== print) {

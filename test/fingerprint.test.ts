@@ -1,22 +1,17 @@
 /**
- * Filling a snapshot from the names two fingerprints say may differ gives exactly what the
- * full walk gives, for native copies and overlay upper directories, with and without
- * nanoseconds in the times (without them, files are compared by content).
+ * Fingerprints: the names two of them say may differ (files without nanoseconds always, being
+ * compared by content), the print thread agreeing with this one, and the order of names. That
+ * those names give the full walk's layer is proven in knownChanges.test.ts.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, FastCheck as fc, Layer } from "effect"
-import { execFileSync } from "node:child_process"
+import { Effect, FastCheck as fc } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { compareNames, fromMounts } from "../src/diff/tree.js"
-import * as Metadata from "../src/Metadata.js"
-import { changedNames, fingerprintOf, stillAsPrinted } from "../src/snapshot/fingerprint.js"
-import { fillNative } from "../src/snapshot/nativeFill.js"
-import { fillOverlay } from "../src/snapshot/overlayFill.js"
+import { compareNames } from "../src/diff/tree.js"
+import { changedNames, fingerprintOf } from "../src/snapshot/fingerprint.js"
 import { fingerprintOffThread } from "../src/snapshot/printThread.js"
-import * as Snapshotter from "../src/Snapshotter.js"
 import { scratch, write } from "./support/scratch.js"
-import { addNanoseconds, applyOps, cloneSpec, manifest, materialize, type Op, opArb, type Spec } from "./support/trees.js"
+import { addNanoseconds, applyOps, cloneSpec, materialize, type Op, opArb, type Spec } from "./support/trees.js"
 
 const work = scratch("fingerprint")
 afterAll(() => work.remove())
@@ -44,47 +39,7 @@ const makeTrees = (lower: ReadonlyArray<Op>, upper: ReadonlyArray<Op>, nanosecon
   return { base, parent, source }
 }
 
-describe("filling from fingerprints", () => {
-  it.effect.prop("a native copy filled from the changed names equals one filled by the full walk", casesArb, ({ lower, upper, nanoseconds }) =>
-    Effect.gen(function*() {
-      const { base, parent, source } = makeTrees(lower, upper, nanoseconds)
-      const changed = changedNames(fingerprintOf(parent), fingerprintOf(source))
-      const walked = path.join(base, "walked")
-      const guided = path.join(base, "guided")
-      execFileSync("cp", ["-a", "--no-target-directory", parent, walked])
-      execFileSync("cp", ["-a", "--no-target-directory", parent, guided])
-      yield* fillNative(walked, source)
-      yield* fillNative(guided, source, { changed })
-      expect(manifest(guided)).toEqual(manifest(walked))
-      if (!nanoseconds) expect(manifest(guided)).toEqual(manifest(source))
-      fs.rmSync(base, { recursive: true, force: true })
-    }), { fastCheck: { numRuns: 15 } })
-
-  it.effect.prop("an overlay upper directory written from the changed names is the one the full walk writes", casesArb, ({ lower, upper, nanoseconds }) =>
-    Effect.gen(function*() {
-      const { base, parent, source } = makeTrees(lower, upper, nanoseconds)
-      const changed = changedNames(fingerprintOf(parent), fingerprintOf(source))
-      const state = path.join(base, "state")
-      fs.mkdirSync(state)
-      yield* Effect.gen(function*() {
-        const s = yield* Snapshotter.Snapshotter
-        yield* fillOverlay(yield* s.prepare("p"), parent)
-        yield* s.commit("p@1", "p")
-        const walked = yield* s.prepare("walked", "p@1")
-        const guided = yield* s.prepare("guided", "p@1")
-        yield* fillOverlay(walked, source)
-        yield* fillOverlay(guided, source, { changed })
-        const upperOf = (mounts: typeof walked) => mounts[0]!.options.find((o) => o.startsWith("upperdir="))!.slice(9)
-        expect(manifest(upperOf(guided))).toEqual(manifest(upperOf(walked)))
-        const merged = fromMounts(guided)
-        expect(typeof merged).not.toBe("string")
-      }).pipe(
-        Effect.scoped,
-        Effect.provide(Snapshotter.layerOverlay({ root: state }).pipe(Layer.provide(Metadata.layer({ root: state }))))
-      )
-      fs.rmSync(base, { recursive: true, force: true })
-    }), { fastCheck: { numRuns: 10 } })
-
+describe("fingerprints", () => {
   it("names differ where lines differ, files without nanoseconds always, and their directories are walked into", () => {
     const base = work.fresh("names")
     const a = path.join(base, "a")
@@ -112,45 +67,6 @@ describe("filling from fingerprints", () => {
       "x": ["y"],
       "x/y": ["f"]
     })
-  })
-
-  it("after a fill, only the changed names are checked again; hard links need the whole walk", () => {
-    const base = work.fresh("recheck")
-    const a = path.join(base, "a")
-    const b = path.join(base, "b")
-    for (const dir of [a, b]) {
-      fs.mkdirSync(path.join(dir, "d"), { recursive: true })
-      fs.writeFileSync(path.join(dir, "d/kept"), "kept")
-      fs.writeFileSync(path.join(dir, "gone"), "gone")
-      fs.utimesSync(path.join(dir, "d/kept"), 1_600_000_000.25, 1_600_000_000.25)
-    }
-    fs.writeFileSync(path.join(b, "d/new"), "new")
-    fs.rmSync(path.join(b, "gone"))
-    const print = fingerprintOf(b)
-    const changed = changedNames(fingerprintOf(a), print)
-    expect(stillAsPrinted(b, print, changed)).toBe(true)
-    // an unchanged name was taken from the parent, as printed: a later edit does not matter
-    fs.writeFileSync(path.join(b, "d/kept"), "edited")
-    fs.utimesSync(path.join(b, "d/kept"), 1_600_000_000.25, 1_600_000_000.25)
-    expect(stillAsPrinted(b, print, changed)).toBe(true)
-    // a changed one, or a deleted one come back, does
-    fs.appendFileSync(path.join(b, "d/new"), "!")
-    expect(stillAsPrinted(b, print, changed)).toBe(false)
-    const again = fingerprintOf(b)
-    fs.writeFileSync(path.join(b, "gone"), "back")
-    expect(stillAsPrinted(b, again, changedNames(fingerprintOf(a), again))).toBe(false)
-    fs.rmSync(path.join(b, "gone"))
-    // a deleted name under a directory that became a file is simply absent
-    fs.rmSync(path.join(b, "d"), { recursive: true })
-    fs.writeFileSync(path.join(b, "d"), "a file now")
-    const flattened = fingerprintOf(b)
-    expect(stillAsPrinted(b, flattened, changedNames(fingerprintOf(a), flattened))).toBe(true)
-    fs.rmSync(path.join(b, "d"))
-    fs.mkdirSync(path.join(b, "d"))
-    fs.writeFileSync(path.join(b, "d/new"), "new")
-    fs.linkSync(path.join(b, "d/new"), path.join(b, "d/link"))
-    const linked = fingerprintOf(b)
-    expect(stillAsPrinted(b, linked, changedNames(fingerprintOf(a), linked))).toBeUndefined()
   })
 
   it.effect.prop("a print taken on the print thread is the one taken here", casesArb, ({ lower, upper, nanoseconds }) =>

@@ -9,7 +9,6 @@ import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../diff/changes.js"
 import type { Tree } from "../diff/tree.js"
 import { parentOf, settle } from "./overlayFill.js"
-import { type ChangedNames, listingOf } from "../diff/known.js"
 import { inTwoLanes, isRoot, removeTree, runScript, twoLanes } from "./tree.js"
 
 // cwd: the source; $1: the snapshot's tree; fds 3 and 4: paths to copy. With $2 (tar's owner
@@ -30,11 +29,7 @@ fi
  * times last, deepest first. "Changed" is the differ's rule, so a diff of the result against
  * the parent sees exactly the source's changes.
  */
-export const fillNative = (
-  dir: string,
-  sourceDir: string,
-  options: { readonly changed?: ChangedNames } = {}
-): Effect.Effect<void, SnapshotterError> =>
+export const fillNative = (dir: string, sourceDir: string): Effect.Effect<void, SnapshotterError> =>
   Effect.gen(function*() {
     const fail = (reason: string, cause?: unknown) =>
       new SnapshotterError({ op: "fill", key: sourceDir, reason, ...(cause === undefined ? {} : { cause }) })
@@ -47,9 +42,7 @@ export const fillNative = (
     const dirs = new Set<string>([""])
     const firstOfInode = new Map<string, string>()
     let copiedWhole: string | undefined
-    // names known to be the same on both sides (from fingerprints) are not looked at
-    const listing = options.changed === undefined ? undefined : listingOf(options.changed, current, source, sourceDir)
-    const iterator = changes(current, source, listing)[Symbol.iterator]()
+    const iterator = changes(current, source)[Symbol.iterator]()
 
     const planSome = () =>
       io((): boolean => {

@@ -10,7 +10,6 @@ import type { Mount } from "../Mount.js"
 import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../diff/changes.js"
 import { isWhiteoutDevice, lookup, type Tree } from "../diff/tree.js"
-import { type ChangedNames, listingOf } from "../diff/known.js"
 import { ErrorLines, isRoot, removeTree, runBatched } from "./tree.js"
 
 /** The upper directory an active snapshot's mounts write to, and the layers below it (highest first). */
@@ -124,11 +123,6 @@ export interface FillOptions {
    * when the process is root, else `file`.
    */
   readonly whiteouts?: "device" | "file"
-  /**
-   * The names that may differ from the layers below, when known (from fingerprints: see
-   * fingerprint.ts); everything else is taken as the same without being looked at.
-   */
-  readonly changed?: ChangedNames
 }
 
 /**
@@ -172,8 +166,7 @@ export const fillOverlay = (
     const firstOfInode = new Map<string, string>()
     let copiedWhole: string | undefined
     let unrepresentable: string | undefined
-    const listing = options.changed === undefined ? undefined : listingOf(options.changed, lower, source, sourceDir)
-    const iterator = changes(lower, source, listing)[Symbol.iterator]()
+    const iterator = changes(lower, source)[Symbol.iterator]()
 
     const planSome = () =>
       io((): boolean => {
