@@ -80,6 +80,37 @@ describe("Build", () => {
       expect(built.image.layers).toHaveLength(2)
     })))
 
+  it.live("a put's private copy is gone after its layer is made, and after an interrupted build", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const root = work.fresh("state")
+      const dirs = [tree(300)]
+      const puts = [{ src: tree(1500), dest: "/srv/app" }, { src: tree(20), dest: "/srv/app/extra" }]
+      // the copies go to the temp directory: a fresh one of this test's own
+      const temp = work.fresh("tmp")
+      fs.mkdirSync(temp)
+      const saved = process.env.TMPDIR
+      yield* Effect.acquireRelease(Effect.sync(() => void (process.env.TMPDIR = temp)), () =>
+        Effect.sync(() => {
+          if (saved === undefined) delete process.env.TMPDIR
+          else process.env.TMPDIR = saved
+        }))
+      const context = yield* Layer.build(Blobchain.layerLocal({ root }))
+      for (const delay of [0, 10, 40, 150]) {
+        const fiber = yield* Effect.fork(Build.build(dirs, { puts, compression: "none" }).pipe(Effect.provide(context)))
+        yield* Effect.sleep(delay)
+        yield* Fiber.interrupt(fiber)
+        expect(fs.readdirSync(temp)).toEqual([])
+      }
+      const built = yield* Build.build(dirs, { puts, compression: "none" }).pipe(Effect.provide(context))
+      expect(built.image.layers).toHaveLength(3)
+      expect(fs.readdirSync(temp)).toEqual([])
+      // the second put went into the first's directory: its layer holds just that
+      const names = run("tar", ["-tf", path.join(root, "content", "blobs", "sha256", built.image.layers[2]!.digest.slice(7))])
+        .split("\n").filter((n) => n !== "")
+      expect(names).toContain("srv/app/extra/")
+      expect(names.filter((n) => !n.startsWith("srv/app/extra/") && n !== "srv/" && n !== "srv/app/")).toEqual([])
+    })))
+
   it.scoped("an unchanged tree is decided from stats alone: its content is not read again", () =>
     Effect.gen(function*() {
       const root = work.fresh("state")
