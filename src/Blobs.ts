@@ -143,9 +143,8 @@ export const make = Effect.gen(function*() {
           })
       })
       const pair = new DiffPair({ diffId, blobsum: descriptor.digest })
-      // both trees must still hold what their ids name, or the pair names the wrong layer
+      // what the diff read must still be what the ref's id names, or the pair names the wrong layer
       if (own.verify !== undefined) yield* own.verify
-      if (Option.isSome(parent) && parent.value.verify !== undefined) yield* parent.value.verify
       yield* mapper.set(key, pair)
       yield* Progress.report(Progress.ProgressEvent.LayerDone({ ref: ref.id }))
       return pair

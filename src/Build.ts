@@ -173,7 +173,8 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
     }
     for (const put of puts) {
       const print = yield* Source.printOffThread(put.src)
-      const ref = Source.putRef({ dir: put.src, print }, put.dest, top)
+      const ref = Source.putRef({ dir: put.src, print }, put.dest, top, previous)
+      previous = undefined
       chain.push({ dir: put.src, ref })
       options.onSnapshot?.(chain.length, total, { dir: put.src, id: ref.id, reused: false })
       top = Option.some(ref)

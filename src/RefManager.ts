@@ -59,9 +59,9 @@ export interface ImmutableRef {
    */
   readonly changed?: Effect.Effect<ChangedNames>
   /**
-   * For a tree that others may change (a source directory read where it is): fails when it no
-   * longer holds what the ref's id names. A diff of the ref (or of its child) is recorded only
-   * once this has passed after it.
+   * For trees that others may change (source directories read where they are): fails when what
+   * a diff of this ref against its parent reads of the two is no longer what the ref's id names.
+   * Such a diff is recorded only once this has passed after it.
    */
   readonly verify?: Effect.Effect<void, InvalidSource>
 }

@@ -11,6 +11,7 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
+import type { ChangedNames } from "./Differ.js"
 import { fromMounts } from "./diff/tree.js"
 import * as Mount from "./Mount.js"
 import { type ImmutableRef, MountFailed } from "./RefManager.js"
@@ -106,9 +107,30 @@ const readonlyOnly = (id: string) =>
 const verifyPrint = (dir: string, expected: string): Effect.Effect<void, InvalidSource> =>
   Effect.flatMap(printOffThread(dir), (now) => now.digest === expected ? Effect.void : Effect.fail(changedWhileRead(dir)))
 
+// past this many changed names a check of them costs about a walk: the print thread takes it whole
+const checkedHere = 4096
+
+/**
+ * Fails when what a diff given `changed` read of `source` is no longer as printed: those names
+ * alone when they are few and no hard link is among them, else the whole tree's print.
+ */
+const verifyChanged = (source: Printed, changed: ChangedNames, count: number): Effect.Effect<void, InvalidSource> =>
+  Effect.flatMap(
+    count > checkedHere
+      ? Effect.succeed(undefined)
+      : Effect.try({ try: () => Fingerprint.stillAsPrinted(source.dir, source.print, changed), catch: invalidSource(source.dir) }),
+    (same) =>
+      same === undefined
+        ? verifyPrint(source.dir, source.print.digest)
+        : same
+        ? Effect.void
+        : Effect.fail(changedWhileRead(source.dir))
+  )
+
 /**
  * The ref of the directory `source` (printed) on `parent`. When the parent is the previous
- * directory (printed too), the ref's changed names are the paths whose print lines differ.
+ * directory (printed too), the ref's changed names are the paths whose print lines differ, and
+ * its check after a diff looks at those names in both directories.
  */
 export const directoryRef = (
   source: Printed,
@@ -116,6 +138,14 @@ export const directoryRef = (
   parentSource?: Printed
 ): ImmutableRef => {
   const id = directoryId(Option.getOrUndefined(parent)?.id, source.print.digest)
+  let known: { readonly changed: ChangedNames; readonly count: number } | undefined
+  const changedNames = Effect.sync(() => {
+    if (known !== undefined) return known
+    const changed = Fingerprint.changedNames(parentSource!.print, source.print)
+    let count = 0
+    for (const names of changed.values()) count += names.length
+    return known = { changed, count }
+  })
   const ref: ImmutableRef = {
     id,
     info: infoOf(id, parent, source.dir),
@@ -123,9 +153,14 @@ export const directoryRef = (
     mount: (readonly) => readonly ? Effect.succeed([Mount.bind(source.dir, true)]) : Effect.fail(readonlyOnly(id)),
     clone: Effect.sync(() => ref),
     ...(parentSource === undefined
-      ? {}
-      : { changed: Effect.sync(() => Fingerprint.changedNames(parentSource.print, source.print)) }),
-    verify: verifyPrint(source.dir, source.print.digest)
+      // the diff walked this tree whole (and the parent is a snapshot, or nothing)
+      ? { verify: verifyPrint(source.dir, source.print.digest) }
+      : {
+        changed: Effect.map(changedNames, (k) => k.changed),
+        // the diff read both directories at the changed names alone
+        verify: Effect.flatMap(changedNames, ({ changed, count }) =>
+          Effect.zipRight(verifyChanged(parentSource, changed, count), verifyChanged(source, changed, count)))
+      })
   }
   return ref
 }
@@ -159,7 +194,8 @@ const copyInto = (from: string, to: string) =>
 export const putRef = (
   source: Printed,
   dest: string,
-  parent: Option.Option<ImmutableRef>
+  parent: Option.Option<ImmutableRef>,
+  parentSource?: Printed
 ): ImmutableRef => {
   const id = putId(Option.getOrUndefined(parent)?.id, dest, source.print.digest)
   const failed = (reason: string, cause?: unknown) => new MountFailed({ ref: id, reason, cause })
@@ -194,8 +230,12 @@ export const putRef = (
         ? stage.pipe(Effect.catchTag("InvalidSource", (e) => Effect.fail(failed(e.message, e))))
         : Effect.fail(readonlyOnly(id)),
     clone: Effect.sync(() => ref),
-    // the copy was taken after the print: the source must still print the same after the diff
-    verify: verifyPrint(source.dir, source.print.digest)
+    // the copy was taken after the print: the source must still print the same after the diff,
+    // and so must the parent, when it is a directory read where it is
+    verify: Effect.zipRight(
+      verifyPrint(source.dir, source.print.digest),
+      parentSource === undefined ? Effect.void : verifyPrint(parentSource.dir, parentSource.print.digest)
+    )
   }
   return ref
 }

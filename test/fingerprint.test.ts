@@ -8,7 +8,7 @@ import { Effect, FastCheck as fc } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { compareNames } from "../src/diff/tree.js"
-import { changedNames, fingerprintOf } from "../src/snapshot/fingerprint.js"
+import { changedNames, fingerprintOf, stillAsPrinted } from "../src/snapshot/fingerprint.js"
 import { fingerprintOffThread } from "../src/snapshot/printThread.js"
 import { scratch, write } from "./support/scratch.js"
 import { addNanoseconds, applyOps, cloneSpec, materialize, type Op, opArb, type Spec } from "./support/trees.js"
@@ -67,6 +67,45 @@ describe("fingerprints", () => {
       "x": ["y"],
       "x/y": ["f"]
     })
+  })
+
+  it("after a diff from the changed names, only they are checked again; hard links need the whole walk", () => {
+    const base = work.fresh("recheck")
+    const a = path.join(base, "a")
+    const b = path.join(base, "b")
+    for (const dir of [a, b]) {
+      fs.mkdirSync(path.join(dir, "d"), { recursive: true })
+      fs.writeFileSync(path.join(dir, "d/kept"), "kept")
+      fs.writeFileSync(path.join(dir, "gone"), "gone")
+      fs.utimesSync(path.join(dir, "d/kept"), 1_600_000_000.25, 1_600_000_000.25)
+    }
+    fs.writeFileSync(path.join(b, "d/new"), "new")
+    fs.rmSync(path.join(b, "gone"))
+    const print = fingerprintOf(b)
+    const changed = changedNames(fingerprintOf(a), print)
+    expect(stillAsPrinted(b, print, changed)).toBe(true)
+    // an unchanged name was not read by the diff: a later edit does not matter to its layer
+    fs.writeFileSync(path.join(b, "d/kept"), "edited")
+    fs.utimesSync(path.join(b, "d/kept"), 1_600_000_000.25, 1_600_000_000.25)
+    expect(stillAsPrinted(b, print, changed)).toBe(true)
+    // a changed one, or a deleted one come back, does
+    fs.appendFileSync(path.join(b, "d/new"), "!")
+    expect(stillAsPrinted(b, print, changed)).toBe(false)
+    const again = fingerprintOf(b)
+    fs.writeFileSync(path.join(b, "gone"), "back")
+    expect(stillAsPrinted(b, again, changedNames(fingerprintOf(a), again))).toBe(false)
+    fs.rmSync(path.join(b, "gone"))
+    // a deleted name under a directory that became a file is simply absent
+    fs.rmSync(path.join(b, "d"), { recursive: true })
+    fs.writeFileSync(path.join(b, "d"), "a file now")
+    const flattened = fingerprintOf(b)
+    expect(stillAsPrinted(b, flattened, changedNames(fingerprintOf(a), flattened))).toBe(true)
+    fs.rmSync(path.join(b, "d"))
+    fs.mkdirSync(path.join(b, "d"))
+    fs.writeFileSync(path.join(b, "d/new"), "new")
+    fs.linkSync(path.join(b, "d/new"), path.join(b, "d/link"))
+    const linked = fingerprintOf(b)
+    expect(stillAsPrinted(b, linked, changedNames(fingerprintOf(a), linked))).toBeUndefined()
   })
 
   it.effect.prop("a print taken on the print thread is the one taken here", casesArb, ({ lower, upper, nanoseconds }) =>

@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
+import * as NodePath from "node:path"
 import type { ChangedNames } from "../Differ.js"
 import { compareNames } from "../diff/tree.js"
 
@@ -137,4 +138,42 @@ export const changedNames = (before: Print, after: Print): ChangedNames => {
   }
   for (const path of [...before.linked, ...after.linked]) mark(path)
   return new Map([...out].map(([dir, names]) => [dir, [...names]]))
+}
+
+/** The stat of `path`, or `undefined` when nothing is there (a parent may be a file now). */
+const lstatIfAny = (path: string): fs.BigIntStats | undefined => {
+  try {
+    return fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })
+  } catch (error) {
+    if (error instanceof Error && "code" in error && error.code === "ENOTDIR") return undefined
+    throw error
+  }
+}
+
+/**
+ * Whether every path in `changed` (and the root) still has the line `print` gave it in the tree
+ * at `dir`, from a stat of those paths alone; `undefined` when that cannot be told so (hard
+ * links: a group's first name depends on the whole walk). A diff given `changed` read nothing
+ * else of either tree: once these paths are as printed on both sides, its layer is the one
+ * between the two prints.
+ */
+export const stillAsPrinted = (dir: string, print: Print, changed: ChangedNames): boolean | undefined => {
+  if (print.linked.size > 0) return undefined
+  const check = (relative: string): boolean | undefined => {
+    const stat = lstatIfAny(NodePath.join(dir, relative))
+    const expected = print.lines.get(relative)
+    if (stat === undefined) return expected === undefined
+    const type = typeOf(stat)
+    if (type !== "d" && stat.nlink > 1n) return undefined
+    return lineOf(relative, stat, type, type === "l" ? fs.readlinkSync(NodePath.join(dir, relative)) : "") === expected
+  }
+  const root = check("")
+  if (root !== true) return root
+  for (const [parent, names] of changed) {
+    for (const name of names) {
+      const same = check(parent === "" ? name : `${parent}/${name}`)
+      if (same !== true) return same
+    }
+  }
+  return true
 }
