@@ -1,17 +1,55 @@
 #!/usr/bin/env node
 // The command-line tool; `npm ci` builds dist/ through the prepare script, and with it one
-// bundled module that starts in about half the time. A bundle older than the compiled modules
-// (tsc run alone) is not used.
-import { readFileSync, statSync } from "node:fs"
+// bundled file that starts in about half the time, compiled from V8's code cache kept beside it
+// (written by the first run that finds none, or one V8 refuses). A bundle older than the compiled
+// modules (tsc run alone) is not used.
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { createRequire } from "node:module"
+import { dirname } from "node:path"
+import { fileURLToPath } from "node:url"
+import vm from "node:vm"
 
 const args = process.argv.slice(2)
+const mtime = (path) => statSync(new URL(path, import.meta.url), { throwIfNoEntry: false })?.mtimeMs
+
 if (args.length === 1 && args[0] === "--version") {
   // answered from package.json: loading the whole tool costs most of a second for one line
   const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"))
   process.stdout.write(`${version}\n`)
 } else {
-  const mtime = (path) => statSync(new URL(path, import.meta.url), { throwIfNoEntry: false })?.mtimeMs
-  const bundled = mtime("../dist/bundle/cli.js")
+  const bundled = mtime("../dist/bundle/cli.cjs")
   const compiled = mtime("../dist/cli/main.js")
-  await import(bundled !== undefined && (compiled === undefined || bundled >= compiled) ? "../dist/bundle/cli.js" : "../dist/cli/main.js")
+  if (bundled !== undefined && (compiled === undefined || bundled >= compiled)) runBundle()
+  else await import("../dist/cli/main.js")
+}
+
+function runBundle() {
+  const file = fileURLToPath(new URL("../dist/bundle/cli.cjs", import.meta.url))
+  const cacheFile = `${file}.cache`
+  let cachedData
+  try {
+    cachedData = readFileSync(cacheFile)
+  } catch {
+    // none yet
+  }
+  const source = `(function (exports, require, module, __filename, __dirname) {${readFileSync(file, "utf8")}\n})`
+  const script = new vm.Script(source, { filename: file, ...(cachedData === undefined ? {} : { cachedData }) })
+  if (cachedData === undefined || script.cachedDataRejected === true) {
+    // at exit the cache holds every function this run compiled; a read-only install keeps none
+    process.once("exit", () => {
+      const partial = `${cacheFile}.${process.pid}`
+      try {
+        writeFileSync(partial, script.createCachedData())
+        renameSync(partial, cacheFile)
+      } catch {
+        try {
+          rmSync(partial, { force: true })
+        } catch {
+          // a read-only install: nothing was written
+        }
+      }
+    })
+  }
+  const module = { exports: {} }
+  script.runInThisContext()(module.exports, createRequire(file), module, file, dirname(file))
 }
