@@ -127,18 +127,25 @@ const linkTree = (engine: Tree.CopyEngine, op: string, key: string, from: string
  * The native layout: a new snapshot is a whole copy of its parent's tree, shown by a bind mount;
  * a snapshot prepared `replaceOnly` shares the parent's files instead (hard links).
  */
-export const nativeLayout = (engine: Tree.CopyEngine): Layout => ({
+export const nativeLayout = (choice: Tree.CopyEngine | "auto"): Layout => ({
   populate: (op, key, staging, parentDir, replaceOnly) =>
     parentDir === undefined
       ? io(op, key, () => fs.mkdirSync(NodePath.join(staging, "fs"), { mode: 0o755 }))
-      : (replaceOnly ? linkTree : copyTree)(engine, op, key, NodePath.join(parentDir, "fs"), NodePath.join(staging, "fs")),
+      : (replaceOnly ? linkTree : copyTree)(
+        // decided at the first copy: a build that copies nothing never asks which cp this is
+        Tree.resolveEngine(choice),
+        op,
+        key,
+        NodePath.join(parentDir, "fs"),
+        NodePath.join(staging, "fs")
+      ),
   mounts: (kind, dirs) => [Mount.bind(NodePath.join(dirs[0] ?? "", "fs"), kind !== "active")],
   usesAncestors: false
 })
 
 /** The native snapshotter over the SqlClient in context (its tables already migrated). */
 export const make = (options: NativeOptions) =>
-  makeWithLayout(options.root, nativeLayout(Tree.resolveEngine(options.copy ?? "auto")))
+  makeWithLayout(options.root, nativeLayout(options.copy ?? "auto"))
 
 /** A snapshotter of the given layout on the state directory `root`, over the SqlClient in context. */
 export const makeWithLayout = (root: string, layout: Layout) =>
