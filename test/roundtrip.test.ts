@@ -1,6 +1,7 @@
 /**
  * Round trip: applying diff(lower, upper) onto a copy of lower gives upper, for random pairs
- * of trees on real disk, under every compression.
+ * of trees on real disk, under every compression, diffed by a whole walk or (as a build diffs two
+ * source directories) from the names the two trees' prints say may differ.
  */
 import * as fs from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
@@ -10,13 +11,18 @@ import * as ContentStore from "../src/ContentStore.js"
 import * as Differ from "../src/Differ.js"
 import * as Mount from "../src/Mount.js"
 import * as Oci from "../src/Oci.js"
+import { changedNames, fingerprintOf } from "../src/snapshot/fingerprint.js"
 import { applyOps, cloneSpec, manifest, materialize, pairArb, tempDir } from "./support/trees.js"
 
 const services = Layer.mergeAll(Differ.layerWalking, Applier.layerDefault).pipe(
   Layer.provideMerge(ContentStore.layerMemory)
 )
 
-const roundTrip = (pair: typeof pairArb extends fc.Arbitrary<infer A> ? A : never, compression: Oci.Compression) =>
+const roundTrip = (
+  pair: typeof pairArb extends fc.Arbitrary<infer A> ? A : never,
+  compression: Oci.Compression,
+  fromPrints: boolean
+) =>
   Effect.gen(function*() {
     const lowerSpec = applyOps(new Map(), pair.lower)
     const upperSpec = applyOps(cloneSpec(lowerSpec), pair.upper)
@@ -33,7 +39,8 @@ const roundTrip = (pair: typeof pairArb extends fc.Arbitrary<infer A> ? A : neve
     const differ = yield* Differ.Differ
     const applier = yield* Applier.Applier
     const store = yield* ContentStore.ContentStore
-    const layer = yield* differ.diffMounts([Mount.bind(lower, true)], [Mount.bind(upper, true)], { compression })
+    const changed = fromPrints ? { changed: changedNames(fingerprintOf(lower), fingerprintOf(upper)) } : {}
+    const layer = yield* differ.diffMounts([Mount.bind(lower, true)], [Mount.bind(upper, true)], { compression, ...changed })
     const info = yield* store.info(layer.digest)
     const label = info.labels[Oci.LabelUncompressed]
     const diffId = yield* applier.apply(layer, [Mount.bind(target, false)])
@@ -45,8 +52,8 @@ describe("round trip", () => {
   it.live("apply(lower, diff(lower, upper)) = upper for random trees", () =>
     Effect.promise(() =>
       fc.assert(
-        fc.asyncProperty(pairArb, fc.constantFrom<Oci.Compression>("gzip", "zstd", "none"), (pair, compression) =>
-          Effect.runPromise(roundTrip(pair, compression).pipe(Effect.provide(services)))),
+        fc.asyncProperty(pairArb, fc.constantFrom<Oci.Compression>("gzip", "zstd", "none"), fc.boolean(), (pair, compression, fromPrints) =>
+          Effect.runPromise(roundTrip(pair, compression, fromPrints).pipe(Effect.provide(services)))),
         // no shrinking: a counterexample of a few dozen ops is readable and shrinking on disk takes minutes
         { numRuns: 30, endOnFailure: true }
       )
