@@ -101,7 +101,7 @@ const parentEffect = (parent: Option.Option<ImmutableRef>) =>
   Option.match(parent, { onNone: () => Effect.succeedNone, onSome: (p) => Effect.asSome(p.clone) })
 
 const readonlyOnly = (id: string) =>
-  new MountFailed({ ref: id, reason: "a source read where it is is mounted read-only; prepare a snapshot on it to write" })
+  new MountFailed({ ref: id, reason: "a source read where it is can only be mounted read-only" })
 
 /** Fails when `dir` no longer prints as `expected`. */
 const verifyPrint = (dir: string, expected: string): Effect.Effect<void, InvalidSource> =>
