@@ -1,11 +1,14 @@
 /**
  * `--layer SRC:DEST` is confined to the image: DEST resolves inside the snapshot as if it were
- * `/`, and the merge never writes through a symlink the base holds. The host stays as it was.
+ * `/`, and the put never writes through a symlink the base holds. The host stays as it was.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { Tree } from "../src/diff/tree.js"
+import { Effect, Option } from "effect"
+import { fromMounts, lookup, type Node, type Tree } from "../src/diff/tree.js"
+import { fingerprintOf } from "../src/snapshot/fingerprint.js"
+import * as Source from "../src/Source.js"
 import * as Put from "../src/snapshot/put.js"
 import { manifest } from "./support/trees.js"
 import { scratch, write } from "./support/scratch.js"
@@ -135,24 +138,37 @@ describe.each(["native", "overlay"] as const)("blobchain build --layer on the %s
   })
 })
 
-describe("a put merged into a directory", () => {
-  it("keeps the base's other names and replaces, never follows, the ones it brings", () => {
-    const host = canary()
-    const root = fresh("root")
-    write(root, "srv/old", "old\n")
-    fs.symlinkSync(path.join(host.dir, "file"), path.join(root, "srv/f"))
-    fs.symlinkSync(host.dir, path.join(root, "srv/d"))
-    const staged = fresh("staged")
-    write(staged, "f", "put\n")
-    write(staged, "d/keep", "put\n")
-    const tree = plain(root)
-    const resolved = Put.resolve(tree, "/srv")
-    if (typeof resolved === "string") throw new Error(resolved)
-    const target = Put.makeDirectories(tree, resolved.parts)
-    Put.merge(tree, staged, target.path, target.dirs)
-    expect(manifest(host.dir)).toEqual(host.before)
-    expect(fs.readFileSync(path.join(root, "srv/old"), "utf8")).toBe("old\n")
-    expect(fs.readFileSync(path.join(root, "srv/f"), "utf8")).toBe("put\n")
-    expect(fs.lstatSync(path.join(root, "srv/d")).isDirectory()).toBe(true)
-  })
+describe("a put over a directory", () => {
+  it.scoped("keeps the base's other names and replaces, never follows, the ones it brings", () =>
+    Effect.gen(function*() {
+      const host = canary()
+      const root = fresh("root")
+      write(root, "srv/old", "old\n")
+      fs.symlinkSync(path.join(host.dir, "file"), path.join(root, "srv/f"))
+      fs.symlinkSync(host.dir, path.join(root, "srv/d"))
+      const src = fresh("src")
+      write(src, "f", "put\n")
+      write(src, "d/keep", "put\n")
+      const parent = Source.directoryRef({ dir: root, print: fingerprintOf(root) }, Option.none())
+      const put = Source.putRef({ dir: src, print: fingerprintOf(src) }, "srv", Option.some(parent))
+      const tree = fromMounts(yield* put.mount(true))
+      if (typeof tree === "string") throw new Error(tree)
+      // the image's tree as the put's layer sees it: each name looked up in the merged directories
+      const node = (relative: string) => {
+        let dirs = tree.root
+        let found: Node | undefined
+        for (const name of relative.split("/")) {
+          found = lookup(tree, dirs, name)
+          if (found === undefined) return undefined
+          dirs = found.dirs
+        }
+        return found
+      }
+      expect(manifest(host.dir)).toEqual(host.before)
+      expect(fs.readFileSync(node("srv/old")!.path, "utf8")).toBe("old\n")
+      expect(node("srv/f")!.stat.isSymbolicLink()).toBe(false)
+      expect(fs.readFileSync(node("srv/f")!.path, "utf8")).toBe("put\n")
+      expect(node("srv/d")!.stat.isDirectory()).toBe(true)
+      expect(fs.readFileSync(node("srv/d/keep")!.path, "utf8")).toBe("put\n")
+    }))
 })

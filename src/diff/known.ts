@@ -13,7 +13,7 @@ export type { ChangedNames } from "../Differ.js"
  * A {@link Listing} for `changes(lower, upper, listing)` that lists only the names in `changed`:
  * `upper` is a plain tree rooted at `upperRoot`; everything left out is the same on both sides.
  */
-export const listingOf = (changed: ChangedNames, lower: Tree, upper: Tree, upperRoot: string): Listing =>
+const listingOf = (changed: ChangedNames, lower: Tree, upper: Tree, upperRoot: string): Listing =>
 (lowerDirs, upperDirs) => {
   const at = upperDirs[0] ?? upperRoot
   const relative = at === upperRoot ? "" : at.slice(upperRoot.length + 1)

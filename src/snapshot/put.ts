@@ -1,11 +1,10 @@
 /**
- * A directory put at a path inside a snapshot (`--layer SRC:DEST`), confined to it: DEST is
- * resolved in the snapshot's merged tree as if it were `/`, and the copy is merged in without
- * following any symlink the snapshot holds.
+ * A directory put at a path inside an image's tree (`--layer SRC:DEST`), confined to it: DEST
+ * is resolved in the merged tree as if it were `/`, and the directories on its path are made in
+ * a directory of the put's own (see Source.putRef), without following any symlink the tree holds.
  */
 import * as fs from "node:fs"
 import { lookup, type Node, type Tree } from "../diff/tree.js"
-import { removeTree } from "./tree.js"
 
 /** Symlinks followed while resolving one path, as Linux allows (`ELOOP` past it). */
 const maxLinks = 40
@@ -64,8 +63,8 @@ export const resolve = (tree: Tree, dest: string): Resolved | string => {
 /**
  * Make the directories of `parts` in `upper` (the tree's writable directory, its first root):
  * one seen in a lower layer is copied up with its metadata, a new one is made 0755. Returns the
- * path in `upper` and the merged directories there, and the times of the directories that were
- * there already, for {@link restoreTimes}: adding a name to a directory is no change to it.
+ * path in `upper`, and the times of the directories that were there already, for
+ * {@link restoreTimes}: adding a name to a directory is no change to it.
  */
 export const makeDirectories = (tree: Tree, parts: ReadonlyArray<string>) => {
   const upper = tree.root[0]!
@@ -87,46 +86,12 @@ export const makeDirectories = (tree: Tree, parts: ReadonlyArray<string>) => {
     path = next
     dirs = node?.dirs ?? []
   }
-  return { path, dirs, times }
+  return { path, times }
 }
 
 /** Put back the times of directories that only gained names. */
 export const restoreTimes = (times: ReadonlyArray<{ readonly path: string; readonly stat: fs.BigIntStats }>): void => {
   for (const { path, stat } of [...times].reverse()) fs.utimesSync(path, nsToDate(stat.atimeNs), nsToDate(stat.mtimeNs))
-}
-
-/**
- * Merge the directory `staged` (a private copy, on the same filesystem) into `target`, a real
- * directory of the tree whose merged directories are `dirs`: a directory onto a directory merges,
- * anything else replaces what the tree has at its name, by rename. Nothing already in the tree
- * is followed: names are looked up with lstat, never opened through.
- */
-export const merge = (tree: Tree, staged: string, target: string, dirs: ReadonlyArray<string>): void => {
-  const stack: Array<{ readonly staged: string; readonly target: string; readonly dirs: ReadonlyArray<string>; readonly after: boolean }> = [
-    { staged, target, dirs, after: false }
-  ]
-  while (stack.length > 0) {
-    const frame = stack.pop()!
-    const stat = fs.lstatSync(frame.staged, { bigint: true })
-    if (frame.after) {
-      copyMetadata(stat, frame.target)
-      continue
-    }
-    stack.push({ ...frame, after: true })
-    for (const name of fs.readdirSync(frame.staged)) {
-      const from = `${frame.staged}/${name}`
-      const to = `${frame.target}/${name}`
-      const node = frame.dirs.length === 0 ? undefined : lookup(tree, frame.dirs, name)
-      const isDir = fs.lstatSync(from).isDirectory()
-      if (isDir && node !== undefined && node.stat.isDirectory()) {
-        if (fs.lstatSync(to, { throwIfNoEntry: false }) === undefined) fs.mkdirSync(to, 0o700)
-        stack.push({ staged: from, target: to, dirs: node.dirs, after: false })
-        continue
-      }
-      if (fs.lstatSync(to, { throwIfNoEntry: false }) !== undefined) removeTree(to)
-      fs.renameSync(from, to)
-    }
-  }
 }
 
 const copyMetadata = (stat: fs.BigIntStats, path: string): void => {
