@@ -52,8 +52,7 @@ export const check = (dir: string): Effect.Effect<string, InvalidSource> =>
       fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK)
       return NodePath.resolve(dir)
     },
-    catch: (cause) =>
-      new InvalidSource({ path: dir, reason: cause instanceof Error ? cause.message.replace(/^\w+: /, "") : String(cause) })
+    catch: invalidSource(dir)
   })
 
 /** The print of `dir`, taken on this thread. */

@@ -51,16 +51,19 @@ const versions = (ops: ReadonlyArray<ReadonlyArray<Parameters<typeof applyOps>[1
   }
 }
 
-const opsArb = fc.tuple(
-  fc.array(opArb, { minLength: 1, maxLength: 25 }),
-  fc.array(opArb, { minLength: 1, maxLength: 15 }),
-  fc.array(opArb, { minLength: 0, maxLength: 8 })
-)
+const casesArb = {
+  ops: fc.tuple(
+    fc.array(opArb, { minLength: 1, maxLength: 25 }),
+    fc.array(opArb, { minLength: 1, maxLength: 15 }),
+    fc.array(opArb, { minLength: 0, maxLength: 8 })
+  ),
+  nanoseconds: fc.boolean()
+}
 
 describe("the names two prints say may differ", () => {
   it.effect.prop(
     "give the full walk's layer between two directories",
-    { ops: opsArb, nanoseconds: fc.boolean() },
+    casesArb,
     ({ ops, nanoseconds }) =>
       Effect.gen(function*() {
         const { base, dirs } = versions(ops, nanoseconds)
@@ -83,7 +86,7 @@ describe("the names two prints say may differ", () => {
 describe("a build of directories read where they are", () => {
   it.effect.prop(
     "gives each directory's full-walk layer, copies no tree into the state and leaves the sources alone",
-    { ops: opsArb, nanoseconds: fc.boolean() },
+    casesArb,
     ({ ops, nanoseconds }) =>
       Effect.gen(function*() {
         const { base, dirs } = versions(ops, nanoseconds)
