@@ -7,8 +7,6 @@ import type { ChangedNames } from "../Differ.js"
 import type { Listing } from "./changes.js"
 import { compareNames, lookup, type Node, type Tree } from "./tree.js"
 
-export type { ChangedNames } from "../Differ.js"
-
 /**
  * A {@link Listing} for `changes(lower, upper, listing)` that lists only the names in `changed`:
  * `upper` is a plain tree rooted at `upperRoot`; everything left out is the same on both sides.
