@@ -1,7 +1,9 @@
 /**
  * Tar headers as the OCI layer format wants them: ustar, with a PAX extended header in front
- * whenever a name, link name, size, id or time does not fit (or is not ASCII). Deterministic.
+ * whenever a name, link name, size, id or time does not fit (or is not ASCII), or the entry has
+ * extended attributes (`SCHILY.xattr.<name>` records, as GNU tar and Go write them). Deterministic.
  */
+import type { Xattr } from "../internal/xattr.js"
 
 /** Tar entry types blobchain writes and reads. */
 export const TypeFlag = {
@@ -30,7 +32,12 @@ export interface Header {
   readonly linkname?: string
   readonly devmajor?: number
   readonly devminor?: number
+  /** Extended attributes, sorted by name. */
+  readonly xattrs?: ReadonlyArray<Xattr>
 }
+
+/** The PAX key prefix of an extended attribute. */
+export const xattrPrefix = "SCHILY.xattr."
 
 /** A tar block. */
 export const blockSize = 512
@@ -65,14 +72,14 @@ const writeOctal = (block: Buffer, offset: number, size: number, value: number):
   block.write(`${digits}\0`, offset, size, "ascii")
 }
 
-/** A PAX record `"<len> key=value\n"`, whose length counts itself. */
-const paxRecord = (key: string, value: string): string => {
-  const rest = ` ${key}=${value}\n`
-  const restBytes = Buffer.byteLength(rest)
-  let length = restBytes + 1
-  while (String(length).length + restBytes !== length) length++
-  return `${length}${rest}`
+/** A PAX record `"<len> key=value\n"`, whose length counts itself; an attribute's value is raw bytes. */
+const paxRecord = (key: string, value: string | Buffer): Buffer => {
+  const rest = Buffer.concat([Buffer.from(` ${key}=`, "utf8"), typeof value === "string" ? Buffer.from(value, "utf8") : value, newline])
+  let length = rest.length + 1
+  while (String(length).length + rest.length !== length) length++
+  return Buffer.concat([Buffer.from(String(length), "ascii"), rest])
 }
+const newline = Buffer.from("\n")
 
 // ASCII stand-in for a name in the ustar fields when the real one lives in a PAX record.
 const asciiStandIn = (name: string, size: number): string => {
@@ -111,13 +118,14 @@ const ustarBlock = (header: Header, fields: {
 
 /** The header blocks of one entry (a PAX header and its records first when needed). */
 export const encode = (header: Header): Buffer => {
-  const records: Array<string> = []
+  const records: Array<readonly [string, Buffer]> = []
+  const record = (key: string, value: string | Buffer) => records.push([key, paxRecord(key, value)])
   let name = header.name
   let prefix = ""
   if (Buffer.byteLength(header.name) > nameSize || !isAscii(header.name)) {
     const split = splitUstar(header.name)
     if (split === undefined) {
-      records.push(paxRecord("path", header.name))
+      record("path", header.name)
       name = asciiStandIn(header.name, nameSize)
     } else {
       prefix = split[0]
@@ -126,22 +134,23 @@ export const encode = (header: Header): Buffer => {
   }
   let linkname = header.linkname ?? ""
   if (Buffer.byteLength(linkname) > nameSize || !isAscii(linkname)) {
-    records.push(paxRecord("linkpath", linkname))
+    record("linkpath", linkname)
     linkname = asciiStandIn(linkname, nameSize)
   }
   const numeric = (key: string, value: number, digits: number): number => {
     if (value >= 0 && value <= maxOctal(digits) && Number.isInteger(value)) return value
-    records.push(paxRecord(key, String(value)))
+    record(key, String(value))
     return 0
   }
   const size = numeric("size", header.size, 11)
   const uid = numeric("uid", header.uid, 7)
   const gid = numeric("gid", header.gid, 7)
   const mtime = numeric("mtime", header.mtime, 11)
+  for (const [key, value] of header.xattrs ?? []) record(`${xattrPrefix}${key}`, value)
   const main = ustarBlock(header, { name, prefix, linkname, size, uid, gid, mtime })
   if (records.length === 0) return main
   // sorted keys keep the bytes independent of the order the checks above ran in
-  const data = Buffer.from(records.sort().join(""), "utf8")
+  const data = Buffer.concat(records.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([, bytes]) => bytes))
   const base = header.name.replace(/\/+$/, "")
   const slash = base.lastIndexOf("/")
   const paxName = asciiStandIn(`PaxHeaders.0/${base.slice(slash + 1)}`, nameSize)

@@ -9,7 +9,8 @@
  */
 import { isUtf8 } from "node:buffer"
 import { Either, Schema } from "effect"
-import { blockSize, type Header, padding, TypeFlag } from "./tar.js"
+import type { Xattr } from "../internal/xattr.js"
+import { blockSize, type Header, padding, TypeFlag, xattrPrefix } from "./tar.js"
 
 /** An entry as the archive describes it, with PAX and GNU overrides already applied: a header with every field. */
 export type Entry = Required<Header>
@@ -202,7 +203,10 @@ export const extend = (extensions: Extensions, type: string, data: Buffer, where
     case TypeFlag.pax: {
       const pax = new Map(extensions.pax)
       // an empty value deletes the keyword (POSIX)
-      for (const [key, value] of parsePax(data, where)) value.length === 0 ? pax.delete(key) : pax.set(key, value)
+      // an empty value unsets a key, but an attribute may be empty
+      for (const [key, value] of parsePax(data, where)) {
+        value.length === 0 && !key.startsWith(xattrPrefix) ? pax.delete(key) : pax.set(key, value)
+      }
       return { ...extensions, pax }
     }
     case TypeFlag.gnuLongName:
@@ -272,10 +276,22 @@ export const decodeHeader = (block: Buffer, offset: number, extensions: Extensio
     mtime: pax("mtime", number("mtime"), paxTime),
     linkname: rawLink.toString("utf8"),
     devmajor: ustar ? number("devmajor") : 0,
-    devminor: ustar ? number("devminor") : 0
+    devminor: ustar ? number("devminor") : 0,
+    xattrs: xattrsOf(extensions.pax)
   }
   // links, directories and special files carry no data whatever their size field says (as Go reads them)
   return { _tag: "Entry", entry, dataSize: headerOnly.has(entry.type) ? 0 : entry.size, where }
+}
+
+const noXattrs: ReadonlyArray<Xattr> = []
+
+/** The `SCHILY.xattr.*` records, sorted by name. */
+const xattrsOf = (pax: ReadonlyMap<string, Buffer>): ReadonlyArray<Xattr> => {
+  let out: Array<Xattr> | undefined
+  for (const [key, value] of pax) {
+    if (key.startsWith(xattrPrefix)) (out ??= []).push([key.slice(xattrPrefix.length), value])
+  }
+  return out === undefined ? noXattrs : out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
 }
 
 type State =

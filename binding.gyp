@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "xattr",
+      "sources": ["native/xattr.c"],
+      "cflags": ["-O2", "-Wall"]
+    }
+  ]
+}

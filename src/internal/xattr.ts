@@ -1,0 +1,84 @@
+/**
+ * Extended attributes, read and written without following symbolic links, through the native
+ * addon built at install (native/xattr.c): Node has no API for them. Where the addon was not
+ * built (no compiler on the machine), attributes are neither read nor written, and
+ * {@link unavailable} says why.
+ *
+ * Which attributes a layer carries: every one a file has but overlayfs' own (`trusted.overlay.*`,
+ * `user.overlay.*`: whiteouts, opaque directories and redirects of the snapshot's upper
+ * directory, not of the file), SELinux labels (`security.selinux`: the policy of the machine
+ * that read the file, not of the image), and POSIX ACLs (`system.*`, a tar format of their own).
+ */
+import { createRequire } from "node:module"
+import { fileURLToPath } from "node:url"
+
+/** One attribute: its name and its bytes. */
+export type Xattr = readonly [name: string, value: Buffer]
+
+interface Addon {
+  readonly list: (path: string) => Array<readonly [string, Buffer | "EACCES" | "EPERM"]>
+  readonly set: (path: string, name: string, value: Buffer) => void
+}
+
+/** Where the addon is: the same two levels up from `src/internal`, `dist/internal` and `dist/bundle`. */
+export const addonPath: string = fileURLToPath(new URL("../../build/Release/xattr.node", import.meta.url))
+
+let addon: Addon | undefined
+/** Why attributes cannot be read or written here, or `undefined` when they can. */
+export let unavailable: string | undefined
+try {
+  addon = createRequire(import.meta.url)(addonPath) as Addon
+} catch (cause) {
+  unavailable = `the xattr addon (${addonPath}) did not load: ${cause instanceof Error ? cause.message.split("\n")[0] : String(cause)}`
+}
+
+/** Whether a layer carries the attribute `name` (see the module's comment). */
+export const isCarried = (name: string): boolean =>
+  !name.startsWith("trusted.overlay.") && !name.startsWith("user.overlay.") && name !== "security.selinux" &&
+  !name.startsWith("system.")
+
+/** Byte order of names, as tar records are sorted (names are ASCII in practice). */
+const byName = (a: Xattr, b: Xattr): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
+
+/** What could not be read so far, at most one line per reason: for a single warning. */
+const skipped = new Map<string, string>()
+
+/** The first path of each reason attributes were skipped since the last call, and forget them. */
+export const takeSkipped = (): ReadonlyArray<string> => {
+  const out = [...skipped.values()]
+  skipped.clear()
+  return out
+}
+
+const none: ReadonlyArray<Xattr> = []
+
+/**
+ * The carried attributes of `path` (the link itself for a symbolic link), sorted by name; `[]`
+ * when it has none or attributes cannot be read here. One this process may not read is left
+ * out and noted for {@link takeSkipped}. Other failures are thrown, as `fs` throws them.
+ */
+export const list = (path: string): ReadonlyArray<Xattr> => {
+  if (addon === undefined) return none
+  const found = addon.list(path)
+  if (found.length === 0) return none
+  const out: Array<Xattr> = []
+  for (const [name, value] of found) {
+    if (!isCarried(name)) continue
+    if (typeof value === "string") {
+      if (!skipped.has(value)) skipped.set(value, `${name} of ${path} (${value})`)
+      continue
+    }
+    out.push([name, value])
+  }
+  return out.length === 0 ? none : out.sort(byName)
+}
+
+/** Set one attribute of `path` (the link itself for a symbolic link); throws as `fs` does. */
+export const set = (path: string, name: string, value: Buffer): void => {
+  if (addon === undefined) throw new Error(unavailable)
+  addon.set(path, name, value)
+}
+
+/** Whether two sorted attribute lists are the same. */
+export const same = (a: ReadonlyArray<Xattr>, b: ReadonlyArray<Xattr>): boolean =>
+  a.length === b.length && a.every(([name, value], i) => name === b[i]![0] && value.equals(b[i]![1]))
