@@ -1,6 +1,7 @@
 /**
  * Everything on one state directory: the local content store, the native snapshotter, the
- * SQLite metadata with the blob mapping, the walking differ and applier, refs and Blobs.
+ * SQLite metadata with the blob mapping and the content index, the walking differ and applier,
+ * refs and Blobs.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer, Schema } from "effect"
@@ -9,6 +10,7 @@ import * as NodePath from "node:path"
 import * as Applier from "./Applier.js"
 import * as BlobMapper from "./BlobMapper.js"
 import * as Blobs from "./Blobs.js"
+import * as ContentIndex from "./ContentIndex.js"
 import * as ContentStore from "./ContentStore.js"
 import * as Differ from "./Differ.js"
 import * as Metadata from "./Metadata.js"
@@ -65,6 +67,7 @@ export type Services =
   | Differ.Differ
   | Applier.Applier
   | BlobMapper.BlobMapper
+  | ContentIndex.ContentIndex
   | SqlClient.SqlClient
 
 /** The errors of opening a state directory. */
@@ -74,6 +77,7 @@ export type OpenError =
   | ContentStore.ContentStoreError
   | Snapshotter.SnapshotterError
   | BlobMapper.BlobMapperError
+  | ContentIndex.ContentIndexError
 
 /** Which snapshotter keeps the trees: full copies (`native`) or upper directories over their parents (`overlay`). */
 export type SnapshotterKind = "native" | "overlay"
@@ -93,7 +97,8 @@ export const layerLocal = (
       const storage = Layer.mergeAll(
         ContentStore.layerLocal({ root: where.content }),
         kind === "overlay" ? Snapshotter.layerOverlay({ root: where.overlay }) : Snapshotter.layerNative({ root: where.snapshots }),
-        BlobMapper.layerSql
+        BlobMapper.layerSql,
+        ContentIndex.layerSql
       ).pipe(Layer.provideMerge(Metadata.layer({ root })))
       const work = Layer.mergeAll(Differ.layerWalking, Applier.layerDefault, RefManager.layer).pipe(
         Layer.provideMerge(storage)
@@ -141,7 +146,12 @@ const claimFirst = (file: string, kind: SnapshotterKind): boolean => {
 
 /** Everything in memory except the differ's and applier's trees: for tests of code built on blobchain. */
 export const layerMemory = (snapshotter: Layer.Layer<Snapshotter.Snapshotter>) => {
-  const storage = Layer.mergeAll(ContentStore.layerMemory, BlobMapper.layerMemory, snapshotter)
+  const storage = Layer.mergeAll(
+    ContentStore.layerMemory,
+    BlobMapper.layerMemory,
+    ContentIndex.layerMemory,
+    snapshotter
+  )
   const work = Layer.mergeAll(Differ.layerWalking, Applier.layerDefault, RefManager.layer).pipe(
     Layer.provideMerge(storage)
   )

@@ -1,0 +1,157 @@
+/**
+ * The content-hash index (git's index): per file, the digest of its contents under its stat key,
+ * so a file whose key still matches need not be read again. One record per (dev, ino): the index
+ * is bounded by the number of inodes ever seen, and a file's new record replaces its old one.
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { Array as Arr, Context, Effect, Layer, Schema } from "effect"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import type * as fs from "node:fs"
+import * as SqlBackend from "./contentIndex/sql.js"
+import * as Digest from "./Digest.js"
+
+/** What identifies a file's contents without reading it (git's index key). */
+export interface StatKey {
+  readonly dev: bigint
+  readonly ino: bigint
+  readonly size: bigint
+  readonly mtimeNs: bigint
+  readonly ctimeNs: bigint
+}
+
+/** The key of a file from its `stat(…, { bigint: true })`. */
+export const keyOf = (stat: fs.BigIntStats): StatKey => ({
+  dev: stat.dev,
+  ino: stat.ino,
+  size: stat.size,
+  mtimeNs: stat.mtimeNs,
+  ctimeNs: stat.ctimeNs
+})
+
+/** One record: the key, the contents' digest ("sha256:<hex>"), and when the file was read (ns since the epoch). */
+export interface IndexRecord {
+  readonly key: StatKey
+  readonly digest: string
+  readonly readAtNs: bigint
+}
+
+/** The file a key belongs to, `<dev>:<ino>`: at most one record each. */
+const fileOf = (key: StatKey): string => `${key.dev}:${key.ino}`
+
+const racyWindowNs = 1_000_000_000n
+
+/**
+ * A record is trusted only when the file's mtime and ctime are both more than one second before
+ * it was read (git's racy rule): a write within the same clock tick could leave the key unchanged.
+ */
+export const trusted = (record: IndexRecord): boolean =>
+  record.readAtNs - record.key.mtimeNs > racyWindowNs && record.readAtNs - record.key.ctimeNs > racyWindowNs
+
+const sameKey = (a: StatKey, b: StatKey): boolean =>
+  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs
+
+/** The index could not be opened, read or written (`op`), and why. */
+export class ContentIndexError extends Schema.TaggedError<ContentIndexError>()("ContentIndexError", {
+  op: Schema.Literal("open", "lookup", "record"),
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `content index ${this.op}: ${this.reason}`
+  }
+}
+
+/** The content index service. */
+export interface ContentIndexService {
+  /**
+   * For each key, the digest of a trusted record with exactly that key (all five fields), else
+   * undefined; in the order asked, duplicates included. Batched: one SELECT per chunk of ≤500 keys.
+   */
+  readonly lookup: (keys: ReadonlyArray<StatKey>) => Effect.Effect<ReadonlyArray<string | undefined>, ContentIndexError>
+  /**
+   * Record digests; a record replaces any earlier one for the same (dev, ino), the last one of a
+   * call winning. Untrusted (racy) records are not stored at all. A digest that is not one fails
+   * the whole call before anything is written.
+   */
+  readonly record: (records: ReadonlyArray<IndexRecord>) => Effect.Effect<void, ContentIndexError>
+}
+
+/** The content index. */
+export class ContentIndex extends Context.Tag("blobchain/ContentIndex")<ContentIndex, ContentIndexService>() {}
+
+/** What a storage backend must do; the service does the matching, the racy rule and the checks. */
+export interface Backend<E = never> {
+  /** The stored records of these files (`<dev>:<ino>`, no duplicates), in any order; a file without one is left out. */
+  readonly read: (files: NonEmptyReadonlyArray<string>) => Effect.Effect<ReadonlyArray<IndexRecord>, E>
+  /** Store these records, each replacing its file's; no two share a file. */
+  readonly write: (records: NonEmptyReadonlyArray<IndexRecord>) => Effect.Effect<void, E>
+}
+
+const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+const failure = (op: ContentIndexError["op"]) => (cause: unknown) =>
+  new ContentIndexError({ op, reason: reasonOf(cause), cause })
+
+/** The first record whose digest is not a digest, as a failure. */
+const checkDigests = (records: ReadonlyArray<IndexRecord>): Effect.Effect<void, ContentIndexError> => {
+  for (const record of records) {
+    const problem = Digest.problem(record.digest)
+    if (problem !== undefined) {
+      return Effect.fail(new ContentIndexError({ op: "record", reason: `file ${fileOf(record.key)}: ${problem}` }))
+    }
+  }
+  return Effect.void
+}
+
+/** The trusted records of a call, one per file, the last one winning. */
+const toStore = (records: ReadonlyArray<IndexRecord>): ReadonlyArray<IndexRecord> => {
+  const byFile = new Map<string, IndexRecord>()
+  for (const record of records) if (trusted(record)) byFile.set(fileOf(record.key), record)
+  return [...byFile.values()]
+}
+
+/** The service over a backend. */
+export const make = <E>(backend: Backend<E>): ContentIndexService => ({
+  lookup: (keys) =>
+    Effect.gen(function*() {
+      const files = Arr.dedupe(keys.map(fileOf))
+      if (!Arr.isNonEmptyReadonlyArray(files)) return []
+      const found = new Map<string, IndexRecord>()
+      for (const record of yield* backend.read(files)) found.set(fileOf(record.key), record)
+      return keys.map((key) => {
+        const record = found.get(fileOf(key))
+        return record !== undefined && sameKey(record.key, key) && trusted(record) ? record.digest : undefined
+      })
+    }).pipe(
+      Effect.mapError(failure("lookup")),
+      Effect.withSpan("ContentIndex.lookup", { attributes: { count: keys.length } })
+    ),
+  record: (records) =>
+    checkDigests(records).pipe(
+      Effect.flatMap(() => {
+        const stored = toStore(records)
+        return Arr.isNonEmptyReadonlyArray(stored)
+          ? backend.write(stored).pipe(Effect.mapError(failure("record")))
+          : Effect.void
+      }),
+      Effect.withSpan("ContentIndex.record", { attributes: { count: records.length } })
+    )
+})
+
+/** A backend in a plain map keyed by `<dev>:<ino>`: for tests and short-lived programs. */
+export const memoryBackend = (map: Map<string, IndexRecord> = new Map()): Backend => ({
+  read: (files) => Effect.sync(() => files.flatMap((file) => map.get(file) ?? [])),
+  write: (records) => Effect.sync(() => records.forEach((record) => map.set(fileOf(record.key), record)))
+})
+
+/** A content index in memory, empty at start. */
+export const layerMemory: Layer.Layer<ContentIndex> = Layer.sync(ContentIndex, () => make(memoryBackend()))
+
+/**
+ * A content index in the `content_index` table of the SqlClient in context (SQLite,
+ * PostgreSQL, …), created when missing.
+ */
+export const layerSql: Layer.Layer<ContentIndex, ContentIndexError, SqlClient.SqlClient> = Layer.effect(
+  ContentIndex,
+  SqlBackend.make.pipe(Effect.mapError(failure("open")), Effect.map(make))
+)

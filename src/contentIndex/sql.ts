@@ -1,0 +1,100 @@
+/**
+ * The content index in SQL: one table over any SqlClient, in queries SQLite and PostgreSQL both
+ * run. Numbers are decimal TEXT: nanosecond times exceed 2^53, and every engine keeps text exactly.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Array as Arr, Effect, Option, Schema } from "effect"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import type { Backend, IndexRecord } from "../ContentIndex.js"
+import * as Digest from "../Digest.js"
+
+/** Files per SELECT: well under SQLite's smallest limit on bound variables (999). */
+export const chunkSize = 500
+
+/** Records per INSERT: six values a row, so 960 bound variables, under the same limit. */
+export const rowsPerInsert = 160
+
+/** `<dev>:<ino> → (size, mtime_ns, ctime_ns, read_at_ns, digest)`, created when missing. */
+export const migration = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE IF NOT EXISTS content_index (
+    file TEXT PRIMARY KEY,
+    size TEXT NOT NULL,
+    mtime_ns TEXT NOT NULL,
+    ctime_ns TEXT NOT NULL,
+    read_at_ns TEXT NOT NULL,
+    digest TEXT NOT NULL
+  )`
+})
+
+// only the text bigint.toString writes: a hex or padded number would not round-trip
+const Decimal = Schema.compose(Schema.String.pipe(Schema.pattern(/^-?(?:0|[1-9][0-9]*)$/)), Schema.BigInt)
+const File = Schema.String.pipe(Schema.pattern(/^(?:0|[1-9][0-9]*):(?:0|[1-9][0-9]*)$/))
+
+const Row = Schema.Struct({
+  file: File,
+  size: Decimal,
+  mtime_ns: Decimal,
+  ctime_ns: Decimal,
+  read_at_ns: Decimal,
+  digest: Digest.Digest
+})
+const decodeRow = Schema.decodeUnknownOption(Row)
+
+const recordOf = (row: typeof Row.Type): IndexRecord => {
+  const [dev = "", ino = ""] = row.file.split(":")
+  return {
+    key: { dev: BigInt(dev), ino: BigInt(ino), size: row.size, mtimeNs: row.mtime_ns, ctimeNs: row.ctime_ns },
+    digest: row.digest,
+    readAtNs: row.read_at_ns
+  }
+}
+
+const rowOf = (record: IndexRecord) => ({
+  file: `${record.key.dev}:${record.key.ino}`,
+  size: record.key.size.toString(),
+  mtime_ns: record.key.mtimeNs.toString(),
+  ctime_ns: record.key.ctimeNs.toString(),
+  read_at_ns: record.readAtNs.toString(),
+  digest: record.digest
+})
+
+const fileOfRow = (row: unknown): string =>
+  typeof row === "object" && row !== null && "file" in row ? JSON.stringify(row.file) : "?"
+
+/**
+ * A backend on the SqlClient in context. Its table is created when missing, since the client
+ * may be a user's database that never ran blobchain's migrations.
+ */
+export const make: Effect.Effect<Backend<SqlError>, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* migration
+
+  const selectChunk = (files: ReadonlyArray<string>) =>
+    sql`SELECT file, size, mtime_ns, ctime_ns, read_at_ns, digest FROM content_index WHERE file IN ${sql.in(files)}`
+
+  const insertChunk = (records: ReadonlyArray<IndexRecord>) =>
+    sql`INSERT INTO content_index ${sql.insert(records.map(rowOf))}
+        ON CONFLICT (file) DO UPDATE SET
+          size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
+          read_at_ns = excluded.read_at_ns, digest = excluded.digest`
+
+  const read = (files: NonEmptyReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const rows = yield* Effect.forEach(Arr.chunksOf(files, chunkSize), selectChunk)
+      const records: Array<IndexRecord> = []
+      for (const row of rows.flat()) {
+        const decoded = decodeRow(row)
+        // a row that is not a record is treated as missing: the caller reads the file and overwrites it
+        if (Option.isSome(decoded)) records.push(recordOf(decoded.value))
+        else yield* Effect.logWarning(`content index row ${fileOfRow(row)} holds no valid record; ignored`)
+      }
+      return records
+    })
+
+  const write = (records: NonEmptyReadonlyArray<IndexRecord>) =>
+    Effect.forEach(Arr.chunksOf(records, rowsPerInsert), insertChunk, { discard: true })
+
+  return { read, write }
+})

@@ -1,0 +1,208 @@
+/**
+ * The ContentIndex conformance suite: the behaviour every content index layer must show,
+ * registered once per layer by `contentIndexSuite(name, layer)`.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, FastCheck as fc, type Layer, Runtime } from "effect"
+import * as ContentIndex from "../../src/ContentIndex.js"
+import * as Digest from "../../src/Digest.js"
+
+type StatKey = ContentIndex.StatKey
+type IndexRecord = ContentIndex.IndexRecord
+
+const second = 1_000_000_000n
+
+/** A distinct, valid digest for `n`. */
+export const digestOf = (n: number | string): string => Digest.ofBytes(`contents ${n}`)
+
+/** A record of `key` read `after` ns past the later of its mtime and ctime (trusted when > 1 s). */
+export const recordOf = (key: StatKey, digest: string, after = 2n * second): IndexRecord => ({
+  key,
+  digest,
+  readAtNs: (key.mtimeNs > key.ctimeNs ? key.mtimeNs : key.ctimeNs) + after
+})
+
+/** A key with small, distinct fields for `n`. */
+export const keyOf = (n: number, dev = 1n): StatKey => ({
+  dev,
+  ino: BigInt(n),
+  size: BigInt(n * 10),
+  mtimeNs: 1_700_000_000n * second + BigInt(n),
+  ctimeNs: 1_700_000_000n * second + BigInt(n) + 5n
+})
+
+const u64 = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })
+// times from before the epoch to far beyond 2^53 ns, leaving room to add a read time
+const time = fc.bigInt({ min: -(2n ** 40n), max: 2n ** 62n })
+const keyArb: fc.Arbitrary<StatKey> = fc.record({ dev: u64, ino: u64, size: u64, mtimeNs: time, ctimeNs: time })
+const digestArb = fc.string({ unit: fc.constantFrom(..."0123456789abcdef"), minLength: 64, maxLength: 64 }).map((hex) => `sha256:${hex}`)
+const trustedArb: fc.Arbitrary<IndexRecord> = fc
+  .tuple(keyArb, digestArb, fc.bigInt({ min: second + 1n, max: 1000n * second }))
+  .map(([key, digest, after]) => recordOf(key, digest, after))
+/** Records of distinct files. */
+const filesArb = fc.uniqueArray(trustedArb, { maxLength: 20, selector: (r) => `${r.key.dev}:${r.key.ino}` })
+/** A key of the same file with one of size, mtime or ctime moved. */
+const movedArb = fc.tuple(fc.constantFrom("size" as const, "mtimeNs" as const, "ctimeNs" as const), fc.bigInt({ min: 1n, max: 2n ** 60n }))
+const moved = (key: StatKey, [field, by]: readonly ["size" | "mtimeNs" | "ctimeNs", bigint]): StatKey => ({
+  ...key,
+  [field]: key[field] + by
+})
+
+const index = ContentIndex.ContentIndex
+
+/** Register the whole suite for one implementation: `layer` is the layer users get, fresh per run. */
+export const contentIndexSuite = (name: string, layer: Layer.Layer<ContentIndex.ContentIndex, unknown>) =>
+  describe(`ContentIndex conformance: ${name}`, () => {
+    const run = <A, E>(effect: Effect.Effect<A, E, ContentIndex.ContentIndex>) => effect.pipe(Effect.provide(layer))
+    // fc.assert inside one test rather than it.effect.prop, which builds a test environment per run
+    const property = <T>(
+      title: string,
+      arb: fc.Arbitrary<T>,
+      body: (value: T) => Effect.Effect<void, unknown, ContentIndex.ContentIndex>
+    ) =>
+      it.effect(title, () =>
+        Effect.runtime<never>().pipe(
+          Effect.flatMap((runtime) =>
+            Effect.promise(() =>
+              fc.assert(fc.asyncProperty(arb, (value) => Runtime.runPromise(runtime, run(body(value)))), {
+                numRuns: 30
+              })
+            )
+          )
+        ))
+
+    it.effect("empty inputs: nothing recorded, nothing looked up", () =>
+      run(Effect.gen(function*() {
+        const ix = yield* index
+        yield* ix.record([])
+        expect(yield* ix.lookup([])).toEqual([])
+        expect(yield* ix.lookup([keyOf(1)])).toEqual([undefined])
+      })))
+
+    property("lookup returns what record stored, for exactly that key and no other", fc.tuple(filesArb, movedArb), ([records, move]) =>
+      Effect.gen(function*() {
+        const ix = yield* index
+        yield* ix.record(records)
+        expect(yield* ix.lookup(records.map((r) => r.key))).toEqual(records.map((r) => r.digest))
+        // the same file with a different size, mtime or ctime is a different content
+        expect(yield* ix.lookup(records.map((r) => moved(r.key, move)))).toEqual(records.map(() => undefined))
+        // another inode or device with the rest of the key equal is another file
+        const others = records.flatMap((r) => [{ ...r.key, ino: r.key.ino + 2n ** 64n }, { ...r.key, dev: r.key.dev + 2n ** 64n }])
+        expect(yield* ix.lookup(others)).toEqual(others.map(() => undefined))
+      }))
+
+    property(
+      "a later record for the same (dev, ino) replaces the earlier",
+      fc.tuple(trustedArb, movedArb, digestArb, fc.boolean()),
+      ([first, move, digest, together]) =>
+      Effect.gen(function*() {
+        const ix = yield* index
+        const later = recordOf(moved(first.key, move), digest)
+        if (together) yield* ix.record([first, later])
+        else yield* Effect.forEach([first, later], (r) => ix.record([r]), { discard: true })
+        expect(yield* ix.lookup([first.key, later.key])).toEqual([undefined, later.digest])
+        // the same key again with another digest: the new digest
+        const again = recordOf(later.key, digestOf("again"), 5n * second)
+        yield* ix.record([again])
+        expect(yield* ix.lookup([later.key])).toEqual([again.digest])
+      }))
+
+    property(
+      "racy records (read within 1 s of mtime or ctime) are never stored",
+      fc.tuple(keyArb, digestArb, fc.bigInt({ min: -1000n * second, max: second }), fc.constantFrom("mtime", "ctime", "both"), fc.boolean()),
+      ([key, digest, lag, which, known]) =>
+        Effect.gen(function*() {
+          const ix = yield* index
+          const latest = key.mtimeNs > key.ctimeNs ? key.mtimeNs : key.ctimeNs
+          // read at most 1 s after mtime, ctime or both (or before them)
+          const readAtNs = (which === "mtime" ? key.mtimeNs : which === "ctime" ? key.ctimeNs : latest) + lag
+          const racy: IndexRecord = { key, digest, readAtNs }
+          expect(ContentIndex.trusted(racy)).toBe(false)
+          const earlier = recordOf({ ...key, size: key.size + 1n }, digestOf("earlier"))
+          if (known) yield* ix.record([earlier])
+          yield* ix.record([racy])
+          expect(yield* ix.lookup([key])).toEqual([undefined])
+          // not stored at all: whatever the file had before is still there
+          expect(yield* ix.lookup([earlier.key])).toEqual([known ? earlier.digest : undefined])
+        })
+    )
+
+    it.effect("the racy boundary: exactly 1 s after mtime or ctime is racy, 1 ns more is trusted", () =>
+      run(Effect.gen(function*() {
+        const ix = yield* index
+        // ctime last (the usual case), then mtime last (utimes set it ahead of the change)
+        const ctimeLast = keyOf(7)
+        const mtimeLast = { ...keyOf(8), mtimeNs: keyOf(8).ctimeNs + 100n }
+        for (const key of [ctimeLast, mtimeLast]) {
+          yield* ix.record([recordOf(key, digestOf("at"), second)])
+          expect(yield* ix.lookup([key])).toEqual([undefined])
+          yield* ix.record([recordOf(key, digestOf("past"), second + 1n)])
+          expect(yield* ix.lookup([key])).toEqual([digestOf("past")])
+        }
+        // read before its mtime (a clock that went back): never trusted
+        const future = { ...keyOf(9), mtimeNs: keyOf(9).ctimeNs + 10n * second }
+        yield* ix.record([{ key: future, digest: digestOf("f"), readAtNs: future.ctimeNs + 5n * second }])
+        expect(yield* ix.lookup([future])).toEqual([undefined])
+      })))
+
+    it.effect("keys beyond 2^53 round-trip exactly, and neighbours differing by 1 stay apart", () =>
+      run(Effect.gen(function*() {
+        const ix = yield* index
+        const big = 2n ** 53n + 1n
+        const key: StatKey = { dev: 2n ** 64n - 1n, ino: big, size: big, mtimeNs: 2n ** 62n + 1n, ctimeNs: 2n ** 62n + 3n }
+        const record: IndexRecord = { key, digest: digestOf("big"), readAtNs: 2n ** 63n - 1n }
+        yield* ix.record([record])
+        expect(yield* ix.lookup([key])).toEqual([record.digest])
+        const neighbours: Array<StatKey> = [
+          { ...key, ino: big - 1n },
+          { ...key, size: big - 1n },
+          { ...key, mtimeNs: key.mtimeNs - 1n },
+          { ...key, ctimeNs: key.ctimeNs + 1n }
+        ]
+        expect(yield* ix.lookup(neighbours)).toEqual(neighbours.map(() => undefined))
+      })))
+
+    property(
+      "lookup answers in the order asked, duplicates and missing keys included",
+      fc.tuple(filesArb, fc.array(fc.nat(), { maxLength: 40 })),
+      ([records, picks]) =>
+      Effect.gen(function*() {
+        const ix = yield* index
+        yield* ix.record(records)
+        // picks past the records ask for keys never recorded
+        const asked = picks.map((p) => records[p % (records.length + 2)]?.key ?? keyOf(p, 2n ** 64n))
+        const expected = picks.map((p) => records[p % (records.length + 2)]?.digest)
+        expect(yield* ix.lookup(asked)).toEqual(expected)
+      }))
+
+    it.effect("more than 500 keys in one lookup and one record: all answered, in order", () =>
+      run(Effect.gen(function*() {
+        const ix = yield* index
+        const keys = Array.from({ length: 1234 }, (_, i) => keyOf(i))
+        const records = keys.filter((_, i) => i % 3 === 0).map((key) => recordOf(key, digestOf(String(key.ino))))
+        yield* ix.record(records)
+        const asked = [...keys, ...keys.slice(0, 10)]
+        expect(yield* ix.lookup(asked)).toEqual(asked.map((key) => (key.ino % 3n === 0n ? digestOf(String(key.ino)) : undefined)))
+      })))
+
+    it.effect("a digest that is not one fails the call, which records nothing", () =>
+      run(Effect.gen(function*() {
+        const ix = yield* index
+        const good = recordOf(keyOf(1), digestOf(1))
+        for (const digest of ["", "sha256:xyz", "md5:abc", digestOf(2).toUpperCase(), `${digestOf(3)} `]) {
+          const error = yield* Effect.flip(ix.record([good, recordOf(keyOf(2), digest)]))
+          expect(error).toBeInstanceOf(ContentIndex.ContentIndexError)
+          expect(error.op).toBe("record")
+          expect(error.message).toContain(`content index record: file ${keyOf(2).dev}:${keyOf(2).ino}`)
+        }
+        expect(yield* ix.lookup([keyOf(1), keyOf(2)])).toEqual([undefined, undefined])
+      })))
+
+    it.effect("concurrent records of different files all land", () =>
+      run(Effect.gen(function*() {
+        const ix = yield* index
+        const records = Array.from({ length: 50 }, (_, i) => recordOf(keyOf(i), digestOf(i)))
+        yield* Effect.forEach(records, (r) => ix.record([r]), { concurrency: 8, discard: true })
+        expect(yield* ix.lookup(records.map((r) => r.key))).toEqual(records.map((r) => r.digest))
+      })))
+  })
