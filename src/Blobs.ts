@@ -6,7 +6,7 @@ import { Context, Effect, Layer, Option, Predicate, Schema } from "effect"
 import * as os from "node:os"
 import { BlobMapper, type BlobMapperError } from "./BlobMapper.js"
 import { ContentStore, type ContentStoreError, whileLocked } from "./ContentStore.js"
-import { DiffFailed, Differ, type DiffOptions, InvalidDifferResponse } from "./Differ.js"
+import { type CompareRule, DiffFailed, Differ, type DiffOptions, InvalidDifferResponse } from "./Differ.js"
 import { DiffPair } from "./DiffPair.js"
 import * as Digest from "./Digest.js"
 import { type Compression, compressionOf, LabelGcRoot, LabelUncompressed, layerMediaType } from "./Oci.js"
@@ -35,6 +35,8 @@ export interface GetDiffPairsOptions {
   readonly level?: number
   /** Clamp mtimes in new diffs to this epoch second. */
   readonly sourceDateEpoch?: number
+  /** How new diffs decide files whose stats agree (see `DiffOptions.compare`); `content` by default. */
+  readonly compare?: CompareRule
 }
 
 /** The Blobs service. */
@@ -57,8 +59,12 @@ export const mappingKey = (id: string, options?: GetDiffPairsOptions): string =>
   const compression = options?.compression ?? "gzip"
   const level = options?.level
   const epoch = options?.sourceDateEpoch
-  if (compression === "gzip" && level === undefined && epoch === undefined) return id
-  return `${id}@${compression}${level === undefined ? "" : `:${level}`}${epoch === undefined ? "" : `;epoch=${epoch}`}`
+  // a layer decided from stats alone may miss an edit the default rule sees: kept apart
+  const stat = options?.compare === "stat"
+  if (compression === "gzip" && level === undefined && epoch === undefined && !stat) return id
+  return `${id}@${compression}${level === undefined ? "" : `:${level}`}${epoch === undefined ? "" : `;epoch=${epoch}`}${
+    stat ? ";compare=stat" : ""
+  }`
 }
 
 /** The diffID a stored blob carries: its uncompressed label, or its own digest when it is uncompressed. */
@@ -115,7 +121,8 @@ export const make = Effect.gen(function*() {
         reference,
         labels: { [LabelGcRoot]: new Date().toISOString() },
         ...(options.level === undefined ? {} : { level: options.level }),
-        ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch })
+        ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
+        ...(options.compare === undefined ? {} : { compare: options.compare })
       }
       const changed = own.changed === undefined ? undefined : yield* own.changed
       const descriptor = yield* differ.diffMounts(lower, upper, changed === undefined ? diffOptions : { ...diffOptions, changed }).pipe(

@@ -9,6 +9,7 @@ import * as Image from "./Image.js"
 import { type ImmutableRef, MountFailed, RefManager } from "./RefManager.js"
 import { Snapshotter } from "./Snapshotter.js"
 import { BlobMapper } from "./BlobMapper.js"
+import { ContentIndex } from "./ContentIndex.js"
 import * as Blobs from "./Blobs.js"
 import { fillNative } from "./snapshot/nativeFill.js"
 import { fillOverlay } from "./snapshot/overlayFill.js"
@@ -153,6 +154,7 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
   const base = options.baseImage === undefined ? [] : yield* Base.importBase(options.baseImage, options)
   const refs = yield* RefManager
   const mapper = yield* BlobMapper
+  const index = Option.getOrUndefined(yield* Effect.serviceOption(ContentIndex))
   const total = dirs.length + puts.length
   return yield* Effect.scoped(Effect.gen(function*() {
     const baseTop = base[base.length - 1]
@@ -165,7 +167,7 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
     for (const [i, dir] of sources.entries()) {
       const print = i === 0 ? yield* prints[0]! : yield* Fiber.join(ahead[i - 1]!)
       const printed = { dir, print }
-      const ref = Source.directoryRef(printed, top, previous)
+      const ref = Source.directoryRef(printed, top, previous, index)
       chain.push({ dir, ref })
       options.onSnapshot?.(chain.length, total, { dir, id: ref.id, reused: false })
       top = Option.some(ref)

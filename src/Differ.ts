@@ -4,6 +4,7 @@
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import type { ContentStore, Labels } from "./ContentStore.js"
+import type { CompareRule } from "./diff/contents.js"
 import * as walking from "./diff/walking.js"
 import type { Mount } from "./Mount.js"
 import type { Compression, Descriptor } from "./Oci.js"
@@ -13,6 +14,8 @@ import type { Compression, Descriptor } from "./Oci.js"
  * differ. Whoever gives it vouches that every other name is the same on both sides.
  */
 export type ChangedNames = ReadonlyMap<string, ReadonlyArray<string>>
+
+export type { CompareRule } from "./diff/contents.js"
 
 /** How to write the layer. */
 export interface DiffOptions {
@@ -41,6 +44,12 @@ export interface DiffOptions {
    * gives when the claim holds. The upper tree must then be one plain directory.
    */
   readonly changed?: ChangedNames
+  /**
+   * When two files that agree in every recorded stat are compared by content: `content` (the
+   * default) whenever they are distinct inodes, with digests from the content-hash index where
+   * it has them; `stat` (containerd's rule) only when neither mtime has nanoseconds.
+   */
+  readonly compare?: CompareRule
 }
 
 /** The diff could not be made; `step` says where (mount, walk, write, commit, …). */

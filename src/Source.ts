@@ -18,6 +18,7 @@ import { type ImmutableRef, MountFailed } from "./RefManager.js"
 import { SnapshotInfo } from "./Snapshotter.js"
 import * as Fingerprint from "./snapshot/fingerprint.js"
 import { fingerprintOffThread } from "./snapshot/printThread.js"
+import type { ContentIndexService } from "./ContentIndex.js"
 import * as Put from "./snapshot/put.js"
 import * as Tree from "./snapshot/tree.js"
 
@@ -134,16 +135,19 @@ const verifyChanged = (source: Printed, changed: ChangedNames, count: number): E
 export const directoryRef = (
   source: Printed,
   parent: Option.Option<ImmutableRef>,
-  parentSource?: Printed
+  parentSource?: Printed,
+  index?: ContentIndexService
 ): ImmutableRef => {
   const id = directoryId(Option.getOrUndefined(parent)?.id, source.print.digest)
   let known: { readonly changed: ChangedNames; readonly count: number } | undefined
-  const changedNames = Effect.sync(() => {
-    if (known !== undefined) return known
-    const changed = Fingerprint.changedNames(parentSource!.print, source.print)
-    let count = 0
-    for (const names of changed.values()) count += names.length
-    return known = { changed, count }
+  const changedNames = Effect.suspend(() => {
+    if (known !== undefined) return Effect.succeed(known)
+    return Effect.map(sameByIndex(parentSource!.print, source.print, index), (same) => {
+      const changed = Fingerprint.changedNames(parentSource!.print, source.print, same)
+      let count = 0
+      for (const names of changed.values()) count += names.length
+      return known = { changed, count }
+    })
   })
   const ref: ImmutableRef = {
     id,
@@ -162,6 +166,28 @@ export const directoryRef = (
       })
   }
   return ref
+}
+
+/**
+ * The files the two prints record alike whose contents the content-hash index holds as the same
+ * on both sides: no need to look at them. An index that cannot answer costs reads, never a layer.
+ */
+const sameByIndex = (before: Fingerprint.Print, after: Fingerprint.Print, index: ContentIndexService | undefined): Effect.Effect<ReadonlySet<string>> => {
+  const candidates = Fingerprint.candidates(before, after)
+  if (index === undefined || candidates.length === 0) return Effect.succeed(new Set())
+  return index.lookup(candidates.flatMap((c) => [c.before, c.after])).pipe(
+    Effect.map((digests) => {
+      const same = new Set<string>()
+      candidates.forEach((c, i) => {
+        const a = digests[2 * i]
+        if (a !== undefined && a === digests[2 * i + 1]) same.add(c.path)
+      })
+      return same
+    }),
+    Effect.catchAll((error) =>
+      Effect.as(Effect.logWarning(`content-hash index not read: ${error.message}`), new Set<string>())
+    )
+  )
 }
 
 /** A checked `DEST` inside the image for `--layer SRC:DEST`: relative components, no `..`. */

@@ -101,12 +101,14 @@ describe("Differ.layerWalking", () => {
       const { long, lower, upper } = yield* fixture
       const { tar } = yield* diffBlob([Mount.bind(lower, true)], [Mount.bind(upper, true)], { compression: "none" })
       expect(gnuList(tar)).toEqual([
+        "./",
+        // whiteouts come before their siblings
+        "gone/",
         "a/",
         "a/b",
         "a-b",
         `${"d".repeat(90)}/`,
         `${long}`,
-        "gone/",
         "keep/",
         "keep/changed.txt",
         "links/",
@@ -149,7 +151,7 @@ describe("Differ.layerWalking", () => {
           expect(layer.size).toBe(blob.length)
           expect(layer.digest).toBe(sha256(blob))
           expect(info.labels[Oci.LabelUncompressed]).toBe(sha256(tar))
-          expect(gnuList(tar).length).toBe(20)
+          expect(gnuList(tar).length).toBe(21)
           digests.add(sha256(tar))
         }
       }
@@ -215,8 +217,9 @@ describe("Differ.layerWalking", () => {
       write(root, "old", "x", 1_000)
       const { tar } = yield* diffBlob([], [Mount.bind(root, true)], { compression: "none", sourceDateEpoch: 1_000_000 })
       const lines = gnuList(tar, true)
-      expect(lines[0]).toMatch(/1970-01-12 13:46:40 new$/)
-      expect(lines[1]).toMatch(/1970-01-01 00:16:40 old$/)
+      expect(lines[0]).toMatch(/1970-01-12 13:46:40 \.\/$/)
+      expect(lines[1]).toMatch(/1970-01-12 13:46:40 new$/)
+      expect(lines[2]).toMatch(/1970-01-01 00:16:40 old$/)
     }))
 
   live("reads an overlay mount merged in user space: whiteout devices and opaque dirs", () =>
@@ -244,7 +247,7 @@ describe("Differ.layerWalking", () => {
       const overlay = new Mount.Mount({ type: "overlay", source: "overlay", options: [`lowerdir=${low}`, `upperdir=${up}`] })
       const merged = yield* diffBlob([], [overlay], { compression: "none" })
       const plain = yield* diffBlob([], [Mount.bind(flat, true)], { compression: "none" })
-      expect(gnuList(merged.tar)).toEqual(["kept", "merged/", "merged/new", "merged/old", "opaque/", "opaque/new"])
+      expect(gnuList(merged.tar)).toEqual(["./", "kept", "merged/", "merged/new", "merged/old", "opaque/", "opaque/new"])
       expect(merged.layer.digest).toBe(plain.layer.digest)
     }))
 

@@ -8,7 +8,7 @@ import { Effect, FastCheck as fc } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { compareNames } from "../src/diff/tree.js"
-import { changedNames, fingerprintOf, stillAsPrinted } from "../src/snapshot/fingerprint.js"
+import { candidates, changedNames, fingerprintOf, stillAsPrinted } from "../src/snapshot/fingerprint.js"
 import { fingerprintOffThread } from "../src/snapshot/printThread.js"
 import { scratch, write } from "./support/scratch.js"
 import { addNanoseconds, applyOps, cloneSpec, materialize, type Op, opArb, type Spec } from "./support/trees.js"
@@ -40,7 +40,7 @@ const makeTrees = (lower: ReadonlyArray<Op>, upper: ReadonlyArray<Op>, nanosecon
 }
 
 describe("fingerprints", () => {
-  it("names differ where lines differ, files without nanoseconds always, and their directories are walked into", () => {
+  it("names differ where lines differ, files of other inodes unless the index holds them the same, and their directories are walked into", () => {
     const base = work.fresh("names")
     const a = path.join(base, "a")
     const b = path.join(base, "b")
@@ -61,9 +61,21 @@ describe("fingerprints", () => {
       for (const d of ["x/y", "x", "same", ""]) fs.utimesSync(path.join(dir, d), 1_600_000_000.5, 1_600_000_000.5)
     }
     fs.utimesSync(path.join(b, ""), 1_600_000_002.5, 1_600_000_002.5)
-    const changed = changedNames(fingerprintOf(a), fingerprintOf(b))
-    expect(Object.fromEntries([...changed].map(([dir, names]) => [dir, [...names].sort()]))).toEqual({
-      "": ["new", "whole", "x"],
+    const before = fingerprintOf(a)
+    const after = fingerprintOf(b)
+    const shown = (changed: ReturnType<typeof changedNames>) =>
+      Object.fromEntries([...changed].map(([dir, names]) => [dir, [...names].sort()]))
+    // same stats, other inodes: the contents decide, so the differ looks at them
+    expect(shown(changedNames(before, after))).toEqual({
+      "": ["new", "same", "whole", "x"],
+      "same": ["f"],
+      "x": ["y"],
+      "x/y": ["f"]
+    })
+    expect(candidates(before, after).map((c) => c.path).sort()).toEqual(["same/f", "whole"])
+    // the content-hash index holding one digest for both sides settles them
+    expect(shown(changedNames(before, after, new Set(["same/f", "whole"])))).toEqual({
+      "": ["new", "x"],
       "x": ["y"],
       "x/y": ["f"]
     })
@@ -82,7 +94,8 @@ describe("fingerprints", () => {
     fs.writeFileSync(path.join(b, "d/new"), "new")
     fs.rmSync(path.join(b, "gone"))
     const print = fingerprintOf(b)
-    const changed = changedNames(fingerprintOf(a), print)
+    // d/kept: the index holds one digest for both sides
+    const changed = changedNames(fingerprintOf(a), print, new Set(["d/kept"]))
     expect(stillAsPrinted(b, print, changed)).toBe(true)
     // an unchanged name was not read by the diff: a later edit does not matter to its layer
     fs.writeFileSync(path.join(b, "d/kept"), "edited")

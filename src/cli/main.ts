@@ -71,6 +71,12 @@ const build = Command.make(
     workdir: Options.text("workdir").pipe(Options.optional),
     user: Options.text("user").pipe(Options.optional),
     sourceDateEpoch: Options.integer("source-date-epoch").pipe(Options.optional),
+    compare: Options.choice("compare", ["content", "stat"]).pipe(
+      Options.withDefault("content" as const),
+      Options.withDescription(
+        "how files that agree in every stat are told apart: by their contents (hashed once, kept in the state's index), or as unchanged unless neither mtime has nanoseconds (containerd's rule)"
+      )
+    ),
     concurrency: Options.integer("concurrency").pipe(Options.optional),
     json
   },
@@ -158,7 +164,8 @@ const build = Command.make(
         onSnapshot: (done, total) => show.update(`snapshotting ${done}/${total}`),
         ...(level === undefined ? {} : { level }),
         ...(concurrency === undefined ? {} : { concurrency }),
-        ...(epoch === undefined ? {} : { sourceDateEpoch: epoch })
+        ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }),
+        ...(o.compare === "stat" ? { compare: "stat" as const } : {})
       }
       const work = Effect.gen(function*() {
         const baseImage = base === undefined

@@ -3,11 +3,14 @@
  * the order and shape of a layer: parents first, each path once, whiteouts and opaque markers.
  */
 import * as fs from "node:fs"
+import type { StatKey } from "../ContentIndex.js"
+import * as Xattr from "../internal/xattr.js"
+import { Contents } from "./contents.js"
 import { children, compareNames, type Node, type Tree } from "./tree.js"
 
 /** What the layer must record, in order. */
 export type Change =
-  /** Write `node` at `path` (a new or changed entry, or the parent of one). */
+  /** Write `node` at `path` (a new or changed entry, or the parent of one); `""` is the root. */
   | { readonly _tag: "Entry"; readonly path: string; readonly node: Node }
   /** `path` was deleted: write `<parent>/.wh.<name>`. */
   | { readonly _tag: "Whiteout"; readonly path: string }
@@ -15,6 +18,11 @@ export type Change =
   | { readonly _tag: "Opaque"; readonly path: string }
   /** Nothing to write: a chance for the consumer to yield during long unchanged stretches. */
   | { readonly _tag: "Tick" }
+  /**
+   * Nothing to write: the digests of these files may be in the content-hash index. The consumer
+   * gives what it finds to the walk's {@link Contents} before asking for the next change.
+   */
+  | { readonly _tag: "Lookup"; readonly keys: ReadonlyArray<StatKey> }
 
 const tickEvery = 1024
 
@@ -35,9 +43,12 @@ export type Listing = (
 
 /**
  * Walk `lower` and `upper` together. A directory is visited right after its own entry, so a
- * depth-first walk over names sorted by bytes gives the order where `/` sorts first.
+ * depth-first walk over names sorted by bytes gives the order where `/` sorts first; in each
+ * directory its whiteouts come first, before any sibling (as the image spec asks). The root is an
+ * entry when its metadata changed (or there is no lower tree). Files whose stats agree are
+ * decided by `contents` (see contents.ts).
  */
-export function* changes(lower: Tree, upper: Tree, listing?: Listing): Generator<Change> {
+export function* changes(lower: Tree, upper: Tree, listing?: Listing, contents: Contents = new Contents()): Generator<Change> {
   const list: Listing = listing ?? ((lowerDirs, upperDirs) => ({
     lower: lowerDirs.length === 0 ? [] : children(lower, lowerDirs),
     upper: children(upper, upperDirs)
@@ -67,6 +78,30 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing): Generator
 
   function* walk(prefix: string, lowerDirs: ReadonlyArray<string>, upperDirs: ReadonlyArray<string>): Generator<Change> {
     const { lower: l, upper: u } = list(lowerDirs, upperDirs)
+    // first pass: the whiteouts (names gone, or now sockets, which are never recorded), and the
+    // files whose contents may decide
+    const gone: Array<string> = []
+    const compared: Array<fs.BigIntStats> = []
+    for (let i = 0, j = 0; i < l.length || j < u.length;) {
+      const a = l[i]
+      const b = u[j]
+      const order = a === undefined ? 1 : b === undefined ? -1 : compareNames(a.name, b.name)
+      if (order < 0) gone.push(a!.name)
+      else if (order === 0 && b!.stat.isSocket()) gone.push(b!.name)
+      else if (order === 0 && sameStats(a!.stat, b!.stat) && a!.stat.isFile() && contents.needsContent(a!.stat, b!.stat)) {
+        compared.push(a!.stat, b!.stat)
+      }
+      if (order <= 0) i++
+      if (order >= 0) j++
+    }
+    if (gone.length > 0) {
+      yield* flushAncestors()
+      for (const name of gone) yield { _tag: "Whiteout", path: prefix + name }
+    }
+    if (compared.length > 0) {
+      const keys = contents.unknown(compared)
+      if (keys.length > 0) yield { _tag: "Lookup", keys }
+    }
     let i = 0
     let j = 0
     while (i < l.length || j < u.length) {
@@ -76,15 +111,16 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing): Generator
       const order = a === undefined ? 1 : b === undefined ? -1 : compareNames(a.name, b.name)
       if (order < 0) {
         i++
-        yield* flushAncestors()
-        yield { _tag: "Whiteout", path: prefix + a!.name }
         continue
       }
       j++
       const node = b!
       const path = prefix + node.name
+      if (node.stat.isSocket()) {
+        if (order === 0) i++
+        continue
+      }
       if (order > 0) {
-        if (node.stat.isSocket()) continue
         yield* flushAncestors()
         yield { _tag: "Entry", path, node }
         if (node.stat.isDirectory()) yield* added(`${path}/`, node.dirs)
@@ -92,12 +128,6 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing): Generator
       }
       i++
       const old = a!
-      if (node.stat.isSocket()) {
-        // a socket is never recorded, so the old entry has to go
-        yield* flushAncestors()
-        yield { _tag: "Whiteout", path }
-        continue
-      }
       if (node.stat.isDirectory() && old.stat.isDirectory()) {
         const pending: Pending = { path, node, emitted: false }
         if (!sameDirectory(old, node)) {
@@ -117,7 +147,7 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing): Generator
         yield* added(`${path}/`, node.dirs)
         continue
       }
-      if (old.stat.isDirectory() || !sameFile(old, node, path, links)) {
+      if (old.stat.isDirectory() || !sameFile(old, node, path, links, contents)) {
         yield* flushAncestors()
         yield { _tag: "Entry", path, node }
       }
@@ -131,70 +161,45 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing): Generator
     }
     return
   }
+  // the root is an ancestor of every change, but is written only for its own
+  const root = rootOf(upper)
+  const lowerRoot = lower.root.length === 0 ? undefined : rootOf(lower)
+  if (lowerRoot === undefined || !sameDirectory(lowerRoot, root)) yield { _tag: "Entry", path: "", node: root }
   yield* walk("", lower.root, upper.root)
 }
 
+/** The root of a tree as a node: the highest of its directories holds its metadata, as in overlayfs. */
+const rootOf = (tree: Tree): Node => ({
+  name: "",
+  path: tree.root[0]!,
+  stat: fs.lstatSync(tree.root[0]!, { bigint: true }),
+  dirs: tree.root
+})
+
 const sameDirectory = (a: Node, b: Node): boolean =>
   a.stat.mode === b.stat.mode && a.stat.uid === b.stat.uid && a.stat.gid === b.stat.gid &&
-  a.stat.mtimeNs === b.stat.mtimeNs
+  a.stat.mtimeNs === b.stat.mtimeNs && Xattr.same(Xattr.list(a.path), Xattr.list(b.path))
 
-const nanosPerSecond = 1_000_000_000n
+// everything a layer entry records of a file's stat
+const sameStats = (s: fs.BigIntStats, t: fs.BigIntStats): boolean =>
+  s.mode === t.mode && s.uid === t.uid && s.gid === t.gid && s.rdev === t.rdev && s.size === t.size &&
+  s.mtimeNs === t.mtimeNs
 
 const sameFile = (
   a: Node,
   b: Node,
   path: string,
-  links: { readonly lower: () => LinkIndex; readonly upper: () => LinkIndex }
+  links: { readonly lower: () => LinkIndex; readonly upper: () => LinkIndex },
+  contents: Contents
 ): boolean => {
   const s = a.stat
   const t = b.stat
-  if (
-    s.mode !== t.mode || s.uid !== t.uid || s.gid !== t.gid || s.rdev !== t.rdev || s.size !== t.size ||
-    s.mtimeNs !== t.mtimeNs
-  ) return false
-  if (s.isSymbolicLink()) return fs.readlinkSync(a.path) === fs.readlinkSync(b.path)
-  if (!s.isFile()) return true
+  if (!sameStats(s, t)) return false
+  if (s.isSymbolicLink() && fs.readlinkSync(a.path) !== fs.readlinkSync(b.path)) return false
   // hard links are part of the layer: a file whose link group changed has changed
-  if ((s.nlink > 1n || t.nlink > 1n) && links.lower().groupOf(path) !== links.upper().groupOf(path)) return false
-  // the timestamps may have been truncated on both sides (a copy, an unpacked tar): look inside
-  if (s.mtimeNs % nanosPerSecond === 0n && t.mtimeNs % nanosPerSecond === 0n && s.size > 0n) {
-    return sameContents(a.path, b.path)
-  }
-  return true
-}
-
-const compareChunk = 1 << 20
-
-const sameContents = (a: string, b: string): boolean => {
-  const fa = fs.openSync(a, "r")
-  try {
-    const fb = fs.openSync(b, "r")
-    try {
-      const ba = Buffer.allocUnsafe(compareChunk)
-      const bb = Buffer.allocUnsafe(compareChunk)
-      for (;;) {
-        const na = readFull(fa, ba)
-        const nb = readFull(fb, bb)
-        if (na !== nb) return false
-        if (na === 0) return true
-        if (!ba.subarray(0, na).equals(bb.subarray(0, nb))) return false
-      }
-    } finally {
-      fs.closeSync(fb)
-    }
-  } finally {
-    fs.closeSync(fa)
-  }
-}
-
-const readFull = (fd: number, buffer: Buffer): number => {
-  let n = 0
-  while (n < buffer.length) {
-    const got = fs.readSync(fd, buffer, n, buffer.length - n, null)
-    if (got === 0) break
-    n += got
-  }
-  return n
+  if (s.isFile() && (s.nlink > 1n || t.nlink > 1n) && links.lower().groupOf(path) !== links.upper().groupOf(path)) return false
+  if (!Xattr.same(Xattr.list(a.path), Xattr.list(b.path))) return false
+  return !s.isFile() || !contents.needsContent(s, t) || contents.same(a, b)
 }
 
 /** The hard-link groups of a tree: for each multiply linked file, the paths sharing its inode. */

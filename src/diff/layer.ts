@@ -2,10 +2,14 @@
  * The uncompressed layer as a byte source: the changes between two trees encoded as tar,
  * in ~1 MiB buffers, hashed as they are produced (that hash is the diffID).
  */
+import { createHash, type Hash } from "node:crypto"
 import * as fs from "node:fs"
 import { setImmediate as yieldToEventLoop } from "node:timers/promises"
+import type { StatKey } from "../ContentIndex.js"
 import type { ChangedNames } from "../Differ.js"
 import type { Hasher } from "../Digest.js"
+import * as Xattr from "../internal/xattr.js"
+import { Contents, now } from "./contents.js"
 import { layerChanges, type Walk } from "./overlayChanges.js"
 import * as Tar from "./tar.js"
 import type { Node, Tree } from "./tree.js"
@@ -25,6 +29,10 @@ export interface LayerOptions {
   readonly walk?: Walk
   /** The names at which the trees may differ, when known (see `DiffOptions.changed`). */
   readonly changed?: ChangedNames
+  /** What is known of files' contents, and keeps what the layer reads (a fresh one by default). */
+  readonly contents?: Contents
+  /** The digests the content-hash index holds for `keys`, in their order (none by default). */
+  readonly lookup?: (keys: ReadonlyArray<StatKey>) => Promise<ReadonlyArray<string | undefined>>
 }
 
 /**
@@ -129,11 +137,18 @@ export async function* layerTar(
     mtime: 0
   })
   try {
-    for (const change of layerChanges(lower, upper, options.walk, options.changed)) {
+    const contents = options.contents ?? new Contents()
+    for (const change of layerChanges(lower, upper, options.walk, options.changed, contents)) {
       switch (change._tag) {
         case "Tick":
           yield* out.take()
           await yieldToEventLoop()
+          continue
+        case "Lookup":
+          if (options.lookup !== undefined) {
+            step = "index"
+            contents.provide(change.keys, await options.lookup(change.keys))
+          }
           continue
         case "Whiteout":
           current = change.path
@@ -152,7 +167,10 @@ export async function* layerTar(
           out.push(Tar.encode(header))
           if (header.type === Tar.TypeFlag.file && header.size > 0) {
             step = "read"
-            yield* copyFile(node, header.size, out)
+            const readAtNs = now()
+            const digest = createHash("sha256")
+            yield* copyFile(node, header.size, out, digest)
+            contents.read(node.stat, `sha256:${digest.digest("hex")}`, readAtNs)
           }
           break
         }
@@ -175,13 +193,15 @@ const headerOf = (
   firstName: Map<string, string>
 ): Tar.Header | undefined => {
   const s = node.stat
+  const xattrs = Xattr.list(node.path)
   const base = {
     name: path,
     mode: Number(s.mode & 0o7777n),
     uid: Number(s.uid),
     gid: Number(s.gid),
     size: 0,
-    mtime: clamp(seconds(s.mtimeNs))
+    mtime: clamp(seconds(s.mtimeNs)),
+    ...(xattrs.length === 0 ? {} : { xattrs })
   }
   if (s.isFile()) {
     if (s.nlink > 1n) {
@@ -192,7 +212,7 @@ const headerOf = (
     }
     return { ...base, type: Tar.TypeFlag.file, size: Number(s.size) }
   }
-  if (s.isDirectory()) return { ...base, name: `${path}/`, type: Tar.TypeFlag.directory }
+  if (s.isDirectory()) return { ...base, name: path === "" ? "./" : `${path}/`, type: Tar.TypeFlag.directory }
   if (s.isSymbolicLink()) return { ...base, type: Tar.TypeFlag.symlink, linkname: fs.readlinkSync(node.path) }
   if (s.isFIFO()) return { ...base, type: Tar.TypeFlag.fifo }
   if (s.isCharacterDevice() || s.isBlockDevice()) {
@@ -208,13 +228,14 @@ const headerOf = (
 }
 
 // Exactly `size` bytes, as the header promised; a file that shrank meanwhile is an error.
-function* copyFile(node: Node, size: number, out: Chunker): Generator<Buffer> {
+function* copyFile(node: Node, size: number, out: Chunker, digest: Hash): Generator<Buffer> {
   const fd = fs.openSync(node.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
   try {
     let left = size
     while (left > 0) {
       const n = fs.readSync(fd, out.buffer, out.offset, Math.min(left, chunkSize - out.offset), null)
       if (n === 0) throw new Error(`file shrank while being read (${size - left} of ${size} bytes)`)
+      digest.update(out.buffer.subarray(out.offset, out.offset + n))
       out.offset += n
       left -= n
       if (out.offset === chunkSize) {

@@ -5,6 +5,7 @@
 import * as fs from "node:fs"
 import { type Change, changes, type Listing } from "./changes.js"
 import type { ChangedNames } from "../Differ.js"
+import type { Contents } from "./contents.js"
 import { knownListing } from "./known.js"
 import { children, compareNames, isOpaque, lookup, type Node, type Tree, whitedOutName } from "./tree.js"
 
@@ -98,9 +99,10 @@ export const layerChanges = (
   lower: Tree,
   upper: Tree,
   walk: Walk = "auto",
-  changed?: ChangedNames
+  changed?: ChangedNames,
+  contents?: Contents
 ): Iterable<Change> => {
-  if (walk === "full") return changes(lower, upper)
-  if (fastPathApplies(lower, upper)) return changes(lower, upper, overlayListing(lower, upper))
-  return changes(lower, upper, knownListing(changed, lower, upper))
+  if (walk === "full") return changes(lower, upper, undefined, contents)
+  if (fastPathApplies(lower, upper)) return changes(lower, upper, overlayListing(lower, upper), contents)
+  return changes(lower, upper, knownListing(changed, lower, upper), contents)
 }

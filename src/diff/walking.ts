@@ -5,7 +5,8 @@
 import { randomUUID } from "node:crypto"
 import { Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
-import { Cause, Effect, Exit, Runtime } from "effect"
+import { Cause, Effect, Exit, Option, Runtime } from "effect"
+import { ContentIndex, type ContentIndexService } from "../ContentIndex.js"
 import { ContentStore, type Writer } from "../ContentStore.js"
 import { DiffFailed, type DiffOptions } from "../Differ.js"
 import * as Digest from "../Digest.js"
@@ -13,6 +14,8 @@ import type { Mount } from "../Mount.js"
 import * as Oci from "../Oci.js"
 import * as Progress from "../Progress.js"
 import { compressor, compressorOffThread, levelProblem } from "./compress.js"
+import * as Xattr from "../internal/xattr.js"
+import { Contents } from "./contents.js"
 import { BufferPool, chunkSize, LayerFault, layerTar } from "./layer.js"
 import { fromMounts, type Tree } from "./tree.js"
 
@@ -71,6 +74,32 @@ const noHash: Digest.Hasher = {
   digest: () => Digest.emptySha256
 }
 
+let toldUnavailable = false
+
+// what of the trees' extended attributes a layer could not carry, said once
+const warnOfXattrs = Effect.suspend(() => {
+  const skipped = Xattr.takeSkipped()
+  const warnings: Array<string> = []
+  if (Xattr.unavailable !== undefined && !toldUnavailable) {
+    toldUnavailable = true
+    warnings.push(`extended attributes are not read: ${Xattr.unavailable}`)
+  }
+  if (skipped.length > 0) warnings.push(`extended attributes this process may not read are left out: ${skipped.join(", ")}`)
+  return Effect.forEach(warnings, (w) => Effect.logWarning(w), { discard: true })
+})
+
+// the index's answers for the walk, which awaits them between two of its changes
+const lookupWith = (index: ContentIndexService, runtime: Runtime.Runtime<never>) =>
+(keys: Parameters<ContentIndexService["lookup"]>[0]): Promise<ReadonlyArray<string | undefined>> =>
+  Runtime.runPromise(runtime)(
+    index.lookup(keys).pipe(
+      // an index that cannot answer costs reads, never a wrong layer
+      Effect.catchAll((error) =>
+        Effect.as(Effect.logWarning(`content-hash index not read: ${error.message}`), keys.map(() => undefined))
+      )
+    )
+  )
+
 const toDiffFailed = (error: unknown): DiffFailed => {
   if (error instanceof DiffFailed) return error
   if (error instanceof LayerFault) {
@@ -83,15 +112,17 @@ const toDiffFailed = (error: unknown): DiffFailed => {
   return new DiffFailed({ step: "compress", reason: messageOf(error), cause: error })
 }
 
-/** The walking differ over a content store. */
+/** The walking differ over a content store, and the content-hash index when there is one. */
 export const make = Effect.gen(function*() {
   const store = yield* ContentStore
+  const index = Option.getOrUndefined(yield* Effect.serviceOption(ContentIndex))
 
   const writeLayer = (
     writer: Writer,
     lower: Tree,
     upper: Tree,
-    options: DiffOptions
+    options: DiffOptions,
+    contents: Contents
   ): Effect.Effect<Written, DiffFailed> =>
     Effect.flatMap(Effect.zip(Effect.runtime<never>(), Progress.reporter), ([runtime, report]) =>
       Effect.tryPromise({
@@ -117,7 +148,9 @@ export const make = Effect.gen(function*() {
             upper,
             {
               ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
-              ...(options.changed === undefined ? {} : { changed: options.changed })
+              ...(options.changed === undefined ? {} : { changed: options.changed }),
+              contents,
+              ...(index === undefined ? {} : { lookup: lookupWith(index, runtime) })
             },
             uncompressed,
             pool
@@ -158,7 +191,15 @@ export const make = Effect.gen(function*() {
         // interruption closes this scope, and an interrupted writer scope aborts its ingest
         const writer = yield* store.writer({ ref }).pipe(Effect.mapError(storeFailure("open")))
         yield* writer.truncate(0).pipe(Effect.mapError(storeFailure("open")))
-        const result = yield* writeLayer(writer, lowerTree, upperTree, options)
+        const contents = new Contents(options.compare)
+        const result = yield* writeLayer(writer, lowerTree, upperTree, options, contents)
+        yield* warnOfXattrs
+        // what the diff read is worth keeping even if the commit fails; a failure to keep it costs speed only
+        if (index !== undefined) {
+          yield* index.record(contents.takeRead()).pipe(
+            Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
+          )
+        }
         const labels = { ...options.labels, [Oci.LabelUncompressed]: result.diffId }
         yield* writer.commit({ expected: result.digest, size: result.size, labels }).pipe(
           Effect.catchTag("AlreadyExists", () =>

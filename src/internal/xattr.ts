@@ -23,6 +23,8 @@ interface Addon {
 /** Where the addon is: the same two levels up from `src/internal`, `dist/internal` and `dist/bundle`. */
 export const addonPath: string = fileURLToPath(new URL("../../build/Release/xattr.node", import.meta.url))
 
+const none: ReadonlyArray<Xattr> = []
+
 let addon: Addon | undefined
 /** Why attributes cannot be read or written here, or `undefined` when they can. */
 export let unavailable: string | undefined
@@ -31,6 +33,10 @@ try {
 } catch (cause) {
   unavailable = `the xattr addon (${addonPath}) did not load: ${cause instanceof Error ? cause.message.split("\n")[0] : String(cause)}`
 }
+
+/** Every attribute of `path` as the addon gives it (`[]` without the addon): for prints. */
+export const listRaw = (path: string): ReadonlyArray<readonly [string, Buffer | string]> =>
+  addon === undefined ? none : addon.list(path)
 
 /** Whether a layer carries the attribute `name` (see the module's comment). */
 export const isCarried = (name: string): boolean =>
@@ -50,7 +56,6 @@ export const takeSkipped = (): ReadonlyArray<string> => {
   return out
 }
 
-const none: ReadonlyArray<Xattr> = []
 
 /**
  * The carried attributes of `path` (the link itself for a symbolic link), sorted by name; `[]`

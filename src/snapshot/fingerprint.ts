@@ -8,7 +8,9 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import type { ChangedNames } from "../Differ.js"
+import type { StatKey } from "../ContentIndex.js"
 import { compareNames } from "../diff/tree.js"
+import * as Xattr from "../internal/xattr.js"
 
 /** A tree's fingerprint: the digest, and the line of each path (relative; "" is the root). */
 export interface Print {
@@ -22,8 +24,11 @@ export interface Print {
 export interface Fingerprinter {
   readonly fingerprintOf: (dir: string) => Print
   readonly typeOf: (stat: fs.BigIntStats) => string
-  readonly lineOf: (relative: string, stat: fs.BigIntStats, type: string, extra: string) => string
+  readonly lineOf: (relative: string, path: string, stat: fs.BigIntStats, type: string, extra: string) => string
 }
+
+/** An attribute lister as the xattr addon gives it: every name, the bytes or why they could not be read. */
+export type RawXattrs = (path: string) => ReadonlyArray<readonly [string, Buffer | string]>
 
 /**
  * Fingerprinting, built by a self-contained function (nothing from outside it but its
@@ -34,15 +39,30 @@ export interface Fingerprinter {
 export function makeFingerprinter(
   files: typeof fs,
   hashOf: (algorithm: string) => { update(data: string): unknown; digest(encoding: "hex"): string },
-  compareNames: (a: string, b: string) => number
+  compareNames: (a: string, b: string) => number,
+  listXattrs: RawXattrs,
+  isCarried: (name: string) => boolean
 ): Fingerprinter {
   const typeOf = (stat: fs.BigIntStats): string =>
     stat.isFile() ? "f" : stat.isDirectory() ? "d" : stat.isSymbolicLink() ? "l" : stat.isFIFO() ? "p"
     : stat.isCharacterDevice() ? "c" : stat.isBlockDevice() ? "b" : "s"
 
-  /** The line of one path; `extra` is a symlink's target or the first name of a hard-link group. */
-  const lineOf = (relative: string, stat: fs.BigIntStats, type: string, extra: string): string =>
-    `${relative}\0${type}\0${stat.mode}\0${stat.uid}\0${stat.gid}\0${type === "d" ? 0n : stat.size}\0${stat.mtimeNs}\0${stat.rdev}\0${extra}\n`
+  // the carried attributes, in name order, as text
+  const xattrsOf = (path: string): string => {
+    const found = listXattrs(path)
+    if (found.length === 0) return ""
+    return found.filter(([name]) => isCarried(name)).map(([name, value]) =>
+      typeof value === "string" ? `${name}!${value}` : `${name}=${value.toString("base64")}`
+    ).sort().join(" ")
+  }
+
+  /**
+   * The line of one path; `extra` is a symlink's target or the first name of a hard-link group.
+   * Its last field is the file's identity (device, inode, ctime): the key of the content-hash
+   * index, which changes with any write, so that an edit keeping size and mtime still changes the print.
+   */
+  const lineOf = (relative: string, path: string, stat: fs.BigIntStats, type: string, extra: string): string =>
+    `${relative}\0${type}\0${stat.mode}\0${stat.uid}\0${stat.gid}\0${type === "d" ? 0n : stat.size}\0${stat.mtimeNs}\0${stat.rdev}\0${extra}\0${xattrsOf(path)}\0${stat.dev}:${stat.ino}:${stat.ctimeNs}\n`
 
   // Node decodes names as UTF-8, mending bad bytes to U+FFFD: two such names would be one
   const refuseInvalidNames = (path: string, prefix: string): void => {
@@ -77,7 +97,7 @@ export function makeFingerprinter(
         extra = inodes.get(inode) ?? ""
         if (extra === "") inodes.set(inode, relative)
       }
-      const line = lineOf(relative, stat, type, extra)
+      const line = lineOf(relative, path, stat, type, extra)
       hash.update(line)
       lines.set(relative, line)
       if (type === "d") {
@@ -97,25 +117,56 @@ export function makeFingerprinter(
 }
 
 /** Fingerprinting on this thread. */
-export const { fingerprintOf, typeOf, lineOf } = makeFingerprinter(fs, createHash, compareNames)
+export const { fingerprintOf, typeOf, lineOf } = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried)
 
 const parentOf = (path: string): string => {
   const slash = path.lastIndexOf("/")
   return slash < 0 ? "" : path.slice(0, slash)
 }
 
-// a file whose time has no nanoseconds is compared by content (the differ's rule): never assumed same
-const needsContent = (line: string): boolean => {
+// a line without its last field (the file's identity): what a layer records of the path
+const recorded = (line: string): string => line.slice(0, line.lastIndexOf("\0"))
+
+const keyOfLine = (line: string): StatKey => {
   const fields = line.split("\0")
-  return fields[1] === "f" && fields[5] !== "0" && (fields[6] ?? "").endsWith("000000000")
+  const [dev, ino, ctime] = fields[fields.length - 1]!.trimEnd().split(":")
+  return { dev: BigInt(dev!), ino: BigInt(ino!), size: BigInt(fields[5]!), mtimeNs: BigInt(fields[6]!), ctimeNs: BigInt(ctime!) }
+}
+
+// a regular file that is not empty: the only kind whose bytes a print does not record
+const hasContents = (line: string): boolean => {
+  const fields = line.split("\0", 6)
+  return fields[1] === "f" && fields[5] !== "0"
+}
+
+/** A file the two prints record alike whose contents decide: distinct inodes, not empty. */
+export interface Candidate {
+  readonly path: string
+  readonly before: StatKey
+  readonly after: StatKey
+}
+
+/** The files of `after` recorded as in `before` but distinct inodes with contents: the content-hash index may tell them apart. */
+export const candidates = (before: Print, after: Print): Array<Candidate> => {
+  const out: Array<Candidate> = []
+  for (const [path, line] of after.lines) {
+    const old = before.lines.get(path)
+    if (old === undefined || old === line || path === "") continue
+    const cut = line.lastIndexOf("\0")
+    if (cut !== old.lastIndexOf("\0") || !line.startsWith(old.slice(0, cut))) continue
+    if (!hasContents(line)) continue
+    out.push({ path, before: keyOfLine(old), after: keyOfLine(line) })
+  }
+  return out
 }
 
 /**
  * The names that may differ between the trees printed as `before` and `after`: a path whose
- * line differs or that only one side has, a file to be compared by content, a file with
+ * recorded line differs or that only one side has, a file whose contents decide (see
+ * {@link candidates}) unless it is in `same` (the index holds one digest for both), a file with
  * other links, and every directory above one of those (to be walked into).
  */
-export const changedNames = (before: Print, after: Print): ChangedNames => {
+export const changedNames = (before: Print, after: Print, same: ReadonlySet<string> = new Set()): ChangedNames => {
   const out = new Map<string, Set<string>>()
   const mark = (path: string) => {
     let at = path
@@ -131,7 +182,9 @@ export const changedNames = (before: Print, after: Print): ChangedNames => {
   }
   for (const [path, line] of after.lines) {
     if (path === "") continue
-    if (before.lines.get(path) !== line || needsContent(line)) mark(path)
+    const old = before.lines.get(path)
+    if (old === line) continue
+    if (old === undefined || recorded(old) !== recorded(line) || (hasContents(line) && !same.has(path))) mark(path)
   }
   for (const path of before.lines.keys()) {
     if (path !== "" && !after.lines.has(path)) mark(path)
@@ -165,7 +218,8 @@ export const stillAsPrinted = (dir: string, print: Print, changed: ChangedNames)
     if (stat === undefined) return expected === undefined
     const type = typeOf(stat)
     if (type !== "d" && stat.nlink > 1n) return undefined
-    return lineOf(relative, stat, type, type === "l" ? fs.readlinkSync(NodePath.join(dir, relative)) : "") === expected
+    const path = NodePath.join(dir, relative)
+    return lineOf(relative, path, stat, type, type === "l" ? fs.readlinkSync(path) : "") === expected
   }
   const root = check("")
   if (root !== true) return root

@@ -53,6 +53,9 @@ export const fillNative = (dir: string, sourceDir: string): Effect.Effect<void, 
           switch (change._tag) {
             case "Tick":
               return false
+            case "Lookup":
+              // no content-hash index here: the walk reads what it must compare
+              continue
             case "Opaque":
               continue
             case "Whiteout":
@@ -61,6 +64,8 @@ export const fillNative = (dir: string, sourceDir: string): Effect.Effect<void, 
               continue
             case "Entry": {
               const { node, path } = change
+              // the root's metadata is set with the directories' at the end, whatever changed
+              if (path === "") continue
               if (node.stat.isFile() && node.stat.nlink > 1n) {
                 const inode = `${node.stat.dev}:${node.stat.ino}`
                 const first = firstOfInode.get(inode)

@@ -177,6 +177,9 @@ export const fillOverlay = (
           switch (change._tag) {
             case "Tick":
               return false
+            case "Lookup":
+              // no content-hash index here: the walk reads what it must compare
+              continue
             case "Opaque":
               // the directory sits on a non-directory below: it is copied whole and merges with nothing
               continue
@@ -192,6 +195,8 @@ export const fillOverlay = (
             }
             case "Entry": {
               const { node, path } = change
+              // the root's metadata is set with the directories' at the end, whatever changed
+              if (path === "") continue
               if (node.name.startsWith(".wh.") || isWhiteoutDevice(node.stat)) {
                 unrepresentable = path
                 return true

@@ -6,15 +6,24 @@
  */
 import { evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
 import { compareNames } from "../diff/tree.js"
+import { addonPath, isCarried } from "../internal/xattr.js"
 import { makeFingerprinter, type Print } from "./fingerprint.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not
 const source = `
 const { parentPort } = require("node:worker_threads")
+let listXattrs = () => []
+try {
+  listXattrs = require(${JSON.stringify(addonPath)}).list
+} catch {
+  // no attributes here, as on the main thread (xattr.ts says why)
+}
 const { fingerprintOf } = (${makeFingerprinter.toString()})(
   require("node:fs"),
   require("node:crypto").createHash,
-  ${compareNames.toString()}
+  ${compareNames.toString()},
+  listXattrs,
+  ${isCarried.toString()}
 )
 parentPort.on("message", (m) => {
   let reply

@@ -70,7 +70,12 @@ export const makeDirectories = (tree: Tree, parts: ReadonlyArray<string>) => {
   const upper = tree.root[0]!
   let path = upper
   let dirs: ReadonlyArray<string> = tree.root
-  // the target itself takes the source's metadata: only the directories above it keep theirs
+  // the target itself takes the source's metadata: only the directories above it keep theirs,
+  // the root included (the tree's, or a plain 0755 one over nothing): the merged root is the upper's
+  if (parts.length > 0) {
+    if (tree.root.length > 1) copyMetadata(fs.lstatSync(tree.root[1]!, { bigint: true }), upper)
+    else fs.chmodSync(upper, 0o755)
+  }
   const times: Array<{ readonly path: string; readonly stat: fs.BigIntStats }> = parts.length === 0
     ? []
     : [{ path: upper, stat: fs.lstatSync(upper, { bigint: true }) }]

@@ -1,0 +1,111 @@
+/**
+ * What the differ knows of files' contents: when two files agree in every stat a layer records
+ * and nothing proves their bytes the same (they are distinct inodes), their contents decide.
+ * Digests come from the content-hash index (looked up in batches, a directory at a time) or
+ * from reading the file here, and every digest read here is kept to be recorded in the index.
+ */
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import type { IndexRecord, StatKey } from "../ContentIndex.js"
+
+/**
+ * When files that agree in their stats are compared by content: `content` (the default)
+ * whenever they are distinct inodes; `stat` (containerd's rule) only when neither time has
+ * nanoseconds (a copy or an unpacked tar may have truncated both).
+ */
+export type CompareRule = "content" | "stat"
+
+const nanosPerSecond = 1_000_000_000n
+
+/** The stat key of a file, as the content-hash index holds it. */
+export const statKeyOf = (stat: fs.BigIntStats): StatKey => ({
+  dev: stat.dev,
+  ino: stat.ino,
+  size: stat.size,
+  mtimeNs: stat.mtimeNs,
+  ctimeNs: stat.ctimeNs
+})
+
+const keyString = (key: StatKey): string => `${key.dev}:${key.ino}:${key.size}:${key.mtimeNs}:${key.ctimeNs}`
+
+const readChunk = 1 << 20
+
+/** The digests of one diff's files: those given by the index, and those read. */
+export class Contents {
+  private readonly known = new Map<string, string>()
+  private readonly fresh: Array<IndexRecord> = []
+  private buffer: Buffer | undefined
+
+  constructor(readonly rule: CompareRule = "content") {}
+
+  /** Whether two regular files whose stats agree must be compared by content. */
+  needsContent(a: fs.BigIntStats, b: fs.BigIntStats): boolean {
+    if (a.size === 0n) return false
+    if (a.dev === b.dev && a.ino === b.ino) return false
+    if (this.rule === "content") return true
+    return a.mtimeNs % nanosPerSecond === 0n && b.mtimeNs % nanosPerSecond === 0n
+  }
+
+  /** The keys of `stats` whose digests are not known yet: what to look up. */
+  unknown(stats: ReadonlyArray<fs.BigIntStats>): Array<StatKey> {
+    return stats.map(statKeyOf).filter((key) => !this.known.has(keyString(key)))
+  }
+
+  /** Digests the index holds, in the order of `keys` (`undefined`: none). */
+  provide(keys: ReadonlyArray<StatKey>, digests: ReadonlyArray<string | undefined>): void {
+    keys.forEach((key, i) => {
+      const digest = digests[i]
+      if (digest !== undefined) this.known.set(keyString(key), digest)
+    })
+  }
+
+  /** Whether the files at `a` and `b` (stats agreeing) hold the same bytes. */
+  same(a: { readonly path: string; readonly stat: fs.BigIntStats }, b: { readonly path: string; readonly stat: fs.BigIntStats }): boolean {
+    return this.digestOf(a.path, a.stat) === this.digestOf(b.path, b.stat)
+  }
+
+  /** Keep the digest of a file read elsewhere (the layer's tar writes its bytes). */
+  read(stat: fs.BigIntStats, digest: string, readAtNs: bigint): void {
+    const key = statKeyOf(stat)
+    this.known.set(keyString(key), digest)
+    this.fresh.push({ key, digest, readAtNs })
+  }
+
+  /** The digests read during the diff, to be recorded; taken once. */
+  takeRead(): Array<IndexRecord> {
+    return this.fresh.splice(0, this.fresh.length)
+  }
+
+  private digestOf(path: string, stat: fs.BigIntStats): string {
+    const key = keyString(statKeyOf(stat))
+    const known = this.known.get(key)
+    if (known !== undefined) return known
+    const readAtNs = now()
+    const digest = `sha256:${this.hashFile(path, stat.size)}`
+    this.read(stat, digest, readAtNs)
+    return digest
+  }
+
+  private hashFile(path: string, size: bigint): string {
+    const hash = createHash("sha256")
+    const buffer = (this.buffer ??= Buffer.allocUnsafe(readChunk))
+    const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    try {
+      let total = 0n
+      for (;;) {
+        const n = fs.readSync(fd, buffer, 0, buffer.length, null)
+        if (n === 0) break
+        hash.update(buffer.subarray(0, n))
+        total += BigInt(n)
+      }
+      // a file that grew or shrank since its stat is not the file the stat described
+      if (total !== size) throw new Error(`file changed size while being compared (${total} of ${size} bytes)`)
+    } finally {
+      fs.closeSync(fd)
+    }
+    return hash.digest("hex")
+  }
+}
+
+/** The wall clock in nanoseconds since the epoch, for a record's read time. */
+export const now = (): bigint => BigInt(Date.now()) * 1_000_000n
