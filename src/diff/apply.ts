@@ -30,6 +30,11 @@
  * a lower file links that file's inode, so the merged view has the same hard-link groups as the
  * same layers applied onto one directory; applies never write into an existing file.
  *
+ * An entry's extended attributes are set once its owner and mode are (chown clears
+ * `security.capability`), through lsetxattr so a symlink's own; its times are unaffected. Names
+ * that mean something to overlayfs refuse the entry like an unsafe path, before anything is made;
+ * an attribute that cannot be set fails the apply, none is dropped but those a layer never carries.
+ *
  * A wrong diffID is reported after the whole layer has been applied; the tree is not rolled
  * back (containerd does the same): a caller that sees WrongDiffId must discard the tree.
  */
@@ -41,6 +46,7 @@ import { Effect, Option, Stream } from "effect"
 import { ApplyFailed, type ApplyOptions, UnsafePath, WrongDiffId } from "../Applier.js"
 import { ContentStore } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
+import * as Xattr from "../internal/xattr.js"
 import type { Mount } from "../Mount.js"
 import * as Oci from "../Oci.js"
 import * as Tree from "../snapshot/tree.js"
@@ -90,6 +96,14 @@ const lstat = (path: string): fs.BigIntStats | undefined => fs.lstatSync(path, {
 
 const overlay: Merged = { root: [], overlay: true }
 
+/** Attribute names by which an overlay's upper directory marks whiteouts, opaque directories and redirects. */
+const isOverlayName = (name: string): boolean => name.startsWith("trusted.overlay.") || name.startsWith("user.overlay.")
+
+const noXattrs: ReadonlyArray<Xattr.Xattr> = []
+
+const errorCode = (cause: unknown): string =>
+  cause instanceof Error && "code" in cause && typeof cause.code === "string" ? cause.code : "error"
+
 // one process for many whiteouts: a process for each costs more than the work
 const mknodEach = `for p do mknod -- "$p" c 0 0 || exit 1; done`
 
@@ -98,7 +112,9 @@ class Unpacker {
   /** The layer's directories (their names, joined), with their mtimes: set last. */
   private readonly dirTimes: Array<{ readonly name: string; readonly mtime: number }> = []
   private readonly written = new Set<string>()
-  private file: { readonly fd: number; readonly entry: Entry } | undefined
+  private file:
+    | { readonly fd: number; readonly entry: Entry; readonly path: string; readonly xattrs: ReadonlyArray<Xattr.Xattr> }
+    | undefined
   private readonly privileged = isRoot()
   private readonly isOverlay: boolean
   /** Whiteouts as 0/0 character devices (the kernel's form, which needs root), else `.wh.` files. */
@@ -282,7 +298,9 @@ class Unpacker {
       const inPending = this.pending.size > 0 && base.startsWith(".wh.") && base !== ".wh..wh..opq" &&
         parentKey === this.pendingIn
       if (!inPending) this.flushWhiteouts()
+      // a whiteout makes no file: attributes it might carry have nothing to go on
       if (base.startsWith(".wh.")) return this.whiteout(parts, parentKey, base)
+      const xattrs = this.xattrsOf(entry)
       // a hard link's target first: the entry's own parent is then the chain's end
       const source = entry.type === TypeFlag.link ? this.linkSource(entry) : undefined
       const parent = this.dirOf(parts, parts.length - 1, true)!
@@ -302,6 +320,8 @@ class Unpacker {
             }
           }
           this.metadata(entry, path, false)
+          // no change to its mtime, which finish() sets in any case
+          this.setXattrs(path, xattrs)
           this.dirTimes.push({ name: key, mtime: entry.mtime })
           return
         }
@@ -309,21 +329,22 @@ class Unpacker {
         case "7": {
           this.clear(parent, parts, base, existing)
           const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW
-          this.file = { fd: fs.openSync(path, flags, 0o600), entry }
+          this.file = { fd: fs.openSync(path, flags, 0o600), entry, path, xattrs }
           return
         }
         case TypeFlag.symlink: {
           this.clear(parent, parts, base, existing)
           fs.symlinkSync(entry.linkname, path)
           this.metadata(entry, path, true)
+          this.setXattrs(path, xattrs)
           return
         }
         case TypeFlag.link:
-          return this.hardLink(parent, parts, base, source!, existing)
+          return this.hardLink(parent, parts, base, source!, existing, xattrs)
         case TypeFlag.fifo:
         case TypeFlag.char:
         case TypeFlag.block:
-          return this.special(entry, parent, parts, base, existing)
+          return this.special(entry, parent, parts, base, existing, xattrs)
         default:
           throw this.failed(`unsupported entry type ${JSON.stringify(entry.type)}`)
       }
@@ -346,6 +367,8 @@ class Unpacker {
       // through the descriptor: the file is the one created, whatever its path names now
       if (this.privileged) fs.fchownSync(file.fd, file.entry.uid, file.entry.gid)
       fs.fchmodSync(file.fd, file.entry.mode & 0o7777)
+      // by path (the addon has no fsetxattr): nothing has moved it since it was created
+      this.setXattrs(file.path, file.xattrs)
       fs.futimesSync(file.fd, file.entry.mtime, file.entry.mtime)
     } finally {
       fs.closeSync(file.fd)
@@ -390,6 +413,37 @@ class Unpacker {
     if (entry.type !== TypeFlag.directory) fs.lutimesSync(path, entry.mtime, entry.mtime)
   }
 
+  /**
+   * The attributes of `entry` to set, checked before anything is made for it. Overlay names are
+   * refused: in an upper directory they would turn the file into a whiteout, an opaque directory
+   * or a redirect. Other names a layer does not carry are dropped without a word: an SELinux label
+   * belongs to the policy of the machine that wrote the layer, `system.*` are POSIX ACLs and
+   * other kernel-defined names that tar records do not stand for.
+   */
+  private xattrsOf(entry: Entry): ReadonlyArray<Xattr.Xattr> {
+    if (entry.xattrs.length === 0) return noXattrs
+    for (const [name] of entry.xattrs) {
+      if (isOverlayName(name)) throw this.unsafe(`its extended attribute ${JSON.stringify(name)} would change what an overlay shows`)
+    }
+    const carried = entry.xattrs.filter(([name]) => Xattr.isCarried(name))
+    const [first] = carried
+    if (first !== undefined && Xattr.unavailable !== undefined) {
+      throw this.failed(`cannot set the extended attribute ${JSON.stringify(first[0])}: ${Xattr.unavailable}`)
+    }
+    return carried
+  }
+
+  /** Set `xattrs` on `path` (the link itself for a symlink), or fail naming the attribute and the errno. */
+  private setXattrs(path: string, xattrs: ReadonlyArray<Xattr.Xattr>): void {
+    for (const [name, value] of xattrs) {
+      try {
+        Xattr.set(path, name, value)
+      } catch (cause) {
+        throw this.failed(`could not set the extended attribute ${JSON.stringify(name)}: ${errorCode(cause)} (${messageOf(cause)})`, cause)
+      }
+    }
+  }
+
   /** The whiteout `base` in the directory `parts` but the last name (`parentKey`, joined). */
   private whiteout(parts: ReadonlyArray<string>, parentKey: string, base: string): void {
     const parent = this.dirOf(parts, parts.length - 1, false)
@@ -416,8 +470,8 @@ class Unpacker {
     this.pendingIn = parentKey
   }
 
-  /** The path of a hard link's target, checked like any entry's path. */
-  private linkSource(entry: Entry): string {
+  /** The path of a hard link's target, checked like any entry's path; whether it is a lower layer's. */
+  private linkSource(entry: Entry): { readonly path: string; readonly lower: boolean } {
     const target = components(entry.linkname)
     if (typeof target === "string") throw this.unsafe(`hard link target: ${target}`)
     const targetBase = target[target.length - 1]
@@ -426,7 +480,7 @@ class Unpacker {
     const found = parent === undefined ? undefined : this.find(parent, targetBase)
     if (found === undefined) throw this.failed(`hard link target ${JSON.stringify(entry.linkname)} does not exist`)
     if (found.stat.isDirectory()) throw this.failed("hard link to a directory")
-    return found.path
+    return { path: found.path, lower: found.path !== `${parent!.dir.path}/${targetBase}` }
   }
 
   /** The entry the merged view shows at `name` in `parent`, and where it is: upper directory first. */
@@ -442,17 +496,35 @@ class Unpacker {
     parent: Level,
     parts: ReadonlyArray<string>,
     base: string,
-    source: string,
-    existing: fs.BigIntStats | undefined
+    source: { readonly path: string; readonly lower: boolean },
+    existing: fs.BigIntStats | undefined,
+    xattrs: ReadonlyArray<Xattr.Xattr>
   ): void {
     const path = `${parent.dir.path}/${base}`
-    if (existing !== undefined && !existing.isDirectory()) {
-      const stat = lstat(source)
-      if (stat !== undefined && existing.ino === stat.ino && existing.dev === stat.dev) return
+    // the inode's attributes are the link's: only those the entry changes are set
+    const changed = xattrs.length === 0 ? noXattrs : this.changedXattrs(source.path, xattrs)
+    if (changed.length > 0 && source.lower) {
+      throw this.failed("its extended attributes differ from those of its target in a lower layer, which an apply may not change")
     }
-    this.clear(parent, parts, base, existing)
-    // link(2) does not follow a symlink target: linking one links the symlink itself
-    fs.linkSync(source, path)
+    const stat = existing?.isDirectory() === false ? lstat(source.path) : undefined
+    if (stat === undefined || existing?.ino !== stat.ino || existing.dev !== stat.dev) {
+      this.clear(parent, parts, base, existing)
+      // link(2) does not follow a symlink target: linking one links the symlink itself
+      fs.linkSync(source.path, path)
+    }
+    this.setXattrs(path, changed)
+  }
+
+  /** Those of `xattrs` that `path` does not have with the same value. */
+  private changedXattrs(path: string, xattrs: ReadonlyArray<Xattr.Xattr>): ReadonlyArray<Xattr.Xattr> {
+    let has: ReadonlyArray<Xattr.Xattr>
+    try {
+      has = Xattr.list(path)
+    } catch (cause) {
+      throw this.failed(`could not read the extended attributes of the hard link's target: ${errorCode(cause)} (${messageOf(cause)})`, cause)
+    }
+    const values = new Map(has)
+    return xattrs.filter(([name, value]) => values.get(name)?.equals(value) !== true)
   }
 
   private special(
@@ -460,7 +532,8 @@ class Unpacker {
     parent: Level,
     parts: ReadonlyArray<string>,
     base: string,
-    existing: fs.BigIntStats | undefined
+    existing: fs.BigIntStats | undefined,
+    xattrs: ReadonlyArray<Xattr.Xattr>
   ): void {
     const device = entry.type !== TypeFlag.fifo
     if (device && !this.privileged) throw this.failed("creating a device node needs root")
@@ -481,6 +554,7 @@ class Unpacker {
       throw this.failed(`could not create the ${device ? "device node" : "fifo"}`, cause)
     }
     this.metadata(entry, path, false)
+    this.setXattrs(path, xattrs)
   }
 }
 
