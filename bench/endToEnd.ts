@@ -13,64 +13,15 @@
  * Scratch (state directories, images, peers' files, umoci layouts) lives in one temp directory,
  * removed at the end or on interrupt; the trees themselves are cached like the in-process rows'.
  */
-import { execFileSync, spawnSync } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
+import { median, type Measured, node, ours, repo, type Sample, summary, timed } from "./processes.js"
 import { benchRoot, type BenchTree, changedCopy, issueTree, jsonTree } from "./tree.js"
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const bin = path.join(repo, "bin", "blobchain.js")
-const node = process.execPath
 const MiB = 1 << 20
 
-interface Sample {
-  readonly wall: number
-  readonly rssMiB: number
-}
-
-interface Measured {
-  /** median wall seconds */
-  readonly wall: number
-  /** the largest peak RSS of the runs, MiB */
-  readonly rssMiB: number
-  readonly runs: number
-}
-
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
-}
-
-const summary = (samples: ReadonlyArray<Sample>): Measured => ({
-  wall: median(samples.map((s) => s.wall)),
-  rssMiB: Math.max(...samples.map((s) => s.rssMiB)),
-  runs: samples.length
-})
-
-// writeback of an earlier run's output would slow the next one down
-const settleDisk = (): void => void spawnSync("sync")
-
-/** One process under /usr/bin/time: wall seconds around the spawn, peak RSS from time's %M. */
-const timed = (cwd: string, command: string, ...args: Array<string>): Sample => {
-  settleDisk()
-  const start = performance.now()
-  const result = spawnSync("/usr/bin/time", ["-f", "@@%e %M", command, ...args], {
-    cwd,
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"],
-    maxBuffer: 64 << 20
-  })
-  const wall = (performance.now() - start) / 1000
-  const line = result.stderr.split("\n").filter((l) => l.startsWith("@@")).pop()
-  if (result.status !== 0 || line === undefined) {
-    throw new Error(`${command} ${args.join(" ")} failed (exit ${result.status}):\n${result.stderr}${result.stdout}`)
-  }
-  return { wall, rssMiB: Number(line.slice(2).split(" ")[1]) / 1024 }
-}
-
-const ours = (cwd: string, ...args: Array<string>): Sample => timed(cwd, node, bin, ...args)
 const shell = (cwd: string, script: string, ...args: Array<string>): Sample => timed(cwd, "sh", "-c", script, "sh", ...args)
 
 /** `du -sb` of one directory, alone (du counts a hard-linked file once per invocation). */

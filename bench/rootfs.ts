@@ -34,61 +34,14 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
+import { type Measured, ours, repo, type Sample, summary, timed } from "./processes.js"
 import { benchRoot } from "./tree.js"
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const bin = path.join(repo, "bin", "blobchain.js")
-const node = process.execPath
 const tag = "rootfs"
 /** Bump when the recipe of the trees changes: cached trees of another recipe are not reused. */
 const recipe = "r1"
 const packages = ["jq", "tree", "libjq1", "libonig5"]
 
-interface Sample {
-  readonly wall: number
-  readonly rssMiB: number
-}
-
-interface Measured {
-  /** median wall seconds */
-  readonly wall: number
-  /** the largest peak RSS of the runs, MiB */
-  readonly rssMiB: number
-}
-
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
-}
-
-const summary = (samples: ReadonlyArray<Sample>): Measured => ({
-  wall: median(samples.map((s) => s.wall)),
-  rssMiB: Math.max(...samples.map((s) => s.rssMiB))
-})
-
-// writeback of an earlier step's output would slow the next one down
-const settleDisk = (): void => void spawnSync("sync")
-
-/** One process under /usr/bin/time: wall seconds around the spawn, peak RSS from time's %M. */
-const timed = (cwd: string, command: string, ...args: Array<string>): Sample => {
-  settleDisk()
-  const start = performance.now()
-  const result = spawnSync("/usr/bin/time", ["-f", "@@%e %M", command, ...args], {
-    cwd,
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"],
-    maxBuffer: 64 << 20
-  })
-  const wall = (performance.now() - start) / 1000
-  const line = result.stderr.split("\n").filter((l) => l.startsWith("@@")).pop()
-  if (result.status !== 0 || line === undefined) {
-    throw new Error(`${command} ${args.join(" ")} failed (exit ${result.status}):\n${result.stderr}${result.stdout}`)
-  }
-  return { wall, rssMiB: Number(line.slice(2).split(" ")[1]) / 1024 }
-}
-
-const ours = (cwd: string, ...args: Array<string>): Sample => timed(cwd, node, bin, ...args)
 const shellTimed = (cwd: string, script: string, ...args: Array<string>): Sample =>
   timed(cwd, "bash", "-c", `set -o pipefail; ${script}`, "bench", ...args)
 

@@ -3,7 +3,7 @@
  * (statements per batch, surviving a reopen, a second process, rows that are not pairs).
  */
 import { describe, expect, it } from "@effect/vitest"
-import * as Statement from "@effect/sql/Statement"
+import { recordingStatements } from "./support/statements.js"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Effect, Layer, Option } from "effect"
@@ -48,20 +48,6 @@ blobMapperSuite(
   })
 )
 
-/** Run `effect` recording the SQL text and parameter count of every statement it executes. */
-const recordingStatements = <A, E, R>(effect: Effect.Effect<A, E, R>) => {
-  const statements: Array<{ sql: string; params: number }> = []
-  return effect.pipe(
-    Statement.withTransformer((statement) =>
-      Effect.sync(() => {
-        const [sql, params] = statement.compile()
-        statements.push({ sql, params: params.length })
-        return statement
-      })
-    ),
-    Effect.map((a) => [a, statements] as const)
-  )
-}
 
 const selects = (statements: ReadonlyArray<{ sql: string; params: number }>) =>
   statements.filter((s) => /^\s*SELECT/i.test(s.sql) && s.sql.includes("blob_mappings"))

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
-import * as Statement from "@effect/sql/Statement"
+import { recordingStatements } from "./support/statements.js"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
@@ -76,20 +76,6 @@ contentIndexSuite(
   Layer.unwrapScoped(Effect.map(tempRoot, (root) => ContentIndex.layerSql.pipe(Layer.provide(fileDb(root)))))
 )
 
-/** Run `effect` recording the SQL text and parameter count of every statement it executes. */
-const recordingStatements = <A, E, R>(effect: Effect.Effect<A, E, R>) => {
-  const statements: Array<{ sql: string; params: number }> = []
-  return effect.pipe(
-    Statement.withTransformer((statement) =>
-      Effect.sync(() => {
-        const [sql, params] = statement.compile()
-        statements.push({ sql, params: params.length })
-        return statement
-      })
-    ),
-    Effect.map((a) => [a, statements] as const)
-  )
-}
 
 describe("ContentIndex.layerSql", () => {
   it.scoped("a lookup is one SELECT per chunk of 500 files; a record one INSERT per 160 rows", () =>
