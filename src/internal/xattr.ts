@@ -56,7 +56,6 @@ export const takeSkipped = (): ReadonlyArray<string> => {
   return out
 }
 
-
 /**
  * The carried attributes of `path` (the link itself for a symbolic link), sorted by name; `[]`
  * when it has none or attributes cannot be read here. One this process may not read is left
