@@ -3,6 +3,7 @@
  * is resolved in the merged tree as if it were `/`, and the directories on its path are made in
  * a directory of the put's own (see Source.putRef), without following any symlink the tree holds.
  */
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import { lookup, type Node, type Tree } from "../diff/tree.js"
 
@@ -96,14 +97,19 @@ export const makeDirectories = (tree: Tree, parts: ReadonlyArray<string>) => {
 
 /** Put back the times of directories that only gained names. */
 export const restoreTimes = (times: ReadonlyArray<{ readonly path: string; readonly stat: fs.BigIntStats }>): void => {
-  for (const { path, stat } of [...times].reverse()) fs.utimesSync(path, nsToDate(stat.atimeNs), nsToDate(stat.mtimeNs))
+  for (const { path, stat } of [...times].reverse()) setTimes(path, stat)
 }
 
 const copyMetadata = (stat: fs.BigIntStats, path: string): void => {
   if (process.getuid?.() === 0) fs.lchownSync(path, Number(stat.uid), Number(stat.gid))
   fs.chmodSync(path, Number(stat.mode & 0o7777n))
-  fs.utimesSync(path, nsToDate(stat.atimeNs), nsToDate(stat.mtimeNs))
+  setTimes(path, stat)
 }
 
-// Node's utimes takes seconds as a number: nanoseconds keep what a double holds (microseconds)
-const nsToDate = (ns: bigint): number => Number(ns) / 1e9
+// Node's utimes takes seconds as a double, which keeps microseconds at best; a layer compares
+// mtimes to the nanosecond, so the times are set by touch(1), which takes them whole
+const setTimes = (path: string, stat: fs.BigIntStats): void => {
+  const at = (ns: bigint) => `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, "0")}`
+  execFileSync("touch", ["-h", "-a", "-d", at(stat.atimeNs), "--", path])
+  execFileSync("touch", ["-h", "-m", "-d", at(stat.mtimeNs), "--", path])
+}
