@@ -114,7 +114,8 @@ const toStore = (records: ReadonlyArray<IndexRecord>): ReadonlyArray<IndexRecord
 export const make = <E>(backend: Backend<E>): ContentIndexService => ({
   lookup: (keys) =>
     Effect.gen(function*() {
-      const files = Arr.dedupe(keys.map(fileOf))
+      // a Set, not Array.dedupe: that compares every pair, quadratic in a tree's files
+      const files = [...new Set(keys.map(fileOf))]
       if (!Arr.isNonEmptyReadonlyArray(files)) return []
       const found = new Map<string, IndexRecord>()
       for (const record of yield* backend.read(files)) found.set(fileOf(record.key), record)

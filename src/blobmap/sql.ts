@@ -38,7 +38,8 @@ export const make = Effect.gen(function*() {
   const backend: Backend = {
     getMany: (keys) =>
       Effect.gen(function*() {
-        const unique = Arr.dedupe(keys)
+        // a Set, not Array.dedupe: that compares every pair, quadratic in the chain's length
+        const unique = [...new Set(keys)]
         const rows = yield* Effect.forEach(Arr.chunksOf(unique, chunkSize), selectChunk)
         const found = new Map<string, DiffPair>()
         for (const row of rows.flat()) {
