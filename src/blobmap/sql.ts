@@ -3,11 +3,12 @@
  * run; a batch of look-ups is one `SELECT … WHERE key IN (…)` per chunk of keys.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Array as Arr, Clock, Effect, Option, Schema } from "effect"
+import { Clock, Effect, Option, Schema } from "effect"
 import type { Backend } from "../BlobMapper.js"
 import { BlobMapperError } from "../BlobMapper.js"
 import { DiffPair } from "../DiffPair.js"
 import * as BlobMapSchema from "./schema.js"
+import { chunks } from "../internal/chunks.js"
 
 /** Keys per statement: well under SQLite's smallest limit on bound variables (999). */
 export const chunkSize = 500
@@ -40,7 +41,7 @@ export const make = Effect.gen(function*() {
       Effect.gen(function*() {
         // a Set, not Array.dedupe: that compares every pair, quadratic in the chain's length
         const unique = [...new Set(keys)]
-        const rows = yield* Effect.forEach(Arr.chunksOf(unique, chunkSize), selectChunk)
+        const rows = yield* Effect.forEach(chunks(unique, chunkSize), selectChunk)
         const found = new Map<string, DiffPair>()
         for (const row of rows.flat()) {
           const pair = decodePair({ diffId: row.diff_id, blobsum: row.blobsum })

@@ -4,10 +4,11 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Array as Arr, Effect, Option, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import type { Backend, IndexRecord } from "../ContentIndex.js"
 import * as Digest from "../Digest.js"
+import { chunks } from "../internal/chunks.js"
 
 /** Files per SELECT: well under SQLite's smallest limit on bound variables (999). */
 export const chunkSize = 500
@@ -82,7 +83,7 @@ export const make: Effect.Effect<Backend<SqlError>, SqlError, SqlClient.SqlClien
 
   const read = (files: NonEmptyReadonlyArray<string>) =>
     Effect.gen(function*() {
-      const rows = yield* Effect.forEach(Arr.chunksOf(files, chunkSize), selectChunk)
+      const rows = yield* Effect.forEach(chunks(files, chunkSize), selectChunk)
       const records: Array<IndexRecord> = []
       for (const row of rows.flat()) {
         const decoded = decodeRow(row)
@@ -94,7 +95,7 @@ export const make: Effect.Effect<Backend<SqlError>, SqlError, SqlClient.SqlClien
     })
 
   const write = (records: NonEmptyReadonlyArray<IndexRecord>) =>
-    Effect.forEach(Arr.chunksOf(records, rowsPerInsert), insertChunk, { discard: true })
+    Effect.forEach(chunks(records, rowsPerInsert), insertChunk, { discard: true })
 
   return { read, write }
 })
