@@ -4,6 +4,11 @@
       "target_name": "xattr",
       "sources": ["native/xattr.c"],
       "cflags": ["-O2", "-Wall"]
+    },
+    {
+      "target_name": "walk",
+      "sources": ["native/walk.c"],
+      "cflags": ["-O2", "-Wall"]
     }
   ]
 }

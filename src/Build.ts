@@ -80,7 +80,7 @@ const fill = (dir: string, target: string) =>
 export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(dir: string, parent: string | undefined) {
   const snapshotter = yield* Snapshotter
   const source = yield* checkSource(dir)
-  const print = (yield* Source.printOffThread(source)).digest
+  const print = yield* Source.digestOf(source)
   const id = Source.directoryId(parent, print)
   const existing = yield* snapshotter.stat(id).pipe(Effect.option)
   if (Option.isSome(existing) && existing.value.kind === "committed") {
@@ -100,7 +100,7 @@ export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(
     else if (Tree.isRoot()) yield* fillNative(mount.source, source).pipe(Effect.mapError(failed))
     else yield* fill(source, mount.source)
     // the tree must not have moved under us while it was copied
-    if ((yield* Source.printOffThread(source)).digest !== print) {
+    if ((yield* Source.digestOf(source)) !== print) {
       return yield* new InvalidSource({ path: dir, reason: "the directory changed while it was read" })
     }
     yield* snapshotter.commit(id, key, { labels: { [LabelSource]: source } }).pipe(

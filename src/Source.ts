@@ -17,7 +17,7 @@ import * as Mount from "./Mount.js"
 import { type ImmutableRef, MountFailed } from "./RefManager.js"
 import { SnapshotInfo } from "./Snapshotter.js"
 import * as Fingerprint from "./snapshot/fingerprint.js"
-import { fingerprintOffThread } from "./snapshot/printThread.js"
+import { digestOffThread, fingerprintOffThread } from "./snapshot/printThread.js"
 import type { ContentIndexService } from "./ContentIndex.js"
 import * as Put from "./snapshot/put.js"
 import * as Tree from "./snapshot/tree.js"
@@ -70,6 +70,16 @@ export const printOffThread = (dir: string): Effect.Effect<Fingerprint.Print, In
     Effect.catchAll((error) => error instanceof Error && "path" in error ? Effect.fail(invalidSource(dir)(error)) : print(dir))
   )
 
+/** The digest of the print of `dir`, taken on the print thread as {@link printOffThread} takes a print. */
+export const digestOf = (dir: string): Effect.Effect<string, InvalidSource> =>
+  Effect.tryPromise({ try: () => digestOffThread(dir), catch: (error) => error }).pipe(
+    Effect.catchAll((error) =>
+      error instanceof Error && "path" in error
+        ? Effect.fail(invalidSource(dir)(error))
+        : Effect.map(print(dir), (p) => p.digest)
+    )
+  )
+
 /** A directory printed: where it is and what it held when printed. */
 export interface Printed {
   readonly dir: string
@@ -105,7 +115,7 @@ const readonlyOnly = (id: string) =>
 
 /** Fails when `dir` no longer prints as `expected`. */
 const verifyPrint = (dir: string, expected: string): Effect.Effect<void, InvalidSource> =>
-  Effect.flatMap(printOffThread(dir), (now) => now.digest === expected ? Effect.void : Effect.fail(changedWhileRead(dir)))
+  Effect.flatMap(digestOf(dir), (now) => now === expected ? Effect.void : Effect.fail(changedWhileRead(dir)))
 
 // past this many changed names a check of them costs about a walk: the print thread takes it whole
 const checkedHere = 4096

@@ -8,7 +8,9 @@ import { Effect, FastCheck as fc } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { compareNames } from "../src/diff/tree.js"
-import { candidates, changedNames, fingerprintOf, stillAsPrinted } from "../src/snapshot/fingerprint.js"
+import { candidates, changedNames, fingerprintHere, fingerprintOf, stillAsPrinted } from "../src/snapshot/fingerprint.js"
+import { nativeWalk } from "../src/internal/walk.js"
+import * as Xattr from "../src/internal/xattr.js"
 import { fingerprintOffThread } from "../src/snapshot/printThread.js"
 import { scratch, write } from "./support/scratch.js"
 import { addNanoseconds, applyOps, cloneSpec, materialize, type Op, opArb, type Spec } from "./support/trees.js"
@@ -148,6 +150,44 @@ describe("fingerprints", () => {
       expect(there.message).toBe(here?.message)
       expect(there.path).toBe(missing)
     }))
+})
+
+describe("the native walk", () => {
+  it("loaded (the addon is built at install)", () => {
+    expect(nativeWalk).toBeDefined()
+  })
+
+  // attributes (carried and not), hard links and the trees' own variety: every line the same
+  it.effect.prop("gives the print the walk in JavaScript gives", {
+    ...casesArb,
+    attributes: fc.array(fc.record({ at: fc.nat(), name: fc.constantFrom("user.a", "user.b", "user.overlay.x", "trusted.t"), value: fc.uint8Array({ maxLength: 40 }) }), { maxLength: 6 })
+  }, ({ lower, upper, nanoseconds, attributes }) =>
+    Effect.gen(function*() {
+      const { base, parent, source } = makeTrees(lower, upper, nanoseconds)
+      const entries = fingerprintHere(source).lines
+      // user.* attributes are for regular files and directories alone
+      const paths = [...entries.keys()].filter((p) => /^[^\0]*\0[fd]\0/.test(entries.get(p)!))
+      for (const { at, name, value } of attributes) {
+        Xattr.set(path.join(source, paths[at % paths.length]!), name, Buffer.from(value))
+      }
+      for (const dir of [parent, source, `${source}/`]) {
+        const native = fingerprintOf(dir)
+        const here = fingerprintHere(dir)
+        expect([...native.lines]).toEqual([...here.lines])
+        expect([...native.linked]).toEqual([...here.linked])
+        expect(native.digest).toBe(here.digest)
+      }
+      fs.rmSync(base, { recursive: true, force: true })
+    }), { fastCheck: { numRuns: 15 } })
+
+  it("leaves what it cannot walk to the walk in JavaScript: a name that is not UTF-8 fails as it fails there", () => {
+    const dir = work.fresh("not-utf8")
+    fs.mkdirSync(path.join(dir, "d"), { recursive: true })
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${dir}/d/bad-`), Buffer.from([0xff])]), "x")
+    expect(() => nativeWalk!(dir)).toThrow(/not UTF-8/)
+    expect(() => fingerprintOf(dir)).toThrow(`${dir}/d/bad-\\xff: the name is not valid UTF-8`)
+    expect(() => fingerprintHere(dir)).toThrow(`${dir}/d/bad-\\xff: the name is not valid UTF-8`)
+  })
 })
 
 describe("the order of names", () => {

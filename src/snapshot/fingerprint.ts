@@ -10,6 +10,7 @@ import * as NodePath from "node:path"
 import type { ChangedNames } from "../Differ.js"
 import type { StatKey } from "../ContentIndex.js"
 import { compareNames } from "../diff/tree.js"
+import * as Walk from "../internal/walk.js"
 import * as Xattr from "../internal/xattr.js"
 
 /** A tree's fingerprint: the digest, and the line of each path (relative; "" is the root). */
@@ -41,7 +42,8 @@ export function makeFingerprinter(
   hashOf: (algorithm: string) => { update(data: string): unknown; digest(encoding: "hex"): string },
   compareNames: (a: string, b: string) => number,
   listXattrs: RawXattrs,
-  isCarried: (name: string) => boolean
+  isCarried: (name: string) => boolean,
+  nativeWalk?: Walk.NativeWalk
 ): Fingerprinter {
   const typeOf = (stat: fs.BigIntStats): string =>
     stat.isFile() ? "f" : stat.isDirectory() ? "d" : stat.isSymbolicLink() ? "l" : stat.isFIFO() ? "p"
@@ -77,11 +79,46 @@ export function makeFingerprinter(
     }
   }
 
+  // the same print from the native walk's lines, the attributes it left out filled in here
+  const fromNative = (dir: string, walk: Walk.NativeWalk): Print => {
+    const walked = walk(dir)
+    const prefix = dir.endsWith("/") ? dir : `${dir}/`
+    for (const i of walked.xattrs) {
+      const fields = walked.lines[i]!.split("\0")
+      fields[9] = xattrsOf(fields[0] === "" ? dir : prefix + fields[0])
+      walked.lines[i] = fields.join("\0")
+    }
+    const hash = hashOf("sha256")
+    const lines = new Map<string, string>()
+    for (const line of walked.lines) {
+      hash.update(line)
+      lines.set(line.slice(0, line.indexOf("\0")), line)
+    }
+    const linked = new Set<string>()
+    for (const i of walked.linked) {
+      const line = walked.lines[i]!
+      linked.add(line.slice(0, line.indexOf("\0")))
+    }
+    return { digest: hash.digest("hex"), lines, linked }
+  }
+
   /**
    * The fingerprint of the tree at `dir`: paths, types, modes, owners, sizes, nanosecond mtimes,
-   * devices, link targets, hard-link groups. Throws the file system's error.
+   * devices, link targets, hard-link groups. Throws the file system's error. The native walk
+   * when there is one; whatever it cannot do, this walk does (or fails as it fails).
    */
   const fingerprintOf = (dir: string): Print => {
+    if (nativeWalk !== undefined) {
+      try {
+        return fromNative(dir, nativeWalk)
+      } catch {
+        // walked again below, which fails or not as the file system says
+      }
+    }
+    return walkHere(dir)
+  }
+
+  const walkHere = (dir: string): Print => {
     const hash = hashOf("sha256")
     const lines = new Map<string, string>()
     const linked = new Set<string>()
@@ -117,7 +154,17 @@ export function makeFingerprinter(
 }
 
 /** Fingerprinting on this thread. */
-export const { fingerprintOf, typeOf, lineOf } = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried)
+export const { fingerprintOf, typeOf, lineOf } = makeFingerprinter(
+  fs,
+  createHash,
+  compareNames,
+  Xattr.listRaw,
+  Xattr.isCarried,
+  Walk.nativeWalk
+)
+
+/** Fingerprinting in JavaScript alone, never the native walk: what the native one must agree with. */
+export const fingerprintHere = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried).fingerprintOf
 
 const parentOf = (path: string): string => {
   const slash = path.lastIndexOf("/")

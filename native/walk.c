@@ -1,0 +1,341 @@
+// The stat walk of a print (src/snapshot/fingerprint.ts) in one call: every entry of the tree at
+// `dir`, depth first, each directory's names in byte order, as the print's line for the entry.
+// Node's own walk costs a BigIntStats object per entry and a crossing per system call; this one
+// makes the lines here. walk(dir) → { lines, linked, xattrs }:
+//   lines:  string[], the line of each entry (its relative path first; "" is the root), with an
+//           empty attribute field;
+//   linked: number[], the entries that are not directories and have more than one link;
+//   xattrs: number[], the entries listing an attribute a layer carries (or too many names to
+//           list here): their attribute field is the caller's to fill.
+// Anything it cannot do the way the caller's own walk would (a failed system call, a name that
+// is not UTF-8) is thrown, and the caller walks again its own way, which fails or not as it does.
+#include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <node_api.h>
+
+typedef struct {
+  char* data;
+  size_t length;
+  size_t capacity;
+} text;
+
+static int reserve(text* t, size_t more) {
+  if (t->length + more + 1 <= t->capacity) return 0;
+  size_t capacity = t->capacity == 0 ? 256 : t->capacity;
+  while (capacity < t->length + more + 1) capacity *= 2;
+  char* data = realloc(t->data, capacity);
+  if (data == NULL) return -1;
+  t->data = data;
+  t->capacity = capacity;
+  return 0;
+}
+
+static int append(text* t, const char* bytes, size_t n) {
+  if (reserve(t, n) != 0) return -1;
+  memcpy(t->data + t->length, bytes, n);
+  t->length += n;
+  t->data[t->length] = 0;
+  return 0;
+}
+
+// a signed 128-bit number in decimal: nanosecond times pass 2^63 for far dates, as BigInt does
+static int append_int128(text* t, __int128 value) {
+  char digits[48];
+  int at = sizeof digits;
+  int negative = value < 0;
+  unsigned __int128 magnitude = negative ? -(unsigned __int128)value : (unsigned __int128)value;
+  do {
+    digits[--at] = (char)('0' + (int)(magnitude % 10));
+    magnitude /= 10;
+  } while (magnitude != 0);
+  if (negative) digits[--at] = '-';
+  return append(t, digits + at, sizeof digits - at);
+}
+
+static int append_field(text* t, __int128 value) {
+  if (append_int128(t, value) != 0) return -1;
+  return append(t, "\0", 1);
+}
+
+// RFC 3629 UTF-8, as a fatal TextDecoder accepts it: no overlong forms, no surrogates, ≤ U+10FFFF
+static int valid_utf8(const unsigned char* s) {
+  while (*s) {
+    unsigned char c = *s;
+    if (c < 0x80) { s++; continue; }
+    int n;
+    unsigned int min, point;
+    if ((c & 0xe0) == 0xc0) { n = 1; min = 0x80; point = c & 0x1f; }
+    else if ((c & 0xf0) == 0xe0) { n = 2; min = 0x800; point = c & 0x0f; }
+    else if ((c & 0xf8) == 0xf0) { n = 3; min = 0x10000; point = c & 0x07; }
+    else return 0;
+    for (int i = 1; i <= n; i++) {
+      if ((s[i] & 0xc0) != 0x80) return 0;
+      point = (point << 6) | (s[i] & 0x3f);
+    }
+    if (point < min || point > 0x10ffff || (point >= 0xd800 && point <= 0xdfff)) return 0;
+    s += n + 1;
+  }
+  return 1;
+}
+
+// the attribute names a layer carries (src/internal/xattr.ts, isCarried)
+static int carried(const char* name) {
+  return strncmp(name, "trusted.overlay.", 16) != 0 && strncmp(name, "user.overlay.", 13) != 0 &&
+    strcmp(name, "security.selinux") != 0 && strncmp(name, "system.", 7) != 0;
+}
+
+// hard-link groups: (dev, ino) → the relative path first seen, open addressing
+typedef struct {
+  dev_t dev;
+  ino_t ino;
+  char* first;
+} inode;
+
+typedef struct {
+  inode* slots;
+  size_t capacity;
+  size_t used;
+} inodes;
+
+static size_t slot_of(const inodes* m, dev_t dev, ino_t ino) {
+  uint64_t h = ((uint64_t)ino * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)dev * 0xc2b2ae3d27d4eb4fULL);
+  return (size_t)(h ^ (h >> 29)) & (m->capacity - 1);
+}
+
+static int grow(inodes* m) {
+  size_t capacity = m->capacity == 0 ? 64 : m->capacity * 2;
+  inode* slots = calloc(capacity, sizeof(inode));
+  if (slots == NULL) return -1;
+  inodes next = { slots, capacity, m->used };
+  for (size_t i = 0; i < m->capacity; i++) {
+    if (m->slots[i].first == NULL) continue;
+    size_t at = slot_of(&next, m->slots[i].dev, m->slots[i].ino);
+    while (slots[at].first != NULL) at = (at + 1) & (capacity - 1);
+    slots[at] = m->slots[i];
+  }
+  free(m->slots);
+  *m = next;
+  return 0;
+}
+
+// the first name of the group of (dev, ino), or NULL after recording `relative` as its first
+static const char* first_name(inodes* m, dev_t dev, ino_t ino, const char* relative, int* failed) {
+  if ((m->used + 1) * 2 > m->capacity && grow(m) != 0) { *failed = 1; return NULL; }
+  size_t at = slot_of(m, dev, ino);
+  while (m->slots[at].first != NULL) {
+    if (m->slots[at].dev == dev && m->slots[at].ino == ino) return m->slots[at].first;
+    at = (at + 1) & (m->capacity - 1);
+  }
+  char* copy = strdup(relative);
+  if (copy == NULL) { *failed = 1; return NULL; }
+  m->slots[at] = (inode){ dev, ino, copy };
+  m->used++;
+  return NULL;
+}
+
+typedef struct {
+  napi_env env;
+  napi_value lines, linked, xattrs;
+  uint32_t count, linked_count, xattrs_count;
+  text path;      // the entry's path; its relative part starts at `root` (past the slash)
+  size_t root;
+  text line;
+  inodes groups;
+  const char* failed; // the system call that failed (errno set), or a reason
+  int code;
+} walker;
+
+static int fail(walker* w, const char* what) {
+  w->failed = what;
+  w->code = errno;
+  return -1;
+}
+
+static int push_index(walker* w, napi_value array, uint32_t* count) {
+  napi_value index;
+  if (napi_create_uint32(w->env, w->count, &index) != napi_ok) return fail(w, "napi");
+  if (napi_set_element(w->env, array, (*count)++, index) != napi_ok) return fail(w, "napi");
+  return 0;
+}
+
+static int by_bytes(const void* a, const void* b) {
+  return strcmp(*(char* const*)a, *(char* const*)b);
+}
+
+static int visit(walker* w);
+
+// the names of the directory at w->path, sorted by bytes; NULL with w->failed set on failure
+static char** names_of(walker* w, size_t* count) {
+  DIR* dir = opendir(w->path.data);
+  if (dir == NULL) { fail(w, "opendir"); return NULL; }
+  size_t n = 0, capacity = 16;
+  char** names = malloc(capacity * sizeof(char*));
+  if (names == NULL) { closedir(dir); fail(w, "malloc"); return NULL; }
+  for (;;) {
+    errno = 0;
+    struct dirent* entry = readdir(dir);
+    if (entry == NULL) {
+      if (errno != 0) { fail(w, "readdir"); goto failed; }
+      break;
+    }
+    const char* name = entry->d_name;
+    if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+    if (!valid_utf8((const unsigned char*)name)) { w->failed = "a name is not UTF-8"; w->code = 0; goto failed; }
+    if (n == capacity) {
+      capacity *= 2;
+      char** more = realloc(names, capacity * sizeof(char*));
+      if (more == NULL) { fail(w, "malloc"); goto failed; }
+      names = more;
+    }
+    if ((names[n] = strdup(name)) == NULL) { fail(w, "malloc"); goto failed; }
+    n++;
+  }
+  closedir(dir);
+  qsort(names, n, sizeof(char*), by_bytes);
+  *count = n;
+  return names;
+failed:
+  closedir(dir);
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+  return NULL;
+}
+
+static int visit(walker* w) {
+  struct stat s;
+  const char* path = w->path.data;
+  if (lstat(path, &s) != 0) return fail(w, "lstat");
+  const char* relative = w->path.length > w->root ? path + w->root : "";
+  char type = S_ISREG(s.st_mode) ? 'f' : S_ISDIR(s.st_mode) ? 'd' : S_ISLNK(s.st_mode) ? 'l'
+    : S_ISFIFO(s.st_mode) ? 'p' : S_ISCHR(s.st_mode) ? 'c' : S_ISBLK(s.st_mode) ? 'b' : 's';
+
+  text* line = &w->line;
+  line->length = 0;
+  if (append(line, relative, strlen(relative)) != 0 || append(line, "\0", 1) != 0) return fail(w, "malloc");
+  char kind[2] = { type, 0 };
+  if (append(line, kind, 2) != 0 ||
+      append_field(line, (int64_t)s.st_mode) != 0 || append_field(line, (int64_t)s.st_uid) != 0 ||
+      append_field(line, (int64_t)s.st_gid) != 0 || append_field(line, type == 'd' ? 0 : (int64_t)s.st_size) != 0 ||
+      append_field(line, (__int128)(int64_t)s.st_mtim.tv_sec * 1000000000 + (int64_t)s.st_mtim.tv_nsec) != 0 ||
+      append_field(line, (int64_t)s.st_rdev) != 0) return fail(w, "malloc");
+
+  size_t extra = line->length;
+  if (type == 'l') {
+    size_t size = s.st_size > 0 ? (size_t)s.st_size + 1 : 256;
+    for (;;) {
+      if (reserve(line, size) != 0) return fail(w, "malloc");
+      ssize_t n = readlink(path, line->data + line->length, size);
+      if (n < 0) return fail(w, "readlink");
+      if ((size_t)n < size) { line->length += n; break; }
+      size *= 2;
+    }
+  }
+  if (type != 'd' && s.st_nlink > 1) {
+    if (push_index(w, w->linked, &w->linked_count) != 0) return -1;
+    int failed = 0;
+    const char* first = first_name(&w->groups, s.st_dev, s.st_ino, relative, &failed);
+    if (failed) return fail(w, "malloc");
+    line->length = extra; // a linked entry's extra field is its group's first name, a link's target too
+    if (first != NULL && append(line, first, strlen(first)) != 0) return fail(w, "malloc");
+  }
+  if (append(line, "\0\0", 2) != 0) return fail(w, "malloc");
+
+  char names[4096];
+  ssize_t listed = llistxattr(path, names, sizeof names);
+  int attributes = 0;
+  if (listed < 0) {
+    if (errno == ERANGE) attributes = 1; // many names: the caller lists them
+    else if (errno != ENOTSUP && errno != ENODATA) return fail(w, "llistxattr");
+  }
+  for (ssize_t at = 0; at < listed && !attributes; at += strlen(names + at) + 1) attributes = carried(names + at);
+  if (attributes && push_index(w, w->xattrs, &w->xattrs_count) != 0) return -1;
+
+  if (append_int128(line, (int64_t)s.st_dev) != 0 || append(line, ":", 1) != 0 ||
+      append_int128(line, (int64_t)s.st_ino) != 0 || append(line, ":", 1) != 0 ||
+      append_int128(line, (__int128)(int64_t)s.st_ctim.tv_sec * 1000000000 + (int64_t)s.st_ctim.tv_nsec) != 0 ||
+      append(line, "\n", 1) != 0) return fail(w, "malloc");
+
+  napi_handle_scope scope;
+  napi_value js_line;
+  if (napi_open_handle_scope(w->env, &scope) != napi_ok) return fail(w, "napi");
+  int ok = napi_create_string_utf8(w->env, line->data, line->length, &js_line) == napi_ok &&
+    napi_set_element(w->env, w->lines, w->count, js_line) == napi_ok;
+  napi_close_handle_scope(w->env, scope);
+  if (!ok) return fail(w, "napi");
+  w->count++;
+
+  if (type != 'd') return 0;
+  size_t count = 0;
+  char** children = names_of(w, &count);
+  if (children == NULL) return -1;
+  size_t length = w->path.length;
+  int result = 0;
+  for (size_t i = 0; i < count && result == 0; i++) {
+    w->path.length = length;
+    if ((length == 0 || w->path.data[length - 1] != '/') && append(&w->path, "/", 1) != 0) result = fail(w, "malloc");
+    else if (append(&w->path, children[i], strlen(children[i])) != 0) result = fail(w, "malloc");
+    else result = visit(w);
+  }
+  w->path.length = length;
+  w->path.data[length] = 0;
+  for (size_t i = 0; i < count; i++) free(children[i]);
+  free(children);
+  return result;
+}
+
+static napi_value walk(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  size_t length = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], NULL, 0, &length) != napi_ok || length == 0) {
+    napi_throw_type_error(env, NULL, "walk(dir: string)");
+    return NULL;
+  }
+  walker w;
+  memset(&w, 0, sizeof w);
+  w.env = env;
+  if (reserve(&w.path, length + 1) != 0) { napi_throw_error(env, NULL, "out of memory"); return NULL; }
+  napi_get_value_string_utf8(env, argv[0], w.path.data, length + 1, &length);
+  w.path.length = length;
+  // relative paths start past the root and its slash
+  w.root = length + (w.path.data[length - 1] == '/' ? 0 : 1);
+  napi_create_array(env, &w.lines);
+  napi_create_array(env, &w.linked);
+  napi_create_array(env, &w.xattrs);
+  int result = visit(&w);
+  char where[4096];
+  snprintf(where, sizeof where, "%s", w.path.data);
+  free(w.path.data);
+  free(w.line.data);
+  for (size_t i = 0; i < w.groups.capacity; i++) free(w.groups.slots[i].first);
+  free(w.groups.slots);
+  if (result != 0) {
+    char message[4352];
+    if (w.code != 0) snprintf(message, sizeof message, "%s: %s, %s", where, w.failed, strerror(w.code));
+    else snprintf(message, sizeof message, "%s: %s", where, w.failed);
+    napi_throw_error(env, NULL, message);
+    return NULL;
+  }
+  napi_value out;
+  napi_create_object(env, &out);
+  napi_set_named_property(env, out, "lines", w.lines);
+  napi_set_named_property(env, out, "linked", w.linked);
+  napi_set_named_property(env, out, "xattrs", w.xattrs);
+  return out;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_create_function(env, "walk", NAPI_AUTO_LENGTH, walk, NULL, &fn);
+  napi_set_named_property(env, exports, "walk", fn);
+  return exports;
+}
