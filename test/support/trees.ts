@@ -261,7 +261,17 @@ export const listing = (root: string): Array<string> => {
 
 /** Give every entry below `dir` a fraction of a second, fixed by its path and whole seconds. */
 export const addNanoseconds = (dir: string): void => {
-  const entries = fs.readdirSync(dir, { recursive: true }).map(String).sort().reverse()
+  // a walk of our own: readdir's `recursive` follows a symlink to a directory above it (b/l -> ../b) until ENAMETOOLONG
+  const entries: Array<string> = []
+  const visit = (relative: string): void => {
+    for (const entry of fs.readdirSync(path.join(dir, relative), { withFileTypes: true })) {
+      const name = relative === "" ? entry.name : `${relative}/${entry.name}`
+      entries.push(name)
+      if (entry.isDirectory()) visit(name)
+    }
+  }
+  visit("")
+  entries.sort().reverse()
   for (const name of [...entries, ""]) {
     const full = path.join(dir, name)
     const stat = fs.lstatSync(full)
