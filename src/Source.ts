@@ -18,7 +18,7 @@ import { type ImmutableRef, MountFailed } from "./RefManager.js"
 import { SnapshotInfo } from "./Snapshotter.js"
 import * as Fingerprint from "./snapshot/fingerprint.js"
 import { digestOffThread, fingerprintOffThread } from "./snapshot/printThread.js"
-import type { ContentIndexService } from "./ContentIndex.js"
+import type { ContentIndexError, ContentIndexService } from "./ContentIndex.js"
 import * as Put from "./snapshot/put.js"
 import * as Tree from "./snapshot/tree.js"
 
@@ -172,7 +172,10 @@ export const directoryRef = (
         changed: Effect.map(changedNames, (k) => k.changed),
         // the diff read both directories at the changed names alone
         verify: Effect.flatMap(changedNames, ({ changed, count }) =>
-          Effect.zipRight(verifyChanged(parentSource, changed, count), verifyChanged(source, changed, count)))
+          Effect.all([verifyChanged(parentSource, changed, count), verifyChanged(source, changed, count)], {
+            concurrency: 2,
+            discard: true
+          }))
       })
   }
   return ref
@@ -183,22 +186,40 @@ export const directoryRef = (
  * on both sides: no need to look at them. An index that cannot answer costs reads, never a layer.
  */
 const sameByIndex = (before: Fingerprint.Print, after: Fingerprint.Print, index: ContentIndexService | undefined): Effect.Effect<ReadonlySet<string>> => {
-  const candidates = Fingerprint.candidates(before, after)
-  if (index === undefined || candidates.length === 0) return Effect.succeed(new Set())
-  return index.lookup(candidates.flatMap((c) => [c.before, c.after])).pipe(
-    Effect.map((digests) => {
-      const same = new Set<string>()
-      candidates.forEach((c, i) => {
-        const a = digests[2 * i]
-        if (a !== undefined && a === digests[2 * i + 1]) same.add(c.path)
+  const same = new Set<string>()
+  if (index === undefined) return Effect.succeed(same)
+  // in batches: a tree's candidates and their keys at once would be a tree's worth of objects
+  const each = Fingerprint.eachCandidate(before, after)
+  const batch = (): Array<Fingerprint.Candidate> => {
+    const out: Array<Fingerprint.Candidate> = []
+    for (let next = each.next(); !next.done; next = each.next()) {
+      out.push(next.value)
+      if (out.length === candidateBatch) break
+    }
+    return out
+  }
+  const step = (): Effect.Effect<ReadonlySet<string>, ContentIndexError> => {
+    const candidates = batch()
+    if (candidates.length === 0) return Effect.succeed(same)
+    return index.lookup(candidates.flatMap((c) => [c.before, c.after])).pipe(
+      Effect.flatMap((digests) => {
+        candidates.forEach((c, i) => {
+          const a = digests[2 * i]
+          if (a !== undefined && a === digests[2 * i + 1]) same.add(c.path)
+        })
+        return step()
       })
-      return same
-    }),
+    )
+  }
+  return Effect.suspend(step).pipe(
     Effect.catchAll((error) =>
       Effect.as(Effect.logWarning(`content-hash index not read: ${error.message}`), new Set<string>())
     )
   )
 }
+
+// candidates looked up at once
+const candidateBatch = 8192
 
 /** A checked `DEST` inside the image for `--layer SRC:DEST`: relative components, no `..`. */
 export const destination = (dest: string): Effect.Effect<string, InvalidSource> => {

@@ -59,29 +59,41 @@ export class Contents {
     })
   }
 
-  /** Whether the files at `a` and `b` (stats agreeing) hold the same bytes. */
+  /**
+   * Whether the files at `a` and `b` (stats agreeing) hold the same bytes. What was known of
+   * the two is forgotten: each path is compared once, so that what is kept is a directory's
+   * worth, not a tree's (a file with other links may be looked up or read again).
+   */
   same(a: { readonly path: string; readonly stat: fs.BigIntStats }, b: { readonly path: string; readonly stat: fs.BigIntStats }): boolean {
-    return this.digestOf(a.path, a.stat) === this.digestOf(b.path, b.stat)
+    const before = keyString(statKeyOf(a.stat))
+    const after = keyString(statKeyOf(b.stat))
+    const same = this.digestOf(before, a.path, a.stat) === this.digestOf(after, b.path, b.stat)
+    this.known.delete(before)
+    this.known.delete(after)
+    return same
   }
 
-  /** Keep the digest of a file read elsewhere (the layer's tar writes its bytes). */
+  /** Keep the digest of a file read elsewhere (the layer's tar writes its bytes), to be recorded. */
   read(stat: fs.BigIntStats, digest: string, readAtNs: bigint): void {
-    const key = statKeyOf(stat)
-    this.known.set(keyString(key), digest)
-    this.fresh.push({ key, digest, readAtNs })
+    this.fresh.push({ key: statKeyOf(stat), digest, readAtNs })
   }
 
-  /** The digests read during the diff, to be recorded; taken once. */
+  /** How many digests read are waiting to be recorded. */
+  get readCount(): number {
+    return this.fresh.length
+  }
+
+  /** The digests read so far, to be recorded; each is taken once. */
   takeRead(): Array<IndexRecord> {
     return this.fresh.splice(0, this.fresh.length)
   }
 
-  private digestOf(path: string, stat: fs.BigIntStats): string {
-    const key = keyString(statKeyOf(stat))
+  private digestOf(key: string, path: string, stat: fs.BigIntStats): string {
     const known = this.known.get(key)
     if (known !== undefined) return known
     const readAtNs = now()
     const digest = `sha256:${this.hashFile(path, stat.size)}`
+    this.known.set(key, digest)
     this.read(stat, digest, readAtNs)
     return digest
   }

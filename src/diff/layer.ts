@@ -5,7 +5,7 @@
 import { createHash, type Hash } from "node:crypto"
 import * as fs from "node:fs"
 import { setImmediate as yieldToEventLoop } from "node:timers/promises"
-import type { StatKey } from "../ContentIndex.js"
+import type { IndexRecord, StatKey } from "../ContentIndex.js"
 import type { ChangedNames } from "../Differ.js"
 import type { Hasher } from "../Digest.js"
 import * as Xattr from "../internal/xattr.js"
@@ -33,7 +33,12 @@ export interface LayerOptions {
   readonly contents?: Contents
   /** The digests the content-hash index holds for `keys`, in their order (none by default). */
   readonly lookup?: (keys: ReadonlyArray<StatKey>) => Promise<ReadonlyArray<string | undefined>>
+  /** Keeps digests read so far in the content-hash index, a batch at a time (the caller keeps the rest). */
+  readonly record?: (records: ReadonlyArray<IndexRecord>) => Promise<void>
 }
+
+/** Digests read that are recorded as the layer goes: what waits in memory stays this small. */
+export const recordEvery = 8192
 
 /**
  * Spare chunk buffers handed back by the consumer once it is done with them. Each buffer is
@@ -174,6 +179,10 @@ export async function* layerTar(
           }
           break
         }
+      }
+      if (options.record !== undefined && contents.readCount >= recordEvery) {
+        step = "index"
+        await options.record(contents.takeRead())
       }
       yield* out.take()
     }

@@ -100,6 +100,15 @@ const lookupWith = (index: ContentIndexService, runtime: Runtime.Runtime<never>)
     )
   )
 
+// what the walk read, kept as it goes; a failure to keep it costs speed only
+const recordWith = (index: ContentIndexService, runtime: Runtime.Runtime<never>) =>
+(records: Parameters<ContentIndexService["record"]>[0]): Promise<void> =>
+  Runtime.runPromise(runtime)(
+    index.record(records).pipe(
+      Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
+    )
+  )
+
 const toDiffFailed = (error: unknown): DiffFailed => {
   if (error instanceof DiffFailed) return error
   if (error instanceof LayerFault) {
@@ -150,7 +159,7 @@ export const make = Effect.gen(function*() {
               ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
               ...(options.changed === undefined ? {} : { changed: options.changed }),
               contents,
-              ...(index === undefined ? {} : { lookup: lookupWith(index, runtime) })
+              ...(index === undefined ? {} : { lookup: lookupWith(index, runtime), record: recordWith(index, runtime) })
             },
             uncompressed,
             pool

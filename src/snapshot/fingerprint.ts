@@ -194,17 +194,18 @@ export interface Candidate {
 }
 
 /** The files of `after` recorded as in `before` but distinct inodes with contents: the content-hash index may tell them apart. */
-export const candidates = (before: Print, after: Print): Array<Candidate> => {
-  const out: Array<Candidate> = []
+export const candidates = (before: Print, after: Print): Array<Candidate> => [...eachCandidate(before, after)]
+
+/** {@link candidates} one at a time, so that a caller may take them in batches. */
+export function* eachCandidate(before: Print, after: Print): Generator<Candidate> {
   for (const [path, line] of after.lines) {
     const old = before.lines.get(path)
     if (old === undefined || old === line || path === "") continue
     const cut = line.lastIndexOf("\0")
     if (cut !== old.lastIndexOf("\0") || !line.startsWith(old.slice(0, cut))) continue
     if (!hasContents(line)) continue
-    out.push({ path, before: keyOfLine(old), after: keyOfLine(line) })
+    yield { path, before: keyOfLine(old), after: keyOfLine(line) }
   }
-  return out
 }
 
 /**
