@@ -159,13 +159,12 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
   return yield* Effect.scoped(Effect.gen(function*() {
     const baseTop = base[base.length - 1]
     let top: Option.Option<ImmutableRef> = baseTop === undefined ? Option.none() : Option.some(yield* refs.get(baseTop.id))
-    // the directories are stat'ed two at a time: the first here, the others on the print thread
-    const prints = sources.map((dir, i) => i === 0 ? printOf(dir) : Source.printOffThread(dir))
-    const ahead = yield* Effect.forEach(prints.slice(1), (p) => Effect.fork(p))
+    // the directories are stat'ed on the print threads, two at a time, in order
+    const ahead = yield* Effect.forEach(sources, (dir) => Effect.fork(Source.printOffThread(dir)))
     const chain: Array<{ readonly dir: string; readonly ref: ImmutableRef }> = []
     let previous: Source.Printed | undefined
     for (const [i, dir] of sources.entries()) {
-      const print = i === 0 ? yield* prints[0]! : yield* Fiber.join(ahead[i - 1]!)
+      const print = yield* Fiber.join(ahead[i]!)
       const printed = { dir, print }
       const ref = Source.directoryRef(printed, top, previous, index)
       chain.push({ dir, ref })

@@ -1,7 +1,7 @@
 /**
- * Fingerprints taken on a worker thread, so that a build stats its directories two at a time:
- * one here, the next ones there. Most of a fingerprint is lstat calls, which a second core does
- * as fast as the first. One worker per process (see evalWorker.ts), given the fingerprinter's
+ * Fingerprints taken on worker threads, so that the event loop stays free and a build stats its
+ * directories two at a time. Most of a fingerprint is system calls, which a second core makes as
+ * fast as the first. Two workers per process (see evalWorker.ts), each given the fingerprinter's
  * own source and the name order's.
  */
 import { evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
@@ -51,7 +51,18 @@ interface Reply extends WorkerReply {
   readonly error?: { readonly message: string; readonly path?: string }
 }
 
-const ask = evalWorker<Reply>(source, "blobchain fingerprints")
+// two threads: a chain's prints, and a diff's check of both its directories, are taken two at a
+// time (a print is system calls, which a second core makes as fast as the first)
+const threads = [0, 1].map((n) => ({ ask: evalWorker<Reply>(source, `blobchain fingerprints ${n + 1}`), busy: 0 }))
+
+/** A request to the thread with the fewest waiting. */
+const ask = (request: object): Promise<Reply> => {
+  const thread = threads.reduce((a, b) => (b.busy < a.busy ? b : a))
+  thread.busy++
+  return thread.ask(request).finally(() => {
+    thread.busy--
+  })
+}
 
 // the file system's error as this thread would have thrown it: message and path
 const failure = (reply: Reply): Error => {
