@@ -2,7 +2,7 @@
  * Image export: the diff pairs of a chain become an image config and manifest in the content
  * store, then an OCI image layout directory or a `docker load` archive on disk.
  */
-import { Effect, Option, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { mergeContainer } from "./Base.js"
 import * as Blobs from "./Blobs.js"
 import { ContentStore, readAll, writeBlob } from "./ContentStore.js"
@@ -171,9 +171,6 @@ export const dockerTag = (name: string): string => {
   const slash = name.lastIndexOf("/")
   return name.slice(slash + 1).includes(":") ? name : `${name}:latest`
 }
-
-/** `Some` of a compression a layer media type names. */
-export const compressionOfLayer = (mediaType: string) => Option.fromNullable(Oci.compressionOf(mediaType))
 
 /** Load an image from an OCI layout directory or a docker archive into the content store, verifying every blob. */
 export const load = (path: string, options: { readonly tag?: string; readonly platform?: Oci.Platform } = {}) =>

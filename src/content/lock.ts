@@ -136,6 +136,3 @@ export const isLeftover = (lockName: string, name: string): boolean => {
   const pid = first === undefined ? undefined : ownerOf(first)
   return pid === undefined || (pid !== process.pid && !alive(pid))
 }
-
-/** `true` when this process holds the lock file `path`. */
-export const isHeld = (path: string): boolean => held.has(path)

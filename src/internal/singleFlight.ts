@@ -14,8 +14,6 @@ interface Flight<A, E> {
 export interface SingleFlight<A, E> {
   /** Join the flight for `key`, starting `work` when none runs. */
   readonly run: (key: string, work: Effect.Effect<A, E>) => Effect.Effect<A, E>
-  /** Keys with a flight in the air now. */
-  readonly inFlight: Effect.Effect<ReadonlyArray<string>>
 }
 
 /** A new, empty group. */
@@ -68,8 +66,5 @@ export const make = <A, E>(): Effect.Effect<SingleFlight<A, E>> =>
         )
       )
 
-    return {
-      run,
-      inFlight: Effect.sync(() => Array.from(flights.keys()))
-    }
+    return { run }
   })
