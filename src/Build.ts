@@ -13,6 +13,7 @@ import { ContentIndex } from "./ContentIndex.js"
 import * as Blobs from "./Blobs.js"
 import { fillNative } from "./snapshot/nativeFill.js"
 import { fillOverlay } from "./snapshot/overlayFill.js"
+import { isRoot } from "./internal/posix.js"
 import * as Tree from "./snapshot/tree.js"
 import * as Source from "./Source.js"
 import { InvalidSource, LabelSource } from "./Source.js"
@@ -97,7 +98,7 @@ export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(
     // tree, changed in place from its parent's copy as root (without root, read-only directories
     // of the parent's copy cannot be changed in place: it is copied afresh)
     if (mount.type === "overlay") yield* fillOverlay(mounts, source).pipe(Effect.mapError(failed))
-    else if (Tree.isRoot()) yield* fillNative(mount.source, source).pipe(Effect.mapError(failed))
+    else if (isRoot()) yield* fillNative(mount.source, source).pipe(Effect.mapError(failed))
     else yield* fill(source, mount.source)
     // the tree must not have moved under us while it was copied
     if ((yield* Source.digestOf(source)) !== print) {

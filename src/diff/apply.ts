@@ -46,6 +46,7 @@ import { Effect, Option, Stream } from "effect"
 import { ApplyFailed, type ApplyOptions, UnsafePath, WrongDiffId } from "../Applier.js"
 import { ContentStore } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
+import { isRoot } from "../internal/posix.js"
 import * as Xattr from "../internal/xattr.js"
 import type { Mount } from "../Mount.js"
 import * as Oci from "../Oci.js"
@@ -74,7 +75,6 @@ export const components = (name: string): Array<string> | string => {
   return parts
 }
 
-const isRoot = (): boolean => typeof process.getuid === "function" && process.getuid() === 0
 
 /** Where a layer is unpacked: a directory, with the lower directories of an overlay under it (highest first). */
 export interface Target {

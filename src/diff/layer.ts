@@ -8,6 +8,7 @@ import { setImmediate as yieldToEventLoop } from "node:timers/promises"
 import type { IndexRecord, StatKey } from "../ContentIndex.js"
 import type { ChangedNames } from "../Differ.js"
 import type { Hasher } from "../Digest.js"
+import { major, minor } from "../internal/posix.js"
 import * as Xattr from "../internal/xattr.js"
 import { Contents, now } from "./contents.js"
 import { layerChanges, type Walk } from "./overlayChanges.js"
@@ -106,9 +107,6 @@ const nanosPerSecond = 1_000_000_000n
 const seconds = (nanos: bigint): number =>
   Number(nanos >= 0n ? nanos / nanosPerSecond : (nanos - nanosPerSecond + 1n) / nanosPerSecond)
 
-// Linux's encoding of dev_t (glibc's gnu_dev_major / gnu_dev_minor).
-const major = (rdev: bigint): number => Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn))
-const minor = (rdev: bigint): number => Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn))
 
 const whiteoutName = (path: string, marker: string): string => {
   const slash = path.lastIndexOf("/")
@@ -228,8 +226,8 @@ const headerOf = (
     return {
       ...base,
       type: s.isCharacterDevice() ? Tar.TypeFlag.char : Tar.TypeFlag.block,
-      devmajor: major(s.rdev),
-      devminor: minor(s.rdev)
+      devmajor: Number(major(s.rdev)),
+      devminor: Number(minor(s.rdev))
     }
   }
   // sockets and anything else a tar cannot hold

@@ -10,6 +10,7 @@ import * as NodePath from "node:path"
 import type { ChangedNames } from "../Differ.js"
 import type { StatKey } from "../ContentIndex.js"
 import { compareNames } from "../diff/tree.js"
+import { parentOf } from "../internal/posix.js"
 import * as Walk from "../internal/walk.js"
 import * as Xattr from "../internal/xattr.js"
 
@@ -165,11 +166,6 @@ export const { fingerprintOf, typeOf, lineOf } = makeFingerprinter(
 
 /** Fingerprinting in JavaScript alone, never the native walk: what the native one must agree with. */
 export const fingerprintHere = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried).fingerprintOf
-
-const parentOf = (path: string): string => {
-  const slash = path.lastIndexOf("/")
-  return slash < 0 ? "" : path.slice(0, slash)
-}
 
 // a line without its last field (the file's identity): what a layer records of the path
 const recorded = (line: string): string => line.slice(0, line.lastIndexOf("\0"))

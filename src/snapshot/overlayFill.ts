@@ -10,7 +10,8 @@ import type { Mount } from "../Mount.js"
 import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../diff/changes.js"
 import { isWhiteoutDevice, lookup, type Tree } from "../diff/tree.js"
-import { ErrorLines, isRoot, removeTree, runBatched } from "./tree.js"
+import { isRoot, parentOf } from "../internal/posix.js"
+import { ErrorLines, removeTree, runBatched } from "./tree.js"
 
 /** The upper directory an active snapshot's mounts write to, and the layers below it (highest first). */
 const writableLayers = (mounts: ReadonlyArray<Mount>): { readonly upper: string; readonly lowers: ReadonlyArray<string> } | string => {
@@ -37,10 +38,6 @@ interface Plan {
   readonly dirs: Array<string>
 }
 
-export const parentOf = (path: string): string => {
-  const slash = path.lastIndexOf("/")
-  return slash < 0 ? "" : path.slice(0, slash)
-}
 
 const baseOf = (path: string): string => path.slice(path.lastIndexOf("/") + 1)
 

@@ -8,6 +8,7 @@ import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_pro
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import type { Readable, Writable } from "node:stream"
+import { isRoot, major, minor } from "../internal/posix.js"
 
 /**
  * How a tree is copied.
@@ -128,11 +129,8 @@ const whenExited = (
 }
 
 /** Whether this process runs as root (owners can be set, read-only directories entered). */
-export const isRoot = (): boolean => process.getuid?.() === 0
 
 // Linux's dev_t encoding (glibc gnu_dev_major / gnu_dev_minor)
-const major = (rdev: bigint): bigint => ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)
-const minor = (rdev: bigint): bigint => (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)
 
 /**
  * Seconds for `utimes` from nanoseconds. libuv truncates to whole microseconds after a float
