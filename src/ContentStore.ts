@@ -6,13 +6,13 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Schedule, Schema, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as Digest from "./Digest.js"
+import { Labels, mergeLabels } from "./Labels.js"
 import { Size } from "./Oci.js"
 import * as local from "./content/local.js"
 import * as memory from "./content/memory.js"
 
-/** Labels on a blob: string keys to string values. */
-export const Labels = Schema.Record({ key: Schema.String, value: Schema.String })
-export type Labels = typeof Labels.Type
+/** Labels on a blob: string keys to string values, and how an update applies (see Labels.ts). */
+export { Labels, mergeLabels }
 
 /** What the store knows of a committed blob. */
 export class Info extends Schema.Class<Info>("ContentInfo")({
@@ -191,16 +191,6 @@ export const matches = (info: Info, filter: WalkFilter | undefined): boolean => 
     }
   }
   return true
-}
-
-/** Merge `update` into `labels`, deleting keys whose new value is empty. */
-export const mergeLabels = (labels: Labels, update: Labels): Labels => {
-  const next: Record<string, string> = { ...labels }
-  for (const [key, value] of Object.entries(update)) {
-    if (value === "") delete next[key]
-    else next[key] = value
-  }
-  return next
 }
 
 /** Read a whole blob (or a range) into memory. */

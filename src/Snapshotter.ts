@@ -4,6 +4,7 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Schema } from "effect"
+import { Labels } from "./Labels.js"
 import type { Mount } from "./Mount.js"
 import * as native from "./snapshot/native.js"
 import type { NativeOptions } from "./snapshot/native.js"
@@ -13,9 +14,8 @@ import * as overlay from "./snapshot/overlay.js"
 export const Kind = Schema.Literal("active", "view", "committed")
 export type Kind = typeof Kind.Type
 
-/** Labels on a snapshot. */
-export const Labels = Schema.Record({ key: Schema.String, value: Schema.String })
-export type Labels = typeof Labels.Type
+/** Labels on a snapshot (see Labels.ts). */
+export { Labels }
 
 /** What the snapshotter records of a snapshot. */
 export class SnapshotInfo extends Schema.Class<SnapshotInfo>("SnapshotInfo")({

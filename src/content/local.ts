@@ -16,6 +16,7 @@ import * as Digest from "../Digest.js"
 import { Size } from "../Oci.js"
 import * as Lock from "./lock.js"
 import * as Validate from "./validate.js"
+import { Millis } from "../internal/millis.js"
 
 /** Small writes are gathered into buffers of this size before they reach the file. */
 export const writeBuffer = 256 * 1024
@@ -36,7 +37,6 @@ const decodeMeta = Schema.decodeUnknownEither(IngestMetaJson)
 const encodeMeta = Schema.encodeSync(IngestMetaJson)
 
 // better-sqlite3 returns BIGINT as number, PostgreSQL as string
-const Millis = Schema.Union(Schema.Number, Schema.NumberFromString)
 const ContentRow = Schema.Struct({ digest: Schema.String, created_at: Millis, updated_at: Millis })
 const LabelRow = Schema.Struct({ digest: Schema.String, name: Schema.String, value: Schema.String })
 const decodeContentRows = Schema.decodeUnknown(Schema.Array(ContentRow))

@@ -21,6 +21,7 @@ import {
   Usage
 } from "../Snapshotter.js"
 import * as Tree from "./tree.js"
+import { Millis } from "../internal/millis.js"
 
 /** Where the snapshots live and how trees are copied. */
 export interface NativeOptions {
@@ -31,7 +32,6 @@ export interface NativeOptions {
 }
 
 // PostgreSQL hands BIGINT back as text, SQLite as a number
-const Millis = Schema.Union(Schema.Number, Schema.NumberFromString)
 
 const Row = Schema.Struct({
   key: Schema.String,
