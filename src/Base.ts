@@ -89,7 +89,8 @@ export const importBase = Effect.fn("Base.import")(function*(base: BaseImage, op
   for (const [i, layer] of base.layers.entries()) {
     const claimed = diffIds[i]!
     const id = layerSnapshotId(parent, layer.digest)
-    const existing = yield* snapshotter.stat(id).pipe(Effect.option)
+    // only "not there" means apply it: a database that cannot answer fails the import
+    const existing = yield* snapshotter.stat(id).pipe(Effect.asSome, Effect.catchTag("SnapshotNotFound", () => Effect.succeedNone))
     const committed = Option.isSome(existing) && existing.value.kind === "committed"
     const { labels } = yield* store.info(layer.digest)
     // a snapshot whose diffID nothing recorded is applied again, to learn it from the blob

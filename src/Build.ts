@@ -83,7 +83,8 @@ export const snapshotDirectory = Effect.fn("Build.snapshotDirectory")(function*(
   const source = yield* checkSource(dir)
   const print = yield* Source.digestOf(source)
   const id = Source.directoryId(parent, print)
-  const existing = yield* snapshotter.stat(id).pipe(Effect.option)
+  // only "not there" means make it: a database that cannot answer fails the call
+  const existing = yield* snapshotter.stat(id).pipe(Effect.asSome, Effect.catchTag("SnapshotNotFound", () => Effect.succeedNone))
   if (Option.isSome(existing) && existing.value.kind === "committed") {
     return { dir: source, id, reused: true } satisfies SourceSnapshot
   }

@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, FastCheck as fc, Layer } from "effect"
+import { Context, Effect, FastCheck as fc, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Applier, Blobchain, Blobs, Build, ContentStore, Mount, Oci, RefManager } from "../src/index.js"
+import { Applier, Blobchain, Blobs, Build, ContentStore, Mount, Oci, RefManager, Snapshotter } from "../src/index.js"
 import { applyOps, cloneSpec, manifest, materialize, type Op, opArb, type Spec, tempDir } from "./support/trees.js"
 
 const work = tempDir("chain")
@@ -67,6 +67,27 @@ describe("the whole chain on disk", () => {
       const pairs = yield* program
       expect(pairs).toHaveLength(1)
       expect(pairs[0]!.diffId).toMatch(/^sha256:/)
+    }))
+
+  it.scoped("a snapshotter that cannot answer whether the snapshot exists fails the call: nothing is made", () =>
+    Effect.gen(function*() {
+      const [dir] = chainDirs([[{ op: "file", path: ["a"], content: new Uint8Array([1]), mode: 0o644, mtime: 1_000_000_000, owner: 0 }]])
+      const context = yield* Layer.build(Blobchain.layerLocal({ root: path.join(work.dir, `state-${counter++}`) }))
+      const real = Context.get(context, Snapshotter.Snapshotter)
+      let prepared = 0
+      const failing = Snapshotter.layer({
+        ...real,
+        stat: (key) => Effect.fail(new Snapshotter.SnapshotterError({ op: "stat", key, reason: "database is locked" })),
+        prepare: (...args) => Effect.suspend(() => {
+          prepared++
+          return real.prepare(...args)
+        })
+      })
+      const error = yield* Effect.flip(Build.snapshotDirectory(dir!, undefined).pipe(
+        Effect.provide(Layer.merge(Layer.succeedContext(context), failing))
+      ))
+      expect(error).toMatchObject({ _tag: "SnapshotterError", op: "stat", reason: "database is locked" })
+      expect(prepared).toBe(0)
     }))
 
   it.effect("a state directory that is a file is a clear error", () =>
