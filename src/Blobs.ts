@@ -14,10 +14,12 @@ import type { ImmutableRef, MountFailed, RefNotFound } from "./RefManager.js"
 import * as Progress from "./Progress.js"
 import * as SingleFlight from "./internal/singleFlight.js"
 import type { InvalidSource } from "./Source.js"
+import type { SnapshotterError } from "./Snapshotter.js"
 
 /** Every error getDiffPairs can fail with; each names the ref (or key) and the step. */
 export type BlobsError =
   | RefNotFound
+  | SnapshotterError
   | MountFailed
   | DiffFailed
   | InvalidDifferResponse

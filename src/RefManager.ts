@@ -7,7 +7,7 @@ import type * as Scope from "effect/Scope"
 import type { ChangedNames } from "./Differ.js"
 import type { Mount } from "./Mount.js"
 import type { InvalidSource } from "./Source.js"
-import { type SnapshotError, type SnapshotInfo, Snapshotter } from "./Snapshotter.js"
+import { type SnapshotError, type SnapshotInfo, Snapshotter, type SnapshotterError } from "./Snapshotter.js"
 
 /** No committed snapshot with this id. */
 export class RefNotFound extends Schema.TaggedError<RefNotFound>()("RefNotFound", {
@@ -18,6 +18,12 @@ export class RefNotFound extends Schema.TaggedError<RefNotFound>()("RefNotFound"
     return `ref ${JSON.stringify(this.id)} not found${this.reason === undefined ? "" : `: ${this.reason}`}`
   }
 }
+
+/**
+ * Why a ref could not be had: there is none ({@link RefNotFound}), or the snapshotter could not
+ * say (its database failed): the second is never reported as the first.
+ */
+export type RefError = RefNotFound | SnapshotterError
 
 /** The ref's snapshot could not be mounted. */
 export class MountFailed extends Schema.TaggedError<MountFailed>()("MountFailed", {
@@ -48,11 +54,11 @@ export interface ImmutableRef {
   readonly id: string
   readonly info: SnapshotInfo
   /** The parent ref, acquired in the caller's scope. */
-  readonly parent: Effect.Effect<Option.Option<ImmutableRef>, RefNotFound, Scope.Scope>
+  readonly parent: Effect.Effect<Option.Option<ImmutableRef>, RefError, Scope.Scope>
   /** The snapshot's mounts, valid (and the ref held) for the caller's scope. */
   readonly mount: (readonly: boolean) => Effect.Effect<ReadonlyArray<Mount>, MountError, Scope.Scope>
   /** Another hold on the same ref, for the caller's scope. */
-  readonly clone: Effect.Effect<ImmutableRef, RefNotFound, Scope.Scope>
+  readonly clone: Effect.Effect<ImmutableRef, RefError, Scope.Scope>
   /**
    * The names at which this ref's tree may differ from its parent's, when the ref knows them
    * (a source directory over the previous one: their prints say it). A diff looks nowhere else.
@@ -69,7 +75,7 @@ export interface ImmutableRef {
 /** The ref manager service. */
 export interface RefManagerService {
   /** Acquire the ref of committed snapshot `id` for the caller's scope. */
-  readonly get: (id: string) => Effect.Effect<ImmutableRef, RefNotFound, Scope.Scope>
+  readonly get: (id: string) => Effect.Effect<ImmutableRef, RefError, Scope.Scope>
   /** How many holds `id` has now. */
   readonly count: (id: string) => Effect.Effect<number>
   /** Every ref with at least one hold, with its count. */
@@ -99,10 +105,16 @@ export const make = Effect.gen(function*() {
         })
     )
 
-  const get = (id: string): Effect.Effect<ImmutableRef, RefNotFound, Scope.Scope> =>
+  const get = (id: string): Effect.Effect<ImmutableRef, RefError, Scope.Scope> =>
     Effect.gen(function*() {
       const info = yield* snapshotter.stat(id).pipe(
-        Effect.mapError((e) => new RefNotFound({ id, reason: describe(e) }))
+        Effect.catchTag("SnapshotNotFound", (e) => Effect.fail(new RefNotFound({ id, reason: describe(e) }))),
+        // stat fails with nothing else than "not found" or the snapshotter's own failure
+        Effect.catchTags({
+          SnapshotExists: (e) => Effect.fail(new RefNotFound({ id, reason: describe(e) })),
+          SnapshotHasChildren: (e) => Effect.fail(new RefNotFound({ id, reason: describe(e) })),
+          InvalidSnapshotState: (e) => Effect.fail(new RefNotFound({ id, reason: describe(e) }))
+        })
       )
       if (info.kind !== "committed") {
         return yield* new RefNotFound({ id, reason: `snapshot is ${info.kind}, not committed` })
@@ -157,5 +169,5 @@ export const make = Effect.gen(function*() {
 export const layer: Layer.Layer<RefManager, never, Snapshotter> = Layer.effect(RefManager, make)
 
 /** Acquire the ref of committed snapshot `id` for the caller's scope (through the provided {@link RefManager}). */
-export const get = (id: string): Effect.Effect<ImmutableRef, RefNotFound, RefManager | Scope.Scope> =>
+export const get = (id: string): Effect.Effect<ImmutableRef, RefError, RefManager | Scope.Scope> =>
   Effect.flatMap(RefManager, (refs) => refs.get(id))

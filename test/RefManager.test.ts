@@ -61,6 +61,17 @@ describe("RefManager", () => {
       expect((yield* refs.counts).size).toBe(0)
     }))
 
+  it.scoped("a snapshotter that cannot answer is its own error, never RefNotFound", () =>
+    Effect.gen(function*() {
+      const snapshots = memorySnapshotter()
+      const failing = Snapshotter.layer({
+        ...snapshots,
+        stat: (key) => Effect.fail(new Snapshotter.SnapshotterError({ op: "stat", key, reason: "disk I/O error" }))
+      })
+      const refs = yield* Effect.provide(RefManager.RefManager, yield* Layer.build(RefManager.layer.pipe(Layer.provide(failing))))
+      expect(yield* Effect.flip(refs.get("a"))).toMatchObject({ _tag: "SnapshotterError", op: "stat", reason: "disk I/O error" })
+    }))
+
   it.scoped("a ref in use cannot be removed; a free one can", () =>
     Effect.gen(function*() {
       const { refs, snapshots } = yield* world
