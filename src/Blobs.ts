@@ -2,10 +2,10 @@
  * getDiffPairs: the diff pairs of a ref's whole chain, root first, each layer diffed at most
  * once at a time across every caller, remembered in the blob mapping and verified on reuse.
  */
-import { Context, Effect, Layer, Option, Predicate, Schema } from "effect"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import * as os from "node:os"
 import { BlobMapper, type BlobMapperError } from "./BlobMapper.js"
-import { ContentStore, type ContentStoreError, whileLocked } from "./ContentStore.js"
+import { type ContentLocked, ContentStore, type ContentStoreError, whileLocked } from "./ContentStore.js"
 import { type CompareRule, DiffFailed, Differ, type DiffOptions, InvalidDifferResponse } from "./Differ.js"
 import { DiffPair } from "./DiffPair.js"
 import * as Digest from "./Digest.js"
@@ -20,6 +20,7 @@ import type { SnapshotterError } from "./Snapshotter.js"
 export type BlobsError =
   | RefNotFound
   | SnapshotterError
+  | ContentLocked
   | MountFailed
   | DiffFailed
   | InvalidDifferResponse
@@ -77,8 +78,7 @@ const diffIdOf = (mediaType: string | undefined, blob: Digest.Digest, labels: Re
 }
 
 /** A diff that could not start because another writer holds its ingest. */
-const lockedElsewhere = (error: BlobsError): boolean =>
-  error._tag === "DiffFailed" && Predicate.isTagged(error.cause, "ContentLocked")
+const lockedElsewhere = (error: BlobsError): boolean => error._tag === "ContentLocked"
 
 /** Build the service over the five services it needs. */
 export const make = Effect.gen(function*() {
@@ -128,10 +128,9 @@ export const make = Effect.gen(function*() {
       }
       const changed = own.changed === undefined ? undefined : yield* own.changed
       const descriptor = yield* differ.diffMounts(lower, upper, changed === undefined ? diffOptions : { ...diffOptions, changed }).pipe(
-        // whatever the differ left of a failed attempt goes: the next one starts clean
-        Effect.onError(() => store.abort(reference).pipe(Effect.ignore)),
+        // a failed diff leaves nothing of its ingest (the differ's contract): nothing to abort here
         Effect.mapError((e) =>
-          e.ref === undefined
+          e._tag === "DiffFailed" && e.ref === undefined
             ? new DiffFailed({ ref: ref.id, step: e.step, reason: e.reason, cause: e.cause })
             : e
         )

@@ -3,7 +3,7 @@
  * OCI layer blob labelled with its uncompressed digest. Its layers live in `diff/`.
  */
 import { Context, Effect, Layer, Schema } from "effect"
-import type { ContentStore, Labels } from "./ContentStore.js"
+import type { ContentLocked, ContentStore, Labels } from "./ContentStore.js"
 import type { CompareRule } from "./diff/contents.js"
 import * as walking from "./diff/walking.js"
 import type { Mount } from "./Mount.js"
@@ -74,13 +74,17 @@ export class InvalidDifferResponse extends Schema.TaggedError<InvalidDifferRespo
   }
 }
 
-/** The differ service. */
+/**
+ * The differ service. A diff fails with {@link ContentLocked} when another writer holds the
+ * ingest of its `reference` (the caller may wait and retry), else with {@link DiffFailed}; a
+ * failed diff leaves nothing under its reference.
+ */
 export interface DifferService {
   readonly diffMounts: (
     lower: ReadonlyArray<Mount>,
     upper: ReadonlyArray<Mount>,
     options?: DiffOptions
-  ) => Effect.Effect<Descriptor, DiffFailed>
+  ) => Effect.Effect<Descriptor, DiffFailed | ContentLocked>
 }
 
 /** The differ. */
@@ -103,4 +107,4 @@ export const diffMounts = (
   lower: ReadonlyArray<Mount>,
   upper: ReadonlyArray<Mount>,
   options?: DiffOptions
-): Effect.Effect<Descriptor, DiffFailed, Differ> => Effect.flatMap(Differ, (d) => d.diffMounts(lower, upper, options))
+): Effect.Effect<Descriptor, DiffFailed | ContentLocked, Differ> => Effect.flatMap(Differ, (d) => d.diffMounts(lower, upper, options))

@@ -281,13 +281,26 @@ describe("Differ.layerWalking", () => {
       const differ = yield* Differ.Differ
       const store = yield* ContentStore.ContentStore
       const missing = yield* Effect.flip(differ.diffMounts([], [Mount.bind(`${root}/missing`, true)], { reference: "r1" }))
-      expect(missing._tag).toBe("DiffFailed")
-      expect(missing.step).toBe("walk")
+      expect(missing).toMatchObject({ _tag: "DiffFailed", step: "walk" })
       const badMount = yield* Effect.flip(differ.diffMounts([], [new Mount.Mount({ type: "nfs", source: "x", options: [] })]))
-      expect(badMount.step).toBe("mount")
+      expect(badMount).toMatchObject({ _tag: "DiffFailed", step: "mount" })
       const badLevel = yield* Effect.flip(differ.diffMounts([], [], { level: 42 }))
-      expect(badLevel.step).toBe("options")
+      expect(badLevel).toMatchObject({ _tag: "DiffFailed", step: "options" })
       expect(yield* store.statuses).toEqual([])
+    }))
+
+  live("a reference another writer holds is ContentLocked, and that writer's ingest is left alone", () =>
+    Effect.gen(function*() {
+      const root = yield* temp("differ-locked")
+      const differ = yield* Differ.Differ
+      const store = yield* ContentStore.ContentStore
+      yield* Effect.scoped(Effect.gen(function*() {
+        const other = yield* store.writer({ ref: "held" })
+        yield* other.write(new Uint8Array(10).fill(7))
+        const locked = yield* Effect.flip(differ.diffMounts([], [Mount.bind(root, true)], { reference: "held" }))
+        expect(locked).toMatchObject({ _tag: "ContentLocked", ref: "held" })
+        expect((yield* store.status("held")).offset).toBe(10)
+      }))
     }))
 
   live("an interrupted diff aborts its ingest", () =>

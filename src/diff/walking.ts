@@ -198,7 +198,10 @@ export const make = Effect.gen(function*() {
     const written = yield* Effect.scoped(
       Effect.gen(function*() {
         // interruption closes this scope, and an interrupted writer scope aborts its ingest
-        const writer = yield* store.writer({ ref }).pipe(Effect.mapError(storeFailure("open")))
+        // another writer's ingest is the caller's to wait for, and not ours to drop
+        const writer = yield* store.writer({ ref }).pipe(
+          Effect.mapError((e) => e._tag === "ContentLocked" ? e : storeFailure("open")(e))
+        )
         yield* writer.truncate(0).pipe(Effect.mapError(storeFailure("open")))
         const contents = new Contents(options.compare)
         const result = yield* writeLayer(writer, lowerTree, upperTree, options, contents)
@@ -220,7 +223,7 @@ export const make = Effect.gen(function*() {
       })
     ).pipe(
       // a failure closes the scope normally, which keeps the ingest resumable: drop it
-      Effect.tapError(() => store.abort(ref).pipe(Effect.ignore))
+      Effect.tapError((e) => e._tag === "ContentLocked" ? Effect.void : store.abort(ref).pipe(Effect.ignore))
     )
     return new Oci.Descriptor({ mediaType, digest: written.digest, size: written.size })
   })

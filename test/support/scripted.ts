@@ -143,8 +143,9 @@ export class ScriptedDiffer {
         const labels: Record<string, string> = behaviour._tag === "noLabel"
           ? {}
           : { [Oci.LabelUncompressed]: behaviour._tag === "badLabel" ? "sha256:nope" : diffIdOf(upperKey) }
+        const ref = options?.reference ?? `diff-${upperKey}`
         yield* Effect.scoped(Effect.gen(this, function*() {
-          const writer = yield* store.writer({ ref: options?.reference ?? `diff-${upperKey}` })
+          const writer = yield* store.writer({ ref })
           yield* writer.truncate(0)
           yield* writer.write(bytes.subarray(0, 4))
           yield* Deferred.succeed(this.startedOf(upperKey), undefined)
@@ -162,8 +163,9 @@ export class ScriptedDiffer {
         })).pipe(
           Effect.onInterrupt(() => Effect.sync(() => this.interrupted++)),
           Effect.ensuring(Effect.sync(() => this.running--)),
+          // the differ's contract: a failed diff leaves nothing under its reference, another writer's ingest alone
+          Effect.tapError((e) => e._tag === "ContentLocked" ? Effect.void : store.abort(ref).pipe(Effect.ignore)),
           Effect.catchTags({
-            ContentLocked: (e) => new Differ.DiffFailed({ step: "write", reason: e.message }),
             ContentStoreError: (e) => new Differ.DiffFailed({ step: "write", reason: e.message }),
             ContentNotFound: (e) => new Differ.DiffFailed({ step: "write", reason: e.message }),
             DigestMismatch: (e) => new Differ.DiffFailed({ step: "commit", reason: e.message }),
