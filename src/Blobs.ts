@@ -181,6 +181,45 @@ export const make = Effect.gen(function*() {
       return chain.reverse()
     })
 
+  /**
+   * The progress receivers of every caller waiting on a flight, by key: a flight runs in the
+   * context of the caller that started it, and reports to all of them (as BuildKit's
+   * flightcontrol does), each receiver once however many of its calls wait.
+   */
+  const audiences = new Map<string, { waiters: number; readonly receivers: Map<Progress.Receiver, number> }>()
+
+  /** Join the flight for `key`, its progress reported to this caller too while it waits. */
+  const shared = (key: string, work: Effect.Effect<DiffPair, BlobsError>) =>
+    Effect.flatMap(Effect.serviceOption(Progress.Progress), (mine) => {
+      // a caller without a receiver may start the flight that later callers with one join
+      const receiver = Option.getOrUndefined(mine)
+      return Effect.acquireUseRelease(
+        Effect.sync(() => {
+          let audience = audiences.get(key)
+          if (audience === undefined) audiences.set(key, audience = { waiters: 0, receivers: new Map() })
+          audience.waiters++
+          if (receiver !== undefined) audience.receivers.set(receiver, (audience.receivers.get(receiver) ?? 0) + 1)
+          return audience
+        }),
+        (audience) =>
+          flights.run(
+            key,
+            Effect.provideService(work, Progress.Progress, {
+              report: (event) => audience.receivers.forEach((_, r) => r.report(event))
+            })
+          ),
+        (audience) =>
+          Effect.sync(() => {
+            if (receiver !== undefined) {
+              const n = (audience.receivers.get(receiver) ?? 1) - 1
+              if (n > 0) audience.receivers.set(receiver, n)
+              else audience.receivers.delete(receiver)
+            }
+            if (--audience.waiters === 0 && audiences.get(key) === audience) audiences.delete(key)
+          })
+      )
+    })
+
   const getDiffPairs = Effect.fn("Blobs.getDiffPairs")(function*(ref: ImmutableRef, options: GetDiffPairsOptions = {}) {
     const chain = yield* chainOf(ref)
     const keys = chain.map((r) => mappingKey(r.id, options))
@@ -196,7 +235,7 @@ export const make = Effect.gen(function*() {
         const pair = verifiedPairs[i] ?? Option.none()
         return Option.isSome(pair)
           ? Effect.as(Progress.report(Progress.ProgressEvent.LayerReused({ ref: r.id })), pair.value)
-          : flights.run(key, computeOnce(r, key, options))
+          : shared(key, computeOnce(r, key, options))
       },
       { concurrency }
     )

@@ -20,9 +20,12 @@ export type ProgressEvent = Data.TaggedEnum<{
 export const ProgressEvent = Data.taggedEnum<ProgressEvent>()
 
 /** A receiver of progress events; `report` is called synchronously and must be cheap. */
-export class Progress extends Context.Tag("blobchain/Progress")<Progress, {
+export interface Receiver {
   readonly report: (event: ProgressEvent) => void
-}>() {}
+}
+
+/** The receiver of progress events, when one is provided. */
+export class Progress extends Context.Tag("blobchain/Progress")<Progress, Receiver>() {}
 
 /** Report an event to the provided {@link Progress}, if any. */
 export const report = (event: ProgressEvent): Effect.Effect<void> =>

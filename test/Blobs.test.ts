@@ -5,6 +5,7 @@ import * as Blobs from "../src/Blobs.js"
 import * as ContentStore from "../src/ContentStore.js"
 import { DiffPair } from "../src/DiffPair.js"
 import * as Digest from "../src/Digest.js"
+import * as Progress from "../src/Progress.js"
 import * as RefManager from "../src/RefManager.js"
 import * as Snapshotter from "../src/Snapshotter.js"
 import {
@@ -173,6 +174,27 @@ describe("Blobs.getDiffPairs", () => {
       expect(w.differ.total).toBe(1)
       expect(w.differ.interrupted).toBe(0)
       expect((yield* counts(w)).size).toBe(0)
+    }))
+
+  it.scopedLive("a shared layer's progress reaches every caller waiting on it, even when its starter has no receiver and leaves", () =>
+    Effect.gen(function*() {
+      const w = yield* world
+      yield* commitChain(w.snapshots, ["x"])
+      const gate = yield* Deferred.make<void>()
+      w.differ.behaviour.set("x", { _tag: "block", gate })
+      const seen = [[], [], []] as Array<Array<string>>
+      const receiving = (i: number) => Effect.provideService(Progress.Progress, { report: (e) => void seen[i]!.push(e._tag) })
+      const starter = yield* Effect.fork(w.run(pairsOf("x")))
+      yield* settle(w, "x")
+      const others = yield* Effect.forEach([1, 2], (i) => Effect.fork(w.run(receiving(i)(pairsOf("x")))))
+      // every service here is in memory: turns of the scheduler, not time, let them join the flight
+      yield* Effect.repeatN(Effect.yieldNow(), 500)
+      yield* Fiber.interrupt(starter)
+      yield* Deferred.succeed(gate, undefined)
+      expect(yield* Effect.forEach(others, Fiber.join)).toEqual([[expectedPair("x", undefined)], [expectedPair("x", undefined)]])
+      expect(w.differ.total).toBe(1)
+      expect(seen[1]).toEqual(["LayerDone"])
+      expect(seen[2]).toEqual(["LayerDone"])
     }))
 
   it.scopedLive("interrupting every caller cancels the work, aborts its ingest, and the next call starts afresh", () =>
