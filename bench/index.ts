@@ -20,7 +20,6 @@ import { Effect, Layer, ManagedRuntime } from "effect"
 import * as Blobchain from "../src/Blobchain.js"
 import * as Blobs from "../src/Blobs.js"
 import * as Build from "../src/Build.js"
-import * as ContentStore from "../src/ContentStore.js"
 import * as Differ from "../src/Differ.js"
 import * as Metadata from "../src/Metadata.js"
 import * as Mount from "../src/Mount.js"
@@ -29,6 +28,8 @@ import * as Snapshotter from "../src/Snapshotter.js"
 import { endToEnd } from "./endToEnd.js"
 import { rootfsBench } from "./rootfs.js"
 import { benchRoot, changedCopy, compressible, type BenchTree, issueTree, prng } from "./tree.js"
+import * as WalkingDiffer from "../src/WalkingDiffer.js"
+import * as LocalContentStore from "../src/LocalContentStore.js"
 
 /** What one measured run reports. */
 interface Sample {
@@ -58,8 +59,8 @@ const report = (sample: Sample): void => {
 // ---------------------------------------------------------------- our cases, in a child process
 
 const differServices = (state: string) =>
-  Differ.layerWalking.pipe(
-    Layer.provideMerge(ContentStore.layerLocal({ root: state })),
+  WalkingDiffer.layer.pipe(
+    Layer.provideMerge(LocalContentStore.layer({ root: state })),
     Layer.provide(Metadata.layer({ root: state }))
   )
 

@@ -1,10 +1,8 @@
 /**
  * The applier: unpacks a layer blob onto a mounted tree, confined to that tree, and returns
- * the diffID it computed while reading. Its layer lives in `diff/`.
+ * the diffID it computed while reading. Its implementation: `TarApplier`.
  */
 import { Context, Effect, Layer, Schema } from "effect"
-import type { ContentStore } from "./ContentStore.js"
-import * as apply from "./diff/apply.js"
 import { Digest } from "./Digest.js"
 import type { Mount } from "./Mount.js"
 import type { Descriptor } from "./Oci.js"
@@ -74,13 +72,3 @@ export class Applier extends Context.Tag("blobchain/Applier")<Applier, ApplierSe
 /** A layer that provides a given implementation; handy in tests. */
 export const layer = (service: ApplierService): Layer.Layer<Applier> => Layer.succeed(Applier, service)
 
-/**
- * The default applier: gzip, zstd or plain layers read from the content store and unpacked onto
- * one bind mount's directory, or into the upper directory of one writable overlay mount (deletions
- * as whiteouts, lower directories copied up), every entry confined to it (see `diff/apply.ts`
- * for the rule).
- */
-export const layerDefault: Layer.Layer<Applier, never, ContentStore> = Layer.effect(
-  Applier,
-  Effect.suspend(() => apply.make)
-)

@@ -16,6 +16,12 @@ import * as Differ from "./Differ.js"
 import * as Metadata from "./Metadata.js"
 import * as RefManager from "./RefManager.js"
 import * as Snapshotter from "./Snapshotter.js"
+import * as TarApplier from "./TarApplier.js"
+import * as WalkingDiffer from "./WalkingDiffer.js"
+import * as OverlaySnapshotter from "./OverlaySnapshotter.js"
+import * as NativeSnapshotter from "./NativeSnapshotter.js"
+import * as MemoryContentStore from "./MemoryContentStore.js"
+import * as LocalContentStore from "./LocalContentStore.js"
 
 /** The state directory cannot be used (it is a file, or not writable, or cannot be created). */
 export class StateDirectoryError extends Schema.TaggedError<StateDirectoryError>()("StateDirectoryError", {
@@ -95,12 +101,12 @@ export const layerLocal = (
       const kind = yield* claimSnapshotter(root, options.snapshotter)
       const where = paths(root)
       const storage = Layer.mergeAll(
-        ContentStore.layerLocal({ root: where.content }),
-        kind === "overlay" ? Snapshotter.layerOverlay({ root: where.overlay }) : Snapshotter.layerNative({ root: where.snapshots }),
+        LocalContentStore.layer({ root: where.content }),
+        kind === "overlay" ? OverlaySnapshotter.layer({ root: where.overlay }) : NativeSnapshotter.layer({ root: where.snapshots }),
         BlobMapper.layerSql,
         ContentIndex.layerSql
       ).pipe(Layer.provideMerge(Metadata.layer({ root })))
-      const work = Layer.mergeAll(Differ.layerWalking, Applier.layerDefault, RefManager.layer).pipe(
+      const work = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer, RefManager.layer).pipe(
         Layer.provideMerge(storage)
       )
       return Blobs.layer.pipe(Layer.provideMerge(work))
@@ -147,12 +153,12 @@ const claimFirst = (file: string, kind: SnapshotterKind): boolean => {
 /** Everything in memory except the differ's and applier's trees: for tests of code built on blobchain. */
 export const layerMemory = (snapshotter: Layer.Layer<Snapshotter.Snapshotter>) => {
   const storage = Layer.mergeAll(
-    ContentStore.layerMemory,
+    MemoryContentStore.layer,
     BlobMapper.layerMemory,
     ContentIndex.layerMemory,
     snapshotter
   )
-  const work = Layer.mergeAll(Differ.layerWalking, Applier.layerDefault, RefManager.layer).pipe(
+  const work = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer, RefManager.layer).pipe(
     Layer.provideMerge(storage)
   )
   return Blobs.layer.pipe(Layer.provideMerge(work))

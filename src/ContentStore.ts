@@ -2,14 +2,11 @@
  * Content-addressed blobs: scoped writers with expected digest and size, labels, ranged
  * reads, walks and resumable ingests. Its layers live in `content/`.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Schedule, Schema, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as Digest from "./Digest.js"
 import { Labels, mergeLabels } from "./Labels.js"
 import { Size } from "./Oci.js"
-import * as local from "./content/local.js"
-import * as memory from "./content/memory.js"
 
 /** Labels on a blob: string keys to string values, and how an update applies (see Labels.ts). */
 export { Labels, mergeLabels }
@@ -240,15 +237,3 @@ export const whileLocked = Schedule.exponential("50 millis").pipe(
 export const layer = (service: ContentStoreService): Layer.Layer<ContentStore> =>
   Layer.succeed(ContentStore, service)
 
-/** A fresh in-memory store: the whole contract, nothing on disk. */
-export const layerMemory: Layer.Layer<ContentStore> = Layer.effect(
-  ContentStore,
-  Effect.suspend(() => memory.make)
-)
-
-/**
- * The on-disk store of the state directory `root` (which must exist): blobs under
- * `root/blobs`, ingests under `root/ingest`, labels in the metadata database.
- */
-export const layerLocal = (options: { readonly root: string }): Layer.Layer<ContentStore, ContentStoreError, SqlClient.SqlClient> =>
-  Layer.effect(ContentStore, Effect.suspend(() => local.make(options)))

@@ -3,9 +3,8 @@
  * OCI layer blob labelled with its uncompressed digest. Its layers live in `diff/`.
  */
 import { Context, Effect, Layer, Schema } from "effect"
-import type { ContentLocked, ContentStore, Labels } from "./ContentStore.js"
+import type { ContentLocked, Labels } from "./ContentStore.js"
 import type { CompareRule } from "./diff/contents.js"
-import * as walking from "./diff/walking.js"
 import type { Mount } from "./Mount.js"
 import type { Compression, Descriptor } from "./Oci.js"
 
@@ -93,14 +92,6 @@ export class Differ extends Context.Tag("blobchain/Differ")<Differ, DifferServic
 /** A layer that provides a given implementation; handy in tests. */
 export const layer = (service: DifferService): Layer.Layer<Differ> => Layer.succeed(Differ, service)
 
-/**
- * The walking differ: both trees walked side by side, the changes written as an OCI layer
- * through gzip, zstd or no compression into the content store.
- */
-export const layerWalking: Layer.Layer<Differ, never, ContentStore> = Layer.effect(
-  Differ,
-  Effect.suspend(() => walking.make)
-)
 
 /** Diff two mounted trees with the provided {@link Differ}. */
 export const diffMounts = (

@@ -2,13 +2,9 @@
  * Keyed filesystem snapshots: active (writable), view (read-only) and committed (immutable),
  * each on a parent. Its layers live in `snapshot/`.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Schema } from "effect"
 import { Labels } from "./Labels.js"
 import type { Mount } from "./Mount.js"
-import * as native from "./snapshot/native.js"
-import type { NativeOptions } from "./snapshot/native.js"
-import * as overlay from "./snapshot/overlay.js"
 
 /** The three states of a snapshot. */
 export const Kind = Schema.Literal("active", "view", "committed")
@@ -139,21 +135,3 @@ export class Snapshotter extends Context.Tag("blobchain/Snapshotter")<Snapshotte
 /** A layer that provides a given implementation; handy in tests. */
 export const layer = (service: SnapshotterService): Layer.Layer<Snapshotter> => Layer.succeed(Snapshotter, service)
 
-/**
- * The native snapshotter on the state directory `root`: one directory per snapshot, children
- * copied from their parents (cloned where the filesystem allows). Needs the metadata database.
- */
-export const layerNative = (
-  options: NativeOptions
-): Layer.Layer<Snapshotter, SnapshotterError, SqlClient.SqlClient> =>
-  Layer.effect(Snapshotter, Effect.suspend(() => native.make(options)))
-
-/**
- * The overlay snapshotter on the state directory `root`: one upper directory per snapshot,
- * mounts of type `overlay` over the ancestors' upper directories; preparing copies nothing.
- * Needs the metadata database (the same tables as the native snapshotter).
- */
-export const layerOverlay = (
-  options: overlay.OverlayOptions
-): Layer.Layer<Snapshotter, SnapshotterError, SqlClient.SqlClient> =>
-  Layer.effect(Snapshotter, Effect.suspend(() => overlay.make(options)))

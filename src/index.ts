@@ -1,6 +1,8 @@
 /**
  * blobchain: chains of filesystem snapshots into OCI image layers, once and safely.
- * Every module is a namespace: `ContentStore.ContentStore` is the tag, `ContentStore.layerLocal` a layer.
+ * Every module is a namespace. A service's module holds its tag, interface and errors
+ * (`ContentStore.ContentStore` is the tag); each implementation has a module of its own, which
+ * imports the service's and never the reverse (`LocalContentStore.layer({ root })`).
  */
 export * as Applier from "./Applier.js"
 export * as Base from "./Base.js"
@@ -14,11 +16,17 @@ export * as DiffPair from "./DiffPair.js"
 export * as Differ from "./Differ.js"
 export * as Digest from "./Digest.js"
 export * as Image from "./Image.js"
+export * as LocalContentStore from "./LocalContentStore.js"
+export * as MemoryContentStore from "./MemoryContentStore.js"
 export * as Metadata from "./Metadata.js"
 export * as Mount from "./Mount.js"
+export * as NativeSnapshotter from "./NativeSnapshotter.js"
 export * as Oci from "./Oci.js"
+export * as OverlaySnapshotter from "./OverlaySnapshotter.js"
 export * as Progress from "./Progress.js"
 export * as RefManager from "./RefManager.js"
 export * as Registry from "./Registry.js"
 export * as Snapshotter from "./Snapshotter.js"
 export * as Source from "./Source.js"
+export * as TarApplier from "./TarApplier.js"
+export * as WalkingDiffer from "./WalkingDiffer.js"

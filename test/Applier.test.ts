@@ -19,9 +19,12 @@ import { encoded as entry } from "./support/rawTar.js"
 import * as Mount from "../src/Mount.js"
 import * as Oci from "../src/Oci.js"
 import { manifest, tempDir } from "./support/trees.js"
+import * as TarApplier from "../src/TarApplier.js"
+import * as WalkingDiffer from "../src/WalkingDiffer.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
-const services = Layer.mergeAll(Applier.layerDefault, Differ.layerWalking).pipe(
-  Layer.provideMerge(ContentStore.layerMemory)
+const services = Layer.mergeAll(TarApplier.layer, WalkingDiffer.layer).pipe(
+  Layer.provideMerge(MemoryContentStore.layer)
 )
 
 const live = <A, E>(
@@ -59,7 +62,7 @@ const sample = (root: string): void => {
   fs.utimesSync(`${root}/${"d".repeat(120)}`, 5_000, 5_000)
 }
 
-describe("Applier.layerDefault", () => {
+describe("TarApplier.layer", () => {
   for (const format of ["gnu", "posix", "ustar"] as const) {
     live(`applies an archive written by GNU tar --format=${format}`, () =>
       Effect.gen(function*() {

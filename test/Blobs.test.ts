@@ -18,13 +18,14 @@ import {
   memorySnapshotter,
   ScriptedDiffer
 } from "./support/scripted.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
 /** A fresh world: in-test snapshotter, scripted differ, counting mapper, memory content store. */
 const world = Effect.gen(function*() {
   const snapshots = memorySnapshotter()
   const differ = new ScriptedDiffer()
   const mapping = countingBackend()
-  const base = Layer.merge(Snapshotter.layer(snapshots), ContentStore.layerMemory)
+  const base = Layer.merge(Snapshotter.layer(snapshots), MemoryContentStore.layer)
   const services = Layer.mergeAll(differLayer(differ), BlobMapper.layerBackend(mapping.backend), RefManager.layer)
   const context = yield* Layer.build(Blobs.layer.pipe(Layer.provideMerge(services), Layer.provideMerge(base)))
   const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, context)

@@ -11,6 +11,8 @@ import * as Metadata from "../src/Metadata.js"
 import { contentStoreSuite } from "./conformance/contentStore.js"
 import { type Launcher, prepare, start } from "./fixtures/child.js"
 import { noise } from "./fixtures/noise.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
+import * as LocalContentStore from "../src/LocalContentStore.js"
 
 /** A fresh state directory, removed when the layer is released. */
 const tempRoot = Effect.acquireRelease(
@@ -20,16 +22,16 @@ const tempRoot = Effect.acquireRelease(
 
 /** layerLocal over a temp state directory with its metadata database. */
 const localLayer = Layer.unwrapScoped(
-  Effect.map(tempRoot, (root) => ContentStore.layerLocal({ root }).pipe(Layer.provide(Metadata.layer({ root }))))
+  Effect.map(tempRoot, (root) => LocalContentStore.layer({ root }).pipe(Layer.provide(Metadata.layer({ root }))))
 )
 
-contentStoreSuite("layerMemory", () => ContentStore.layerMemory)
+contentStoreSuite("layerMemory", () => MemoryContentStore.layer)
 contentStoreSuite("layerLocal", () => localLayer)
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s)
 
 /** The local store over `root` with its metadata database. */
-const localAt = (root: string) => ContentStore.layerLocal({ root }).pipe(Layer.provide(Metadata.layer({ root })))
+const localAt = (root: string) => LocalContentStore.layer({ root }).pipe(Layer.provide(Metadata.layer({ root })))
 
 const withRoot = <A, E>(body: (root: string) => Effect.Effect<A, E, ContentStore.ContentStore | Scope.Scope>) =>
   Effect.scoped(Effect.flatMap(tempRoot, (root) => body(root).pipe(Effect.provide(localAt(root)))))
@@ -40,7 +42,7 @@ const filesUnder = (dir: string): Array<string> =>
     .map((entry) => NodePath.relative(dir, NodePath.join(entry.parentPath, entry.name)))
     .sort()
 
-describe("ContentStore.layerLocal on disk", () => {
+describe("LocalContentStore.layer on disk", () => {
   it.live("blobs sit at blobs/<alg>/<hex>, read-only; ingests under a hash of the ref", () =>
     withRoot((root) =>
       Effect.gen(function*() {
@@ -152,7 +154,7 @@ describe("ContentStore.layerLocal on disk", () => {
       NodeFs.writeFileSync(file, "not a directory")
       for (const [root, reason] of [[missing, "does not exist"], [file, "not a directory"]] as const) {
         const error = yield* Effect.flip(
-          Layer.build(ContentStore.layerLocal({ root }).pipe(Layer.provide(Metadata.layer({ root: db }))))
+          Layer.build(LocalContentStore.layer({ root }).pipe(Layer.provide(Metadata.layer({ root: db }))))
         )
         expect(error._tag).toBe("ContentStoreError")
         expect(error.message).toContain(root)
@@ -167,7 +169,7 @@ describe("ContentStore.layerLocal on disk", () => {
       const root = yield* tempRoot
       NodeFs.chmodSync(root, 0o555)
       const error = yield* Effect.flip(
-        Layer.build(ContentStore.layerLocal({ root }).pipe(Layer.provide(Metadata.layer({ root: db }))))
+        Layer.build(LocalContentStore.layer({ root }).pipe(Layer.provide(Metadata.layer({ root: db }))))
       )
       NodeFs.chmodSync(root, 0o755)
       expect(error.message).toContain(root)

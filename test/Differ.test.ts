@@ -15,8 +15,10 @@ import * as Differ from "../src/Differ.js"
 import * as Mount from "../src/Mount.js"
 import * as Oci from "../src/Oci.js"
 import { tempDir } from "./support/trees.js"
+import * as WalkingDiffer from "../src/WalkingDiffer.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
-const services = Differ.layerWalking.pipe(Layer.provideMerge(ContentStore.layerMemory))
+const services = WalkingDiffer.layer.pipe(Layer.provideMerge(MemoryContentStore.layer))
 
 const temp = (prefix: string): Effect.Effect<string, never, Scope.Scope> =>
   Effect.map(Effect.acquireRelease(Effect.sync(() => tempDir(prefix)), (t) => Effect.sync(t.remove)), (t) => t.dir)
@@ -95,7 +97,7 @@ const fixture = Effect.gen(function*() {
 const live = <A, E>(name: string, body: () => Effect.Effect<A, E, Differ.Differ | ContentStore.ContentStore | Scope.Scope>) =>
   it.scopedLive(name, () => body().pipe(Effect.provide(services)))
 
-describe("Differ.layerWalking", () => {
+describe("WalkingDiffer.layer", () => {
   live("writes the changes in path order, parents once, whiteouts, links, PAX names", () =>
     Effect.gen(function*() {
       const { long, lower, upper } = yield* fixture

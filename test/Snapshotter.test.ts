@@ -13,6 +13,7 @@ import * as Metadata from "../src/Metadata.js"
 import { hasGnuCp, removeTree } from "../src/snapshot/tree.js"
 import * as Snapshotter from "../src/Snapshotter.js"
 import { dirOf, snapshotterSuite } from "./conformance/snapshotter.js"
+import * as NativeSnapshotter from "../src/NativeSnapshotter.js"
 
 const tempRoot = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(NodePath.join(os.tmpdir(), "blobchain-snapshots-"))),
@@ -20,7 +21,7 @@ const tempRoot = Effect.acquireRelease(
 )
 
 const native = (root: string, copy: "auto" | "cp" | "walk" = "auto") =>
-  Snapshotter.layerNative({ root, copy }).pipe(Layer.provide(Metadata.layer({ root })))
+  NativeSnapshotter.layer({ root, copy }).pipe(Layer.provide(Metadata.layer({ root })))
 
 const fresh = (copy: "auto" | "cp" | "walk") => Layer.unwrapScoped(Effect.map(tempRoot, (root) => native(root, copy)))
 
@@ -29,7 +30,7 @@ if (hasGnuCp()) snapshotterSuite("layerNative (GNU cp)", fresh("cp"))
 snapshotterSuite("layerNative (Node walk)", fresh("walk"), { timeResolutionNs: 1000n })
 
 
-describe("Snapshotter.layerNative", () => {
+describe("NativeSnapshotter.layer", () => {
   it.scopedLive("hostile keys write nothing outside root/snapshots", () =>
     Effect.gen(function*() {
       const outer = yield* tempRoot
@@ -126,7 +127,7 @@ describe("Snapshotter.layerNative", () => {
     }))
 })
 
-describe("Snapshotter.layerNative, prepared replaceOnly", () => {
+describe("NativeSnapshotter.layer, prepared replaceOnly", () => {
   const inodes = (dir: string) =>
     new Map(listing(dir).map((p) => [p, fs.lstatSync(NodePath.join(dir, p))] as const))
 

@@ -18,6 +18,9 @@ import * as Oci from "../src/Oci.js"
 import * as Snapshotter from "../src/Snapshotter.js"
 import { removeTree, removeTreeInSteps } from "../src/snapshot/tree.js"
 import { scratch } from "./support/scratch.js"
+import * as TarApplier from "../src/TarApplier.js"
+import * as NativeSnapshotter from "../src/NativeSnapshotter.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
 const depth = 4000
 const work = scratch("deep")
@@ -29,7 +32,7 @@ afterAll(() => {
   removeTree(work.dir)
 })
 
-const services = Applier.layerDefault.pipe(Layer.provideMerge(ContentStore.layerMemory))
+const services = TarApplier.layer.pipe(Layer.provideMerge(MemoryContentStore.layer))
 
 /**
  * A file at the bottom of `a/a/…/a`, `depth` directories deep; with `dirs`, every directory an
@@ -118,7 +121,7 @@ describe("deep trees", () => {
 })
 
 describe("the native snapshotter's trash", () => {
-  const native = (root: string) => Snapshotter.layerNative({ root }).pipe(Layer.provide(Metadata.layer({ root })))
+  const native = (root: string) => NativeSnapshotter.layer({ root }).pipe(Layer.provide(Metadata.layer({ root })))
   const open = (root: string) => Effect.gen(function*() {
     const s = yield* Snapshotter.Snapshotter
     return yield* s.walk

@@ -15,8 +15,10 @@ import * as Xattr from "../src/internal/xattr.js"
 import * as Mount from "../src/Mount.js"
 import * as Oci from "../src/Oci.js"
 import { tempDir } from "./support/trees.js"
+import * as TarApplier from "../src/TarApplier.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
-const services = Applier.layerDefault.pipe(Layer.provideMerge(ContentStore.layerMemory))
+const services = TarApplier.layer.pipe(Layer.provideMerge(MemoryContentStore.layer))
 
 const temp = Effect.map(
   Effect.acquireRelease(Effect.sync(() => tempDir("xattrs")), (t) => Effect.sync(t.remove)),

@@ -14,13 +14,14 @@ import * as Digest from "../src/Digest.js"
 import * as Metadata from "../src/Metadata.js"
 import { type Launcher, prepare, start } from "./fixtures/child.js"
 import { crashContent, crashContents } from "./fixtures/content-writer.js"
+import * as LocalContentStore from "../src/LocalContentStore.js"
 
 const tempRoot = Effect.acquireRelease(
   Effect.sync(() => NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "blobchain-crash-"))),
   (root) => Effect.sync(() => NodeFs.rmSync(root, { recursive: true, force: true }))
 )
 
-const localAt = (root: string) => ContentStore.layerLocal({ root }).pipe(Layer.provideMerge(Metadata.layer({ root })))
+const localAt = (root: string) => LocalContentStore.layer({ root }).pipe(Layer.provideMerge(Metadata.layer({ root })))
 
 /** A small seeded generator, so a failing run can be replayed from the seed it prints. */
 const random = (seed: number) => {

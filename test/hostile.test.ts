@@ -14,8 +14,10 @@ import * as Oci from "../src/Oci.js"
 import { hostileLayers } from "./support/hostileLayers.js"
 import { file, tarOf } from "./support/rawTar.js"
 import { manifest, tempDir } from "./support/trees.js"
+import * as TarApplier from "../src/TarApplier.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
-const services = Applier.layerDefault.pipe(Layer.provideMerge(ContentStore.layerMemory))
+const services = TarApplier.layer.pipe(Layer.provideMerge(MemoryContentStore.layer))
 
 const applyHostile = (gzip: boolean) =>
   Effect.gen(function*() {

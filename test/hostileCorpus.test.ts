@@ -16,8 +16,10 @@ import { removeTree } from "../src/snapshot/tree.js"
 import { caseArb, escapes, type HostileCase, hostState, makeCanary, materializeBefore, namedCases } from "./support/hostileCorpus.js"
 import { pack, tarOf } from "./support/rawTar.js"
 import { scratch } from "./support/scratch.js"
+import * as TarApplier from "../src/TarApplier.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
-const services = Applier.layerDefault.pipe(Layer.provideMerge(ContentStore.layerMemory))
+const services = TarApplier.layer.pipe(Layer.provideMerge(MemoryContentStore.layer))
 const work = scratch("corpus")
 const out = path.join(work.dir, "outside")
 beforeAll(() => makeCanary(out))

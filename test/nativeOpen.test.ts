@@ -10,13 +10,14 @@ import * as path from "node:path"
 import * as Metadata from "../src/Metadata.js"
 import * as Snapshotter from "../src/Snapshotter.js"
 import { scratch } from "./support/scratch.js"
+import * as NativeSnapshotter from "../src/NativeSnapshotter.js"
 
 const work = scratch("native-open")
 afterAll(() => work.remove())
 
 const open = (root: string) =>
   Effect.flatMap(Snapshotter.Snapshotter, (s) => s.walk).pipe(
-    Effect.provide(Snapshotter.layerNative({ root }).pipe(Layer.provide(Metadata.layer({ root }))))
+    Effect.provide(NativeSnapshotter.layer({ root }).pipe(Layer.provide(Metadata.layer({ root }))))
   )
 
 describe("opening the native snapshotter", () => {

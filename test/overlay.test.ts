@@ -18,6 +18,8 @@ import { removeTree } from "../src/snapshot/tree.js"
 import * as Snapshotter from "../src/Snapshotter.js"
 import { snapshotterSuite } from "./conformance/snapshotter.js"
 import { applyOps, cloneSpec, listing, manifest, materialize, opArb, type Spec } from "./support/trees.js"
+import * as OverlaySnapshotter from "../src/OverlaySnapshotter.js"
+import * as NativeSnapshotter from "../src/NativeSnapshotter.js"
 
 const isRoot = process.getuid?.() === 0
 
@@ -26,7 +28,7 @@ const tempRoot = Effect.acquireRelease(
   (dir) => Effect.sync(() => removeTree(dir))
 )
 
-const overlay = (root: string) => Snapshotter.layerOverlay({ root }).pipe(Layer.provide(Metadata.layer({ root })))
+const overlay = (root: string) => OverlaySnapshotter.layer({ root }).pipe(Layer.provide(Metadata.layer({ root })))
 
 const withOverlay = <A, E>(effect: (root: string) => Effect.Effect<A, E, Snapshotter.Snapshotter>) =>
   Effect.flatMap(tempRoot, (root) => effect(root).pipe(Effect.provide(overlay(root))))
@@ -139,7 +141,7 @@ const upperDirOf = (mounts: ReadonlyArray<MountData>): string => {
 const nanoTouch = (path: string, ns: bigint) =>
   execFileSync("touch", ["-h", "-m", "-d", `@${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, "0")}`, path])
 
-describe("Snapshotter.layerOverlay", () => {
+describe("OverlaySnapshotter.layer", () => {
   it.scopedLive("mounts in containerd's form: upper over the ancestors nearest first, views and committed read-only", () =>
     withOverlay((root) =>
       Effect.gen(function*() {
@@ -215,7 +217,7 @@ describe("Snapshotter.layerOverlay", () => {
         const s = yield* Snapshotter.Snapshotter
         yield* s.prepare("n", undefined, { labels: { k: "v" } })
         yield* s.commit("n@1", "n")
-      }).pipe(Effect.provide(Snapshotter.layerNative({ root }).pipe(Layer.provide(Metadata.layer({ root })))))
+      }).pipe(Effect.provide(NativeSnapshotter.layer({ root }).pipe(Layer.provide(Metadata.layer({ root })))))
       const infos = yield* Effect.flatMap(Snapshotter.Snapshotter, (s) => s.walk).pipe(Effect.provide(overlay(root)))
       expect(infos.map((i) => [i.key, i.kind, i.labels])).toEqual([["n@1", "committed", { k: "v" }]])
     }))

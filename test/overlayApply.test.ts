@@ -25,13 +25,17 @@ import { dir, file, hardlink, type RawEntry, symlink, tarOf } from "./support/ra
 import { layers } from "./support/overlayLayers.js"
 import { scratch } from "./support/scratch.js"
 import { manifest } from "./support/trees.js"
+import * as TarApplier from "../src/TarApplier.js"
+import * as WalkingDiffer from "../src/WalkingDiffer.js"
+import * as OverlaySnapshotter from "../src/OverlaySnapshotter.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
 const isRoot = process.getuid?.() === 0
 const work = scratch("overlay-apply")
 afterAll(() => removeTree(work.dir))
 
-const services = Layer.mergeAll(Applier.layerDefault, Differ.layerWalking).pipe(Layer.provideMerge(ContentStore.layerMemory))
-const overlaySnapshotter = (root: string) => Snapshotter.layerOverlay({ root }).pipe(Layer.provide(Metadata.layer({ root })))
+const services = Layer.mergeAll(TarApplier.layer, WalkingDiffer.layer).pipe(Layer.provideMerge(MemoryContentStore.layer))
+const overlaySnapshotter = (root: string) => OverlaySnapshotter.layer({ root }).pipe(Layer.provide(Metadata.layer({ root })))
 
 let blobs = 0
 const applyEntries = (entries: ReadonlyArray<RawEntry>, mounts: ReadonlyArray<Mount.Mount>) =>

@@ -18,6 +18,8 @@ import { file, tarOf } from "./support/rawTar.js"
 import { layers } from "./support/overlayLayers.js"
 import { scratch, write } from "./support/scratch.js"
 import { blobchain, run } from "./support/tools.js"
+import * as TarApplier from "../src/TarApplier.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
 const work = scratch("overlay-base")
 afterAll(() => removeTree(work.dir))
@@ -57,7 +59,7 @@ const sourceOn = (count: number) =>
     write(tree, "srv/app/main.js", "console.log('app')\n")
     fs.rmSync(NodePath.join(tree, "etc", "passwd"))
     return tree
-  }).pipe(Effect.provide(Applier.layerDefault.pipe(Layer.provideMerge(ContentStore.layerMemory))))
+  }).pipe(Effect.provide(TarApplier.layer.pipe(Layer.provideMerge(MemoryContentStore.layer))))
 
 /** The image's layers (diffID and blob), and the names in its top layer. */
 const build = async (snapshotter: string, base: string, source: string) => {

@@ -17,6 +17,7 @@ import { removeTree } from "../src/snapshot/tree.js"
 import * as Snapshotter from "../src/Snapshotter.js"
 import { diffId, treeOf } from "./support/layers.js"
 import { applyOps, cloneSpec, listing, materialize, opArb, type Spec } from "./support/trees.js"
+import * as OverlaySnapshotter from "../src/OverlaySnapshotter.js"
 
 const isRoot = process.getuid?.() === 0
 
@@ -28,7 +29,7 @@ const tempRoot = Effect.acquireRelease(
 const withOverlay = <A, E>(effect: (root: string) => Effect.Effect<A, E, Snapshotter.Snapshotter>) =>
   Effect.flatMap(tempRoot, (root) =>
     effect(root).pipe(
-      Effect.provide(Snapshotter.layerOverlay({ root }).pipe(Layer.provide(Metadata.layer({ root }))))
+      Effect.provide(OverlaySnapshotter.layer({ root }).pipe(Layer.provide(Metadata.layer({ root }))))
     ))
 
 

@@ -13,9 +13,12 @@ import * as Mount from "../src/Mount.js"
 import * as Oci from "../src/Oci.js"
 import { changedNames, fingerprintOf } from "../src/snapshot/fingerprint.js"
 import { applyOps, cloneSpec, manifest, materialize, pairArb, tempDir } from "./support/trees.js"
+import * as TarApplier from "../src/TarApplier.js"
+import * as WalkingDiffer from "../src/WalkingDiffer.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
-const services = Layer.mergeAll(Differ.layerWalking, Applier.layerDefault).pipe(
-  Layer.provideMerge(ContentStore.layerMemory)
+const services = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer).pipe(
+  Layer.provideMerge(MemoryContentStore.layer)
 )
 
 const roundTrip = (

@@ -12,8 +12,10 @@ import { archiveImage, tarSource } from "../src/image/source.js"
 import * as Mount from "../src/Mount.js"
 import * as Oci from "../src/Oci.js"
 import { tempDir } from "./support/trees.js"
+import * as TarApplier from "../src/TarApplier.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
-const services = Applier.layerDefault.pipe(Layer.provideMerge(ContentStore.layerMemory))
+const services = TarApplier.layer.pipe(Layer.provideMerge(MemoryContentStore.layer))
 
 // ---- raw tar bytes, by hand ----
 
