@@ -2,10 +2,8 @@
  * The blob mapping: ref id → diff pair, remembered across runs. Look-ups go through a
  * RequestResolver so a whole chain is one batched request. Backends live in `blobmap/`.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import { Array, Context, Effect, Layer, Option, Request, RequestResolver, Schema } from "effect"
 import type { NonEmptyArray, NonEmptyReadonlyArray } from "effect/Array"
-import * as SqlBackend from "./blobmap/sql.js"
 import { DiffPair } from "./DiffPair.js"
 
 /** The mapping could not be read or written. */
@@ -92,16 +90,4 @@ export const layerBackend = (backend: Backend): Layer.Layer<BlobMapper> => Layer
 /** A blob mapper in memory, empty at start. */
 export const layerMemory: Layer.Layer<BlobMapper> = Layer.sync(BlobMapper, () => make(memoryBackend()))
 
-/**
- * A backend on the SqlClient in context (SQLite, PostgreSQL, …): one `SELECT … IN (…)` per
- * batch of look-ups. Its table is created when missing.
- */
-export const sqlBackend: Effect.Effect<Backend, BlobMapperError, SqlClient.SqlClient> = Effect.suspend(
-  () => SqlBackend.make
-)
 
-/** A blob mapper in the `blob_mappings` table of the SqlClient in context. */
-export const layerSql: Layer.Layer<BlobMapper, BlobMapperError, SqlClient.SqlClient> = Layer.effect(
-  BlobMapper,
-  Effect.map(sqlBackend, make)
-)

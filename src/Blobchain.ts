@@ -22,6 +22,8 @@ import * as OverlaySnapshotter from "./OverlaySnapshotter.js"
 import * as NativeSnapshotter from "./NativeSnapshotter.js"
 import * as MemoryContentStore from "./MemoryContentStore.js"
 import * as LocalContentStore from "./LocalContentStore.js"
+import * as SqlContentIndex from "./SqlContentIndex.js"
+import * as SqlBlobMapper from "./SqlBlobMapper.js"
 
 /** The state directory cannot be used (it is a file, or not writable, or cannot be created). */
 export class StateDirectoryError extends Schema.TaggedError<StateDirectoryError>()("StateDirectoryError", {
@@ -103,8 +105,8 @@ export const layerLocal = (
       const storage = Layer.mergeAll(
         LocalContentStore.layer({ root: where.content }),
         kind === "overlay" ? OverlaySnapshotter.layer({ root: where.overlay }) : NativeSnapshotter.layer({ root: where.snapshots }),
-        BlobMapper.layerSql,
-        ContentIndex.layerSql
+        SqlBlobMapper.layer,
+        SqlContentIndex.layer
       ).pipe(Layer.provideMerge(Metadata.layer({ root })))
       const work = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer, RefManager.layer).pipe(
         Layer.provideMerge(storage)

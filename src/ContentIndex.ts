@@ -3,11 +3,9 @@
  * so a file whose key still matches need not be read again. One record per (dev, ino): the index
  * is bounded by the number of inodes ever seen, and a file's new record replaces its old one.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import { Array as Arr, Context, Effect, Layer, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import type * as fs from "node:fs"
-import * as SqlBackend from "./contentIndex/sql.js"
 import * as Digest from "./Digest.js"
 
 /** What identifies a file's contents without reading it (git's index key). */
@@ -89,7 +87,7 @@ export interface Backend<E = never> {
 
 const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
-const failure = (op: ContentIndexError["op"]) => (cause: unknown) =>
+export const failure = (op: ContentIndexError["op"]) => (cause: unknown) =>
   new ContentIndexError({ op, reason: reasonOf(cause), cause })
 
 /** The first record whose digest is not a digest, as a failure. */
@@ -148,11 +146,3 @@ export const memoryBackend = (map: Map<string, IndexRecord> = new Map()): Backen
 /** A content index in memory, empty at start. */
 export const layerMemory: Layer.Layer<ContentIndex> = Layer.sync(ContentIndex, () => make(memoryBackend()))
 
-/**
- * A content index in the `content_index` table of the SqlClient in context (SQLite,
- * PostgreSQL, …), created when missing.
- */
-export const layerSql: Layer.Layer<ContentIndex, ContentIndexError, SqlClient.SqlClient> = Layer.effect(
-  ContentIndex,
-  SqlBackend.make.pipe(Effect.mapError(failure("open")), Effect.map(make))
-)

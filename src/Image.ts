@@ -12,38 +12,12 @@ import type { ImmutableRef } from "./RefManager.js"
 import * as DockerArchive from "./image/dockerArchive.js"
 import * as Inspect from "./image/inspect.js"
 import * as Load from "./image/load.js"
+import { Image, InvalidImage } from "./image/model.js"
+import type { WriteOptions } from "./image/model.js"
 import * as OciLayout from "./image/ociLayout.js"
 import { sniff } from "./diff/compress.js"
 
-/** Writing or reading an image on disk failed; names the path and the step. */
-export class ImageError extends Schema.TaggedError<ImageError>()("ImageError", {
-  path: Schema.String,
-  step: Schema.String,
-  reason: Schema.String,
-  cause: Schema.optional(Schema.Defect)
-}) {
-  override get message() {
-    return `${this.step} ${this.path}: ${this.reason}`
-  }
-}
-
-/** An image on disk is not what it claims to be (a digest or diffID that does not match, a missing blob). */
-export class InvalidImage extends Schema.TaggedError<InvalidImage>()("InvalidImage", {
-  path: Schema.String,
-  reason: Schema.String
-}) {
-  override get message() {
-    return `invalid image ${this.path}: ${this.reason}`
-  }
-}
-
-/** The image an export made: every descriptor, and the config it wrote. */
-export class Image extends Schema.Class<Image>("Image")({
-  manifest: Oci.Descriptor,
-  config: Oci.Descriptor,
-  layers: Schema.Array(Oci.Descriptor),
-  imageConfig: Oci.ImageConfig
-}) {}
+export * from "./image/model.js"
 
 /** What to put in the image besides its layers. */
 export interface ExportOptions extends Blobs.GetDiffPairsOptions {
@@ -143,14 +117,6 @@ export {
   exportImage as export
 }
 
-/** Options of the on-disk writers. */
-export interface WriteOptions {
-  /** The image's name: the OCI layout's `ref.name`, the docker archive's repo tag. */
-  readonly tag?: string
-  /** A local content store's root: blobs are hard-linked from it when on the same filesystem. */
-  readonly linkFrom?: string
-}
-
 /** Write `image` into the OCI image layout directory `dir` (created or updated; other images kept). */
 export const writeOciLayout = (image: Image, dir: string, options: WriteOptions = {}) =>
   OciLayout.write(image, dir, options).pipe(Effect.withSpan("Image.writeOciLayout", { attributes: { dir } }))
@@ -165,12 +131,6 @@ export const inspect = (path: string, options: { readonly tag?: string } = {}) =
 
 /** What {@link inspect} found. */
 export type Inspection = Inspect.Inspection
-
-/** The docker repo tag for a name: `name:latest` when it has no tag. */
-export const dockerTag = (name: string): string => {
-  const slash = name.lastIndexOf("/")
-  return name.slice(slash + 1).includes(":") ? name : `${name}:latest`
-}
 
 /** Load an image from an OCI layout directory or a docker archive into the content store, verifying every blob. */
 export const load = (path: string, options: { readonly tag?: string; readonly platform?: Oci.Platform } = {}) =>

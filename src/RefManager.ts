@@ -6,7 +6,7 @@ import { Context, Effect, Layer, Option, Schema } from "effect"
 import type * as Scope from "effect/Scope"
 import type { ChangedNames } from "./Differ.js"
 import type { Mount } from "./Mount.js"
-import type { InvalidSource } from "./Source.js"
+import type { InvalidSource } from "./InvalidSource.js"
 import { type SnapshotError, type SnapshotInfo, Snapshotter, type SnapshotterError } from "./Snapshotter.js"
 
 /** No committed snapshot with this id. */

@@ -5,7 +5,7 @@
  * so a tree that changed while it was read is refused and nothing is recorded. A directory over
  * the previous one knows, from the two prints, the only names at which they can differ.
  */
-import { Effect, Option, Schema } from "effect"
+import { Effect, Option } from "effect"
 import { execFile } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -21,16 +21,9 @@ import { digestOffThread, fingerprintOffThread } from "./snapshot/printThread.js
 import type { ContentIndexError, ContentIndexService } from "./ContentIndex.js"
 import * as Put from "./snapshot/put.js"
 import * as Tree from "./snapshot/tree.js"
+import { InvalidSource } from "./InvalidSource.js"
 
-/** A source directory is unusable: missing, not a directory, unreadable, or changed while it was read. */
-export class InvalidSource extends Schema.TaggedError<InvalidSource>()("InvalidSource", {
-  path: Schema.String,
-  reason: Schema.String
-}) {
-  override get message() {
-    return `${this.path}: ${this.reason}`
-  }
-}
+export { InvalidSource }
 
 /** Label on a ref (or snapshot) made from a directory: the directory it came from. */
 export const LabelSource = "blobchain.io/source"

@@ -14,6 +14,7 @@ import * as NodePath from "node:path"
 import * as BlobMapper from "../src/BlobMapper.js"
 import * as Metadata from "../src/Metadata.js"
 import { blobMapperSuite, pairOf } from "./conformance/blobMapper.js"
+import * as SqlBlobMapper from "../src/SqlBlobMapper.js"
 
 const tempRoot = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(NodePath.join(os.tmpdir(), "blobchain-blobmap-"))),
@@ -31,20 +32,20 @@ blobMapperSuite(
 
 blobMapperSuite(
   "layerSql (SQLite state directory)",
-  Layer.unwrapScoped(Effect.map(tempRoot, (root) => BlobMapper.layerSql.pipe(Layer.provide(stateDir(root))))),
+  Layer.unwrapScoped(Effect.map(tempRoot, (root) => SqlBlobMapper.layer.pipe(Layer.provide(stateDir(root))))),
   Effect.gen(function*() {
     const root = yield* tempRoot
     const db = yield* Layer.build(stateDir(root))
-    return yield* BlobMapper.sqlBackend.pipe(Effect.provide(db))
+    return yield* SqlBlobMapper.backend.pipe(Effect.provide(db))
   })
 )
 
 blobMapperSuite(
   "layerSql (plain SQLite client, no migrations)",
-  BlobMapper.layerSql.pipe(Layer.provide(memoryDb())),
+  SqlBlobMapper.layer.pipe(Layer.provide(memoryDb())),
   Effect.gen(function*() {
     const db = yield* Layer.build(memoryDb())
-    return yield* BlobMapper.sqlBackend.pipe(Effect.provide(db))
+    return yield* SqlBlobMapper.backend.pipe(Effect.provide(db))
   })
 )
 
@@ -63,7 +64,7 @@ const child = (args: ReadonlyArray<string>) =>
     return Effect.sync(() => proc.kill())
   })
 
-describe("BlobMapper.layerSql", () => {
+describe("SqlBlobMapper.layer", () => {
   it.effect("a batch of gets is one SELECT … IN (…); big batches are chunked", () =>
     Effect.gen(function*() {
       const m = yield* BlobMapper.BlobMapper
@@ -81,12 +82,12 @@ describe("BlobMapper.layerSql", () => {
       const [many, manyStatements] = yield* recordingStatements(m.getMany(keys))
       expect(many.filter(Option.isSome)).toHaveLength(30)
       expect(selects(manyStatements).map((s) => s.params)).toEqual([500, 500, 234])
-    }).pipe(Effect.provide(BlobMapper.layerSql.pipe(Layer.provide(memoryDb())))))
+    }).pipe(Effect.provide(SqlBlobMapper.layer.pipe(Layer.provide(memoryDb())))))
 
   it.scoped("mappings survive closing and reopening the state directory's database", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot
-      const layer = BlobMapper.layerSql.pipe(Layer.provide(stateDir(root)))
+      const layer = SqlBlobMapper.layer.pipe(Layer.provide(stateDir(root)))
       yield* Effect.gen(function*() {
         const m = yield* BlobMapper.BlobMapper
         yield* m.set("kept", pairOf("kept"))
@@ -103,7 +104,7 @@ describe("BlobMapper.layerSql", () => {
   it.scopedLive("a second process sees this process's mappings and this one sees its writes", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot
-      const db = yield* Layer.build(BlobMapper.layerSql.pipe(Layer.provide(stateDir(root))))
+      const db = yield* Layer.build(SqlBlobMapper.layer.pipe(Layer.provide(stateDir(root))))
       const m = Layer.succeedContext(db)
       yield* BlobMapper.BlobMapper.pipe(Effect.flatMap((s) => s.set("from-parent", pairOf("p"))), Effect.provide(m))
       const out = yield* child([NodePath.join(root, Metadata.filename), "get", "from-parent", "nothing", "set", "from-child=c"])
@@ -121,12 +122,12 @@ describe("BlobMapper.layerSql", () => {
       expect(yield* m.getMany(["bad"])).toEqual([Option.none()])
       yield* m.set("bad", pairOf("fixed"))
       expect(yield* m.get("bad")).toEqual(Option.some(pairOf("fixed")))
-    }).pipe(Effect.provide(BlobMapper.layerSql.pipe(Layer.provideMerge(memoryDb())))))
+    }).pipe(Effect.provide(SqlBlobMapper.layer.pipe(Layer.provideMerge(memoryDb())))))
 
   it.effect("building the layer again on a database that has the table keeps its rows", () =>
     Effect.gen(function*() {
       const db = yield* Layer.build(memoryDb())
-      const once = BlobMapper.layerSql.pipe(Layer.provide(Layer.succeedContext(db)))
+      const once = SqlBlobMapper.layer.pipe(Layer.provide(Layer.succeedContext(db)))
       yield* BlobMapper.BlobMapper.pipe(Effect.flatMap((m) => m.set("x", pairOf(1))), Effect.provide(once))
       const got = yield* BlobMapper.BlobMapper.pipe(Effect.flatMap((m) => m.get("x")), Effect.provide(once))
       expect(got).toEqual(Option.some(pairOf(1)))

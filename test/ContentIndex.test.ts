@@ -13,6 +13,7 @@ import * as NodePath from "node:path"
 import * as ContentIndex from "../src/ContentIndex.js"
 import * as Metadata from "../src/Metadata.js"
 import { contentIndexSuite, digestOf, keyOf, recordOf } from "./conformance/contentIndex.js"
+import * as SqlContentIndex from "../src/SqlContentIndex.js"
 
 const tempRoot = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(NodePath.join(os.tmpdir(), "blobchain-content-index-"))),
@@ -21,7 +22,7 @@ const tempRoot = Effect.acquireRelease(
 
 const stateDir = (root: string) => Metadata.layer({ root })
 const fileDb = (root: string) => SqliteClient.layer({ filename: NodePath.join(root, "index.db") })
-const sqlOn = (root: string) => ContentIndex.layerSql.pipe(Layer.provideMerge(stateDir(root)))
+const sqlOn = (root: string) => SqlContentIndex.layer.pipe(Layer.provideMerge(stateDir(root)))
 
 const second = 1_000_000_000n
 
@@ -73,11 +74,11 @@ contentIndexSuite("layerMemory", ContentIndex.layerMemory)
 // of a state directory's time, which counts at a fresh database per run)
 contentIndexSuite(
   "layerSql (SQLite file)",
-  Layer.unwrapScoped(Effect.map(tempRoot, (root) => ContentIndex.layerSql.pipe(Layer.provide(fileDb(root)))))
+  Layer.unwrapScoped(Effect.map(tempRoot, (root) => SqlContentIndex.layer.pipe(Layer.provide(fileDb(root)))))
 )
 
 
-describe("ContentIndex.layerSql", () => {
+describe("SqlContentIndex.layer", () => {
   it.scoped("a lookup is one SELECT per chunk of 500 files; a record one INSERT per 160 rows", () =>
     Effect.gen(function*() {
       const root = yield* tempRoot
@@ -153,7 +154,7 @@ describe("ContentIndex.layerSql", () => {
     Effect.gen(function*() {
       const root = yield* tempRoot
       const db = yield* Layer.build(stateDir(root))
-      const once = ContentIndex.layerSql.pipe(Layer.provide(Layer.succeedContext(db)))
+      const once = SqlContentIndex.layer.pipe(Layer.provide(Layer.succeedContext(db)))
       const record = recordOf(keyOf(1), digestOf(1))
       yield* ContentIndex.ContentIndex.pipe(Effect.flatMap((ix) => ix.record([record])), Effect.provide(once))
       const got = yield* ContentIndex.ContentIndex.pipe(Effect.flatMap((ix) => ix.lookup([record.key])), Effect.provide(once))

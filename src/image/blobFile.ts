@@ -7,7 +7,7 @@ import * as fs from "node:fs/promises"
 import * as NodePath from "node:path"
 import { ContentStore } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
-import { ImageError } from "../Image.js"
+import { ImageError } from "./model.js"
 
 const fail = (path: string, step: string) => (cause: unknown) =>
   new ImageError({ path, step, reason: cause instanceof Error ? cause.message : String(cause), cause })

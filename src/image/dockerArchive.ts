@@ -5,7 +5,7 @@
 import { Effect, Stream } from "effect"
 import * as fs from "node:fs/promises"
 import { ContentStore } from "../ContentStore.js"
-import { dockerTag, type Image, ImageError, type WriteOptions } from "../Image.js"
+import { dockerTag, type Image, ImageError, type WriteOptions } from "./model.js"
 import * as Oci from "../Oci.js"
 import * as Tar from "../diff/tar.js"
 import { blobPath } from "./blobFile.js"

@@ -3,7 +3,7 @@
  * from JSON, a failure told in one line: the document, where in it, and the first problem.
  */
 import { Effect, ParseResult, Schema } from "effect"
-import { InvalidImage } from "../Image.js"
+import { InvalidImage } from "./model.js"
 
 /** A path into a document as written in JavaScript: `manifests[0].digest`. */
 export const documentPath = (path: ReadonlyArray<PropertyKey>): string =>

@@ -6,7 +6,7 @@ import { Effect, Option, Redacted, Schema } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as NodePath from "node:path"
-import { Credentials } from "../Registry.js"
+import { Credentials } from "./model.js"
 
 const AuthEntry = Schema.Struct({
   auth: Schema.optional(Schema.String),

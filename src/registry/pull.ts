@@ -8,8 +8,8 @@ import type { ContentLocked, ContentNotFound, ContentStoreError, DigestMismatch,
 import { ContentStore, readAll, retryWhileLocked, writeBlob } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
 import * as Oci from "../Oci.js"
-import type * as Registry from "../Registry.js"
-import { BlobDigestMismatch, InvalidManifest, labelSource, ManifestUnknown, PlatformNotFound } from "../Registry.js"
+import type * as Registry from "./model.js"
+import { BlobDigestMismatch, InvalidManifest, labelSource, ManifestUnknown, PlatformNotFound } from "./model.js"
 import * as Http from "./http.js"
 
 /** Content-store failures a pull can meet. */

@@ -8,8 +8,8 @@ import type { ContentLocked, ContentNotFound, ContentStoreError } from "../Conte
 import { ContentStore, readAll } from "../ContentStore.js"
 import type * as Digest from "../Digest.js"
 import * as Oci from "../Oci.js"
-import type * as Registry from "../Registry.js"
-import { labelSource, RegistryError } from "../Registry.js"
+import type * as Registry from "./model.js"
+import { labelSource, RegistryError } from "./model.js"
 import * as Http from "./http.js"
 
 /** Content-store failures a push can meet. */

@@ -4,7 +4,7 @@
  */
 import { Effect } from "effect"
 import * as Digest from "../Digest.js"
-import { InvalidReference, Reference } from "../Registry.js"
+import { InvalidReference, Reference } from "./model.js"
 
 const component = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/
 const tagPattern = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/

@@ -7,6 +7,7 @@ import { Effect, Option } from "effect"
 import * as BlobMapper from "../../src/BlobMapper.js"
 import { DiffPair } from "../../src/DiffPair.js"
 import * as Digest from "../../src/Digest.js"
+import * as SqlBlobMapper from "../../src/SqlBlobMapper.js"
 
 // as in the conformance suite, which cannot be imported outside vitest
 const pairOf = (n: string) => new DiffPair({ diffId: Digest.ofBytes(`diff ${n}`), blobsum: Digest.ofBytes(`blob ${n}`) })
@@ -24,7 +25,7 @@ const program = Effect.gen(function*() {
     yield* m.set(key, pairOf(n))
   }
   process.stdout.write(JSON.stringify(got.map((o) => Option.getOrNull(Option.map(o, (p) => [p.diffId, p.blobsum])))))
-}).pipe(Effect.provide(BlobMapper.layerSql), Effect.provide(SqliteClient.layer({ filename })))
+}).pipe(Effect.provide(SqlBlobMapper.layer), Effect.provide(SqliteClient.layer({ filename })))
 
 Effect.runPromise(program).catch((error: unknown) => {
   process.stderr.write(String(error))
