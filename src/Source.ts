@@ -18,7 +18,7 @@ import { type ImmutableRef, MountFailed } from "./RefManager.js"
 import { SnapshotInfo } from "./Snapshotter.js"
 import * as Fingerprint from "./snapshot/fingerprint.js"
 import { digestOffThread, fingerprintOffThread } from "./snapshot/printThread.js"
-import type { ContentIndexError, ContentIndexService } from "./ContentIndex.js"
+import type { ContentIndexService } from "./ContentIndex.js"
 import * as Put from "./snapshot/put.js"
 import * as Tree from "./snapshot/tree.js"
 import { InvalidSource } from "./InvalidSource.js"
@@ -58,19 +58,21 @@ export const print = (dir: string): Effect.Effect<Fingerprint.Print, InvalidSour
  * this thread when no thread can run it.
  */
 export const printOffThread = (dir: string): Effect.Effect<Fingerprint.Print, InvalidSource> =>
-  Effect.tryPromise({ try: () => fingerprintOffThread(dir), catch: (error) => error }).pipe(
-    // a file system error names its path; anything else is the thread's: print here instead
-    Effect.catchAll((error) => error instanceof Error && "path" in error ? Effect.fail(invalidSource(dir)(error)) : print(dir))
-  )
+  offThread(dir, fingerprintOffThread, print(dir))
 
 /** The digest of the print of `dir`, taken on the print thread as {@link printOffThread} takes a print. */
 export const digestOf = (dir: string): Effect.Effect<string, InvalidSource> =>
-  Effect.tryPromise({ try: () => digestOffThread(dir), catch: (error) => error }).pipe(
-    Effect.catchAll((error) =>
-      error instanceof Error && "path" in error
-        ? Effect.fail(invalidSource(dir)(error))
-        : Effect.map(print(dir), (p) => p.digest)
-    )
+  offThread(dir, digestOffThread, Effect.map(print(dir), (p) => p.digest))
+
+// what the print thread answers for `dir`: a file system error names its path; anything else is
+// the thread's, and `here` takes the print on this thread instead
+const offThread = <A>(
+  dir: string,
+  ask: (dir: string) => Promise<A>,
+  here: Effect.Effect<A, InvalidSource>
+): Effect.Effect<A, InvalidSource> =>
+  Effect.tryPromise({ try: () => ask(dir), catch: (error) => error }).pipe(
+    Effect.catchAll((error) => error instanceof Error && "path" in error ? Effect.fail(invalidSource(dir)(error)) : here)
   )
 
 /** A directory printed: where it is and what it held when printed. */
@@ -181,30 +183,25 @@ export const directoryRef = (
 const sameByIndex = (before: Fingerprint.Print, after: Fingerprint.Print, index: ContentIndexService | undefined): Effect.Effect<ReadonlySet<string>> => {
   const same = new Set<string>()
   if (index === undefined) return Effect.succeed(same)
+  const lookUp = (candidates: ReadonlyArray<Fingerprint.Candidate>) =>
+    candidates.length === 0 ? Effect.void : Effect.map(index.lookup(candidates.flatMap((c) => [c.before, c.after])), (digests) =>
+      candidates.forEach((c, i) => {
+        const a = digests[2 * i]
+        if (a !== undefined && a === digests[2 * i + 1]) same.add(c.path)
+      }))
   // in batches: a tree's candidates and their keys at once would be a tree's worth of objects
-  const each = Fingerprint.eachCandidate(before, after)
-  const batch = (): Array<Fingerprint.Candidate> => {
-    const out: Array<Fingerprint.Candidate> = []
-    for (let next = each.next(); !next.done; next = each.next()) {
-      out.push(next.value)
-      if (out.length === candidateBatch) break
+  return Effect.gen(function*() {
+    let batch: Array<Fingerprint.Candidate> = []
+    for (const candidate of Fingerprint.eachCandidate(before, after)) {
+      batch.push(candidate)
+      if (batch.length === candidateBatch) {
+        yield* lookUp(batch)
+        batch = []
+      }
     }
-    return out
-  }
-  const step = (): Effect.Effect<ReadonlySet<string>, ContentIndexError> => {
-    const candidates = batch()
-    if (candidates.length === 0) return Effect.succeed(same)
-    return index.lookup(candidates.flatMap((c) => [c.before, c.after])).pipe(
-      Effect.flatMap((digests) => {
-        candidates.forEach((c, i) => {
-          const a = digests[2 * i]
-          if (a !== undefined && a === digests[2 * i + 1]) same.add(c.path)
-        })
-        return step()
-      })
-    )
-  }
-  return Effect.suspend(step).pipe(
+    yield* lookUp(batch)
+    return same as ReadonlySet<string>
+  }).pipe(
     Effect.catchAll((error) =>
       Effect.as(Effect.logWarning(`content-hash index not read: ${error.message}`), new Set<string>())
     )
