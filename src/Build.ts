@@ -14,7 +14,8 @@ import * as Blobs from "./Blobs.js"
 import { fillNative } from "./snapshot/nativeFill.js"
 import { fillOverlay } from "./snapshot/overlayFill.js"
 import { isRoot } from "./internal/posix.js"
-import * as Tree from "./snapshot/tree.js"
+import { attempt, copyTree, resolveEngine } from "./fs/copy.js"
+import { removeTree } from "./fs/remove.js"
 import * as Source from "./Source.js"
 import { InvalidSource, LabelSource } from "./Source.js"
 
@@ -52,25 +53,10 @@ export interface SourceSnapshot {
 }
 
 const fill = (dir: string, target: string) =>
-  Effect.async<void, SnapshotFillFailed>((resume, signal) => {
-    try {
-      Tree.removeTree(target)
-    } catch (cause) {
-      resume(Effect.fail(new SnapshotFillFailed({ path: dir, reason: String(cause), cause })))
-      return
-    }
-    if (Tree.resolveEngine("auto") === "walk") {
-      try {
-        Tree.copyWithWalk(dir, target)
-        resume(Effect.void)
-      } catch (cause) {
-        resume(Effect.fail(new SnapshotFillFailed({ path: dir, reason: String(cause), cause })))
-      }
-      return
-    }
-    Tree.copyWithCp(dir, target, signal, (error) =>
-      resume(error === undefined ? Effect.void : Effect.fail(new SnapshotFillFailed({ path: dir, reason: error.message, cause: error }))))
-  })
+  attempt(() => removeTree(target)).pipe(
+    Effect.zipRight(copyTree(resolveEngine("auto"), dir, target)),
+    Effect.mapError((error) => new SnapshotFillFailed({ path: dir, reason: error.message, cause: error }))
+  )
 
 /**
  * The committed snapshot holding a copy of `dir` on `parent`, for library users who want one (a

@@ -4,7 +4,7 @@
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import type { ContentLocked, Labels } from "./ContentStore.js"
-import type { CompareRule } from "./diff/contents.js"
+import type { CompareRule } from "./fs/contents.js"
 import type { Mount } from "./Mount.js"
 import type { Compression, Descriptor } from "./Oci.js"
 
@@ -14,7 +14,7 @@ import type { Compression, Descriptor } from "./Oci.js"
  */
 export type ChangedNames = ReadonlyMap<string, ReadonlyArray<string>>
 
-export type { CompareRule } from "./diff/contents.js"
+export type { CompareRule } from "./fs/contents.js"
 
 /** How to write the layer. */
 export interface DiffOptions {

@@ -15,7 +15,7 @@ import * as Load from "./image/load.js"
 import { Image, InvalidImage } from "./image/model.js"
 import type { WriteOptions } from "./image/model.js"
 import * as OciLayout from "./image/ociLayout.js"
-import { sniff } from "./diff/compress.js"
+import { sniff } from "./archive/compress.js"
 
 export * from "./image/model.js"
 

@@ -6,21 +6,21 @@
  * the previous one knows, from the two prints, the only names at which they can differ.
  */
 import { Effect, Option } from "effect"
-import { execFile } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
 import type { ChangedNames } from "./Differ.js"
-import { fromMounts } from "./diff/tree.js"
+import { fromMounts } from "./fs/tree.js"
 import * as Mount from "./Mount.js"
 import { type ImmutableRef, MountFailed } from "./RefManager.js"
 import { SnapshotInfo } from "./Snapshotter.js"
-import * as Fingerprint from "./snapshot/fingerprint.js"
-import { digestOffThread, fingerprintOffThread } from "./snapshot/printThread.js"
+import * as Fingerprint from "./fs/fingerprint.js"
+import { digestOffThread, fingerprintOffThread } from "./fs/printThread.js"
 import type { ContentIndexService } from "./ContentIndex.js"
 import * as Put from "./snapshot/put.js"
-import * as Tree from "./snapshot/tree.js"
+import { removeTreeInSteps } from "./fs/remove.js"
+import { run } from "./internal/process.js"
 import { InvalidSource } from "./InvalidSource.js"
 
 export { InvalidSource }
@@ -221,12 +221,9 @@ export const destination = (dest: string): Effect.Effect<string, InvalidSource> 
 
 /** Copy the contents of `from` into the existing directory `to`, keeping metadata. */
 const copyInto = (from: string, to: string) =>
-  Effect.async<void, MountFailed>((resume, signal) => {
-    execFile("cp", ["-a", "--reflink=auto", "--", `${from}/.`, `${to}/`], { signal, maxBuffer: 1 << 20 }, (error, _out, stderr) =>
-      resume(error === null
-        ? Effect.void
-        : Effect.fail(new MountFailed({ ref: from, reason: stderr.trim() || error.message, cause: error }))))
-  })
+  run("cp", ["-a", "--reflink=auto", "--", `${from}/.`, `${to}/`]).pipe(
+    Effect.mapError((error) => new MountFailed({ ref: from, reason: error.message, cause: error }))
+  )
 
 /**
  * The ref of `parent` with the directory `source` (printed) put at `dest` inside it, merged
@@ -254,7 +251,7 @@ export const putRef = (
         try: () => fs.mkdtempSync(NodePath.join(os.tmpdir(), "blobchain-put-")),
         catch: (cause) => failed(String(cause), cause)
       }),
-      (dir) => Tree.removeTreeInSteps(dir).pipe(Effect.ignore)
+      (dir) => removeTreeInSteps(dir).pipe(Effect.ignore)
     )
     const merged = { root: [staged, ...tree.root], overlay: true }
     const resolved = yield* Effect.try({ try: () => Put.resolve(merged, dest), catch: (cause) => failed(String(cause), cause) })

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck } from "effect"
 import * as zlib from "node:zlib"
-import { crc32Combine } from "../src/diff/crc32.js"
+import { crc32Combine } from "../src/archive/crc32.js"
 
 describe("crc32Combine", () => {
   it.prop(

@@ -10,7 +10,8 @@ import * as NodePath from "node:path"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { fillNative } from "../src/snapshot/nativeFill.js"
-import { copyWithCp, removeTree } from "../src/snapshot/tree.js"
+import { copyWithCp } from "../src/fs/copy.js"
+import { removeTree } from "../src/fs/remove.js"
 import { scratch } from "./support/scratch.js"
 import { blobchain, type CliResult } from "./support/tools.js"
 
@@ -71,9 +72,7 @@ describe.skipIf(!isRoot)("a full disk", () => {
     Effect.gen(function*() {
       const disk = yield* tmpfs("2m")
       const from = source(64, 64 * 1024)
-      const error = yield* Effect.async<Error | undefined>((resume) => {
-        copyWithCp(from, NodePath.join(disk, "copy"), new AbortController().signal, (e) => resume(Effect.succeed(e)))
-      })
+      const error = yield* copyWithCp(from, NodePath.join(disk, "copy")).pipe(Effect.flip)
       expect(error?.message).toMatch(noSpace)
       expect(error?.message).toMatch(/^cp: .*\(and \d+ more\)$/)
       expect(error?.message).not.toContain("\n")

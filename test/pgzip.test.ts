@@ -8,8 +8,8 @@ import { Readable, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import * as zlib from "node:zlib"
 import { Effect, FastCheck } from "effect"
-import { compressor, decompressor } from "../src/diff/compress.js"
-import { gzipChunkSize, parallelGzip } from "../src/diff/pgzip.js"
+import { compressor, decompressor } from "../src/archive/compress.js"
+import { gzipChunkSize, parallelGzip } from "../src/archive/pgzip.js"
 
 // Bytes that are partly text-like, partly random, in stretches of 2^shift bytes: so chunks
 // compress unevenly, and with long stretches some chunks are wholly random (stored as they are).

@@ -3,8 +3,8 @@ import * as crypto from "node:crypto"
 import * as zlib from "node:zlib"
 import { FastCheck } from "effect"
 import { Effect } from "effect"
-import { compressibleAtFirstSight, entropyBlock, isIncompressible, storedBlocks } from "../src/diff/stored.js"
-import { isIncompressibleOffThread } from "../src/diff/storedThread.js"
+import { compressibleAtFirstSight, entropyBlock, isIncompressible, storedBlocks } from "../src/archive/stored.js"
+import { isIncompressibleOffThread } from "../src/archive/storedThread.js"
 
 const MiB = 1 << 20
 

@@ -10,7 +10,7 @@ import { Readable, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { CompressStream, decompress } from "zstd-napi"
 import * as Digest from "../src/Digest.js"
-import { zstdOffThread } from "../src/diff/zstdThread.js"
+import { zstdOffThread } from "../src/archive/zstdThread.js"
 
 const collect = () => {
   const out: Array<Buffer> = []

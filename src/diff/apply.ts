@@ -16,7 +16,7 @@
  * The final file is created with O_EXCL | O_NOFOLLOW after removing whatever was there, so a
  * symlink at the entry's own name is replaced, never followed. The rule assumes nobody else
  * changes the tree during the apply. Directories deeper than PATH_MAX are reached through
- * descriptors ({@link Tree.shortDir}).
+ * descriptors ({@link shortDir}).
  *
  * Onto an overlay, entries are written into the upper directory only. A name is looked up in the
  * upper directory first, then in the lower ones as the overlay readers merge them
@@ -38,7 +38,6 @@
  * A wrong diffID is reported after the whole layer has been applied; the tree is not rolled
  * back (containerd does the same): a caller that sees WrongDiffId must discard the tree.
  */
-import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import { Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
@@ -47,14 +46,16 @@ import { ApplyFailed, type ApplyOptions, UnsafePath, WrongDiffId } from "../Appl
 import { ContentStore } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
 import { isRoot } from "../internal/posix.js"
-import * as Xattr from "../internal/xattr.js"
+import * as Xattr from "../fs/xattr.js"
 import type { Mount } from "../Mount.js"
 import * as Oci from "../Oci.js"
-import * as Tree from "../snapshot/tree.js"
-import { decompressor, sniff } from "./compress.js"
-import { TypeFlag } from "./tar.js"
-import { type Entry, TarFormatError, TarParser } from "./tarReader.js"
-import { children, isWhiteoutDevice, lookup, type Tree as Merged } from "./tree.js"
+import { setTimesNs } from "../fs/copy.js"
+import { removeTree, type ShortDir, shortDir } from "../fs/remove.js"
+import { mknodEach, runSync } from "../internal/process.js"
+import { decompressor, sniff } from "../archive/compress.js"
+import { TypeFlag } from "../archive/tar.js"
+import { type Entry, TarFormatError, TarParser } from "../archive/tarReader.js"
+import { children, isWhiteoutDevice, lookup, type Tree as Merged } from "../fs/tree.js"
 
 const messageOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
@@ -86,8 +87,8 @@ export interface Target {
 interface Level {
   /** Its name in its parent ("" for the root). */
   readonly name: string
-  /** A short path to it (see {@link Tree.shortDir}). */
-  readonly dir: Tree.ShortDir
+  /** A short path to it (see {@link shortDir}). */
+  readonly dir: ShortDir
   /** The lower directories merged into it, highest first, as the overlay readers merge them. */
   readonly lowers: ReadonlyArray<string>
 }
@@ -103,9 +104,6 @@ const noXattrs: ReadonlyArray<Xattr.Xattr> = []
 
 const errorCode = (cause: unknown): string =>
   cause instanceof Error && "code" in cause && typeof cause.code === "string" ? cause.code : "error"
-
-// one process for many whiteouts: a process for each costs more than the work
-const mknodEach = `for p do mknod -- "$p" c 0 0 || exit 1; done`
 
 /** Unpacks entries onto a target; one instance per layer. */
 class Unpacker {
@@ -130,7 +128,7 @@ class Unpacker {
   constructor(target: Target, readonly layer: Digest.Digest) {
     this.isOverlay = target.lowers.length > 0
     this.devices = this.privileged
-    this.chain = [{ name: "", dir: Tree.shortDir(target.root), lowers: target.lowers }]
+    this.chain = [{ name: "", dir: shortDir(target.root), lowers: target.lowers }]
   }
 
   /** The entry being applied, named in errors. */
@@ -205,7 +203,7 @@ class Unpacker {
   }
 
   private level(parent: Level, name: string, path: string): Level {
-    return { name, dir: Tree.shortDir(path), lowers: this.lowersOf(parent, name) }
+    return { name, dir: shortDir(path), lowers: this.lowersOf(parent, name) }
   }
 
   /** The lower directories the readers merge into the upper directory `name` of `parent`. */
@@ -226,9 +224,9 @@ class Unpacker {
     fs.mkdirSync(path, 0o700)
     if (this.privileged) fs.lchownSync(path, Number(below.uid), Number(below.gid))
     fs.chmodSync(path, Number(below.mode & 0o7777n))
-    Tree.setTimesNs(path, below.atimeNs, below.mtimeNs)
+    setTimesNs(path, below.atimeNs, below.mtimeNs)
     // making it moved its parent's times, which the merged view shows
-    Tree.setTimesNs(`${parent.dir.path}/.`, parentStat.atimeNs, parentStat.mtimeNs)
+    setTimesNs(`${parent.dir.path}/.`, parentStat.atimeNs, parentStat.mtimeNs)
   }
 
   /**
@@ -255,7 +253,7 @@ class Unpacker {
       let end = at
       while (end < paths.length && (end === at || length + paths[end]!.length < 64 * 1024)) length += paths[end++]!.length + 1
       try {
-        execFileSync("sh", ["-c", mknodEach, "sh", ...paths.slice(at, end)], { stdio: "pipe" })
+        runSync("sh", ["-c", mknodEach, "sh", ...paths.slice(at, end)])
       } catch (cause) {
         throw this.failed("could not make a whiteout", cause)
       }
@@ -277,7 +275,7 @@ class Unpacker {
   private clear(parent: Level, parts: ReadonlyArray<string>, base: string, existing: fs.BigIntStats | undefined): void {
     if (existing !== undefined) {
       this.forget(parts)
-      Tree.removeTree(`${parent.dir.path}/${base}`)
+      removeTree(`${parent.dir.path}/${base}`)
     }
     if (this.isOverlay && !this.devices) fs.rmSync(`${parent.dir.path}/.wh.${base}`, { force: true })
   }
@@ -451,7 +449,7 @@ class Unpacker {
       if (parent === undefined) return
       const prefix = parentKey === "" ? "" : `${parentKey}/`
       for (const child of fs.readdirSync(parent.dir.path)) {
-        if (!this.written.has(prefix + child)) Tree.removeTree(`${parent.dir.path}/${child}`)
+        if (!this.written.has(prefix + child)) removeTree(`${parent.dir.path}/${child}`)
       }
       if (parent.lowers.length === 0) return
       const hidden = children(overlay, parent.lowers).map((node) => node.name).filter((name) => !this.written.has(prefix + name))
@@ -462,7 +460,7 @@ class Unpacker {
     if (name === "" || name === "." || name === "..") throw this.unsafe("whiteout of no name or of a parent")
     if (parent === undefined) return
     // removing does not follow a symlink at `name`: it removes the link
-    Tree.removeTree(`${parent.dir.path}/${name}`)
+    removeTree(`${parent.dir.path}/${name}`)
     if (parent.lowers.length === 0 || lookup(overlay, parent.lowers, name) === undefined) return
     if (!this.devices) return this.whiteOut(parent.dir.path, [name])
     // consecutive deletions in one directory (the common case) wait to be made in one process
@@ -546,9 +544,9 @@ class Unpacker {
     try {
       if (device) {
         const kind = entry.type === TypeFlag.char ? "c" : "b"
-        execFileSync("mknod", ["--", path, kind, String(entry.devmajor), String(entry.devminor)], { stdio: "pipe" })
+        runSync("mknod", ["--", path, kind, String(entry.devmajor), String(entry.devminor)])
       } else {
-        execFileSync("mkfifo", ["--", path], { stdio: "pipe" })
+        runSync("mkfifo", ["--", path])
       }
     } catch (cause) {
       throw this.failed(`could not create the ${device ? "device node" : "fifo"}`, cause)

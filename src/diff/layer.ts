@@ -9,11 +9,11 @@ import type { IndexRecord, StatKey } from "../ContentIndex.js"
 import type { ChangedNames } from "../Differ.js"
 import type { Hasher } from "../Digest.js"
 import { major, minor } from "../internal/posix.js"
-import * as Xattr from "../internal/xattr.js"
-import { Contents, now } from "./contents.js"
-import { layerChanges, type Walk } from "./overlayChanges.js"
-import * as Tar from "./tar.js"
-import type { Node, Tree } from "./tree.js"
+import * as Xattr from "../fs/xattr.js"
+import { Contents, now } from "../fs/contents.js"
+import { layerChanges, type Walk } from "../fs/overlayChanges.js"
+import * as Tar from "../archive/tar.js"
+import type { Node, Tree } from "../fs/tree.js"
 
 /** Size of the buffers handed downstream. */
 export const chunkSize = 1 << 20

@@ -13,11 +13,11 @@ import * as Digest from "../Digest.js"
 import type { Mount } from "../Mount.js"
 import * as Oci from "../Oci.js"
 import * as Progress from "../Progress.js"
-import { compressor, compressorOffThread, levelProblem } from "./compress.js"
-import * as Xattr from "../internal/xattr.js"
-import { Contents } from "./contents.js"
+import { compressor, compressorOffThread, levelProblem } from "../archive/compress.js"
+import * as Xattr from "../fs/xattr.js"
+import { Contents } from "../fs/contents.js"
 import { BufferPool, chunkSize, LayerFault, layerTar } from "./layer.js"
-import { fromMounts, type Tree } from "./tree.js"
+import { fromMounts, type Tree } from "../fs/tree.js"
 
 interface Written {
   readonly diffId: Digest.Digest

@@ -7,7 +7,7 @@ import * as fs from "node:fs/promises"
 import { ContentStore } from "../ContentStore.js"
 import { dockerTag, type Image, ImageError, type WriteOptions } from "./model.js"
 import * as Oci from "../Oci.js"
-import * as Tar from "../diff/tar.js"
+import * as Tar from "../archive/tar.js"
 import { blobPath } from "./blobFile.js"
 
 const fail = (path: string, step: string) => (cause: unknown) =>

@@ -8,7 +8,7 @@ import { ContentStore, readAll, retryWhileLocked, writeBlob } from "../ContentSt
 import * as Digest from "../Digest.js"
 import { ImageError, InvalidImage } from "./model.js"
 import * as Oci from "../Oci.js"
-import { sniff } from "../diff/compress.js"
+import { sniff } from "../archive/compress.js"
 import { blobPath } from "./blobFile.js"
 import { decode } from "./document.js"
 import { archiveImage, directorySource, io, readBytes, type Source } from "./source.js"

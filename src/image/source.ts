@@ -9,8 +9,8 @@ import * as NodePath from "node:path"
 import * as Digest from "../Digest.js"
 import { dockerTag, ImageError, InvalidImage } from "./model.js"
 import * as Oci from "../Oci.js"
-import { blockSize, padding, TypeFlag } from "../diff/tar.js"
-import { decodeHeader, extend, noExtensions, TarFormatError } from "../diff/tarReader.js"
+import { blockSize, padding, TypeFlag } from "../archive/tar.js"
+import { decodeHeader, extend, noExtensions, TarFormatError } from "../archive/tarReader.js"
 import { decode } from "./document.js"
 
 /** Where an image's files come from: a directory or an uncompressed tar. */

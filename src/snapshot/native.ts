@@ -20,7 +20,9 @@ import {
   SnapshotterError,
   Usage
 } from "../Snapshotter.js"
-import * as Tree from "./tree.js"
+import * as Tree from "../fs/copy.js"
+import { removeTreeInSteps } from "../fs/remove.js"
+import { usage } from "../fs/usage.js"
 import { Millis } from "../internal/millis.js"
 
 /** Where the snapshots live and how trees are copied. */
@@ -79,42 +81,23 @@ export interface Layout {
   readonly usesAncestors: boolean
 }
 
-/** Delete the tree at `path` a few thousand entries at a time (see {@link Tree.removeTreeInSteps}). */
+/** Delete the tree at `path` a few thousand entries at a time (see {@link removeTreeInSteps}). */
 const removeTree = (op: string, key: string, path: string) =>
-  Tree.removeTreeInSteps(path).pipe(
+  removeTreeInSteps(path).pipe(
     Effect.mapError((error) => new SnapshotterError({ op, key, reason: `delete: ${error.message}`, cause: error }))
   )
 
 const copyTree = (engine: Tree.CopyEngine, op: string, key: string, from: string, to: string) =>
-  engine === "walk"
-    ? io(op, key, () => Tree.copyWithWalk(from, to))
-    : Effect.async<void, SnapshotterError>((resume) => {
-      const controller = new AbortController()
-      let exited = false
-      let onExit = () => {}
-      Tree.copyWithCp(from, to, controller.signal, (error) => {
-        exited = true
-        onExit()
-        resume(
-          error === undefined
-            ? Effect.void
-            : Effect.fail(new SnapshotterError({ op, key, reason: `copy: ${error.message}`, cause: error }))
-        )
-      })
-      // on interruption, wait for cp to be gone so the clean-up does not race its last writes
-      return Effect.async<void>((done) => {
-        if (exited) return done(Effect.void)
-        onExit = () => done(Effect.void)
-        controller.abort()
-      })
-    })
+  Tree.copyTree(engine, from, to).pipe(
+    Effect.mapError((error) => new SnapshotterError({ op, key, reason: `copy: ${error.message}`, cause: error }))
+  )
 
 /**
  * The parent's tree shared: its files hard-linked, its directories made anew. Where a link cannot
  * be made (another filesystem, a file's link limit, a protected file), a whole copy instead.
  */
 const linkTree = (engine: Tree.CopyEngine, op: string, key: string, from: string, to: string) =>
-  (engine === "walk" ? Tree.attempt(() => Tree.linkWithWalk(from, to)) : Tree.linkWithCp(from, to)).pipe(
+  Tree.linkTree(engine, from, to).pipe(
     Effect.catchAll((error) =>
       Effect.logDebug(`snapshot ${key}: sharing the parent's files failed (${error.message}); copying them`).pipe(
         Effect.zipRight(removeTree(op, key, to)),
@@ -171,7 +154,7 @@ export const makeWithLayout = (root: string, layout: Layout) =>
     })
     // a leftover that cannot be deleted costs disk space, nothing else: it never stops the open
     yield* Effect.forEach(leftovers, (path) =>
-      Tree.removeTreeInSteps(path).pipe(
+      removeTreeInSteps(path).pipe(
         Effect.catchAll((error) => Effect.logWarning(`could not delete the leftover snapshot tree ${path}: ${error.message}`))
       ), { discard: true })
 
@@ -415,7 +398,7 @@ export const makeWithLayout = (root: string, layout: Layout) =>
       update,
       usage: (key) =>
         get("usage", key).pipe(
-          Effect.flatMap((row) => io("usage", key, () => Tree.usage(fsOf(row.id)))),
+          Effect.flatMap((row) => io("usage", key, () => usage(fsOf(row.id)))),
           Effect.map((u) => new Usage(u)),
           Effect.withSpan("Snapshotter.usage", { attributes: { key } })
         ),

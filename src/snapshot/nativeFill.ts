@@ -6,11 +6,13 @@ import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { Effect } from "effect"
 import { SnapshotterError } from "../Snapshotter.js"
-import { changes } from "../diff/changes.js"
-import type { Tree } from "../diff/tree.js"
+import { changes } from "../fs/changes.js"
+import type { Tree } from "../fs/tree.js"
 import { isRoot, parentOf } from "../internal/posix.js"
 import { settle } from "./overlayFill.js"
-import { inTwoLanes, removeTree, runScript, twoLanes } from "./tree.js"
+import { inTwoLanes, twoLanes } from "../fs/copy.js"
+import { removeTree } from "../fs/remove.js"
+import { runScript } from "../internal/process.js"
 
 // cwd: the source; $1: the snapshot's tree; fds 3 and 4: paths to copy. With $2 (tar's owner
 // option), the directories named on stdin then take the source's owner, mode and nanosecond

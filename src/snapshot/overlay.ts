@@ -8,7 +8,7 @@ import * as NodePath from "node:path"
 import * as Mount from "../Mount.js"
 import { type Kind, SnapshotterError } from "../Snapshotter.js"
 import { io, type Layout, makeWithLayout } from "./native.js"
-import * as Tree from "./tree.js"
+import * as Tree from "../fs/copy.js"
 
 /** Where the snapshots live. */
 export interface OverlayOptions {

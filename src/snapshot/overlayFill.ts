@@ -2,16 +2,16 @@
  * Filling an active overlay snapshot from a directory: only what differs from the layers below
  * is written into its upper directory, so its merged view becomes equal to the directory.
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { Effect } from "effect"
 import type { Mount } from "../Mount.js"
 import { SnapshotterError } from "../Snapshotter.js"
-import { changes } from "../diff/changes.js"
-import { isWhiteoutDevice, lookup, type Tree } from "../diff/tree.js"
+import { changes } from "../fs/changes.js"
+import { isWhiteoutDevice, lookup, type Tree } from "../fs/tree.js"
 import { isRoot, parentOf } from "../internal/posix.js"
-import { ErrorLines, removeTree, runBatched } from "./tree.js"
+import { removeTree } from "../fs/remove.js"
+import { mknodEach, pipeline, runBatched } from "../internal/process.js"
 
 /** The upper directory an active snapshot's mounts write to, and the layers below it (highest first). */
 const writableLayers = (mounts: ReadonlyArray<Mount>): { readonly upper: string; readonly lowers: ReadonlyArray<string> } | string => {
@@ -41,9 +41,6 @@ interface Plan {
 
 const baseOf = (path: string): string => path.slice(path.lastIndexOf("/") + 1)
 
-// one process for many small steps: a process per whiteout costs more than the work
-const mknodEach = `for p do mknod -- "$p" c 0 0 || exit 1; done`
-
 /**
  * Give the directories `dirs` (relative; "" is the root) under `root` the owner, mode and
  * nanosecond times of the same directories under `sourceDir`, in two processes whatever their
@@ -51,36 +48,10 @@ const mknodEach = `for p do mknod -- "$p" c 0 0 || exit 1; done`
  * existing ones, which it does metadata only, the deepest last-written directory first.
  */
 const copyDirectoryMetadata = (sourceDir: string, root: string, dirs: ReadonlyArray<string>): Effect.Effect<void, Error> =>
-  Effect.async<void, Error>((resume, signal) => {
-    const names = dirs.map((dir) => (dir === "" ? "." : dir))
-    const owner = isRoot() ? "--same-owner" : "--no-same-owner"
-    const create = spawn("tar", ["-c", "--format=posix", "--no-recursion", "-C", sourceDir, "--null", "-T", "-"], {
-      signal,
-      stdio: ["pipe", "pipe", "pipe"]
-    })
-    const extract = spawn("tar", ["-x", "-p", owner, "-C", root], { signal, stdio: ["pipe", "ignore", "pipe"] })
-    // one line whatever they print: a full disk makes tar complain once per directory
-    const errors = new ErrorLines()
-    errors.listen(create.stderr)
-    errors.listen(extract.stderr)
-    create.stdout.pipe(extract.stdin)
-    create.stdin.end(names.map((name) => `${name}\0`).join(""))
-    // a process that cannot start, or a pipe broken by the other's failure, ends in its exit code
-    create.on("error", () => undefined)
-    extract.on("error", () => undefined)
-    extract.stdin.on("error", () => undefined)
-    create.stdin.on("error", () => undefined)
-    const exits = [create, extract].map((child) =>
-      new Promise<number | null>((done) => child.on("close", (code) => done(code)))
-    )
-    void Promise.all(exits).then(([created, extracted]) =>
-      resume(
-        created === 0 && extracted === 0
-          ? Effect.void
-          : Effect.fail(new Error(errors.summary(`tar exited with ${created} and ${extracted}`)))
-      )
-    )
-  })
+  pipeline([
+    { command: "tar", args: ["-c", "--format=posix", "--no-recursion", "-C", sourceDir, "--null", "-T", "-"] },
+    { command: "tar", args: ["-x", "-p", isRoot() ? "--same-owner" : "--no-same-owner", "-C", root] }
+  ], { input: dirs.map((dir) => `${dir === "" ? "." : dir}\0`).join("") })
 
 /**
  * The last step of a fill: join hard-link groups that `cp` runs split, then give every

@@ -3,9 +3,9 @@
  * is resolved in the merged tree as if it were `/`, and the directories on its path are made in
  * a directory of the put's own (see Source.putRef), without following any symlink the tree holds.
  */
-import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
-import { lookup, type Node, type Tree } from "../diff/tree.js"
+import { setTimesNs } from "../fs/copy.js"
+import { lookup, type Node, type Tree } from "../fs/tree.js"
 
 /** Symlinks followed while resolving one path, as Linux allows (`ELOOP` past it). */
 const maxLinks = 40
@@ -97,19 +97,12 @@ export const makeDirectories = (tree: Tree, parts: ReadonlyArray<string>) => {
 
 /** Put back the times of directories that only gained names. */
 export const restoreTimes = (times: ReadonlyArray<{ readonly path: string; readonly stat: fs.BigIntStats }>): void => {
-  for (const { path, stat } of [...times].reverse()) setTimes(path, stat)
+  for (const { path, stat } of [...times].reverse()) setTimesNs(path, stat.atimeNs, stat.mtimeNs)
 }
 
 const copyMetadata = (stat: fs.BigIntStats, path: string): void => {
   if (process.getuid?.() === 0) fs.lchownSync(path, Number(stat.uid), Number(stat.gid))
   fs.chmodSync(path, Number(stat.mode & 0o7777n))
-  setTimes(path, stat)
+  setTimesNs(path, stat.atimeNs, stat.mtimeNs)
 }
 
-// Node's utimes takes seconds as a double, which keeps microseconds at best; a layer compares
-// mtimes to the nanosecond, so the times are set by touch(1), which takes them whole
-const setTimes = (path: string, stat: fs.BigIntStats): void => {
-  const at = (ns: bigint) => `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, "0")}`
-  execFileSync("touch", ["-h", "-a", "-d", at(stat.atimeNs), "--", path])
-  execFileSync("touch", ["-h", "-m", "-d", at(stat.mtimeNs), "--", path])
-}

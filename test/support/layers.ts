@@ -1,8 +1,8 @@
 /** Trees from mounts, and the diffID of the layer between two, for the differ's fast-path tests. */
 import { Effect } from "effect"
 import { layerTar } from "../../src/diff/layer.js"
-import type { Walk } from "../../src/diff/overlayChanges.js"
-import { fromMounts, type Tree } from "../../src/diff/tree.js"
+import type { Walk } from "../../src/fs/overlayChanges.js"
+import { fromMounts, type Tree } from "../../src/fs/tree.js"
 import * as Digest from "../../src/Digest.js"
 import type { Mount } from "../../src/Mount.js"
 

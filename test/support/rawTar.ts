@@ -3,7 +3,7 @@
  * GNU long names chosen by the test, declared sizes that lie. Only the tests use it.
  */
 import * as zlib from "node:zlib"
-import * as Tar from "../../src/diff/tar.js"
+import * as Tar from "../../src/archive/tar.js"
 
 /** One member as the archive spells it. */
 export interface RawEntry {

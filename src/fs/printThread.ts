@@ -5,9 +5,9 @@
  * own source and the name order's.
  */
 import { evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
-import { compareNames } from "../diff/tree.js"
-import { walkAddonPath } from "../internal/walk.js"
-import { addonPath, isCarried } from "../internal/xattr.js"
+import { compareNames } from "./tree.js"
+import { walkAddonPath } from "./walk.js"
+import { addonPath, isCarried } from "./xattr.js"
 import { makeFingerprinter, type Print } from "./fingerprint.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not

@@ -3,7 +3,7 @@
  * whenever a name, link name, size, id or time does not fit (or is not ASCII), or the entry has
  * extended attributes (`SCHILY.xattr.<name>` records, as GNU tar and Go write them). Deterministic.
  */
-import type { Xattr } from "../internal/xattr.js"
+import type { Xattr } from "../fs/xattr.js"
 
 /** Tar entry types blobchain writes and reads. */
 export const TypeFlag = {

@@ -4,7 +4,7 @@
  */
 import * as fs from "node:fs"
 import type { StatKey } from "../ContentIndex.js"
-import * as Xattr from "../internal/xattr.js"
+import * as Xattr from "./xattr.js"
 import { Contents } from "./contents.js"
 import { children, compareNames, type Node, type Tree } from "./tree.js"
 

@@ -9,10 +9,10 @@ import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import type { ChangedNames } from "../Differ.js"
 import type { StatKey } from "../ContentIndex.js"
-import { compareNames } from "../diff/tree.js"
+import { compareNames } from "./tree.js"
 import { parentOf } from "../internal/posix.js"
-import * as Walk from "../internal/walk.js"
-import * as Xattr from "../internal/xattr.js"
+import * as Walk from "./walk.js"
+import * as Xattr from "./xattr.js"
 
 /** A tree's fingerprint: the digest, and the line of each path (relative; "" is the root). */
 export interface Print {

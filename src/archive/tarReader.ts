@@ -9,7 +9,7 @@
  */
 import { isUtf8 } from "node:buffer"
 import { Either, Schema } from "effect"
-import type { Xattr } from "../internal/xattr.js"
+import type { Xattr } from "../fs/xattr.js"
 import { blockSize, type Header, padding, TypeFlag, xattrPrefix } from "./tar.js"
 
 /** An entry as the archive describes it, with PAX and GNU overrides already applied: a header with every field. */
