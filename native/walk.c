@@ -1,4 +1,4 @@
-// The stat walk of a print (src/snapshot/fingerprint.ts) in one call: every entry of the tree at
+// The stat walk of a print (src/fs/fingerprint.ts) in one call: every entry of the tree at
 // `dir`, depth first, each directory's names in byte order, as the print's line for the entry.
 // Node's own walk costs a BigIntStats object per entry and a crossing per system call; this one
 // makes the lines here. walk(dir) → { lines, linked, xattrs }:

@@ -20,7 +20,7 @@
  *
  * Onto an overlay, entries are written into the upper directory only. A name is looked up in the
  * upper directory first, then in the lower ones as the overlay readers merge them
- * (`diff/tree.ts`: whiteouts hide a lower name, opaque directories their lower contents), and
+ * (`fs/tree.ts`: whiteouts hide a lower name, opaque directories their lower contents), and
  * never through a symlink in any of them. A lower directory an entry is created beneath is copied
  * up (owner, mode, times; its parent's times kept). A deletion is a whiteout where a lower layer
  * still shows the name: a 0/0 character device as root, the kernel's form, else a `.wh.` file

@@ -35,7 +35,7 @@ export type RawXattrs = (path: string) => ReadonlyArray<readonly [string, Buffer
 /**
  * Fingerprinting, built by a self-contained function (nothing from outside it but its
  * arguments and `Buffer`), so that a worker thread (printThread.ts) runs exactly this code.
- * `compareNames` orders the names of a directory: the differ's order (diff/tree.ts), itself
+ * `compareNames` orders the names of a directory: the differ's order (fs/tree.ts), itself
  * self-contained, so that the worker is given its source too.
  */
 export function makeFingerprinter(
