@@ -2,7 +2,7 @@
  * The applier: unpacks a layer blob onto a mounted tree, confined to that tree, and returns
  * the diffID it computed while reading. Its implementation: `TarApplier`.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Schema } from "effect"
 import { Digest } from "./Digest.js"
 import type { Mount } from "./Mount.js"
 import type { Descriptor } from "./Oci.js"
@@ -69,6 +69,4 @@ export interface ApplierService {
 /** The applier. */
 export class Applier extends Context.Tag("blobchain/Applier")<Applier, ApplierService>() {}
 
-/** A layer that provides a given implementation; handy in tests. */
-export const layer = (service: ApplierService): Layer.Layer<Applier> => Layer.succeed(Applier, service)
 

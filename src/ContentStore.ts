@@ -2,7 +2,7 @@
  * Content-addressed blobs: scoped writers with expected digest and size, labels, ranged
  * reads, walks and resumable ingests. Its layers live in `content/`.
  */
-import { Context, Effect, Layer, Schedule, Schema, Stream } from "effect"
+import { Context, Effect, Schedule, Schema, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as Digest from "./Digest.js"
 import { Labels, mergeLabels } from "./Labels.js"
@@ -233,7 +233,4 @@ export const whileLocked = Schedule.exponential("50 millis").pipe(
   Schedule.upTo("10 minutes")
 )
 
-/** A layer that provides a given implementation; handy in tests. */
-export const layer = (service: ContentStoreService): Layer.Layer<ContentStore> =>
-  Layer.succeed(ContentStore, service)
 

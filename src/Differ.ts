@@ -2,7 +2,7 @@
  * The differ: the changes between two mounted trees, written into the content store as an
  * OCI layer blob labelled with its uncompressed digest. Its layers live in `diff/`.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Schema } from "effect"
 import type { ContentLocked, Labels } from "./ContentStore.js"
 import type { CompareRule } from "./fs/contents.js"
 import type { Mount } from "./Mount.js"
@@ -89,8 +89,6 @@ export interface DifferService {
 /** The differ. */
 export class Differ extends Context.Tag("blobchain/Differ")<Differ, DifferService>() {}
 
-/** A layer that provides a given implementation; handy in tests. */
-export const layer = (service: DifferService): Layer.Layer<Differ> => Layer.succeed(Differ, service)
 
 
 /** Diff two mounted trees with the provided {@link Differ}. */

@@ -2,7 +2,7 @@
  * Keyed filesystem snapshots: active (writable), view (read-only) and committed (immutable),
  * each on a parent. Its layers live in `snapshot/`.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Schema } from "effect"
 import { Labels } from "./Labels.js"
 import type { Mount } from "./Mount.js"
 
@@ -132,6 +132,4 @@ export interface SnapshotterService {
 /** The snapshotter. */
 export class Snapshotter extends Context.Tag("blobchain/Snapshotter")<Snapshotter, SnapshotterService>() {}
 
-/** A layer that provides a given implementation; handy in tests. */
-export const layer = (service: SnapshotterService): Layer.Layer<Snapshotter> => Layer.succeed(Snapshotter, service)
 

@@ -25,7 +25,7 @@ const world = Effect.gen(function*() {
   const snapshots = memorySnapshotter()
   const differ = new ScriptedDiffer()
   const mapping = countingBackend()
-  const base = Layer.merge(Snapshotter.layer(snapshots), MemoryContentStore.layer)
+  const base = Layer.merge(Layer.succeed(Snapshotter.Snapshotter, snapshots), MemoryContentStore.layer)
   const services = Layer.mergeAll(differLayer(differ), BlobMapper.layerBackend(mapping.backend), RefManager.layer)
   const context = yield* Layer.build(Blobs.layer.pipe(Layer.provideMerge(services), Layer.provideMerge(base)))
   const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, context)

@@ -6,7 +6,7 @@ import { commitChain, memorySnapshotter } from "./support/scripted.js"
 
 const world = Effect.gen(function*() {
   const snapshots = memorySnapshotter()
-  const context = yield* Layer.build(RefManager.layer.pipe(Layer.provideMerge(Snapshotter.layer(snapshots))))
+  const context = yield* Layer.build(RefManager.layer.pipe(Layer.provideMerge(Layer.succeed(Snapshotter.Snapshotter, snapshots))))
   const refs = yield* Effect.provide(RefManager.RefManager, context)
   return { snapshots, refs }
 })
@@ -64,7 +64,7 @@ describe("RefManager", () => {
   it.scoped("a snapshotter that cannot answer is its own error, never RefNotFound", () =>
     Effect.gen(function*() {
       const snapshots = memorySnapshotter()
-      const failing = Snapshotter.layer({
+      const failing = Layer.succeed(Snapshotter.Snapshotter, {
         ...snapshots,
         stat: (key) => Effect.fail(new Snapshotter.SnapshotterError({ op: "stat", key, reason: "disk I/O error" }))
       })

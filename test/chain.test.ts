@@ -75,7 +75,7 @@ describe("the whole chain on disk", () => {
       const context = yield* Layer.build(Blobchain.layerLocal({ root: path.join(work.dir, `state-${counter++}`) }))
       const real = Context.get(context, Snapshotter.Snapshotter)
       let prepared = 0
-      const failing = Snapshotter.layer({
+      const failing = Layer.succeed(Snapshotter.Snapshotter, {
         ...real,
         stat: (key) => Effect.fail(new Snapshotter.SnapshotterError({ op: "stat", key, reason: "database is locked" })),
         prepare: (...args) => Effect.suspend(() => {

@@ -47,7 +47,7 @@ import { ContentStore } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
 import { isRoot } from "../internal/posix.js"
 import * as Xattr from "../fs/xattr.js"
-import type { Mount } from "../Mount.js"
+import { type Mount, writableLayersOf } from "../Mount.js"
 import * as Oci from "../Oci.js"
 import { setTimesNs } from "../fs/copy.js"
 import { removeTree, type ShortDir, shortDir } from "../fs/remove.js"
@@ -589,26 +589,11 @@ export const make = Effect.gen(function*() {
 
   const targetOf = (layer: Oci.Descriptor, mounts: ReadonlyArray<Mount>): Effect.Effect<Target, ApplyFailed> => {
     const refuse = (reason: string) => Effect.fail(new ApplyFailed({ layer: layer.digest, reason }))
-    const mount = mounts[0]
-    if (mounts.length !== 1 || mount === undefined) return refuse(`the applier needs one mount, got ${mounts.length}`)
-    const option = (key: string) => mount.options.find((o) => o.startsWith(`${key}=`))?.slice(key.length + 1)
-    let root: string
-    let lowers: ReadonlyArray<string> = []
-    switch (mount.type) {
-      case "bind":
-      case "rbind":
-        root = mount.source
-        break
-      case "overlay": {
-        const upper = option("upperdir")
-        if (upper === undefined || mount.options.includes("ro")) return refuse("the overlay mount is read-only (no upperdir)")
-        root = upper
-        lowers = (option("lowerdir") ?? "").split(":").filter((dir) => dir.length > 0)
-        break
-      }
-      default:
-        return refuse(`the applier cannot write to a ${JSON.stringify(mount.type)} mount`)
-    }
+    if (mounts.length !== 1) return refuse(`the applier needs one mount, got ${mounts.length}`)
+    const layers = writableLayersOf(mounts)
+    if (typeof layers === "string") return refuse(`the applier cannot write to this mount: ${layers}`)
+    const root = layers.upper
+    const lowers = layers.lowers
     return Effect.try({
       try: () => ({ root: fs.realpathSync(root), lowers: lowers.map((dir) => fs.realpathSync(dir)) }),
       catch: (cause) =>

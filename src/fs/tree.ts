@@ -3,7 +3,7 @@
  * overlay its upper directory merged over its lower ones in user space (no kernel mount).
  */
 import * as fs from "node:fs"
-import type { Mount } from "../Mount.js"
+import { layersOf, type Mount } from "../Mount.js"
 
 /** One child of a merged directory, with the real path it is read from. */
 export interface Node {
@@ -34,26 +34,10 @@ const whiteoutPrefix = ".wh."
 export const fromMounts = (mounts: ReadonlyArray<Mount>): Tree | string => {
   if (mounts.length === 0) return empty
   if (mounts.length > 1) return `expected one mount, got ${mounts.length}`
-  const mount = mounts[0]!
-  switch (mount.type) {
-    case "bind":
-    case "rbind":
-      return { root: [mount.source], overlay: false }
-    case "overlay": {
-      const lower = optionOf(mount.options, "lowerdir")
-      const upper = optionOf(mount.options, "upperdir")
-      if (lower === undefined) return "overlay mount without lowerdir"
-      const lowers = lower.split(":").filter((d) => d.length > 0)
-      return { root: upper === undefined ? lowers : [upper, ...lowers], overlay: true }
-    }
-    default:
-      return `unsupported mount type ${JSON.stringify(mount.type)}`
-  }
-}
-
-const optionOf = (options: ReadonlyArray<string>, key: string): string | undefined => {
-  const found = options.find((o) => o.startsWith(`${key}=`))
-  return found === undefined ? undefined : found.slice(key.length + 1)
+  const layers = layersOf(mounts[0]!)
+  if (typeof layers === "string") return layers
+  const root = layers.upper === undefined ? layers.lowers : [layers.upper, ...layers.lowers]
+  return { root, overlay: layers.type === "overlay" }
 }
 
 /** An overlay whiteout: a character device with device number 0/0. */

@@ -5,26 +5,13 @@
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { Effect } from "effect"
-import type { Mount } from "../Mount.js"
+import { type Mount, writableLayersOf } from "../Mount.js"
 import { SnapshotterError } from "../Snapshotter.js"
 import { changes } from "../fs/changes.js"
 import { isWhiteoutDevice, lookup, type Tree } from "../fs/tree.js"
 import { isRoot, parentOf } from "../internal/posix.js"
 import { removeTree } from "../fs/remove.js"
 import { mknodEach, pipeline, runBatched } from "../internal/process.js"
-
-/** The upper directory an active snapshot's mounts write to, and the layers below it (highest first). */
-const writableLayers = (mounts: ReadonlyArray<Mount>): { readonly upper: string; readonly lowers: ReadonlyArray<string> } | string => {
-  if (mounts.length !== 1) return `expected one mount, got ${mounts.length}`
-  const mount = mounts[0]!
-  if (mount.options.includes("ro")) return "the mount is read-only"
-  const option = (key: string) => mount.options.find((o) => o.startsWith(`${key}=`))?.slice(key.length + 1)
-  if (mount.type === "bind" || mount.type === "rbind") return { upper: mount.source, lowers: [] }
-  if (mount.type !== "overlay") return `unsupported mount type ${JSON.stringify(mount.type)}`
-  const upper = option("upperdir")
-  if (upper === undefined) return "overlay mount without upperdir"
-  return { upper, lowers: (option("lowerdir") ?? "").split(":").filter((d) => d.length > 0) }
-}
 
 /** What the upper directory needs, gathered in one pass over the changes, then carried out in batches. */
 interface Plan {
@@ -116,7 +103,7 @@ export const fillOverlay = (
       new SnapshotterError({ op: "fill", key: sourceDir, reason, ...(cause === undefined ? {} : { cause }) })
     const io = <A>(f: () => A) =>
       Effect.try({ try: f, catch: (cause) => fail(cause instanceof Error ? cause.message : String(cause), cause) })
-    const layers = writableLayers(mounts)
+    const layers = writableLayersOf(mounts)
     if (typeof layers === "string") return yield* fail(layers)
     const { lowers, upper } = layers
     const lower: Tree = { root: lowers, overlay: true }
