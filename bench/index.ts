@@ -29,6 +29,7 @@ import { endToEnd } from "./endToEnd.js"
 import { rootfsBench } from "./rootfs.js"
 import { benchRoot, changedCopy, compressible, type BenchTree, issueTree, prng } from "./tree.js"
 import * as WalkingDiffer from "../src/WalkingDiffer.js"
+import * as WorkerThreads from "../src/WorkerThreads.js"
 import * as LocalContentStore from "../src/LocalContentStore.js"
 
 /** What one measured run reports. */
@@ -60,6 +61,7 @@ const report = (sample: Sample): void => {
 
 const differServices = (state: string) =>
   WalkingDiffer.layer.pipe(
+    Layer.provide(WorkerThreads.layer),
     Layer.provideMerge(LocalContentStore.layer({ root: state })),
     Layer.provide(Metadata.layer({ root: state }))
   )

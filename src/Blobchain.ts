@@ -24,6 +24,8 @@ import * as MemoryContentStore from "./MemoryContentStore.js"
 import * as LocalContentStore from "./LocalContentStore.js"
 import * as SqlContentIndex from "./SqlContentIndex.js"
 import * as SqlBlobMapper from "./SqlBlobMapper.js"
+import type { Threads } from "./Threads.js"
+import * as WorkerThreads from "./WorkerThreads.js"
 
 /** The state directory cannot be used (it is a file, or not writable, or cannot be created). */
 export class StateDirectoryError extends Schema.TaggedError<StateDirectoryError>()("StateDirectoryError", {
@@ -76,6 +78,7 @@ export type Services =
   | Applier.Applier
   | BlobMapper.BlobMapper
   | ContentIndex.ContentIndex
+  | Threads
   | SqlClient.SqlClient
 
 /** The errors of opening a state directory. */
@@ -92,7 +95,8 @@ export type SnapshotterKind = "native" | "overlay"
 
 /**
  * Everything on the state directory `root` (created when missing), with the snapshotter it
- * was made with (`native` for a new one unless `snapshotter` says otherwise).
+ * was made with (`native` for a new one unless `snapshotter` says otherwise). The database
+ * connection and the worker threads are closed with the layer's scope.
  */
 export const layerLocal = (
   options: { readonly root: string; readonly snapshotter?: SnapshotterKind }
@@ -106,7 +110,8 @@ export const layerLocal = (
         LocalContentStore.layer({ root: where.content }),
         kind === "overlay" ? OverlaySnapshotter.layer({ root: where.overlay }) : NativeSnapshotter.layer({ root: where.snapshots }),
         SqlBlobMapper.layer,
-        SqlContentIndex.layer
+        SqlContentIndex.layer,
+        WorkerThreads.layer
       ).pipe(Layer.provideMerge(Metadata.layer({ root })))
       const work = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer, RefManager.layer).pipe(
         Layer.provideMerge(storage)
@@ -158,6 +163,7 @@ export const layerMemory = (snapshotter: Layer.Layer<Snapshotter.Snapshotter>) =
     MemoryContentStore.layer,
     BlobMapper.layerMemory,
     ContentIndex.layerMemory,
+    WorkerThreads.layer,
     snapshotter
   )
   const work = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer, RefManager.layer).pipe(

@@ -17,6 +17,7 @@ import { isRoot } from "./internal/posix.js"
 import { attempt, copyTree, resolveEngine } from "./fs/copy.js"
 import { removeTree } from "./fs/remove.js"
 import * as Source from "./Source.js"
+import { Threads } from "./Threads.js"
 import { InvalidSource, LabelSource } from "./Source.js"
 
 export { InvalidSource, LabelSource } from "./Source.js"
@@ -143,6 +144,7 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
   const refs = yield* RefManager
   const mapper = yield* BlobMapper
   const index = Option.getOrUndefined(yield* Effect.serviceOption(ContentIndex))
+  const threads = yield* Threads
   const total = dirs.length + puts.length
   return yield* Effect.scoped(Effect.gen(function*() {
     const baseTop = base[base.length - 1]
@@ -154,7 +156,7 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
     for (const [i, dir] of sources.entries()) {
       const print = yield* Fiber.join(ahead[i]!)
       const printed = { dir, print }
-      const ref = Source.directoryRef(printed, top, previous, index)
+      const ref = Source.directoryRef(printed, top, { parentSource: previous, index, prints: threads.prints })
       chain.push({ dir, ref })
       options.onSnapshot?.(chain.length, total, { dir, id: ref.id, reused: false })
       top = Option.some(ref)
@@ -162,7 +164,7 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
     }
     for (const put of puts) {
       const print = yield* Source.printOffThread(put.src)
-      const ref = Source.putRef({ dir: put.src, print }, put.dest, top, previous)
+      const ref = Source.putRef({ dir: put.src, print }, put.dest, top, { parentSource: previous, prints: threads.prints })
       previous = undefined
       chain.push({ dir: put.src, ref })
       options.onSnapshot?.(chain.length, total, { dir: put.src, id: ref.id, reused: false })

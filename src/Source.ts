@@ -16,7 +16,7 @@ import * as Mount from "./Mount.js"
 import { type ImmutableRef, MountFailed } from "./RefManager.js"
 import { SnapshotInfo } from "./Snapshotter.js"
 import * as Fingerprint from "./fs/fingerprint.js"
-import { digestOffThread, fingerprintOffThread } from "./fs/printThread.js"
+import { Threads, type ThreadsService } from "./Threads.js"
 import type { ContentIndexService } from "./ContentIndex.js"
 import * as Put from "./snapshot/put.js"
 import { removeTreeInSteps } from "./fs/remove.js"
@@ -53,16 +53,24 @@ export const check = (dir: string): Effect.Effect<string, InvalidSource> =>
 export const print = (dir: string): Effect.Effect<Fingerprint.Print, InvalidSource> =>
   Effect.try({ try: () => Fingerprint.fingerprintOf(dir), catch: invalidSource(dir) })
 
+/** The print threads of a stack (see {@link Threads}). */
+export type Prints = ThreadsService["prints"]
+
 /**
- * The print of `dir`, taken on the print thread (the event loop stays free for a big tree); on
+ * The print of `dir`, taken on a print thread (the event loop stays free for a big tree); on
  * this thread when no thread can run it.
  */
-export const printOffThread = (dir: string): Effect.Effect<Fingerprint.Print, InvalidSource> =>
-  offThread(dir, fingerprintOffThread, print(dir))
+export const printOffThread = (dir: string): Effect.Effect<Fingerprint.Print, InvalidSource, Threads> =>
+  Effect.flatMap(Threads, (threads) => offThread(dir, threads.prints.fingerprint, print(dir)))
 
-/** The digest of the print of `dir`, taken on the print thread as {@link printOffThread} takes a print. */
-export const digestOf = (dir: string): Effect.Effect<string, InvalidSource> =>
-  offThread(dir, digestOffThread, Effect.map(print(dir), (p) => p.digest))
+/** The digest of the print of `dir`, taken as {@link printOffThread} takes a print. */
+export const digestOf = (dir: string): Effect.Effect<string, InvalidSource, Threads> =>
+  Effect.flatMap(Threads, (threads) => digestWith(threads.prints, dir))
+
+const digestWith = (prints: Prints | undefined, dir: string): Effect.Effect<string, InvalidSource> => {
+  const here = Effect.map(print(dir), (p) => p.digest)
+  return prints === undefined ? here : offThread(dir, prints.digest, here)
+}
 
 // what the print thread answers for `dir`: a file system error names its path; anything else is
 // the thread's, and `here` takes the print on this thread instead
@@ -108,9 +116,9 @@ const parentEffect = (parent: Option.Option<ImmutableRef>) =>
 const readonlyOnly = (id: string) =>
   new MountFailed({ ref: id, reason: "a source read where it is can only be mounted read-only" })
 
-/** Fails when `dir` no longer prints as `expected`. */
-const verifyPrint = (dir: string, expected: string): Effect.Effect<void, InvalidSource> =>
-  Effect.flatMap(digestOf(dir), (now) => now === expected ? Effect.void : Effect.fail(changedWhileRead(dir)))
+/** Fails when `dir` no longer prints as `expected` (printed by `prints`, or here without). */
+const verifyPrint = (prints: Prints | undefined, dir: string, expected: string): Effect.Effect<void, InvalidSource> =>
+  Effect.flatMap(digestWith(prints, dir), (now) => now === expected ? Effect.void : Effect.fail(changedWhileRead(dir)))
 
 // past this many changed names a check of them costs about a walk: the print thread takes it whole
 const checkedHere = 4096
@@ -119,18 +127,33 @@ const checkedHere = 4096
  * Fails when what a diff given `changed` read of `source` is no longer as printed: those names
  * alone when they are few and no hard link is among them, else the whole tree's print.
  */
-const verifyChanged = (source: Printed, changed: ChangedNames, count: number): Effect.Effect<void, InvalidSource> =>
+const verifyChanged = (
+  prints: Prints | undefined,
+  source: Printed,
+  changed: ChangedNames,
+  count: number
+): Effect.Effect<void, InvalidSource> =>
   Effect.flatMap(
     count > checkedHere
       ? Effect.succeed(undefined)
       : Effect.try({ try: () => Fingerprint.stillAsPrinted(source.dir, source.print, changed), catch: invalidSource(source.dir) }),
     (same) =>
       same === undefined
-        ? verifyPrint(source.dir, source.print.digest)
+        ? verifyPrint(prints, source.dir, source.print.digest)
         : same
         ? Effect.void
         : Effect.fail(changedWhileRead(source.dir))
   )
+
+/** What a source's ref may know besides its directory and parent. */
+export interface RefOptions {
+  /** The parent's directory, when the parent is the previous directory read where it is. */
+  readonly parentSource?: Printed | undefined
+  /** The content-hash index, to tell equal files apart from edited ones without reading them. */
+  readonly index?: ContentIndexService | undefined
+  /** The print threads that check a source after its diff (without: checked on this thread). */
+  readonly prints?: Prints | undefined
+}
 
 /**
  * The ref of the directory `source` (printed) on `parent`. When the parent is the previous
@@ -140,9 +163,9 @@ const verifyChanged = (source: Printed, changed: ChangedNames, count: number): E
 export const directoryRef = (
   source: Printed,
   parent: Option.Option<ImmutableRef>,
-  parentSource?: Printed,
-  index?: ContentIndexService
+  options: RefOptions = {}
 ): ImmutableRef => {
+  const { index, parentSource, prints } = options
   const id = directoryId(Option.getOrUndefined(parent)?.id, source.print.digest)
   let known: { readonly changed: ChangedNames; readonly count: number } | undefined
   const changedNames = Effect.suspend(() => {
@@ -162,12 +185,12 @@ export const directoryRef = (
     clone: Effect.sync(() => ref),
     ...(parentSource === undefined
       // the diff walked this tree whole (and the parent is a snapshot, or nothing)
-      ? { verify: verifyPrint(source.dir, source.print.digest) }
+      ? { verify: verifyPrint(prints, source.dir, source.print.digest) }
       : {
         changed: Effect.map(changedNames, (k) => k.changed),
         // the diff read both directories at the changed names alone
         verify: Effect.flatMap(changedNames, ({ changed, count }) =>
-          Effect.all([verifyChanged(parentSource, changed, count), verifyChanged(source, changed, count)], {
+          Effect.all([verifyChanged(prints, parentSource, changed, count), verifyChanged(prints, source, changed, count)], {
             concurrency: 2,
             discard: true
           }))
@@ -238,8 +261,9 @@ export const putRef = (
   source: Printed,
   dest: string,
   parent: Option.Option<ImmutableRef>,
-  parentSource?: Printed
+  options: Omit<RefOptions, "index"> = {}
 ): ImmutableRef => {
+  const { parentSource, prints } = options
   const id = putId(Option.getOrUndefined(parent)?.id, dest, source.print.digest)
   const failed = (reason: string, cause?: unknown) => new MountFailed({ ref: id, reason, cause })
   const stage = Effect.gen(function*() {
@@ -276,8 +300,8 @@ export const putRef = (
     // the copy was taken after the print: the source must still print the same after the diff,
     // and so must the parent, when it is a directory read where it is
     verify: Effect.zipRight(
-      verifyPrint(source.dir, source.print.digest),
-      parentSource === undefined ? Effect.void : verifyPrint(parentSource.dir, parentSource.print.digest)
+      verifyPrint(prints, source.dir, source.print.digest),
+      parentSource === undefined ? Effect.void : verifyPrint(prints, parentSource.dir, parentSource.print.digest)
     )
   }
   return ref

@@ -6,10 +6,11 @@
 import { Layer } from "effect"
 import type { ContentStore } from "./ContentStore.js"
 import { Differ } from "./Differ.js"
+import type { Threads } from "./Threads.js"
 import * as walking from "./diff/walking.js"
 
-/** The differ over the content store in context. */
+/** The differ over the content store in context, compressing on its threads. */
 export const make = walking.make
 
-/** The walking differ. */
-export const layer: Layer.Layer<Differ, never, ContentStore> = Layer.effect(Differ, walking.make)
+/** The walking differ; needs a content store and the threads (`WorkerThreads.layer`). */
+export const layer: Layer.Layer<Differ, never, ContentStore | Threads> = Layer.effect(Differ, walking.make)

@@ -21,9 +21,10 @@ import * as Oci from "../src/Oci.js"
 import { manifest, tempDir } from "./support/trees.js"
 import * as TarApplier from "../src/TarApplier.js"
 import * as WalkingDiffer from "../src/WalkingDiffer.js"
+import * as WorkerThreads from "../src/WorkerThreads.js"
 import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
-const services = Layer.mergeAll(TarApplier.layer, WalkingDiffer.layer).pipe(
+const services = Layer.mergeAll(TarApplier.layer, WalkingDiffer.layer.pipe(Layer.provide(WorkerThreads.layer))).pipe(
   Layer.provideMerge(MemoryContentStore.layer)
 )
 

@@ -16,9 +16,10 @@ import * as Mount from "../src/Mount.js"
 import * as Oci from "../src/Oci.js"
 import { tempDir } from "./support/trees.js"
 import * as WalkingDiffer from "../src/WalkingDiffer.js"
+import * as WorkerThreads from "../src/WorkerThreads.js"
 import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
-const services = WalkingDiffer.layer.pipe(Layer.provideMerge(MemoryContentStore.layer))
+const services = WalkingDiffer.layer.pipe(Layer.provide(WorkerThreads.layer), Layer.provideMerge(MemoryContentStore.layer))
 
 const temp = (prefix: string): Effect.Effect<string, never, Scope.Scope> =>
   Effect.map(Effect.acquireRelease(Effect.sync(() => tempDir(prefix)), (t) => Effect.sync(t.remove)), (t) => t.dir)

@@ -11,12 +11,14 @@ import { compareNames } from "../src/fs/tree.js"
 import { candidates, changedNames, fingerprintHere, fingerprintOf, stillAsPrinted } from "../src/fs/fingerprint.js"
 import { nativeWalk } from "../src/fs/walk.js"
 import * as Xattr from "../src/fs/xattr.js"
-import { fingerprintOffThread } from "../src/fs/printThread.js"
+import { makePrintThreads } from "../src/fs/printThread.js"
 import { scratch, write } from "./support/scratch.js"
 import { addNanoseconds, applyOps, cloneSpec, materialize, type Op, opArb, type Spec } from "./support/trees.js"
 
 const work = scratch("fingerprint")
 afterAll(() => work.remove())
+const prints = makePrintThreads()
+afterAll(() => prints.close())
 
 const casesArb = {
   lower: fc.array(opArb, { minLength: 1, maxLength: 25 }),
@@ -127,7 +129,7 @@ describe("fingerprints", () => {
     Effect.gen(function*() {
       const { base, parent, source } = makeTrees(lower, upper, nanoseconds)
       for (const dir of [parent, source]) {
-        const there = yield* Effect.promise(() => fingerprintOffThread(dir))
+        const there = yield* Effect.promise(() => prints.fingerprint(dir))
         const here = fingerprintOf(dir)
         expect(there.digest).toBe(here.digest)
         expect([...there.lines]).toEqual([...here.lines])
@@ -146,7 +148,7 @@ describe("fingerprints", () => {
           return error as Error & { path?: string }
         }
       })()
-      const there = yield* Effect.flip(Effect.tryPromise({ try: () => fingerprintOffThread(missing), catch: (e) => e as Error & { path?: string } }))
+      const there = yield* Effect.flip(Effect.tryPromise({ try: () => prints.fingerprint(missing), catch: (e) => e as Error & { path?: string } }))
       expect(there.message).toBe(here?.message)
       expect(there.path).toBe(missing)
     }))
@@ -206,6 +208,6 @@ describe("the order of names", () => {
       for (const n of names) write(dir, `d/${n}`, n)
       const expected = ["", "d", ...[...names].sort((a, b) => byBytes(a, b)).map((n) => `d/${n}`)]
       expect([...fingerprintOf(dir).lines.keys()]).toEqual(expected)
-      expect([...(yield* Effect.promise(() => fingerprintOffThread(dir))).lines.keys()]).toEqual(expected)
+      expect([...(yield* Effect.promise(() => prints.fingerprint(dir))).lines.keys()]).toEqual(expected)
     }))
 })

@@ -11,7 +11,8 @@ import { Readable, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import * as zlib from "node:zlib"
 import { gzipChunkSize, parallelGzip } from "../src/archive/pgzip.js"
-import { zstdOffThread } from "../src/archive/zstdThread.js"
+import { makeStoredThread } from "../src/archive/storedThread.js"
+import { makeZstdThread } from "../src/archive/zstdThread.js"
 import { Blobchain, Build } from "../src/index.js"
 import { vi } from "vitest"
 import { scratch, write } from "./support/scratch.js"
@@ -35,7 +36,7 @@ describe("without worker threads", () => {
       yield* Effect.promise(() =>
         pipeline(
           Readable.from([random]),
-          parallelGzip({ level: 6 }),
+          parallelGzip({ level: 6, isIncompressible: makeStoredThread().isIncompressible }),
           new Writable({
             write(chunk: Buffer, _encoding, callback) {
               out.push(chunk)
@@ -68,7 +69,7 @@ describe("without worker threads", () => {
 
   it.effect("zstd layers are compressed here, with the diffIDs any compression gives", () =>
     Effect.gen(function*() {
-      expect(yield* Effect.promise(() => zstdOffThread(3, 1))).toBeUndefined()
+      expect(yield* Effect.promise(() => makeZstdThread().compressor(3, 1))).toBeUndefined()
       const one = work.fresh("z-one")
       write(one, "a/b", "x".repeat(100_000))
       write(one, "c", crypto.randomBytes(300_000).toString("base64"))

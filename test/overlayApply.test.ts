@@ -27,6 +27,7 @@ import { scratch } from "./support/scratch.js"
 import { manifest } from "./support/trees.js"
 import * as TarApplier from "../src/TarApplier.js"
 import * as WalkingDiffer from "../src/WalkingDiffer.js"
+import * as WorkerThreads from "../src/WorkerThreads.js"
 import * as OverlaySnapshotter from "../src/OverlaySnapshotter.js"
 import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
@@ -34,7 +35,7 @@ const isRoot = process.getuid?.() === 0
 const work = scratch("overlay-apply")
 afterAll(() => removeTree(work.dir))
 
-const services = Layer.mergeAll(TarApplier.layer, WalkingDiffer.layer).pipe(Layer.provideMerge(MemoryContentStore.layer))
+const services = Layer.mergeAll(TarApplier.layer, WalkingDiffer.layer.pipe(Layer.provide(WorkerThreads.layer))).pipe(Layer.provideMerge(MemoryContentStore.layer))
 const overlaySnapshotter = (root: string) => OverlaySnapshotter.layer({ root }).pipe(Layer.provide(Metadata.layer({ root })))
 
 let blobs = 0

@@ -15,9 +15,10 @@ import { changedNames, fingerprintOf } from "../src/fs/fingerprint.js"
 import { applyOps, cloneSpec, manifest, materialize, pairArb, tempDir } from "./support/trees.js"
 import * as TarApplier from "../src/TarApplier.js"
 import * as WalkingDiffer from "../src/WalkingDiffer.js"
+import * as WorkerThreads from "../src/WorkerThreads.js"
 import * as MemoryContentStore from "../src/MemoryContentStore.js"
 
-const services = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer).pipe(
+const services = Layer.mergeAll(WalkingDiffer.layer.pipe(Layer.provide(WorkerThreads.layer)), TarApplier.layer).pipe(
   Layer.provideMerge(MemoryContentStore.layer)
 )
 

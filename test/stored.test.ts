@@ -1,10 +1,13 @@
-import { describe, expect, it } from "@effect/vitest"
+import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as crypto from "node:crypto"
 import * as zlib from "node:zlib"
 import { FastCheck } from "effect"
 import { Effect } from "effect"
 import { compressibleAtFirstSight, entropyBlock, isIncompressible, storedBlocks } from "../src/archive/stored.js"
-import { isIncompressibleOffThread } from "../src/archive/storedThread.js"
+import { makeStoredThread } from "../src/archive/storedThread.js"
+
+const thread = makeStoredThread()
+afterAll(() => thread.close())
 
 const MiB = 1 << 20
 
@@ -116,7 +119,7 @@ describe("incompressible chunks", () => {
       const dictionary = randomBytes(32 * 1024, seed + 1)
       const here = isIncompressible(chunk, dictionary)
       // the buffers may be reused at once: the worker has its own copies
-      const answer = isIncompressibleOffThread(chunk, dictionary)
+      const answer = thread.isIncompressible(chunk, dictionary)
       const original = Buffer.from(chunk)
       chunk.fill(0)
       expect(yield* Effect.promise(() => answer)).toBe(here)

@@ -3,14 +3,18 @@
  * whatever the chunking, the buffers' ownership and the number of encoder threads; the tar's
  * digest alongside; abandoned streams let go without harming the next ones.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc } from "effect"
 import * as crypto from "node:crypto"
 import { Readable, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { CompressStream, decompress } from "zstd-napi"
 import * as Digest from "../src/Digest.js"
-import { zstdOffThread } from "../src/archive/zstdThread.js"
+import { makeZstdThread } from "../src/archive/zstdThread.js"
+
+const thread = makeZstdThread()
+afterAll(() => thread.close())
+const zstdOffThread = thread.compressor
 
 const collect = () => {
   const out: Array<Buffer> = []

@@ -8,7 +8,8 @@ import * as zlib from "node:zlib"
 import { CompressStream, DecompressStream } from "zstd-napi"
 import type { Compression } from "../Oci.js"
 import { defaultConcurrency, parallelGzip } from "./pgzip.js"
-import { type ZstdOffThread, zstdOffThread } from "./zstdThread.js"
+import type { StoredThread } from "./storedThread.js"
+import type { ZstdOffThread, ZstdThread } from "./zstdThread.js"
 
 /** Default levels: gzip 6 (as `gzip -6`), zstd 3 (the library's own default). */
 export const defaultLevel = { gzip: 6, zstd: 3 } as const
@@ -30,20 +31,23 @@ export const levelProblem = (compression: Compression, level: number | undefined
  * `threads` (gzip chunks deflating at once, zstd workers; by default from the core count) only
  * changes the speed. zstd always runs with at least one worker, because its multi-threaded frames
  * differ from single-threaded ones but not from each other, whatever the worker count.
- * gzip hands each input buffer to `release` once done with it.
+ * gzip hands each input buffer to `release` once done with it, and tests chunks for stored
+ * blocks on `stored`'s thread when given one.
  */
 export const compressor = (
   compression: Compression,
   level?: number,
   threads?: number,
-  release?: (buffer: Buffer) => void
+  release?: (buffer: Buffer) => void,
+  stored?: Pick<StoredThread, "isIncompressible">
 ): Transform | undefined => {
   switch (compression) {
     case "gzip":
       return parallelGzip({
         level: level ?? defaultLevel.gzip,
         concurrency: threads ?? defaultConcurrency(),
-        ...(release === undefined ? {} : { release })
+        ...(release === undefined ? {} : { release }),
+        ...(stored === undefined ? {} : { isIncompressible: stored.isIncompressible })
       })
     case "zstd":
       return new CompressStream({
@@ -60,18 +64,19 @@ export const compressor = (
 const zstdWorkers = (threads: number | undefined): number => Math.max(1, threads ?? os.availableParallelism())
 
 /**
- * For zstd, the compressor driven from a worker thread, which hashes the input too (see
+ * For zstd, the compressor driven from `zstd`'s worker thread, which hashes the input too (see
  * zstdThread.ts; the same bytes as {@link compressor}'s); `undefined` for other compressions, or
  * where no worker thread can start.
  */
 export const compressorOffThread = (
+  zstd: Pick<ZstdThread, "compressor">,
   compression: Compression,
   level?: number,
   threads?: number,
   release?: (buffer: Buffer) => void
 ): Promise<ZstdOffThread | undefined> =>
   compression === "zstd"
-    ? zstdOffThread(level ?? defaultLevel.zstd, zstdWorkers(threads), release)
+    ? zstd.compressor(level ?? defaultLevel.zstd, zstdWorkers(threads), release)
     : Promise.resolve(undefined)
 
 /** A decompressing transform, or `undefined` for none. */

@@ -8,7 +8,6 @@ import { Transform, type TransformCallback } from "node:stream"
 import * as zlib from "node:zlib"
 import { crc32Combine } from "./crc32.js"
 import { compressibleAtFirstSight, isIncompressible, storedBlocks } from "./stored.js"
-import { isIncompressibleOffThread } from "./storedThread.js"
 
 /**
  * The chunk size. The output is a function of the input, the level, this size, the test for
@@ -31,6 +30,11 @@ export interface ParallelGzipOptions {
   readonly concurrency?: number
   /** Called with each input buffer once nothing here refers to it any more (for reuse). */
   readonly release?: (buffer: Buffer) => void
+  /**
+   * The stored-block test on another thread (see storedThread.ts); without it, or when it
+   * fails, the test runs here, with the same answer.
+   */
+  readonly isIncompressible?: (chunk: Uint8Array, dictionary: Uint8Array | undefined) => Promise<boolean>
 }
 
 /**
@@ -80,6 +84,8 @@ const deflate = (chunk: Buffer, level: number, dictionary: Buffer | undefined, l
 export const parallelGzip = (options: ParallelGzipOptions): Transform => {
   const level = options.level
   const concurrency = Math.max(1, options.concurrency ?? defaultConcurrency())
+  const offThread = options.isIncompressible ?? ((chunk: Uint8Array, dictionary: Uint8Array | undefined) =>
+    Promise.resolve().then(() => isIncompressible(chunk, dictionary)))
   const queue: Array<Job> = []
   let current: Buffer | undefined
   let filled = 0
@@ -124,7 +130,7 @@ export const parallelGzip = (options: ParallelGzipOptions): Transform => {
     const dictionary = tail
     const outcome = level === 0 || compressibleAtFirstSight(chunk)
       ? deflate(chunk, level, dictionary, last)
-      : isIncompressibleOffThread(chunk, dictionary)
+      : offThread(chunk, dictionary)
         // no worker thread to be had (or it died): the same test here, with the same answer
         .catch(() => isIncompressible(chunk, dictionary))
         .then(

@@ -1,8 +1,8 @@
 /**
  * The incompressible-chunk test (stored.ts) on a worker thread. The main thread reads files,
  * hashes and writes; scanning a chunk of random bytes there would hold back the whole pipeline
- * while the deflate threads wait. One worker per process (see evalWorker.ts), given the
- * classifier's own source.
+ * while the deflate threads wait. One worker (see evalWorker.ts), given the classifier's own
+ * source, owned and closed by whoever made it (the stack's `Threads` service).
  */
 import { evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
 import { makeClassifier } from "./stored.js"
@@ -33,25 +33,35 @@ interface Reply extends WorkerReply {
 // request buffers: a dictionary and a chunk of the usual sizes fit; a few go round
 const spareSize = 32 * 1024 + (1 << 20)
 const maxSpares = 8
-const spares: Array<ArrayBuffer> = []
 
-const ask = evalWorker<Reply>(source, "blobchain stored-block test", (reply) => {
-  if (spares.length < maxSpares && reply.buffer.byteLength === spareSize) spares.push(reply.buffer)
-})
+/** The stored-block test on a worker thread. */
+export interface StoredThread {
+  /**
+   * Whether `chunk` (after `dictionary`) is incompressible, decided on the worker thread. Both
+   * are copied at once: the caller may reuse its buffers as soon as this returns.
+   */
+  readonly isIncompressible: (chunk: Uint8Array, dictionary: Uint8Array | undefined) => Promise<boolean>
+  readonly running: () => boolean
+  readonly close: () => Promise<void>
+}
 
-/**
- * Whether `chunk` (after `dictionary`) is incompressible, decided on the worker thread. Both are
- * copied at once: the caller may reuse its buffers as soon as this returns.
- */
-export const isIncompressibleOffThread = (chunk: Uint8Array, dictionary: Uint8Array | undefined): Promise<boolean> => {
-  const split = dictionary?.length ?? 0
-  const length = split + chunk.length
-  const buffer = length <= spareSize ? spares.pop() ?? new ArrayBuffer(spareSize) : new ArrayBuffer(length)
-  const bytes = new Uint8Array(buffer, 0, length)
-  if (dictionary !== undefined) bytes.set(dictionary)
-  bytes.set(chunk, split)
-  return ask({ buffer, length, split }, [buffer]).then((reply) => {
-    if (reply.stored === undefined) throw new Error(`testing a chunk for stored blocks: ${reply.error ?? "no answer"}`)
-    return reply.stored
+/** A stored-block test thread, started on first use. */
+export const makeStoredThread = (): StoredThread => {
+  const spares: Array<ArrayBuffer> = []
+  const worker = evalWorker<Reply>(source, "blobchain stored-block test", (reply) => {
+    if (spares.length < maxSpares && reply.buffer.byteLength === spareSize) spares.push(reply.buffer)
   })
+  const isIncompressible = (chunk: Uint8Array, dictionary: Uint8Array | undefined): Promise<boolean> => {
+    const split = dictionary?.length ?? 0
+    const length = split + chunk.length
+    const buffer = length <= spareSize ? spares.pop() ?? new ArrayBuffer(spareSize) : new ArrayBuffer(length)
+    const bytes = new Uint8Array(buffer, 0, length)
+    if (dictionary !== undefined) bytes.set(dictionary)
+    bytes.set(chunk, split)
+    return worker.ask({ buffer, length, split }, [buffer]).then((reply) => {
+      if (reply.stored === undefined) throw new Error(`testing a chunk for stored blocks: ${reply.error ?? "no answer"}`)
+      return reply.stored
+    })
+  }
+  return { isIncompressible, running: worker.running, close: worker.close }
 }

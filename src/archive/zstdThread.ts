@@ -7,14 +7,14 @@
  * multi-threaded frames depend on the input and the parameters only, not on how the input
  * is cut or on the number of workers.
  *
- * One worker per process (see evalWorker.ts), shared by the layers being made at once: each
- * has a session of its own there. Where no worker thread can start, {@link zstdOffThread}
- * says so and the caller compresses here.
+ * One worker (see evalWorker.ts) per owner (the stack's `Threads` service, which closes it),
+ * shared by the layers being made at once: each has a session of its own there. Where no worker
+ * thread can start, {@link ZstdThread.compressor} says so and the caller compresses here.
  */
 import { createRequire } from "node:module"
 import { Transform, type TransformCallback } from "node:stream"
 import * as Digest from "../Digest.js"
-import { evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
+import { type EvalWorker, evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
 
 const bindingPath = createRequire(import.meta.url).resolve("zstd-napi/binding.js")
 
@@ -92,8 +92,6 @@ interface Reply extends WorkerReply {
   readonly error?: string
 }
 
-const ask = evalWorker<Reply>(source, "blobchain zstd")
-
 const failure = (reply: Reply): Error | undefined =>
   reply.error === undefined ? undefined : new Error(`zstd: ${reply.error}`)
 
@@ -105,15 +103,38 @@ export interface ZstdOffThread extends Transform {
 
 // tar chunks in the worker's hands at once: enough to keep it busy while files are read
 const maxInFlight = 4
-let sessions = 0
 
-/**
- * A transform compressing with zstd at `level` with `workers` encoder threads, driven from the
- * worker thread, or `undefined` when no worker thread can start. Given `release`, the caller
- * hands its input buffers over: one that fills its ArrayBuffer wholly is transferred to the
- * worker (not copied) and handed to `release` when it comes back. Any other input is copied.
- */
-export const zstdOffThread = async (
+/** zstd on a worker thread. */
+export interface ZstdThread {
+  /**
+   * A transform compressing with zstd at `level` with `workers` encoder threads, driven from the
+   * worker thread, or `undefined` when no worker thread can start. Given `release`, the caller
+   * hands its input buffers over: one that fills its ArrayBuffer wholly is transferred to the
+   * worker (not copied) and handed to `release` when it comes back. Any other input is copied.
+   */
+  readonly compressor: (
+    level: number,
+    workers: number,
+    release?: (buffer: Buffer) => void
+  ) => Promise<ZstdOffThread | undefined>
+  readonly running: () => boolean
+  readonly close: () => Promise<void>
+}
+
+/** A zstd thread, started on first use. */
+export const makeZstdThread = (): ZstdThread => {
+  const worker = evalWorker<Reply>(source, "blobchain zstd")
+  let sessions = 0
+  return {
+    compressor: (level, workers, release) => zstdOffThread(worker.ask, ++sessions, level, workers, release),
+    running: worker.running,
+    close: worker.close
+  }
+}
+
+const zstdOffThread = async (
+  ask: EvalWorker<Reply>["ask"],
+  session: number,
   level: number,
   workers: number,
   release?: (buffer: Buffer) => void
@@ -123,7 +144,6 @@ export const zstdOffThread = async (
   } catch {
     return undefined
   }
-  const session = ++sessions
   let inFlight = 0
   let resumeWrites: (() => void) | undefined
   let digest: Digest.Digest | undefined

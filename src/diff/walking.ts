@@ -18,6 +18,7 @@ import * as Xattr from "../fs/xattr.js"
 import { Contents } from "../fs/contents.js"
 import { BufferPool, chunkSize, LayerFault, layerTar } from "./layer.js"
 import { fromMounts, type Tree } from "../fs/tree.js"
+import { Threads } from "../Threads.js"
 
 interface Written {
   readonly diffId: Digest.Digest
@@ -125,6 +126,7 @@ const toDiffFailed = (error: unknown): DiffFailed => {
 export const make = Effect.gen(function*() {
   const store = yield* ContentStore
   const index = Option.getOrUndefined(yield* Effect.serviceOption(ContentIndex))
+  const threads = yield* Threads
 
   const writeLayer = (
     writer: Writer,
@@ -141,7 +143,7 @@ export const make = Effect.gen(function*() {
           const pool = new BufferPool()
           const release = (buffer: Buffer) => pool.release(buffer)
           // zstd from a worker thread, which hashes the tar too; here when no thread can start
-          const offThread = await compressorOffThread(compression, options.level, options.compressionThreads, release)
+          const offThread = await compressorOffThread(threads.zstd, compression, options.level, options.compressionThreads, release)
           const hashing = compression === "none" || offThread !== undefined ? noHash : Digest.hasher()
           // the tar bytes pass the diffID hasher on their way to the compressor: count them there
           const uncompressed: Digest.Hasher = report === undefined ? hashing : {
@@ -165,7 +167,7 @@ export const make = Effect.gen(function*() {
             pool
           )
           const sink = storeSink(writer, runtime, counted)
-          const transform = offThread ?? compressor(compression, options.level, options.compressionThreads, release)
+          const transform = offThread ?? compressor(compression, options.level, options.compressionThreads, release, threads.stored)
           // pipeline waits for every stage to finish, so an error in the compressor's final
           // flush (the gzip trailer, the zstd epilogue) fails the diff instead of vanishing
           if (transform === undefined) await pipeline(source, sink, { signal })

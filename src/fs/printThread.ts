@@ -1,8 +1,9 @@
 /**
  * Fingerprints taken on worker threads, so that the event loop stays free and a build stats its
  * directories two at a time. Most of a fingerprint is system calls, which a second core makes as
- * fast as the first. Two workers per process (see evalWorker.ts), each given the fingerprinter's
- * own source and the name order's.
+ * fast as the first. Two workers (see evalWorker.ts), each given the fingerprinter's
+ * own source and the name order's. The threads belong to whoever made them (the stack's
+ * `Threads` service), which closes them.
  */
 import { evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
 import { compareNames } from "./tree.js"
@@ -51,19 +52,6 @@ interface Reply extends WorkerReply {
   readonly error?: { readonly message: string; readonly path?: string }
 }
 
-// two threads: a chain's prints, and a diff's check of both its directories, are taken two at a
-// time (a print is system calls, which a second core makes as fast as the first)
-const threads = [0, 1].map((n) => ({ ask: evalWorker<Reply>(source, `blobchain fingerprints ${n + 1}`), busy: 0 }))
-
-/** A request to the thread with the fewest waiting. */
-const ask = (request: object): Promise<Reply> => {
-  const thread = threads.reduce((a, b) => (b.busy < a.busy ? b : a))
-  thread.busy++
-  return thread.ask(request).finally(() => {
-    thread.busy--
-  })
-}
-
 // the file system's error as this thread would have thrown it: message and path
 const failure = (reply: Reply): Error => {
   const error = new Error(reply.error?.message ?? "no answer")
@@ -71,19 +59,47 @@ const failure = (reply: Reply): Error => {
   return error
 }
 
-/** The fingerprint of the tree at `dir`, taken on the worker thread (prints queue there in order). */
-export const fingerprintOffThread = (dir: string): Promise<Print> =>
-  ask({ dir }).then((reply) => {
-    if (reply.print !== undefined) return reply.print
-    throw failure(reply)
-  })
+/** Prints taken on two worker threads (prints queue there in order). */
+export interface PrintThreads {
+  /** The fingerprint of the tree at `dir`. */
+  readonly fingerprint: (dir: string) => Promise<Print>
+  /**
+   * The digest alone of the tree's fingerprint: a check that a tree is as printed copies no
+   * lines between threads (for a root filesystem, a Map of 140 000 strings).
+   */
+  readonly digest: (dir: string) => Promise<string>
+  /** Threads running now. */
+  readonly running: () => number
+  /** Stop both threads. */
+  readonly close: () => Promise<void>
+}
 
 /**
- * The digest alone of the tree's fingerprint, taken on the worker thread: a check that a tree is
- * as printed copies no lines between threads (for a root filesystem, a Map of 140 000 strings).
+ * Two print threads: a chain's prints, and a diff's check of both its directories, are taken two
+ * at a time (a print is system calls, which a second core makes as fast as the first).
  */
-export const digestOffThread = (dir: string): Promise<string> =>
-  ask({ dir, digestOnly: true }).then((reply) => {
-    if (reply.digest !== undefined) return reply.digest
-    throw failure(reply)
-  })
+export const makePrintThreads = (): PrintThreads => {
+  const threads = [0, 1].map((n) => ({ worker: evalWorker<Reply>(source, `blobchain fingerprints ${n + 1}`), busy: 0 }))
+  // a request to the thread with the fewest waiting
+  const ask = (request: object): Promise<Reply> => {
+    const thread = threads.reduce((a, b) => (b.busy < a.busy ? b : a))
+    thread.busy++
+    return thread.worker.ask(request).finally(() => {
+      thread.busy--
+    })
+  }
+  return {
+    fingerprint: (dir) =>
+      ask({ dir }).then((reply) => {
+        if (reply.print !== undefined) return reply.print
+        throw failure(reply)
+      }),
+    digest: (dir) =>
+      ask({ dir, digestOnly: true }).then((reply) => {
+        if (reply.digest !== undefined) return reply.digest
+        throw failure(reply)
+      }),
+    running: () => threads.filter((t) => t.worker.running()).length,
+    close: () => Promise.all(threads.map((t) => t.worker.close())).then(() => undefined)
+  }
+}

@@ -2,7 +2,8 @@
  * A worker thread running a script given as source text (so no worker file has to be found,
  * bundled or not) that answers each request with a reply carrying the request's `id`. Started on
  * first use; it keeps the process alive only while an answer is awaited. A worker that fails or
- * exits fails what is awaited, and the next request starts a fresh one.
+ * exits fails what is awaited, and the next request starts a fresh one. Its owner closes it (a
+ * scope's finaliser): the thread is stopped and nothing starts one again.
  */
 import { Worker } from "node:worker_threads"
 
@@ -16,17 +17,30 @@ interface Waiter<R> {
   readonly reject: (error: Error) => void
 }
 
+/** A worker thread's handle (see {@link evalWorker}). */
+export interface EvalWorker<R extends Reply> {
+  /**
+   * Send a request (an object the script gets with an `id` added) and resolve with its reply.
+   * Failing to start the worker, or a closed one, is a rejection, never a throw.
+   */
+  readonly ask: (request: object, transfer?: ReadonlyArray<ArrayBuffer>) => Promise<R>
+  /** Stop the thread (if one runs) and fail what is awaited; later requests are refused. */
+  readonly close: () => Promise<void>
+  /** Whether a thread runs now. */
+  readonly running: () => boolean
+}
+
 /**
- * A function sending a request (an object the script gets with an `id` added) and resolving with
- * its reply. `onReply` sees every reply first, awaited or not (to take back transferred buffers).
- * Failing to start the worker is a rejection, never a throw.
+ * A worker thread for `source`, started on first request. `onReply` sees every reply first,
+ * awaited or not (to take back transferred buffers).
  */
 export const evalWorker = <R extends Reply>(
   source: string,
   name: string,
   onReply?: (reply: R) => void
-): (request: object, transfer?: ReadonlyArray<ArrayBuffer>) => Promise<R> => {
+): EvalWorker<R> => {
   let worker: Worker | undefined
+  let closed = false
   let nextId = 0
   const waiting = new Map<number, Waiter<R>>()
 
@@ -54,12 +68,23 @@ export const evalWorker = <R extends Reply>(
     return w
   }
 
-  return (request, transfer = []) =>
-    new Promise((resolve, reject) => {
+  const ask = (request: object, transfer: ReadonlyArray<ArrayBuffer> = []) =>
+    new Promise<R>((resolve, reject) => {
+      if (closed) return reject(new Error(`the thread "${name}" is closed`))
       const w = started()
       const id = nextId++
       waiting.set(id, { resolve, reject })
       w.ref()
       w.postMessage({ ...request, id }, [...transfer])
     })
+
+  const close = async (): Promise<void> => {
+    closed = true
+    const w = worker
+    if (w === undefined) return
+    failAll(new Error(`the thread "${name}" was closed`))
+    await w.terminate()
+  }
+
+  return { ask, close, running: () => worker !== undefined }
 }
