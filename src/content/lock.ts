@@ -8,7 +8,10 @@ import * as NodePath from "node:path"
 import { Effect } from "effect"
 import * as ContentStore from "../ContentStore.js"
 
-/** Lock files this process holds; a file naming our pid that is not in here is a leftover. */
+/**
+ * Lock files this process holds; a file naming our pid that is not in here is a leftover.
+ * Process-wide: a lock file names its owner by pid, so every store of this process is that owner.
+ */
 const held = new Set<string>()
 
 /** The errno code of a Node error, if any. */

@@ -75,6 +75,7 @@ const noHash: Digest.Hasher = {
   digest: () => Digest.emptySha256
 }
 
+// process-wide: whether the addon loaded is a fact of this process, told once whatever the stacks
 let toldUnavailable = false
 
 // what of the trees' extended attributes a layer could not carry, said once

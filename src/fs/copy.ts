@@ -17,6 +17,7 @@ import { run, runScript, runSync } from "../internal/process.js"
  */
 export type CopyEngine = "cp" | "walk"
 
+// process-wide: which cp the machine has does not change while it runs
 let gnuCp: boolean | undefined
 
 /** `true` when `cp` is GNU coreutils' (checked once per process). */

@@ -25,8 +25,10 @@ export const addonPath: string = fileURLToPath(new URL("../../build/Release/xatt
 
 const none: ReadonlyArray<Xattr> = []
 
+// process-wide: the addon loads once per process, or not at all
 let addon: Addon | undefined
 /** Why attributes cannot be read or written here, or `undefined` when they can. */
+// process-wide, as the addon
 export let unavailable: string | undefined
 try {
   addon = createRequire(import.meta.url)(addonPath) as Addon
@@ -46,7 +48,10 @@ export const isCarried = (name: string): boolean =>
 /** Byte order of names, as tar records are sorted (names are ASCII in practice). */
 const byName = (a: Xattr, b: Xattr): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
 
-/** What could not be read so far, at most one line per reason: for a single warning. */
+/**
+ * What could not be read so far, at most one line per reason: for a single warning. Process-wide:
+ * what the process may not read follows from its privileges, whichever stack reads it.
+ */
 const skipped = new Map<string, string>()
 
 /** The first path of each reason attributes were skipped since the last call, and forget them. */
