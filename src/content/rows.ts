@@ -8,13 +8,12 @@ import type * as NodeFs from "node:fs"
 import { Effect, Schema } from "effect"
 import * as ContentStore from "../ContentStore.js"
 import type * as Digest from "../Digest.js"
+import { labelTable } from "../internal/labelTable.js"
 import { Millis } from "../internal/millis.js"
 
 // better-sqlite3 returns BIGINT as number, PostgreSQL as string
 const ContentRow = Schema.Struct({ digest: Schema.String, created_at: Millis, updated_at: Millis })
-const LabelRow = Schema.Struct({ digest: Schema.String, name: Schema.String, value: Schema.String })
 const decodeContentRows = Schema.decodeUnknown(Schema.Array(ContentRow))
-const decodeLabelRows = Schema.decodeUnknown(Schema.Array(LabelRow))
 const JoinedRow = Schema.extend(ContentRow, Schema.Struct({ label_name: Schema.NullOr(Schema.String), label_value: Schema.NullOr(Schema.String) }))
 const decodeJoinedRows = Schema.decodeUnknown(Schema.Array(JoinedRow))
 
@@ -30,6 +29,7 @@ export const dbError = (op: string, subject: string) => (cause: SqlError | { rea
 
 /** The row operations of a store over `sql`. */
 export const makeRows = (sql: SqlClient.SqlClient) => {
+  const labelRows = labelTable(sql, "content_labels", "digest")
   /** The rows of `digests` (all rows when undefined), in two queries whatever their number. */
   const rowsFor = (op: string, digests: ReadonlyArray<Digest.Digest> | undefined) =>
     Effect.gen(function*() {
@@ -40,19 +40,9 @@ export const makeRows = (sql: SqlClient.SqlClient) => {
         : sql`SELECT digest, created_at, updated_at FROM content WHERE ${sql.in("digest", digests)}`).pipe(
           Effect.flatMap(decodeContentRows)
         )
-      const labels = yield* (digests === undefined
-        ? sql`SELECT digest, name, value FROM content_labels`
-        : sql`SELECT digest, name, value FROM content_labels WHERE ${sql.in("digest", digests)}`).pipe(
-          Effect.flatMap(decodeLabelRows)
-        )
+      const labels = yield* labelRows.read(digests)
       const times = new Map(content.map((row) => [row.digest, row]))
-      const labelMap = new Map<string, Record<string, string>>()
-      for (const row of labels) {
-        const entry = labelMap.get(row.digest) ?? {}
-        entry[row.name] = row.value
-        labelMap.set(row.digest, entry)
-      }
-      const rows: Rows = { times, labels: labelMap }
+      const rows: Rows = { times, labels }
       return rows
     }).pipe(Effect.mapError(dbError(op, digests?.[0] ?? "*")))
 
@@ -98,13 +88,7 @@ export const makeRows = (sql: SqlClient.SqlClient) => {
       yield* sql`INSERT INTO content (digest, size, created_at, updated_at)
         VALUES (${digest}, ${stat.size}, ${created}, ${now})
         ON CONFLICT (digest) DO UPDATE SET size = excluded.size, updated_at = excluded.updated_at`
-      for (const [name, value] of Object.entries(labels)) {
-        if (value === "") yield* sql`DELETE FROM content_labels WHERE digest = ${digest} AND name = ${name}`
-        else {
-          yield* sql`INSERT INTO content_labels (digest, name, value) VALUES (${digest}, ${name}, ${value})
-            ON CONFLICT (digest, name) DO UPDATE SET value = excluded.value`
-        }
-      }
+      yield* labelRows.merge(digest, labels)
     })).pipe(Effect.mapError(dbError(op, digest)))
 
   /** The rows of a freshly published blob; labels merge with any a concurrent AlreadyExists applied. */
@@ -114,18 +98,14 @@ export const makeRows = (sql: SqlClient.SqlClient) => {
       yield* sql`INSERT INTO content (digest, size, created_at, updated_at)
         VALUES (${digest}, ${size}, ${now}, ${now})
         ON CONFLICT (digest) DO UPDATE SET size = excluded.size, updated_at = excluded.updated_at`
-      for (const [name, value] of Object.entries(labels)) {
-        if (value !== "") {
-          yield* sql`INSERT INTO content_labels (digest, name, value) VALUES (${digest}, ${name}, ${value})
-            ON CONFLICT (digest, name) DO UPDATE SET value = excluded.value`
-        }
-      }
+      // an empty value deletes nothing here: labels another writer set meanwhile stay
+      yield* labelRows.merge(digest, Object.fromEntries(Object.entries(labels).filter(([, value]) => value !== "")))
     })).pipe(Effect.mapError(dbError("commit", digest)))
 
   // labels go first: a crash in between leaves a blob without labels, never labels without a blob
   const deleteRows = (digest: Digest.Digest) =>
     sql.withTransaction(Effect.zipRight(
-      sql`DELETE FROM content_labels WHERE digest = ${digest}`,
+      labelRows.remove(digest),
       sql`DELETE FROM content WHERE digest = ${digest}`
     )).pipe(Effect.mapError(dbError("delete", digest)))
 

@@ -23,6 +23,7 @@ import {
 import * as Tree from "../fs/copy.js"
 import { removeTreeInSteps } from "../fs/remove.js"
 import { usage } from "../fs/usage.js"
+import { labelTable } from "../internal/labelTable.js"
 import { Millis } from "../internal/millis.js"
 
 /** Where the snapshots live and how trees are copied. */
@@ -45,10 +46,7 @@ const Row = Schema.Struct({
 })
 type Row = typeof Row.Type
 
-const LabelRow = Schema.Struct({ key: Schema.String, name: Schema.String, value: Schema.String })
-
 const decodeRows = Schema.decodeUnknown(Schema.Array(Row))
-const decodeLabelRows = Schema.decodeUnknown(Schema.Array(LabelRow))
 const JoinedRow = Schema.extend(Row, Schema.Struct({ label_name: Schema.NullOr(Schema.String), label_value: Schema.NullOr(Schema.String) }))
 const decodeJoinedRows = Schema.decodeUnknown(Schema.Array(JoinedRow))
 
@@ -134,6 +132,7 @@ export const make = (options: NativeOptions) =>
 export const makeWithLayout = (root: string, layout: Layout) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const labelRows = labelTable(sql, "snapshot_labels", "key")
     const snapshotsDir = NodePath.join(root, "snapshots")
 
     const dbError = (op: string, key: string) => (cause: unknown) =>
@@ -217,13 +216,7 @@ export const makeWithLayout = (root: string, layout: Layout) =>
 
     /** Merge labels into the record of `key`; an empty value deletes a label. */
     const writeLabels = (op: string, key: string, labels: Labels) =>
-      Effect.forEach(Object.entries(labels), ([name, value]) =>
-        value === ""
-          ? sql`DELETE FROM snapshot_labels WHERE key = ${key} AND name = ${name}`
-          : sql`INSERT INTO snapshot_labels (key, name, value) VALUES (${key}, ${name}, ${value})
-                ON CONFLICT (key, name) DO UPDATE SET value = excluded.value`, { discard: true }).pipe(
-        Effect.mapError(dbError(op, key))
-      )
+      labelRows.merge(key, labels).pipe(Effect.mapError(dbError(op, key)))
 
     // SQLite's deferred BEGIN takes the write lock at the first write; a transaction that read
     // first then fails at once (SQLITE_BUSY) when another process wrote meanwhile. A write first
@@ -333,7 +326,7 @@ export const makeWithLayout = (root: string, layout: Layout) =>
             if (children.length > 0) {
               return yield* new SnapshotHasChildren({ key, children: children.map((c) => c.key) })
             }
-            yield* sql`DELETE FROM snapshot_labels WHERE key = ${key}`.pipe(
+            yield* labelRows.remove(key).pipe(
               Effect.zipRight(sql`DELETE FROM snapshots WHERE key = ${key}`),
               Effect.mapError(dbError("remove", key))
             )
@@ -367,16 +360,7 @@ export const makeWithLayout = (root: string, layout: Layout) =>
         Effect.flatMap(decodeRows),
         Effect.mapError(dbError("walk", ""))
       )
-      const labels = yield* sql`SELECT key, name, value FROM snapshot_labels`.pipe(
-        Effect.flatMap(decodeLabelRows),
-        Effect.mapError(dbError("walk", ""))
-      )
-      const byKey = new Map<string, Record<string, string>>()
-      for (const l of labels) {
-        const entry = byKey.get(l.key) ?? {}
-        entry[l.name] = l.value
-        byKey.set(l.key, entry)
-      }
+      const byKey = yield* labelRows.read(undefined).pipe(Effect.mapError(dbError("walk", "")))
       return rows.map((row) => toInfo(row, byKey.get(row.key) ?? {}))
     }).pipe(Effect.withSpan("Snapshotter.walk"))
 
