@@ -37,6 +37,10 @@
  *
  * A wrong diffID is reported after the whole layer has been applied; the tree is not rolled
  * back (containerd does the same): a caller that sees WrongDiffId must discard the tree.
+
+ * Why one module of this length: the confinement rule holds only while every step that changes
+ * a name on the chain goes through the one Unpacker that keeps the chain; split, the rule would
+ * have to be re-proven across modules at every change.
  */
 import * as fs from "node:fs"
 import { Writable } from "node:stream"
