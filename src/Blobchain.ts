@@ -4,7 +4,7 @@
  * refs and Blobs.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { Effect, Layer, Schema } from "effect"
+import { Config, type ConfigError, Effect, Layer, Schema } from "effect"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import * as Applier from "./Applier.js"
@@ -119,6 +119,15 @@ export const layerLocal = (
       return Blobs.layer.pipe(Layer.provideMerge(work))
     })
   )
+
+/**
+ * {@link layerLocal} with its options read from Effect's `Config`, e.g.
+ * `{ root: Config.string("BLOBCHAIN_STATE") }` (the snapshotter from `Config.literal("native", "overlay")`).
+ */
+export const layerLocalConfig = (
+  config: Config.Config.Wrap<{ readonly root: string; readonly snapshotter?: SnapshotterKind }>
+): Layer.Layer<Services, OpenError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layerLocal))
 
 /**
  * Both snapshotters keep their records in the same tables, so a state directory belongs to the

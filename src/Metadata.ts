@@ -6,7 +6,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator"
-import { Effect, Layer, Schedule, Schema } from "effect"
+import { Config, type ConfigError, Effect, Layer, Schedule, Schema } from "effect"
 import * as NodePath from "node:path"
 import * as ContentSchema from "./content/schema.js"
 import * as BlobMapSchema from "./blobmap/schema.js"
@@ -52,3 +52,9 @@ export const layer = (options: { readonly root: string }): Layer.Layer<SqlClient
     )
   )
 }
+
+/** {@link layer} with the state directory read from Effect's `Config`. */
+export const layerConfig = (
+  config: Config.Config.Wrap<{ readonly root: string }>
+): Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, MetadataError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))

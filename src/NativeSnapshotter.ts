@@ -4,7 +4,7 @@
  * `snapshot/native.ts`).
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { Layer } from "effect"
+import { Config, type ConfigError, Effect, Layer } from "effect"
 import { Snapshotter, type SnapshotterError } from "./Snapshotter.js"
 import * as native from "./snapshot/native.js"
 
@@ -16,3 +16,12 @@ export const make = native.make
 /** The native snapshotter; needs the metadata database. */
 export const layer = (options: native.NativeOptions): Layer.Layer<Snapshotter, SnapshotterError, SqlClient.SqlClient> =>
   Layer.effect(Snapshotter, native.make(options))
+
+/**
+ * {@link layer} with its options read from Effect's `Config` (e.g.
+ * `{ root: Config.string("BLOBCHAIN_STATE") }`).
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<native.NativeOptions>
+): Layer.Layer<Snapshotter, SnapshotterError | ConfigError.ConfigError, SqlClient.SqlClient> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))
