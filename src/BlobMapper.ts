@@ -91,3 +91,19 @@ export const layerBackend = (backend: Backend): Layer.Layer<BlobMapper> => Layer
 export const layerMemory: Layer.Layer<BlobMapper> = Layer.sync(BlobMapper, () => make(memoryBackend()))
 
 
+
+/**
+ * `service` as an accelerator: a look-up that fails is a miss (the layer is made again) and a
+ * write that fails is skipped, each told through `warn`; nothing fails the caller. For a mapping
+ * on a database several machines share, which may be down while builds go on alone.
+ */
+export const accelerator = (
+  service: BlobMapperService,
+  warn: (error: BlobMapperError) => Effect.Effect<void>
+): BlobMapperService => ({
+  get: (key) => service.get(key).pipe(Effect.catchAll((error) => Effect.as(warn(error), Option.none()))),
+  getMany: (keys) =>
+    service.getMany(keys).pipe(Effect.catchAll((error) => Effect.as(warn(error), keys.map(() => Option.none())))),
+  set: (key, pair) => service.set(key, pair).pipe(Effect.catchAll(warn)),
+  delete: (key) => service.delete(key).pipe(Effect.catchAll(warn))
+})

@@ -24,6 +24,8 @@ import * as MemoryContentStore from "./MemoryContentStore.js"
 import * as LocalContentStore from "./LocalContentStore.js"
 import * as SqlContentIndex from "./SqlContentIndex.js"
 import * as SqlBlobMapper from "./SqlBlobMapper.js"
+import type * as LayerIndex from "./LayerIndex.js"
+import * as SqlLayerIndex from "./SqlLayerIndex.js"
 import type { Threads } from "./Threads.js"
 import * as WorkerThreads from "./WorkerThreads.js"
 
@@ -115,6 +117,49 @@ export const layerLocal = (
       ).pipe(Layer.provideMerge(Metadata.layer({ root })))
       const work = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer, RefManager.layer).pipe(
         Layer.provideMerge(storage)
+      )
+      return Blobs.layer.pipe(Layer.provideMerge(work))
+    })
+  )
+
+/**
+ * Everything on the state directory `root`, as {@link layerLocal}, except what several machines
+ * share through the database `SqlClient` you provide (e.g. `@effect/sql-pg`'s `PgClient.layer`):
+ * the blob mappings and the layer index. A layer whose ref is not mapped (another machine's or
+ * a fresh checkout's trees: other inodes and mtimes) is hashed first, and a blob made before
+ * from the same bytes that is in the content store is reused instead of compressed again. The
+ * snapshots, the blobs' labels and the content-hash index (inodes are a machine's own) stay in
+ * the state directory's SQLite.
+ */
+export const layerShared = (
+  options: { readonly root: string; readonly snapshotter?: SnapshotterKind }
+): Layer.Layer<Services | LayerIndex.LayerIndex, OpenError | LayerIndex.LayerIndexError, SqlClient.SqlClient> =>
+  Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const root = yield* ensureStateDirectory(options.root)
+      const kind = yield* claimSnapshotter(root, options.snapshotter)
+      const where = paths(root)
+      const local = Layer.mergeAll(
+        LocalContentStore.layer({ root: where.content }),
+        kind === "overlay" ? OverlaySnapshotter.layer({ root: where.overlay }) : NativeSnapshotter.layer({ root: where.snapshots }),
+        SqlContentIndex.layer,
+        WorkerThreads.layer
+      ).pipe(Layer.provideMerge(Metadata.layer({ root })))
+      // on the database given: what other machines read and write too; an accelerator, so a
+      // database that goes away mid-build costs reuse, told once, never the build
+      const warned = { done: false }
+      const warnOnce = (error: { readonly message: string }) =>
+        warned.done ? Effect.void : Effect.zipRight(
+          Effect.sync(() => void (warned.done = true)),
+          Effect.logWarning(`the shared cache failed (${error.message}): building alone`)
+        )
+      const mapper = Layer.effect(
+        BlobMapper.BlobMapper,
+        Effect.map(BlobMapper.BlobMapper, (service) => BlobMapper.accelerator(service, warnOnce))
+      ).pipe(Layer.provide(SqlBlobMapper.layer))
+      const shared = Layer.merge(mapper, SqlLayerIndex.layer)
+      const work = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer, RefManager.layer).pipe(
+        Layer.provideMerge(Layer.merge(local, shared))
       )
       return Blobs.layer.pipe(Layer.provideMerge(work))
     })

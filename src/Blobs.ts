@@ -9,6 +9,7 @@ import { type ContentLocked, ContentStore, type ContentStoreError, whileLocked }
 import { type CompareRule, DiffFailed, Differ, type DiffOptions, InvalidDifferResponse } from "./Differ.js"
 import { DiffPair } from "./DiffPair.js"
 import * as Digest from "./Digest.js"
+import { LayerEntry, LayerIndex, type LayerForm } from "./LayerIndex.js"
 import { type Compression, compressionOf, LabelGcRoot, LabelUncompressed, layerMediaType } from "./Oci.js"
 import type { ImmutableRef, MountFailed, RefNotFound } from "./RefManager.js"
 import * as Progress from "./Progress.js"
@@ -85,6 +86,9 @@ export const make = Effect.gen(function*() {
   const store = yield* ContentStore
   const mapper = yield* BlobMapper
   const differ = yield* Differ
+  // with a layer index (a cache shared by several machines), a layer whose ref is not mapped is
+  // hashed first, and a blob made before from the same bytes is reused instead of diffed again
+  const layerIndex = Option.getOrUndefined(yield* Effect.serviceOption(LayerIndex))
   const flights = yield* SingleFlight.make<DiffPair, BlobsError>()
   const defaultConcurrency = Math.max(1, os.availableParallelism())
   const verifyConcurrency = 16
@@ -102,6 +106,31 @@ export const make = Effect.gen(function*() {
 
   const verifiedMapping = (mapped: Option.Option<DiffPair>): Effect.Effect<Option.Option<DiffPair>, ContentStoreError> =>
     Option.isSome(mapped) ? verified(mapped.value) : Effect.succeedNone
+
+  // the layer index is an accelerator: when it cannot answer or record, the layer is made here
+  const indexed = <A>(consequence: string, effect: Effect.Effect<Option.Option<A>, { readonly message: string }>) =>
+    effect.pipe(Effect.catchAll((error) =>
+      Effect.as(Effect.logWarning(`${error.message} (${consequence})`), Option.none<A>())
+    ))
+
+  /**
+   * The pair of a layer made before from the same bytes, when the index knows it and its blob is
+   * here with that diffID: the tar is hashed, nothing is compressed or written.
+   */
+  const reusedByContent = (
+    index: typeof layerIndex & {},
+    digestMounts: NonNullable<typeof differ.digestMounts>,
+    lower: Parameters<typeof digestMounts>[0],
+    upper: Parameters<typeof digestMounts>[1],
+    options: Parameters<typeof digestMounts>[2],
+    form: LayerForm
+  ) =>
+    Effect.gen(function*() {
+      const diffId = yield* digestMounts(lower, upper, options)
+      const entry = yield* indexed("the layer is made here", index.lookup(diffId, form))
+      if (Option.isNone(entry)) return Option.none<DiffPair>()
+      return yield* verified(new DiffPair({ diffId, blobsum: entry.value.blobsum }))
+    })
 
   /** Diff one ref against its parent and record the pair. Runs inside a flight. */
   const compute = (ref: ImmutableRef, key: string, options: GetDiffPairsOptions) =>
@@ -127,6 +156,26 @@ export const make = Effect.gen(function*() {
         ...(options.compare === undefined ? {} : { compare: options.compare })
       }
       const changed = own.changed === undefined ? undefined : yield* own.changed
+      const form: LayerForm = { compression, level: options.level }
+      if (layerIndex !== undefined && differ.digestMounts !== undefined) {
+        const reused = yield* reusedByContent(layerIndex, differ.digestMounts, lower, upper, {
+          ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
+          ...(options.compare === undefined ? {} : { compare: options.compare }),
+          ...(changed === undefined ? {} : { changed })
+        }, form).pipe(
+          Effect.mapError((e) =>
+            e._tag === "DiffFailed" && e.ref === undefined
+              ? new DiffFailed({ ref: ref.id, step: e.step, reason: e.reason, cause: e.cause })
+              : e
+          )
+        )
+        if (Option.isSome(reused)) {
+          if (own.verify !== undefined) yield* own.verify
+          yield* mapper.set(key, reused.value)
+          yield* Progress.report(Progress.ProgressEvent.LayerReused({ ref: ref.id }))
+          return reused.value
+        }
+      }
       const descriptor = yield* differ.diffMounts(lower, upper, changed === undefined ? diffOptions : { ...diffOptions, changed }).pipe(
         // a failed diff leaves nothing of its ingest (the differ's contract): nothing to abort here
         Effect.mapError((e) =>
@@ -154,6 +203,16 @@ export const make = Effect.gen(function*() {
       // what the diff read must still be what the ref's id names, or the pair names the wrong layer
       if (own.verify !== undefined) yield* own.verify
       yield* mapper.set(key, pair)
+      if (layerIndex !== undefined) {
+        const entry = new LayerEntry({
+          diffId,
+          ...form,
+          blobsum: descriptor.digest,
+          size: descriptor.size,
+          mediaType: descriptor.mediaType
+        })
+        yield* indexed("other machines will make this layer too", Effect.as(layerIndex.record(entry), Option.none()))
+      }
       yield* Progress.report(Progress.ProgressEvent.LayerDone({ ref: ref.id }))
       return pair
     }).pipe(Effect.scoped, Effect.withSpan("Blobs.compute", { attributes: { ref: ref.id, key } }))

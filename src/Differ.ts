@@ -4,6 +4,7 @@
  */
 import { Context, Effect, Schema } from "effect"
 import type { ContentLocked, Labels } from "./ContentStore.js"
+import type { Digest } from "./Digest.js"
 import type { CompareRule } from "./fs/contents.js"
 import type { Mount } from "./Mount.js"
 import type { Compression, Descriptor } from "./Oci.js"
@@ -84,6 +85,15 @@ export interface DifferService {
     upper: ReadonlyArray<Mount>,
     options?: DiffOptions
   ) => Effect.Effect<Descriptor, DiffFailed | ContentLocked>
+  /**
+   * The diffID of the layer {@link diffMounts} would write with these options: its tar hashed as
+   * it is made, compressed and stored nowhere. Optional: a differ without it is asked to diff.
+   */
+  readonly digestMounts?: (
+    lower: ReadonlyArray<Mount>,
+    upper: ReadonlyArray<Mount>,
+    options?: Pick<DiffOptions, "sourceDateEpoch" | "changed" | "compare">
+  ) => Effect.Effect<Digest, DiffFailed>
 }
 
 /** The differ. */

@@ -11,6 +11,8 @@ import * as SqlBlobMapper from "../src/SqlBlobMapper.js"
 import * as SqlContentIndex from "../src/SqlContentIndex.js"
 import { blobMapperSuite, pairOf } from "./conformance/blobMapper.js"
 import { contentIndexSuite } from "./conformance/contentIndex.js"
+import { layerIndexSuite } from "./conformance/layerIndex.js"
+import * as SqlLayerIndex from "../src/SqlLayerIndex.js"
 import { freshDatabase, layerFresh } from "./support/postgres.js"
 import * as PgClient from "@effect/sql-pg/PgClient"
 
@@ -21,6 +23,8 @@ blobMapperSuite(
 )
 
 contentIndexSuite("layerSql (PostgreSQL)", SqlContentIndex.layer.pipe(Layer.provide(layerFresh)))
+
+layerIndexSuite("layerSql (PostgreSQL)", SqlLayerIndex.layer.pipe(Layer.provide(layerFresh)))
 
 describe("SqlBlobMapper.layer on PostgreSQL", () => {
   it.scoped("two clients of one database (two machines) see each other's mappings", () =>

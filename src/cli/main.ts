@@ -8,7 +8,8 @@ import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit, Option, Schema } from "effect"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Cause, Config, Console, Effect, Either, Exit, Layer, Logger, LogLevel, Option, Redacted, Schema } from "effect"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import * as Blobchain from "../Blobchain.js"
@@ -78,6 +79,13 @@ const build = Command.make(
       )
     ),
     concurrency: Options.integer("concurrency").pipe(Options.optional),
+    cacheDb: Options.text("cache-db").pipe(
+      Options.withFallbackConfig(Config.string("BLOBCHAIN_CACHE_DB")),
+      Options.optional,
+      Options.withDescription(
+        "postgres://USER[:PASS]@HOST:PORT/DB: blob mappings and a layer index shared by several machines (also BLOBCHAIN_CACHE_DB)"
+      )
+    ),
     json
   },
   (o) =>
@@ -187,13 +195,18 @@ const build = Command.make(
         const pushed = yield* Registry.push(built.image, pushTo, connect).pipe(Effect.provide(Registry.layerHttp))
         return { built, pushed }
       })
+      const cacheDb = Option.getOrUndefined(o.cacheDb)
+      if (cacheDb !== undefined && !/^postgres(ql)?:\/\/[^/]+\/[^/]+/.test(cacheDb)) {
+        return yield* new UsageError({ reason: "--cache-db wants postgres://USER[:PASS]@HOST:PORT/DB" })
+      }
       // sources are checked before the state directory is touched
       yield* Effect.forEach(o.dirs, Build.checkSource, { discard: true })
+      const stateOptions = {
+        root: o.state,
+        ...Option.match(o.snapshotter, { onNone: () => ({}), onSome: (snapshotter) => ({ snapshotter }) })
+      }
       const { built, pushed } = yield* work.pipe(
-        Effect.provide(Blobchain.layerLocal({
-          root: o.state,
-          ...Option.match(o.snapshotter, { onNone: () => ({}), onSome: (snapshotter) => ({ snapshotter }) })
-        })),
+        Effect.provide(cacheDb === undefined ? Blobchain.layerLocal(stateOptions) : sharedOrAlone(stateOptions, cacheDb)),
         Effect.ensuring(Effect.sync(() => show.done()))
       )
       const pushedTo = pushed === undefined ? undefined : `${pushed.reference.text}@${pushed.manifest.digest}`
@@ -204,6 +217,23 @@ const build = Command.make(
       )
     })
 ).pipe(Command.withDescription("build directories (oldest first) into an image"))
+
+/** Where a URL's password would be, a mask: the URL as it may be shown. */
+const shownUrl = (url: string): string => url.replace(/^(\w+:\/\/[^:/@]*):[^@]*@/, "$1:***@")
+
+/**
+ * The state directory with the shared cache on the database at `url`; alone, said in one line,
+ * when that database cannot be reached or opened: the shared cache only ever saves work.
+ */
+const sharedOrAlone = (options: { readonly root: string; readonly snapshotter?: "native" | "overlay" }, url: string) =>
+  Layer.unwrapScoped(Effect.gen(function*() {
+    const db = yield* Layer.build(PgClient.layer({ url: Redacted.make(url), connectTimeout: "10 seconds" })).pipe(Effect.either)
+    if (Either.isLeft(db)) {
+      yield* Console.error(`blobchain: the shared cache ${shownUrl(url)} cannot be reached (${db.left.message}): building alone`)
+      return Blobchain.layerLocal(options)
+    }
+    return Blobchain.layerShared(options).pipe(Layer.provide(Layer.succeedContext(db.right)))
+  }))
 
 const inspect = Command.make(
   "inspect",
@@ -265,6 +295,12 @@ export const describeFailure = (cause: Cause.Cause<unknown>): { readonly line: s
 export const main = (argv: ReadonlyArray<string>) =>
   cli(argv).pipe(
     Effect.provide(NodeContext.layer),
+    // what a user should know of goes to standard error, one line each: standard output is the result
+    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => {
+      const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+      process.stderr.write(`blobchain: warning: ${text}\n`)
+    }))),
+    Logger.withMinimumLogLevel(LogLevel.Warning),
     Effect.exit,
     Effect.flatMap((exit) => {
       if (Exit.isSuccess(exit)) return Effect.succeed(0)

@@ -180,6 +180,46 @@ export const make = Effect.gen(function*() {
         catch: toDiffFailed
       }))
 
+  /** The layer's tar hashed, nothing written: its diffID. */
+  const hashLayer = (lower: Tree, upper: Tree, options: DiffOptions, contents: Contents): Effect.Effect<Digest.Digest, DiffFailed> =>
+    Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+      Effect.tryPromise({
+        try: async (signal) => {
+          const pool = new BufferPool()
+          const hashing = Digest.hasher()
+          const source = layerTar(lower, upper, {
+            ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
+            ...(options.changed === undefined ? {} : { changed: options.changed }),
+            contents,
+            ...(index === undefined ? {} : { lookup: lookupWith(index, runtime), record: recordWith(index, runtime) })
+          }, hashing, pool)
+          for await (const chunk of source) {
+            if (signal.aborted) throw signal.reason
+            pool.release(chunk)
+          }
+          return hashing.digest()
+        },
+        catch: toDiffFailed
+      }))
+
+  const digestMounts = Effect.fn("Differ.digestMounts")(function*(
+    lower: ReadonlyArray<Mount>,
+    upper: ReadonlyArray<Mount>,
+    options: Pick<DiffOptions, "sourceDateEpoch" | "changed" | "compare"> = {}
+  ) {
+    const lowerTree = yield* treeOf(lower, "lower")
+    const upperTree = yield* treeOf(upper, "upper")
+    const contents = new Contents(options.compare)
+    const diffId = yield* hashLayer(lowerTree, upperTree, options, contents)
+    yield* warnOfXattrs
+    if (index !== undefined) {
+      yield* index.record(contents.takeRead()).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
+      )
+    }
+    return diffId
+  })
+
   const diffMounts = Effect.fn("Differ.diffMounts")(function*(
     lower: ReadonlyArray<Mount>,
     upper: ReadonlyArray<Mount>,
@@ -231,5 +271,5 @@ export const make = Effect.gen(function*() {
     return new Oci.Descriptor({ mediaType, digest: written.digest, size: written.size })
   })
 
-  return { diffMounts }
+  return { diffMounts, digestMounts }
 })

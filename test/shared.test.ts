@@ -1,0 +1,182 @@
+/**
+ * Blobchain.layerShared: blob mappings and the layer index on a database several machines share.
+ * A build whose trees have other inodes and mtimes (a fresh checkout, another machine) hashes
+ * each layer whose ref is not mapped and reuses a blob made before from the same bytes.
+ */
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import { Effect, Layer } from "effect"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Blobchain, Build, ContentStore, Progress } from "../src/index.js"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { freshDatabase, layerFresh } from "./support/postgres.js"
+import { scratch, write } from "./support/scratch.js"
+import { blobchain } from "./support/tools.js"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as net from "node:net"
+
+const work = scratch("shared")
+afterAll(() => work.remove())
+
+const epoch = 1_000_000
+
+// two trees, the second a change of the first
+const trees = () => {
+  const one = work.fresh("v1")
+  write(one, "etc/app.conf", "version=1\n")
+  write(one, "usr/bin/tool", "#!/bin/sh\necho tool\n", 0o755)
+  write(one, "usr/share/doc/readme", "x".repeat(100_000))
+  const two = work.fresh("v2")
+  execFileSync("cp", ["-a", "--", one, two])
+  write(two, "etc/app.conf", "version=2\n")
+  write(two, "usr/lib/new.so", "y".repeat(50_000))
+  return [one, two]
+}
+
+// the same trees as a fresh checkout has them: new inodes, new mtimes
+const checkout = (dirs: ReadonlyArray<string>) =>
+  dirs.map((dir) => {
+    const copy = work.fresh("checkout")
+    execFileSync("cp", ["-r", "--preserve=mode", "--", dir, copy])
+    execFileSync("sh", ["-c", `find "$1" -exec touch -h -d @${epoch + 12345} {} +`, "sh", copy])
+    return copy
+  })
+
+/** Build `dirs` on `stack`, with the layer events it reported. */
+const buildOn = (stack: Layer.Layer<Blobchain.Services, unknown>, dirs: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const events: Array<Progress.ProgressEvent["_tag"]> = []
+    const built = yield* Build.build(dirs, { sourceDateEpoch: epoch }).pipe(
+      Effect.provideService(Progress.Progress, { report: (event) => void events.push(event._tag) })
+    )
+    const blobs = yield* Effect.flatMap(ContentStore.ContentStore, (store) => store.walk())
+    return { layers: built.image.layers.map((l) => l.digest), events, blobs: blobs.length }
+  }).pipe(Effect.provide(stack))
+
+// a database file standing for the one several machines share
+const sharedDb = (file: string) => {
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  return SqliteClient.layer({ filename: file })
+}
+
+describe("Blobchain.layerShared", () => {
+  const databases = {
+    SQLite: () => Effect.succeed(sharedDb(path.join(work.fresh("db"), "shared.db"))),
+    PostgreSQL: () => Effect.map(Layer.memoize(layerFresh), (layer) => layer)
+  }
+
+  for (const [name, database] of Object.entries(databases)) {
+  it.scopedLive(`a fresh checkout of the same trees reuses every layer: hashed, nothing compressed or written (${name})`, () =>
+    Effect.gen(function*() {
+      const state = path.join(work.fresh("state"), "s")
+      const db = yield* database()
+      const stack = () => Blobchain.layerShared({ root: state }).pipe(Layer.provide(db))
+      const dirs = trees()
+      const first = yield* buildOn(stack(), dirs)
+      expect(first.events.filter((e) => e === "LayerDone")).toHaveLength(2)
+      const again = yield* buildOn(stack(), checkout(dirs))
+      expect(again.layers).toEqual(first.layers)
+      expect(again.events.filter((e) => e === "LayerDone")).toHaveLength(0)
+      expect(again.events.filter((e) => e === "LayerReused")).toHaveLength(2)
+      expect(again.blobs).toBe(first.blobs)
+    }))
+  }
+
+  it.live("without the index (layerLocal) the same checkout is diffed again, to the same bytes", () =>
+    Effect.gen(function*() {
+      const state = path.join(work.fresh("state"), "s")
+      const dirs = trees()
+      const first = yield* buildOn(Blobchain.layerLocal({ root: state }), dirs)
+      const again = yield* buildOn(Blobchain.layerLocal({ root: state }), checkout(dirs))
+      expect(again.layers).toEqual(first.layers)
+      expect(again.events.filter((e) => e === "LayerDone")).toHaveLength(2)
+    }))
+
+  it.live("an index entry whose blob this machine does not have is not reused: the layer is made here, the same", () =>
+    Effect.gen(function*() {
+      const db = sharedDb(path.join(work.fresh("db"), "shared.db"))
+      const dirs = trees()
+      const first = yield* buildOn(Blobchain.layerShared({ root: path.join(work.fresh("a"), "s") }).pipe(Layer.provide(db)), dirs)
+      const other = yield* buildOn(Blobchain.layerShared({ root: path.join(work.fresh("b"), "s") }).pipe(Layer.provide(db)), checkout(dirs))
+      expect(other.layers).toEqual(first.layers)
+      expect(other.events.filter((e) => e === "LayerDone")).toHaveLength(2)
+      // and the index still names the first machine's blobs, one entry per layer
+      const rows = yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ blobsum: string }>`SELECT blobsum FROM layer_index`).pipe(
+        Effect.provide(db)
+      )
+      expect(rows.map((r) => r.blobsum).sort()).toEqual([...first.layers].sort())
+    }))
+
+  it.live("a layer index that cannot answer costs the reuse, never the build", () =>
+    Effect.gen(function*() {
+      const file = path.join(work.fresh("db"), "shared.db")
+      const dirs = trees()
+      yield* buildOn(Blobchain.layerShared({ root: path.join(work.fresh("s"), "s") }).pipe(Layer.provide(sharedDb(file))), dirs)
+      // the shared table goes away under the build (an operator's mistake, a broken migration)
+      const dropTable = Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE layer_index`).pipe(
+        Effect.provide(sharedDb(file)),
+        Effect.orDie
+      )
+      const stackWithoutTable = Blobchain.layerShared({ root: path.join(work.fresh("t"), "s") }).pipe(
+        Layer.provide(sharedDb(file)),
+        Layer.tap(() => dropTable)
+      )
+      const built = yield* buildOn(stackWithoutTable, checkout(dirs))
+      expect(built.layers).toHaveLength(2)
+      expect(built.events.filter((e) => e === "LayerDone")).toHaveLength(2)
+    }))
+})
+
+describe("blobchain build --cache-db", () => {
+  const freePort = () =>
+    new Promise<number>((resolve) => {
+      const server = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as net.AddressInfo
+        server.close(() => resolve(port))
+      })
+    })
+
+  it.scopedLive("keeps the mappings and the layer index in PostgreSQL, and a fresh checkout reuses the layers", () =>
+    Effect.gen(function*() {
+      const { name, port } = yield* freshDatabase
+      const url = `postgres://postgres:secret@127.0.0.1:${port}/${name}`
+      const state = path.join(work.fresh("state"), "s")
+      const dirs = trees()
+      const args = (from: ReadonlyArray<string>, out: string) =>
+        ["build", ...from, "--state", state, "--out", out, "--source-date-epoch", String(epoch), "--cache-db", url, "--json"]
+      const first = yield* Effect.promise(() => blobchain(args(dirs, work.fresh("out"))))
+      expect(first.stderr).toBe("")
+      expect(first.code).toBe(0)
+      const again = yield* Effect.promise(() => blobchain(args(checkout(dirs), work.fresh("out")), { env: {} }))
+      expect(again.code).toBe(0)
+      expect(JSON.parse(first.stdout).layers).toHaveLength(2)
+      expect(JSON.parse(again.stdout).layers).toEqual(JSON.parse(first.stdout).layers)
+      const counts = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        Effect.all([
+          sql<{ n: string }>`SELECT COUNT(*) AS n FROM layer_index`,
+          sql<{ n: string }>`SELECT COUNT(*) AS n FROM blob_mappings`
+        ])).pipe(Effect.provide(PgClient.layer({ host: "127.0.0.1", port, username: "postgres", database: name })))
+      // one entry per layer; a mapping per layer of each checkout
+      expect(counts.map(([row]) => Number(row!.n))).toEqual([2, 4])
+    }))
+
+  it.live("builds alone, saying so in one line, when the database cannot be reached; a bad URL is a usage error", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      const dirs = trees()
+      const url = `postgres://postgres:secret@127.0.0.1:${port}/nowhere`
+      const result = yield* Effect.promise(() =>
+        blobchain(["build", ...dirs, "--state", path.join(work.fresh("state"), "s"), "--out", work.fresh("out")], {
+          env: { BLOBCHAIN_CACHE_DB: url }
+        }))
+      expect(result.code).toBe(0)
+      const lines = result.stderr.trim().split("\n")
+      expect(lines).toHaveLength(1)
+      expect(lines[0]).toMatch(/^blobchain: the shared cache postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/nowhere cannot be reached \(.+\): building alone$/)
+      const bad = yield* Effect.promise(() => blobchain(["build", ...dirs, "--cache-db", "mysql://x/y"]))
+      expect(bad.code).toBe(2)
+      expect(bad.stderr).toContain("--cache-db wants postgres://")
+    }))
+})
