@@ -26,6 +26,8 @@ import * as SqlContentIndex from "./SqlContentIndex.js"
 import * as SqlBlobMapper from "./SqlBlobMapper.js"
 import type * as LayerIndex from "./LayerIndex.js"
 import * as SqlLayerIndex from "./SqlLayerIndex.js"
+import * as Registry from "./Registry.js"
+import * as RegistryBlobCache from "./RegistryBlobCache.js"
 import type { Threads } from "./Threads.js"
 import * as WorkerThreads from "./WorkerThreads.js"
 
@@ -129,10 +131,16 @@ export const layerLocal = (
  * a fresh checkout's trees: other inodes and mtimes) is hashed first, and a blob made before
  * from the same bytes that is in the content store is reused instead of compressed again. The
  * snapshots, the blobs' labels and the content-hash index (inodes are a machine's own) stay in
- * the state directory's SQLite.
+ * the state directory's SQLite. With `cache` (a registry repository), the blobs are shared too:
+ * a layer made here is put there before the index names it, and a layer another machine made is
+ * fetched from there instead of made again.
  */
 export const layerShared = (
-  options: { readonly root: string; readonly snapshotter?: SnapshotterKind }
+  options: {
+    readonly root: string
+    readonly snapshotter?: SnapshotterKind
+    readonly cache?: { readonly reference: Registry.Reference; readonly options?: RegistryBlobCache.CacheOptions }
+  }
 ): Layer.Layer<Services | LayerIndex.LayerIndex, OpenError | LayerIndex.LayerIndexError, SqlClient.SqlClient> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
@@ -158,8 +166,15 @@ export const layerShared = (
         Effect.map(BlobMapper.BlobMapper, (service) => BlobMapper.accelerator(service, warnOnce))
       ).pipe(Layer.provide(SqlBlobMapper.layer))
       const shared = Layer.merge(mapper, SqlLayerIndex.layer)
+      const storage = Layer.merge(local, shared)
+      const withCache = options.cache === undefined
+        ? storage
+        : RegistryBlobCache.layer(options.cache.reference, options.cache.options).pipe(
+          Layer.provide(Registry.layerHttp),
+          Layer.provideMerge(storage)
+        )
       const work = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer, RefManager.layer).pipe(
-        Layer.provideMerge(Layer.merge(local, shared))
+        Layer.provideMerge(withCache)
       )
       return Blobs.layer.pipe(Layer.provideMerge(work))
     })

@@ -2,15 +2,17 @@
  * getDiffPairs: the diff pairs of a ref's whole chain, root first, each layer diffed at most
  * once at a time across every caller, remembered in the blob mapping and verified on reuse.
  */
-import { Context, Effect, Layer, Option, Schema } from "effect"
+import { Context, Effect, Layer, Option, Schema, Stream } from "effect"
 import * as os from "node:os"
+import { BlobCache } from "./BlobCache.js"
 import { BlobMapper, type BlobMapperError } from "./BlobMapper.js"
 import { type ContentLocked, ContentStore, type ContentStoreError, whileLocked } from "./ContentStore.js"
 import { type CompareRule, DiffFailed, Differ, type DiffOptions, InvalidDifferResponse } from "./Differ.js"
 import { DiffPair } from "./DiffPair.js"
 import * as Digest from "./Digest.js"
+import { diffIdOf as diffIdOfBlob } from "./archive/diffId.js"
 import { LayerEntry, LayerIndex, type LayerForm } from "./LayerIndex.js"
-import { type Compression, compressionOf, LabelGcRoot, LabelUncompressed, layerMediaType } from "./Oci.js"
+import { type Compression, compressionOf, Descriptor, LabelGcRoot, LabelUncompressed, layerMediaType } from "./Oci.js"
 import type { ImmutableRef, MountFailed, RefNotFound } from "./RefManager.js"
 import * as Progress from "./Progress.js"
 import * as SingleFlight from "./internal/singleFlight.js"
@@ -89,6 +91,9 @@ export const make = Effect.gen(function*() {
   // with a layer index (a cache shared by several machines), a layer whose ref is not mapped is
   // hashed first, and a blob made before from the same bytes is reused instead of diffed again
   const layerIndex = Option.getOrUndefined(yield* Effect.serviceOption(LayerIndex))
+  // with a blob cache too, a layer another machine made is fetched from there, and a layer made
+  // here is put there before the index names it (an entry always names a blob the cache has)
+  const blobCache = Option.getOrUndefined(yield* Effect.serviceOption(BlobCache))
   const flights = yield* SingleFlight.make<DiffPair, BlobsError>()
   const defaultConcurrency = Math.max(1, os.availableParallelism())
   const verifyConcurrency = 16
@@ -108,10 +113,15 @@ export const make = Effect.gen(function*() {
     Option.isSome(mapped) ? verified(mapped.value) : Effect.succeedNone
 
   // the layer index is an accelerator: when it cannot answer or record, the layer is made here
+  // (said once: a cache that is down fails every layer alike)
+  let toldOfSharing = false
   const indexed = <A>(consequence: string, effect: Effect.Effect<Option.Option<A>, { readonly message: string }>) =>
-    effect.pipe(Effect.catchAll((error) =>
-      Effect.as(Effect.logWarning(`${error.message} (${consequence})`), Option.none<A>())
-    ))
+    effect.pipe(Effect.catchAll((error) => {
+      const line = `${error.message} (${consequence})`
+      const told = toldOfSharing
+      toldOfSharing = true
+      return Effect.as(told ? Effect.logDebug(line) : Effect.logWarning(line), Option.none<A>())
+    }))
 
   /**
    * The pair of a layer made before from the same bytes, when the index knows it and its blob is
@@ -129,7 +139,30 @@ export const make = Effect.gen(function*() {
       const diffId = yield* digestMounts(lower, upper, options)
       const entry = yield* indexed("the layer is made here", index.lookup(diffId, form))
       if (Option.isNone(entry)) return Option.none<DiffPair>()
-      return yield* verified(new DiffPair({ diffId, blobsum: entry.value.blobsum }))
+      const pair = new DiffPair({ diffId, blobsum: entry.value.blobsum })
+      const here = yield* verified(pair)
+      if (Option.isSome(here) || blobCache === undefined) return here
+      const { blobsum, mediaType, size } = entry.value
+      const fetched = yield* indexed(
+        "the layer is made here",
+        Effect.map(blobCache.fetch(new Descriptor({ mediaType, digest: blobsum, size }), { [LabelGcRoot]: new Date().toISOString() }), Option.some)
+      )
+      if (Option.isNone(fetched) || !fetched.value) return Option.none<DiffPair>()
+      // the database is another machine's word: the blob must hold the layer it names
+      const actual = yield* Effect.tryPromise({
+        try: () => diffIdOfBlob(Stream.toAsyncIterable(store.read(blobsum)), compressionOf(mediaType) ?? "gzip"),
+        catch: (cause) => cause
+      }).pipe(Effect.option)
+      if (Option.isNone(actual) || actual.value !== diffId) {
+        yield* Effect.logWarning(`the shared layer index names ${blobsum} for ${diffId}, which it does not hold: the layer is made here`)
+        yield* Effect.ignore(index.forget(diffId, form))
+        return Option.none<DiffPair>()
+      }
+      // a blob deleted meanwhile (a prune) is simply not there: the layer is made here
+      return yield* store.update(blobsum, { [LabelUncompressed]: diffId }).pipe(
+        Effect.zipRight(verified(pair)),
+        Effect.catchTag("ContentNotFound", () => Effect.succeedNone)
+      )
     })
 
   /** Diff one ref against its parent and record the pair. Runs inside a flight. */
@@ -211,7 +244,9 @@ export const make = Effect.gen(function*() {
           size: descriptor.size,
           mediaType: descriptor.mediaType
         })
-        yield* indexed("other machines will make this layer too", Effect.as(layerIndex.record(entry), Option.none()))
+        const shared = blobCache === undefined ||
+          Option.isSome(yield* indexed("other machines will make this layer too", Effect.map(blobCache.put(descriptor), Option.some)))
+        if (shared) yield* indexed("other machines will make this layer too", Effect.as(layerIndex.record(entry), Option.none()))
       }
       yield* Progress.report(Progress.ProgressEvent.LayerDone({ ref: ref.id }))
       return pair

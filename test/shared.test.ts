@@ -14,6 +14,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { freshDatabase, layerFresh } from "./support/postgres.js"
 import { scratch, write } from "./support/scratch.js"
 import { blobchain } from "./support/tools.js"
+import { type Proxy, startProxy, startRegistry } from "./support/registry.js"
+import { Registry } from "../src/index.js"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as net from "node:net"
 
@@ -162,6 +164,37 @@ describe("blobchain build --cache-db", () => {
       expect(counts.map(([row]) => Number(row!.n))).toEqual([2, 4])
     }))
 
+  it.scopedLive("with --cache, a second machine with an empty state uploads nothing and writes an image that verifies", () =>
+    Effect.gen(function*() {
+      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
+      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startProxy(registry.port)), (p) => Effect.promise(p.stop))
+      const { name, port } = yield* freshDatabase
+      const env = {
+        BLOBCHAIN_CACHE_DB: `postgres://postgres@127.0.0.1:${port}/${name}`,
+        BLOBCHAIN_CACHE: `docker://${proxy.host}/team/cache`
+      }
+      const dirs = trees()
+      const machine = (from: ReadonlyArray<string>) => {
+        const out = work.fresh("out")
+        const args = ["build", ...from, "--state", path.join(work.fresh("state"), "s"), "--out", out, "--source-date-epoch", String(epoch), "--json"]
+        return Effect.map(Effect.promise(() => blobchain(args, { env })), (result) => ({ ...result, out }))
+      }
+      const uploads = () => proxy.seen.filter((r) => r.method === "POST" && r.url.includes("/blobs/uploads/")).length
+      const first = yield* machine(dirs)
+      expect(first.code).toBe(0)
+      expect(uploads()).toBe(2)
+      const second = yield* machine(checkout(dirs))
+      expect(second.stderr).toBe("")
+      expect(second.code).toBe(0)
+      expect(uploads()).toBe(2)
+      expect(JSON.parse(second.stdout).layers).toEqual(JSON.parse(first.stdout).layers)
+      const inspected = yield* Effect.promise(() => blobchain(["inspect", second.out]))
+      expect(inspected.code).toBe(0)
+      const alone = yield* Effect.promise(() => blobchain(["build", ...dirs, "--cache", `docker://${proxy.host}/team/cache`]))
+      expect(alone.code).toBe(2)
+      expect(alone.stderr).toContain("--cache needs --cache-db")
+    }))
+
   it.live("builds alone, saying so in one line, when the database cannot be reached; a bad URL is a usage error", () =>
     Effect.gen(function*() {
       const port = yield* Effect.promise(freePort)
@@ -178,5 +211,71 @@ describe("blobchain build --cache-db", () => {
       const bad = yield* Effect.promise(() => blobchain(["build", ...dirs, "--cache-db", "mysql://x/y"]))
       expect(bad.code).toBe(2)
       expect(bad.stderr).toContain("--cache-db wants postgres://")
+    }))
+})
+
+describe("Blobchain.layerShared with a blob cache in a registry", () => {
+  const uploads = (proxy: Proxy) => proxy.seen.filter((r) => r.method === "POST" && r.url.includes("/blobs/uploads/")).length
+
+  it.scopedLive("a second machine with an empty state fetches the first one's layers: nothing diffed, compressed or uploaded", () =>
+    Effect.gen(function*() {
+      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
+      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startProxy(registry.port)), (p) => Effect.promise(p.stop))
+      const reference = yield* Registry.parseReference(`docker://${proxy.host}/team/cache`)
+      const db = sharedDb(path.join(work.fresh("db"), "shared.db"))
+      const machine = (name: string) =>
+        Blobchain.layerShared({ root: path.join(work.fresh(name), "s"), cache: { reference } }).pipe(Layer.provide(db))
+      const dirs = trees()
+      const first = yield* buildOn(machine("a"), dirs)
+      expect(first.events.filter((e) => e === "LayerDone")).toHaveLength(2)
+      expect(uploads(proxy)).toBe(2)
+      const before = proxy.seen.length
+      const second = yield* buildOn(machine("b"), checkout(dirs))
+      expect(second.layers).toEqual(first.layers)
+      expect(second.events.filter((e) => e === "LayerDone")).toHaveLength(0)
+      expect(second.events.filter((e) => e === "LayerReused")).toHaveLength(2)
+      expect(uploads(proxy)).toBe(2)
+      expect(proxy.seen.slice(before).filter((r) => r.method === "GET" && /\/blobs\/sha256:/.test(r.url))).toHaveLength(2)
+    }))
+
+  it.scopedLive("an index entry naming a blob of another layer is not trusted: the layer is made here, right", () =>
+    Effect.gen(function*() {
+      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
+      const reference = yield* Registry.parseReference(`docker://${registry.host}/team/cache`)
+      const file = path.join(work.fresh("db"), "shared.db")
+      const machine = (name: string) =>
+        Blobchain.layerShared({ root: path.join(work.fresh(name), "s"), cache: { reference } }).pipe(Layer.provide(sharedDb(file)))
+      const dirs = trees()
+      const first = yield* buildOn(machine("a"), dirs)
+      // a wrong database: each layer's entry names the other layer's blob
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql`UPDATE layer_index SET blobsum = CASE blobsum WHEN ${first.layers[0]!} THEN ${first.layers[1]!} ELSE ${first.layers[0]!} END`
+      ).pipe(Effect.provide(sharedDb(file)))
+      const second = yield* buildOn(machine("b"), checkout(dirs))
+      expect(second.layers).toEqual(first.layers)
+      expect(second.events.filter((e) => e === "LayerDone")).toHaveLength(2)
+      const rows = yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ blobsum: string }>`SELECT blobsum FROM layer_index`).pipe(
+        Effect.provide(sharedDb(file))
+      )
+      // the wrong entries are gone; the layers made again are recorded rightly
+      expect(rows.map((r) => r.blobsum).sort()).toEqual([...first.layers].sort())
+    }))
+
+  it.scopedLive("a registry that fails costs the sharing, never the build, and no entry names a blob it lacks", () =>
+    Effect.gen(function*() {
+      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
+      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startProxy(registry.port)), (p) => Effect.promise(p.stop))
+      const reference = yield* Registry.parseReference(`docker://${proxy.host}/team/cache`)
+      const file = path.join(work.fresh("db"), "shared.db")
+      proxy.faults.push({ path: /\/blobs\//, kind: 503, times: 1_000 })
+      const built = yield* buildOn(
+        Blobchain.layerShared({ root: path.join(work.fresh("a"), "s"), cache: { reference, options: { retries: 1, retryDelay: 1 } } }).pipe(
+          Layer.provide(sharedDb(file))
+        ),
+        trees()
+      )
+      expect(built.layers).toHaveLength(2)
+      const rows = yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT diff_id FROM layer_index`).pipe(Effect.provide(sharedDb(file)))
+      expect(rows).toEqual([])
     }))
 })

@@ -79,6 +79,13 @@ const build = Command.make(
       )
     ),
     concurrency: Options.integer("concurrency").pipe(Options.optional),
+    cache: Options.text("cache").pipe(
+      Options.withFallbackConfig(Config.string("BLOBCHAIN_CACHE")),
+      Options.optional,
+      Options.withDescription(
+        "docker://HOST[:PORT]/REPO: a registry repository holding the layer blobs several machines share (with --cache-db; also BLOBCHAIN_CACHE)"
+      )
+    ),
     cacheDb: Options.text("cache-db").pipe(
       Options.withFallbackConfig(Config.string("BLOBCHAIN_CACHE_DB")),
       Options.optional,
@@ -199,6 +206,15 @@ const build = Command.make(
       if (cacheDb !== undefined && !/^postgres(ql)?:\/\/[^/]+\/[^/]+/.test(cacheDb)) {
         return yield* new UsageError({ reason: "--cache-db wants postgres://USER[:PASS]@HOST:PORT/DB" })
       }
+      const cacheAt = yield* Option.match(o.cache, {
+        onNone: () => Effect.succeed(undefined),
+        onSome: (text) => Registry.parseReference(text).pipe(Effect.mapError((e) => new UsageError({ reason: `--cache: ${e.message}` })))
+      })
+      if (cacheAt !== undefined && cacheDb === undefined) {
+        return yield* new UsageError({ reason: "--cache needs --cache-db: the layer index there is how machines find each other's blobs" })
+      }
+      // the credentials given for the push's or the base's registry serve the cache on the same one
+      const cacheCredentials: Registry.ConnectOptions = cacheAt?.registry === credentialsHost ? connect : (o.insecure ? { insecure: true } : {})
       // sources are checked before the state directory is touched
       yield* Effect.forEach(o.dirs, Build.checkSource, { discard: true })
       const stateOptions = {
@@ -206,7 +222,14 @@ const build = Command.make(
         ...Option.match(o.snapshotter, { onNone: () => ({}), onSome: (snapshotter) => ({ snapshotter }) })
       }
       const { built, pushed } = yield* work.pipe(
-        Effect.provide(cacheDb === undefined ? Blobchain.layerLocal(stateOptions) : sharedOrAlone(stateOptions, cacheDb)),
+        Effect.provide(
+          cacheDb === undefined
+            ? Blobchain.layerLocal(stateOptions)
+            : sharedOrAlone({
+              ...stateOptions,
+              ...(cacheAt === undefined ? {} : { cache: { reference: cacheAt, options: cacheCredentials } })
+            }, cacheDb)
+        ),
         Effect.ensuring(Effect.sync(() => show.done()))
       )
       const pushedTo = pushed === undefined ? undefined : `${pushed.reference.text}@${pushed.manifest.digest}`
@@ -225,12 +248,12 @@ const shownUrl = (url: string): string => url.replace(/^(\w+:\/\/[^:/@]*):[^@]*@
  * The state directory with the shared cache on the database at `url`; alone, said in one line,
  * when that database cannot be reached or opened: the shared cache only ever saves work.
  */
-const sharedOrAlone = (options: { readonly root: string; readonly snapshotter?: "native" | "overlay" }, url: string) =>
+const sharedOrAlone = (options: Parameters<typeof Blobchain.layerShared>[0], url: string) =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const db = yield* Layer.build(PgClient.layer({ url: Redacted.make(url), connectTimeout: "10 seconds" })).pipe(Effect.either)
     if (Either.isLeft(db)) {
       yield* Console.error(`blobchain: the shared cache ${shownUrl(url)} cannot be reached (${db.left.message}): building alone`)
-      return Blobchain.layerLocal(options)
+      return Blobchain.layerLocal({ root: options.root, ...(options.snapshotter === undefined ? {} : { snapshotter: options.snapshotter }) })
     }
     return Blobchain.layerShared(options).pipe(Layer.provide(Layer.succeedContext(db.right)))
   }))

@@ -114,7 +114,7 @@ const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Rec
   })
 
 /** Make sure the store has `descriptor`'s blob; `true` when it had to be fetched. */
-const ensureBlob = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>) =>
+export const ensureBlob = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>) =>
   // another process pulling the same blob holds its ingest: wait, then find the blob there
   retryWhileLocked(Effect.gen(function*() {
     const store = yield* ContentStore

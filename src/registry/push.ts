@@ -15,7 +15,8 @@ import * as Http from "./http.js"
 /** Content-store failures a push can meet. */
 export type StoreFailure = ContentStoreError | ContentLocked | ContentNotFound
 
-type Outcome = "uploaded" | "mounted" | "skipped"
+/** What a push did with one blob. */
+export type Outcome = "uploaded" | "mounted" | "skipped"
 
 const withDigest = (location: string, digest: Digest.Digest) => {
   const url = new URL(location)
@@ -78,7 +79,7 @@ const startUpload = (session: Http.Session) =>
     return yield* locationOf(session, response, step)
   })
 
-const pushBlob = (session: Http.Session, descriptor: Oci.Descriptor, chunkSize: number) =>
+export const pushBlob = (session: Http.Session, descriptor: Oci.Descriptor, chunkSize: number) =>
   Effect.gen(function*() {
     const store = yield* ContentStore
     const repository = session.ref.repository

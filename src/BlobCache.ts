@@ -1,0 +1,35 @@
+/**
+ * The blob cache: layer blobs shared by several machines (an OCI registry repository), beside each
+ * machine's own content store. A blob made here is put there once; a blob another machine made is
+ * fetched from there into the content store when a build reuses it.
+ */
+import { Context, type Effect, Schema } from "effect"
+import type { Descriptor } from "./Oci.js"
+
+/** The cache could not be read or written; `cause` holds the registry's or the store's error. */
+export class BlobCacheError extends Schema.TaggedError<BlobCacheError>()("BlobCacheError", {
+  op: Schema.String,
+  digest: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `blob cache ${this.op} of ${this.digest}: ${this.reason}`
+  }
+}
+
+/** The blob cache service. */
+export interface BlobCacheService {
+  /** Where the cache is, as users name it (for messages). */
+  readonly location: string
+  /** Make sure the cache holds the content store's blob `descriptor`: `uploaded`, or `present` when it had it. */
+  readonly put: (descriptor: Descriptor) => Effect.Effect<"uploaded" | "present", BlobCacheError>
+  /**
+   * Bring the cache's blob `descriptor` into the content store, verified, with `labels`: `true`,
+   * or `false` when the cache does not have it.
+   */
+  readonly fetch: (descriptor: Descriptor, labels: Readonly<Record<string, string>>) => Effect.Effect<boolean, BlobCacheError>
+}
+
+/** The blob cache. */
+export class BlobCache extends Context.Tag("blobchain/BlobCache")<BlobCache, BlobCacheService>() {}
