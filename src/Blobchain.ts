@@ -26,6 +26,7 @@ import * as SqlContentIndex from "./SqlContentIndex.js"
 import * as SqlBlobMapper from "./SqlBlobMapper.js"
 import type * as LayerIndex from "./LayerIndex.js"
 import * as SqlLayerIndex from "./SqlLayerIndex.js"
+import * as SqlLayerLock from "./SqlLayerLock.js"
 import * as Registry from "./Registry.js"
 import * as RegistryBlobCache from "./RegistryBlobCache.js"
 import type { Threads } from "./Threads.js"
@@ -140,6 +141,8 @@ export const layerShared = (
     readonly root: string
     readonly snapshotter?: SnapshotterKind
     readonly cache?: { readonly reference: Registry.Reference; readonly options?: RegistryBlobCache.CacheOptions }
+    /** How long a machine waits for another making the same layer (PostgreSQL only). */
+    readonly lock?: SqlLayerLock.SqlLayerLockOptions
   }
 ): Layer.Layer<Services | LayerIndex.LayerIndex, OpenError | LayerIndex.LayerIndexError, SqlClient.SqlClient> =>
   Layer.unwrapEffect(
@@ -165,7 +168,7 @@ export const layerShared = (
         BlobMapper.BlobMapper,
         Effect.map(BlobMapper.BlobMapper, (service) => BlobMapper.accelerator(service, warnOnce))
       ).pipe(Layer.provide(SqlBlobMapper.layer))
-      const shared = Layer.merge(mapper, SqlLayerIndex.layer)
+      const shared = Layer.mergeAll(mapper, SqlLayerIndex.layer, SqlLayerLock.layer(options.lock))
       const storage = Layer.merge(local, shared)
       const withCache = options.cache === undefined
         ? storage

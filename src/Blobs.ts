@@ -11,7 +11,8 @@ import { type CompareRule, DiffFailed, Differ, type DiffOptions, InvalidDifferRe
 import { DiffPair } from "./DiffPair.js"
 import * as Digest from "./Digest.js"
 import { diffIdOf as diffIdOfBlob } from "./archive/diffId.js"
-import { LayerEntry, LayerIndex, type LayerForm } from "./LayerIndex.js"
+import { keyOf, LayerEntry, LayerIndex, type LayerForm } from "./LayerIndex.js"
+import { LayerLock } from "./LayerLock.js"
 import { type Compression, compressionOf, Descriptor, LabelGcRoot, LabelUncompressed, layerMediaType } from "./Oci.js"
 import type { ImmutableRef, MountFailed, RefNotFound } from "./RefManager.js"
 import * as Progress from "./Progress.js"
@@ -94,6 +95,9 @@ export const make = Effect.gen(function*() {
   // with a blob cache too, a layer another machine made is fetched from there, and a layer made
   // here is put there before the index names it (an entry always names a blob the cache has)
   const blobCache = Option.getOrUndefined(yield* Effect.serviceOption(BlobCache))
+  // and with a lock there, machines making the same new layer at once make it once: the others
+  // wait for the one holding it, then find the layer in the index
+  const layerLock = Option.getOrUndefined(yield* Effect.serviceOption(LayerLock))
   const flights = yield* SingleFlight.make<DiffPair, BlobsError>()
   const defaultConcurrency = Math.max(1, os.availableParallelism())
   const verifyConcurrency = 16
@@ -137,6 +141,8 @@ export const make = Effect.gen(function*() {
   ) =>
     Effect.gen(function*() {
       const diffId = yield* digestMounts(lower, upper, options)
+      // held until the layer is made and shared (the end of compute's scope)
+      if (layerLock !== undefined) yield* layerLock.hold(`blobchain-layer:${keyOf(diffId, form)}`)
       const entry = yield* indexed("the layer is made here", index.lookup(diffId, form))
       if (Option.isNone(entry)) return Option.none<DiffPair>()
       const pair = new DiffPair({ diffId, blobsum: entry.value.blobsum })

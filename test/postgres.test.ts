@@ -5,7 +5,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Exit, Fiber, Layer, Option, Schedule, Scope } from "effect"
+import { spawn } from "node:child_process"
+import { LayerLock } from "../src/LayerLock.js"
+import * as SqlLayerLock from "../src/SqlLayerLock.js"
 import * as BlobMapper from "../src/BlobMapper.js"
 import * as SqlBlobMapper from "../src/SqlBlobMapper.js"
 import * as SqlContentIndex from "../src/SqlContentIndex.js"
@@ -48,5 +51,56 @@ describe("SqlBlobMapper.layer on PostgreSQL", () => {
           Effect.provide(db)
         )
       expect(tables.map((t) => t.table_name)).toEqual(["blob_mappings"])
+    }))
+})
+
+describe("SqlLayerLock on PostgreSQL", () => {
+  const lockOn = (port: number, name: string, options: SqlLayerLock.SqlLayerLockOptions = {}) =>
+    SqlLayerLock.layer({ interval: "20 millis", ...options }).pipe(
+      Layer.provide(PgClient.layer({ host: "127.0.0.1", port, username: "postgres", database: name }))
+    )
+  const holdIn = (layer: Layer.Layer<LayerLock, unknown>, name: string) =>
+    Effect.flatMap(LayerLock, (lock) => lock.hold(name)).pipe(Effect.provide(layer))
+
+  it.scopedLive("one holder at a time: a second waits until the first's scope closes, one past its patience goes on", () =>
+    Effect.gen(function*() {
+      const { name, port } = yield* freshDatabase
+      const one = yield* Layer.build(lockOn(port, name))
+      const two = lockOn(port, name)
+      const firstScope = yield* Scope.make()
+      expect(yield* holdIn(Layer.succeedContext(one), "layer-a").pipe(Scope.extend(firstScope))).toBe(true)
+      // another name is free meanwhile; the same one is not, past a short patience
+      expect(yield* Effect.scoped(holdIn(two, "layer-b"))).toBe(true)
+      expect(yield* Effect.scoped(holdIn(lockOn(port, name, { patience: "300 millis" }), "layer-a"))).toBe(false)
+      const waiter = yield* Effect.fork(Effect.scoped(holdIn(two, "layer-a")))
+      yield* Effect.sleep("200 millis")
+      expect(waiter.unsafePoll()).toBeNull()
+      yield* Scope.close(firstScope, Exit.void)
+      expect(yield* Fiber.join(waiter).pipe(Effect.timeout("60 seconds"))).toBe(true)
+    }))
+
+  it.scopedLive("a holder killed with kill -9 releases the lock: the waiter takes it", () =>
+    Effect.gen(function*() {
+      const { name, port } = yield* freshDatabase
+      const lockName = "layer-killed"
+      // a session that took the lock and is idle, as a build's is while it makes the layer: the
+      // server sees its client gone at once (a busy backend would notice only when it next talks)
+      const holder = spawn("psql", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", name, "-v", "ON_ERROR_STOP=1"], {
+        stdio: ["pipe", "ignore", "ignore"]
+      })
+      holder.stdin.write(`SELECT pg_advisory_lock(hashtextextended('${lockName}', 0));\n`)
+      yield* Effect.addFinalizer(() => Effect.sync(() => holder.kill("SIGKILL")))
+      const held = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql<{ n: string }>`SELECT COUNT(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted`).pipe(
+          Effect.provide(PgClient.layer({ host: "127.0.0.1", port, username: "postgres", database: name })),
+          Effect.map((rows) => Number(rows[0]!.n))
+        )
+      // wait for psql to hold it (bounded: a broken psql fails the test, never hangs it)
+      yield* held.pipe(Effect.repeat({ until: (n) => n > 0, schedule: Schedule.spaced("50 millis") }), Effect.timeout("60 seconds"))
+      const waiter = yield* Effect.fork(Effect.scoped(holdIn(lockOn(port, name), lockName)))
+      yield* Effect.sleep("200 millis")
+      expect(waiter.unsafePoll()).toBeNull()
+      holder.kill("SIGKILL")
+      expect(yield* Fiber.join(waiter).pipe(Effect.timeout("60 seconds"))).toBe(true)
     }))
 })

@@ -195,6 +195,33 @@ describe("blobchain build --cache-db", () => {
       expect(alone.stderr).toContain("--cache needs --cache-db")
     }))
 
+  it.scopedLive("three machines building the same new chain at once upload each layer once, and their images agree", () =>
+    Effect.gen(function*() {
+      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
+      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startProxy(registry.port)), (p) => Effect.promise(p.stop))
+      const { name, port } = yield* freshDatabase
+      const env = {
+        BLOBCHAIN_CACHE_DB: `postgres://postgres@127.0.0.1:${port}/${name}`,
+        BLOBCHAIN_CACHE: `docker://${proxy.host}/team/cache`
+      }
+      const dirs = trees()
+      const runs = yield* Effect.promise(() =>
+        Promise.all([0, 1, 2].map(() => {
+          const args = ["build", ...checkout(dirs), "--state", path.join(work.fresh("state"), "s"), "--out", work.fresh("out"), "--source-date-epoch", String(epoch), "--json"]
+          return blobchain(args, { env })
+        }))
+      )
+      for (const run of runs) {
+        expect(run.stderr).toBe("")
+        expect(run.code).toBe(0)
+      }
+      const layers = runs.map((run) => JSON.parse(run.stdout).layers)
+      expect(layers[1]).toEqual(layers[0])
+      expect(layers[2]).toEqual(layers[0])
+      const uploads = proxy.seen.filter((r) => r.method === "POST" && r.url.includes("/blobs/uploads/"))
+      expect(uploads).toHaveLength(2)
+    }))
+
   it.live("builds alone, saying so in one line, when the database cannot be reached; a bad URL is a usage error", () =>
     Effect.gen(function*() {
       const port = yield* Effect.promise(freePort)
