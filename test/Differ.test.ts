@@ -5,6 +5,7 @@
 import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
+import * as path from "node:path"
 import * as zlib from "node:zlib"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer } from "effect"
@@ -243,9 +244,12 @@ describe("WalkingDiffer.layer", () => {
       write(flat, "merged/old", "m")
       write(flat, "merged/new", "n")
       write(flat, "opaque/new", "n")
-      for (const [dir, from] of [["merged", up], ["opaque", up]] as const) {
-        fs.utimesSync(`${from}/${dir}`, 5, 5)
-        fs.utimesSync(`${flat}/${dir}`, 5, 5)
+      // every entry one time, the roots too: written a second apart (a busy machine), the two
+      // trees would differ in their mtimes, not in what the merge gives
+      for (const tree of [low, up, flat]) {
+        for (const name of ["", ...fs.readdirSync(tree, { recursive: true, encoding: "utf8" })]) {
+          fs.lutimesSync(path.join(tree, name), 5, 5)
+        }
       }
       const overlay = new Mount.Mount({ type: "overlay", source: "overlay", options: [`lowerdir=${low}`, `upperdir=${up}`] })
       const merged = yield* diffBlob([], [overlay], { compression: "none" })
