@@ -55,7 +55,7 @@ export const sharedBench = async (options: { readonly runs: number; readonly sma
     const a: Array<Sample> = []
     const b: Array<Sample> = []
     const uploadsB: Array<number> = []
-    const checkouts = [checkout(tree.dir, path.join(scratch, "b1")), checkout(v2, path.join(scratch, "b2"))]
+    const checkouts = [checkout(tree.dir, path.join(scratch, "copy-v1")), checkout(v2, path.join(scratch, "copy-v2"))]
     for (let run = 0; run < options.runs; run++) {
       const database = `bench_${run}`
       execFileSync("psql", ["-h", "127.0.0.1", "-p", String(postgres.port), "-U", "postgres", "-c", `CREATE DATABASE ${database}`], { stdio: "ignore" })

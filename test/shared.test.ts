@@ -174,19 +174,24 @@ describe("blobchain build --cache-db", () => {
         BLOBCHAIN_CACHE: `docker://${proxy.host}/team/cache`
       }
       const dirs = trees()
-      const machine = (from: ReadonlyArray<string>) => {
+      const machine = (from: ReadonlyArray<string>, more: ReadonlyArray<string> = []) => {
         const out = work.fresh("out")
-        const args = ["build", ...from, "--state", path.join(work.fresh("state"), "s"), "--out", out, "--source-date-epoch", String(epoch), "--json"]
+        const args = ["build", ...from, "--state", path.join(work.fresh("state"), "s"), "--out", out, "--source-date-epoch", String(epoch), "--json", ...more]
         return Effect.map(Effect.promise(() => blobchain(args, { env })), (result) => ({ ...result, out }))
       }
-      const uploads = () => proxy.seen.filter((r) => r.method === "POST" && r.url.includes("/blobs/uploads/")).length
+      const posts = () => proxy.seen.filter((r) => r.method === "POST" && r.url.includes("/blobs/uploads/"))
+      const uploads = () => posts().filter((r) => !r.url.includes("mount=")).length
+      const mounts = () => posts().filter((r) => r.url.includes("mount=") && r.status === 201).length
       const first = yield* machine(dirs)
       expect(first.code).toBe(0)
       expect(uploads()).toBe(2)
-      const second = yield* machine(checkout(dirs))
+      // the second machine pushes its image to another repository of the registry: the layers
+      // it took from the cache are mounted from there, only its config goes up
+      const second = yield* machine(checkout(dirs), ["--push", `docker://${proxy.host}/team/app:1`])
       expect(second.stderr).toBe("")
       expect(second.code).toBe(0)
-      expect(uploads()).toBe(2)
+      expect(uploads()).toBe(3)
+      expect(mounts()).toBe(2)
       expect(JSON.parse(second.stdout).layers).toEqual(JSON.parse(first.stdout).layers)
       const inspected = yield* Effect.promise(() => blobchain(["inspect", second.out]))
       expect(inspected.code).toBe(0)

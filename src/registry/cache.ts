@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import { BlobCacheError, type BlobCacheService } from "../BlobCache.js"
 import { ContentStore } from "../ContentStore.js"
 import type * as Digest from "../Digest.js"
-import type * as Registry from "./model.js"
+import * as Registry from "./model.js"
 import * as Http from "./http.js"
 import { ensureBlob } from "./pull.js"
 import { pushBlob } from "./push.js"
@@ -38,18 +38,22 @@ export const make = (ref: Registry.Reference, options: CacheOptions = {}) =>
         return yield* session.fail(response, `HEAD blob ${digest}`)
       }))
 
+    // a later push to another repository of this registry mounts the blob from here
+    const source = { [Registry.labelSource(ref.registry)]: ref.repository }
+
     const service: BlobCacheService = {
       location: `docker://${ref.registry}/${ref.repository}`,
       put: (descriptor) =>
         pushBlob(session, descriptor, chunkSize).pipe(
           Effect.provideService(ContentStore, store),
+          Effect.tap(() => store.update(descriptor.digest, source)),
           Effect.map((outcome) => (outcome === "uploaded" ? "uploaded" as const : "present" as const)),
           Effect.mapError(failure("put", descriptor.digest)),
           Effect.withSpan("BlobCache.put", { attributes: { digest: descriptor.digest } })
         ),
       fetch: (descriptor, labels) =>
         has(descriptor.digest).pipe(
-          Effect.flatMap((present) => (present ? Effect.as(ensureBlob(session, descriptor, { ...labels }), true) : Effect.succeed(false))),
+          Effect.flatMap((present) => (present ? Effect.as(ensureBlob(session, descriptor, { ...labels, ...source }), true) : Effect.succeed(false))),
           Effect.provideService(ContentStore, store),
           Effect.mapError(failure("fetch", descriptor.digest)),
           Effect.withSpan("BlobCache.fetch", { attributes: { digest: descriptor.digest } })
