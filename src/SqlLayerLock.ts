@@ -20,6 +20,7 @@ export const make = (options: SqlLayerLockOptions = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const none: LayerLockService = { hold: () => Effect.succeed(false) }
+    let toldOfFailure = false
     if (sql.onDialectOrElse({ pg: () => false, orElse: () => true })) return none
     const patience = Duration.decode(options.patience ?? "10 minutes")
     const interval = Duration.decode(options.interval ?? "200 millis")
@@ -44,7 +45,13 @@ export const make = (options: SqlLayerLockOptions = {}) =>
           }
           return held
         }).pipe(
-          Effect.catchAll((error) => Effect.as(Effect.logWarning(`the shared layer lock ${name} failed (${error.message}): going on alone`), false)),
+          Effect.catchAll((error) => {
+            // said once: a database that is down fails every layer's lock alike
+            const line = `the shared layer lock ${name} failed (${error.message}): going on alone`
+            const told = toldOfFailure
+            toldOfFailure = true
+            return Effect.as(told ? Effect.logDebug(line) : Effect.logWarning(line), false)
+          }),
           Effect.withSpan("LayerLock.hold", { attributes: { name } })
         )
     }

@@ -5,13 +5,14 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Logger } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Blobchain, Build, ContentStore, Progress } from "../src/index.js"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { freshDatabase, layerFresh } from "./support/postgres.js"
+import { start as startPostgres, stop as stopPostgres } from "./support/pgServer.js"
 import { scratch, write } from "./support/scratch.js"
 import { blobchain } from "./support/tools.js"
 import { type Proxy, startProxy, startRegistry } from "./support/registry.js"
@@ -85,6 +86,34 @@ describe("Blobchain.layerShared", () => {
       expect(again.blobs).toBe(first.blobs)
     }))
   }
+
+  it.scopedLive("a database stopped under open connections: the build succeeds alone, and says so once", () =>
+    Effect.gen(function*() {
+      const server = yield* Effect.promise(startPostgres)
+      let stopped = false
+      const stopOnce = Effect.sync(() => {
+        if (!stopped) stopPostgres(server)
+        stopped = true
+      })
+      yield* Effect.addFinalizer(() => stopOnce)
+      const dirs = trees()
+      const db = PgClient.layer({ host: "127.0.0.1", port: server.port, username: "postgres", database: "postgres" })
+      const stack = yield* Layer.build(Blobchain.layerShared({ root: path.join(work.fresh("state"), "s") }).pipe(Layer.provide(db)))
+      // the tables exist and the pool is open; then the server goes away
+      yield* stopOnce
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel._tag === "Warning") warnings.push(String(message))
+      })
+      const built = yield* buildOn(Layer.succeedContext(stack), dirs).pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+      )
+      expect(built.layers).toHaveLength(2)
+      expect(built.events.filter((e) => e === "LayerDone")).toHaveLength(2)
+      // the mapping's failure and the index's are each told once, whatever the number of layers
+      expect(warnings.length).toBeGreaterThanOrEqual(1)
+      expect(warnings.length).toBeLessThanOrEqual(3)
+    }))
 
   it.live("without the index (layerLocal) the same checkout is diffed again, to the same bytes", () =>
     Effect.gen(function*() {
