@@ -242,7 +242,8 @@ const lstatIfAny = (path: string): fs.BigIntStats | undefined => {
   try {
     return fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })
   } catch (error) {
-    if (error instanceof Error && "code" in error && error.code === "ENOTDIR") return undefined
+    // a component that is not a directory, or a loop of links on the way: no such entry
+    if (error instanceof Error && "code" in error && (error.code === "ENOTDIR" || error.code === "ELOOP")) return undefined
     throw error
   }
 }
@@ -256,8 +257,18 @@ const lstatIfAny = (path: string): fs.BigIntStats | undefined => {
  */
 export const stillAsPrinted = (dir: string, print: Print, changed: ChangedNames): boolean | undefined => {
   if (print.linked.size > 0) return undefined
+  // a name is in the tree only below real directories: lstat follows a link on the way (to a
+  // directory elsewhere, or round a loop), which the walk never does
+  const realDirs = new Map<string, boolean>([["", true]])
+  const isRealDir = (relative: string): boolean => {
+    const known = realDirs.get(relative)
+    if (known !== undefined) return known
+    const real = isRealDir(parentOf(relative)) && lstatIfAny(NodePath.join(dir, relative))?.isDirectory() === true
+    realDirs.set(relative, real)
+    return real
+  }
   const check = (relative: string): boolean | undefined => {
-    const stat = lstatIfAny(NodePath.join(dir, relative))
+    const stat = relative === "" || isRealDir(parentOf(relative)) ? lstatIfAny(NodePath.join(dir, relative)) : undefined
     const expected = print.lines.get(relative)
     if (stat === undefined) return expected === undefined
     const type = typeOf(stat)
