@@ -54,6 +54,21 @@ describe("SqlBlobMapper.layer on PostgreSQL", () => {
     }))
 })
 
+describe("tables made when missing, on PostgreSQL", () => {
+  it.scopedLive("by many clients opening one new database at once: every one opens", () =>
+    Effect.gen(function*() {
+      const { name, port } = yield* freshDatabase
+      const client = () =>
+        Layer.mergeAll(SqlBlobMapper.layer, SqlLayerIndex.layer, SqlContentIndex.layer).pipe(
+          Layer.provide(PgClient.layer({ host: "127.0.0.1", port, username: "postgres", database: name }))
+        )
+      const opened = yield* Effect.forEach(Array.from({ length: 8 }, client), (layer) => Effect.either(Layer.build(layer)), {
+        concurrency: "unbounded"
+      })
+      expect(opened.filter((o) => o._tag === "Left")).toEqual([])
+    }))
+})
+
 describe("SqlLayerLock on PostgreSQL", () => {
   const lockOn = (port: number, name: string, options: SqlLayerLock.SqlLayerLockOptions = {}) =>
     SqlLayerLock.layer({ interval: "20 millis", ...options }).pipe(

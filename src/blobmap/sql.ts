@@ -9,6 +9,7 @@ import { BlobMapperError } from "../BlobMapper.js"
 import { DiffPair } from "../DiffPair.js"
 import * as BlobMapSchema from "./schema.js"
 import { chunks } from "../internal/chunks.js"
+import { createConcurrently } from "../internal/createTable.js"
 
 /** Keys per statement: well under SQLite's smallest limit on bound variables (999). */
 export const chunkSize = 500
@@ -28,7 +29,7 @@ export const make = Effect.gen(function*() {
   const failure = (op: string, keys: ReadonlyArray<string>) => (cause: unknown) =>
     new BlobMapperError({ op, keys, reason: reasonOf(cause), cause })
 
-  yield* BlobMapSchema.migration.pipe(Effect.mapError(failure("open", [])))
+  yield* createConcurrently(BlobMapSchema.migration).pipe(Effect.mapError(failure("open", [])))
 
   const selectChunk = (keys: ReadonlyArray<string>) =>
     sql`SELECT key, diff_id, blobsum FROM blob_mappings WHERE key IN ${sql.in(keys)}`.pipe(

@@ -9,6 +9,7 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import type { Backend, IndexRecord } from "../ContentIndex.js"
 import * as Digest from "../Digest.js"
 import { chunks } from "../internal/chunks.js"
+import { createConcurrently } from "../internal/createTable.js"
 
 /** Files per SELECT: well under SQLite's smallest limit on bound variables (999). */
 export const chunkSize = 500
@@ -70,7 +71,7 @@ const fileOfRow = (row: unknown): string =>
  */
 export const make: Effect.Effect<Backend<SqlError>, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  yield* migration
+  yield* createConcurrently(migration)
 
   const selectChunk = (files: ReadonlyArray<string>) =>
     sql`SELECT file, size, mtime_ns, ctime_ns, read_at_ns, digest FROM content_index WHERE file IN ${sql.in(files)}`

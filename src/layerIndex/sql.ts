@@ -5,6 +5,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Clock, Effect, Option, Schema } from "effect"
 import { LayerEntry, LayerIndexError, type LayerIndexService } from "../LayerIndex.js"
+import { createConcurrently } from "../internal/createTable.js"
 
 /** `(diff_id, compression, level) → (blobsum, size, media_type)`. */
 export const migration = Effect.gen(function*() {
@@ -32,7 +33,7 @@ export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const failure = (op: string, diffId: string) => (cause: unknown) =>
     new LayerIndexError({ op, diffId, reason: reasonOf(cause), cause })
-  yield* migration.pipe(Effect.mapError(failure("open", "")))
+  yield* createConcurrently(migration).pipe(Effect.mapError(failure("open", "")))
 
   const service: LayerIndexService = {
     lookup: (diffId, form) =>
