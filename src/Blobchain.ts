@@ -24,6 +24,7 @@ import * as MemoryContentStore from "./MemoryContentStore.js"
 import * as LocalContentStore from "./LocalContentStore.js"
 import * as SqlContentIndex from "./SqlContentIndex.js"
 import * as SqlBlobMapper from "./SqlBlobMapper.js"
+import { warnOnce } from "./internal/warnOnce.js"
 import type * as LayerIndex from "./LayerIndex.js"
 import * as SqlLayerIndex from "./SqlLayerIndex.js"
 import * as SqlLayerLock from "./SqlLayerLock.js"
@@ -158,15 +159,11 @@ export const layerShared = (
       ).pipe(Layer.provideMerge(Metadata.layer({ root })))
       // on the database given: what other machines read and write too; an accelerator, so a
       // database that goes away mid-build costs reuse, told once, never the build
-      const warned = { done: false }
-      const warnOnce = (error: { readonly message: string }) =>
-        warned.done ? Effect.void : Effect.zipRight(
-          Effect.sync(() => void (warned.done = true)),
-          Effect.logWarning(`the shared cache failed (${error.message}): building alone`)
-        )
+      const warn = warnOnce()
       const mapper = Layer.effect(
         BlobMapper.BlobMapper,
-        Effect.map(BlobMapper.BlobMapper, (service) => BlobMapper.accelerator(service, warnOnce))
+        Effect.map(BlobMapper.BlobMapper, (service) =>
+          BlobMapper.accelerator(service, (error) => warn(`the shared cache failed (${error.message}): building alone`)))
       ).pipe(Layer.provide(SqlBlobMapper.layer))
       const shared = Layer.mergeAll(mapper, SqlLayerIndex.layer, SqlLayerLock.layer(options.lock))
       const storage = Layer.merge(local, shared)

@@ -17,6 +17,7 @@ import { type Compression, compressionOf, Descriptor, LabelGcRoot, LabelUncompre
 import type { ImmutableRef, MountFailed, RefNotFound } from "./RefManager.js"
 import * as Progress from "./Progress.js"
 import * as SingleFlight from "./internal/singleFlight.js"
+import { warnOnce } from "./internal/warnOnce.js"
 import type { InvalidSource } from "./Source.js"
 import type { SnapshotterError } from "./Snapshotter.js"
 
@@ -117,15 +118,9 @@ export const make = Effect.gen(function*() {
     Option.isSome(mapped) ? verified(mapped.value) : Effect.succeedNone
 
   // the layer index is an accelerator: when it cannot answer or record, the layer is made here
-  // (said once: a cache that is down fails every layer alike)
-  let toldOfSharing = false
+  const warnOfSharing = warnOnce()
   const indexed = <A>(consequence: string, effect: Effect.Effect<Option.Option<A>, { readonly message: string }>) =>
-    effect.pipe(Effect.catchAll((error) => {
-      const line = `${error.message} (${consequence})`
-      const told = toldOfSharing
-      toldOfSharing = true
-      return Effect.as(told ? Effect.logDebug(line) : Effect.logWarning(line), Option.none<A>())
-    }))
+    effect.pipe(Effect.catchAll((error) => Effect.as(warnOfSharing(`${error.message} (${consequence})`), Option.none<A>())))
 
   /**
    * The pair of a layer made before from the same bytes, when the index knows it and its blob is

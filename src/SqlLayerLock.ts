@@ -7,6 +7,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Layer } from "effect"
+import { warnOnce } from "./internal/warnOnce.js"
 import { LayerLock, type LayerLockService } from "./LayerLock.js"
 
 /** How long a waiter tries before it goes on alone, and how often it asks. */
@@ -20,7 +21,7 @@ export const make = (options: SqlLayerLockOptions = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const none: LayerLockService = { hold: () => Effect.succeed(false) }
-    let toldOfFailure = false
+    const warnOfFailure = warnOnce()
     if (sql.onDialectOrElse({ pg: () => false, orElse: () => true })) return none
     const patience = Duration.decode(options.patience ?? "10 minutes")
     const interval = Duration.decode(options.interval ?? "200 millis")
@@ -45,13 +46,9 @@ export const make = (options: SqlLayerLockOptions = {}) =>
           }
           return held
         }).pipe(
-          Effect.catchAll((error) => {
-            // said once: a database that is down fails every layer's lock alike
-            const line = `the shared layer lock ${name} failed (${error.message}): going on alone`
-            const told = toldOfFailure
-            toldOfFailure = true
-            return Effect.as(told ? Effect.logDebug(line) : Effect.logWarning(line), false)
-          }),
+          Effect.catchAll((error) =>
+            Effect.as(warnOfFailure(`the shared layer lock ${name} failed (${error.message}): going on alone`), false)
+          ),
           Effect.withSpan("LayerLock.hold", { attributes: { name } })
         )
     }
