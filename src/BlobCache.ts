@@ -4,7 +4,8 @@
  * fetched from there into the content store when a build reuses it.
  */
 import { Context, type Effect, Schema } from "effect"
-import type { Descriptor } from "./Oci.js"
+import * as Digest from "./Digest.js"
+import type { Compression, Descriptor } from "./Oci.js"
 
 /** The cache could not be read or written; `cause` holds the registry's or the store's error. */
 export class BlobCacheError extends Schema.TaggedError<BlobCacheError>()("BlobCacheError", {
@@ -18,6 +19,27 @@ export class BlobCacheError extends Schema.TaggedError<BlobCacheError>()("BlobCa
   }
 }
 
+/**
+ * The cache's blob is not the layer it was fetched as: it decompresses to another diffID (or not
+ * at all). Nothing was stored; the entry that named it is wrong.
+ */
+export class NotTheLayer extends Schema.TaggedError<NotTheLayer>()("NotTheLayer", {
+  digest: Digest.Digest,
+  expected: Digest.Digest,
+  /** The diffID it holds, or why it could not be decompressed. */
+  actual: Schema.String
+}) {
+  override get message() {
+    return `blob ${this.digest} does not hold the layer ${this.expected} (${this.actual})`
+  }
+}
+
+/** The layer a fetched blob must hold: its compression and diffID. */
+export interface LayerCheck {
+  readonly compression: Compression
+  readonly diffId: Digest.Digest
+}
+
 /** The blob cache service. */
 export interface BlobCacheService {
   /** Where the cache is, as users name it (for messages). */
@@ -26,9 +48,15 @@ export interface BlobCacheService {
   readonly put: (descriptor: Descriptor) => Effect.Effect<"uploaded" | "present", BlobCacheError>
   /**
    * Bring the cache's blob `descriptor` into the content store, verified, with `labels`: `true`,
-   * or `false` when the cache does not have it.
+   * or `false` when the cache does not have it. With `layer`, the blob must decompress to that
+   * diffID too (checked as it arrives, in the same pass), or nothing is stored and it fails with
+   * {@link NotTheLayer}; a blob already here is read once to check it.
    */
-  readonly fetch: (descriptor: Descriptor, labels: Readonly<Record<string, string>>) => Effect.Effect<boolean, BlobCacheError>
+  readonly fetch: (
+    descriptor: Descriptor,
+    labels: Readonly<Record<string, string>>,
+    layer?: LayerCheck
+  ) => Effect.Effect<boolean, BlobCacheError | NotTheLayer>
 }
 
 /** The blob cache. */

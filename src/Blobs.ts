@@ -2,7 +2,7 @@
  * getDiffPairs: the diff pairs of a ref's whole chain, root first, each layer diffed at most
  * once at a time across every caller, remembered in the blob mapping and verified on reuse.
  */
-import { Context, Effect, Layer, Option, Schema, Stream } from "effect"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import * as os from "node:os"
 import { BlobCache } from "./BlobCache.js"
 import { BlobMapper, type BlobMapperError } from "./BlobMapper.js"
@@ -10,7 +10,6 @@ import { type ContentLocked, ContentStore, type ContentStoreError, whileLocked }
 import { type CompareRule, DiffFailed, Differ, type DiffOptions, InvalidDifferResponse } from "./Differ.js"
 import { DiffPair } from "./DiffPair.js"
 import * as Digest from "./Digest.js"
-import { diffIdOf as diffIdOfBlob } from "./archive/diffId.js"
 import { keyOf, LayerEntry, LayerIndex, type LayerForm } from "./LayerIndex.js"
 import { LayerLock } from "./LayerLock.js"
 import { type Compression, compressionOf, Descriptor, LabelGcRoot, LabelUncompressed, layerMediaType } from "./Oci.js"
@@ -144,21 +143,22 @@ export const make = Effect.gen(function*() {
       const here = yield* verified(pair)
       if (Option.isSome(here) || blobCache === undefined) return here
       const { blobsum, mediaType, size } = entry.value
-      const fetched = yield* indexed(
-        "the layer is made here",
-        Effect.map(blobCache.fetch(new Descriptor({ mediaType, digest: blobsum, size }), { [LabelGcRoot]: new Date().toISOString() }), Option.some)
+      // the database is another machine's word: the blob must hold the layer it names, checked
+      // as it arrives (nothing is stored when it does not)
+      const fetched = yield* blobCache.fetch(
+        new Descriptor({ mediaType, digest: blobsum, size }),
+        { [LabelGcRoot]: new Date().toISOString() },
+        { compression: compressionOf(mediaType) ?? "gzip", diffId }
+      ).pipe(
+        Effect.map(Option.some),
+        Effect.catchTag("NotTheLayer", (wrong) =>
+          Effect.logWarning(`the shared layer index is wrong: ${wrong.message}; the layer is made here`).pipe(
+            Effect.zipRight(Effect.ignore(index.forget(diffId, form))),
+            Effect.as(Option.some(false))
+          )),
+        (effect) => indexed("the layer is made here", effect)
       )
       if (Option.isNone(fetched) || !fetched.value) return Option.none<DiffPair>()
-      // the database is another machine's word: the blob must hold the layer it names
-      const actual = yield* Effect.tryPromise({
-        try: () => diffIdOfBlob(Stream.toAsyncIterable(store.read(blobsum)), compressionOf(mediaType) ?? "gzip"),
-        catch: (cause) => cause
-      }).pipe(Effect.option)
-      if (Option.isNone(actual) || actual.value !== diffId) {
-        yield* Effect.logWarning(`the shared layer index names ${blobsum} for ${diffId}, which it does not hold: the layer is made here`)
-        yield* Effect.ignore(index.forget(diffId, form))
-        return Option.none<DiffPair>()
-      }
       // a blob deleted meanwhile (a prune) is simply not there: the layer is made here
       return yield* store.update(blobsum, { [LabelUncompressed]: diffId }).pipe(
         Effect.zipRight(verified(pair)),

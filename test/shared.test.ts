@@ -5,11 +5,12 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { Effect, Layer, Logger } from "effect"
+import { Context, Effect, Layer, Logger } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Blobchain, Build, ContentStore, Progress } from "../src/index.js"
+import { BlobCache, Blobchain, Build, ContentStore, Digest, Oci, Progress, RegistryBlobCache } from "../src/index.js"
+import * as zlib from "node:zlib"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { freshDatabase, layerFresh } from "./support/postgres.js"
 import { start as startPostgres, stop as stopPostgres } from "./support/pgServer.js"
@@ -338,5 +339,43 @@ describe("Blobchain.layerShared with a blob cache in a registry", () => {
       expect(built.layers).toHaveLength(2)
       const rows = yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT diff_id FROM layer_index`).pipe(Effect.provide(sharedDb(file)))
       expect(rows).toEqual([])
+    }))
+
+  it.scopedLive("a fetched blob that does not hold the layer the entry names is not stored, nor is its ingest kept", () =>
+    Effect.gen(function*() {
+      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
+      const reference = yield* Registry.parseReference(`docker://${registry.host}/team/cache`)
+      const layer = Buffer.from("a layer's tar, standing in\n".repeat(1000))
+      const blob = zlib.gzipSync(layer)
+      const descriptor = new Oci.Descriptor({ mediaType: Oci.layerMediaType("gzip"), digest: Digest.ofBytes(blob), size: blob.length })
+      const diffId = Digest.ofBytes(layer)
+      const other = Digest.ofBytes("another layer")
+      // a machine's store and its cache, open for the test's scope
+      const cacheOn = (name: string) =>
+        Effect.gen(function*() {
+          const context = yield* Layer.build(Layer.merge(Blobchain.layerLocal({ root: path.join(work.fresh(name), "s") }), Registry.layerHttp))
+          const cache = yield* Effect.provide(RegistryBlobCache.make(reference, { retries: 0 }), context)
+          return { cache, store: Context.get(context, ContentStore.ContentStore) }
+        })
+      const a = yield* cacheOn("a")
+      yield* ContentStore.writeBlob("layer", blob, { expected: descriptor.digest }).pipe(Effect.provideService(ContentStore.ContentStore, a.store))
+      expect(yield* a.cache.put(descriptor)).toBe("uploaded")
+      const b = yield* cacheOn("b")
+      const gone = { walk: [] as Array<unknown>, statuses: [] as Array<unknown> }
+      // arriving: checked in the same pass, and dropped
+      const wrong = yield* Effect.flip(b.cache.fetch(descriptor, {}, { compression: "gzip", diffId: other }))
+      expect(wrong).toBeInstanceOf(BlobCache.NotTheLayer)
+      expect(wrong).toMatchObject({ digest: descriptor.digest, expected: other, actual: diffId })
+      expect({ walk: yield* b.store.walk(), statuses: yield* b.store.statuses }).toEqual(gone)
+      // a blob that is not gzip at all is not the layer either
+      expect(yield* Effect.flip(b.cache.fetch(descriptor, {}, { compression: "zstd", diffId }))).toBeInstanceOf(BlobCache.NotTheLayer)
+      expect({ walk: yield* b.store.walk(), statuses: yield* b.store.statuses }).toEqual(gone)
+      // the right layer is stored, with the labels asked for
+      expect(yield* b.cache.fetch(descriptor, { mine: "yes" }, { compression: "gzip", diffId })).toBe(true)
+      expect((yield* b.store.info(descriptor.digest)).labels).toMatchObject({ mine: "yes" })
+      // already here: read to check, and kept whatever the answer
+      expect(yield* Effect.flip(b.cache.fetch(descriptor, {}, { compression: "gzip", diffId: other }))).toBeInstanceOf(BlobCache.NotTheLayer)
+      expect(yield* b.cache.fetch(descriptor, {}, { compression: "gzip", diffId })).toBe(true)
+      expect((yield* b.store.walk()).map((info) => info.digest)).toEqual([descriptor.digest])
     }))
 })

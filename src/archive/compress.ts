@@ -79,11 +79,14 @@ export const compressorOffThread = (
     ? zstd.compressor(level ?? defaultLevel.zstd, zstdWorkers(threads), release)
     : Promise.resolve(undefined)
 
-/** A decompressing transform, or `undefined` for none. */
-export const decompressor = (compression: Compression): Transform | undefined => {
+/**
+ * A decompressing transform, or `undefined` for none; `buffered` bytes of input may wait in it
+ * before a write asks its writer to wait (so a writer that produces in bursts keeps it busy).
+ */
+export const decompressor = (compression: Compression, buffered?: number): Transform | undefined => {
   switch (compression) {
     case "gzip":
-      return zlib.createGunzip({ chunkSize: outputChunk })
+      return zlib.createGunzip({ chunkSize: buffered === undefined ? outputChunk : 4 << 20, ...(buffered === undefined ? {} : { writableHighWaterMark: buffered }) })
     case "zstd":
       return new DecompressStream()
     case "none":

@@ -1,10 +1,13 @@
 /**
  * The diffID of a layer blob: the sha256 of its decompressed bytes, streamed (nothing held in
- * memory), for a blob another machine made that a build is about to trust.
+ * memory), for a blob another machine made that a build is about to trust: read from the store,
+ * or tapped from a download on its way there (the decompression runs on the thread pool while
+ * the bytes are written).
  */
 import { createHash } from "node:crypto"
+import { once } from "node:events"
 import { Readable, Writable } from "node:stream"
-import { pipeline } from "node:stream/promises"
+import { finished, pipeline } from "node:stream/promises"
 import type { Compression } from "../Oci.js"
 import { decompressor } from "./compress.js"
 
@@ -22,4 +25,45 @@ export const diffIdOf = async (blob: AsyncIterable<Uint8Array>, compression: Com
     ? pipeline(Readable.from(blob), sink)
     : pipeline(Readable.from(blob), decompress, sink))
   return `sha256:${hash.digest("hex")}`
+}
+
+/** A diffID taken from a blob's bytes as they pass: `write` each chunk in order, then `end`. */
+export interface DiffIdTap {
+  /** Settles when the chunk may be followed by the next (backpressure); rejects when the blob cannot be decompressed. */
+  readonly write: (chunk: Uint8Array) => Promise<void>
+  /** The diffID (`sha256:<hex>`); rejects when the blob cannot be decompressed or ends early. */
+  readonly end: () => Promise<string>
+  /** Let go of the decompressor early (the download was abandoned). */
+  readonly close: () => void
+}
+
+/** A {@link DiffIdTap} for a blob compressed as `compression`. */
+export const tap = (compression: Compression): DiffIdTap => {
+  const hash = createHash("sha256")
+  // a few chunks may wait in it: the decompression goes on while the next one arrives
+  const decompress = decompressor(compression, 8 << 20)
+  if (decompress === undefined) {
+    return {
+      write: async (chunk) => void hash.update(chunk),
+      end: async () => `sha256:${hash.digest("hex")}`,
+      close: () => {}
+    }
+  }
+  let failure: unknown
+  decompress.on("data", (chunk: Buffer) => hash.update(chunk))
+  decompress.on("error", (error) => (failure ??= error))
+  return {
+    write: async (chunk) => {
+      if (failure !== undefined) throw failure
+      // once() rejects when the stream errors while we wait
+      if (!decompress.write(chunk)) await once(decompress, "drain")
+    },
+    end: async () => {
+      if (failure !== undefined) throw failure
+      decompress.end()
+      await finished(decompress)
+      return `sha256:${hash.digest("hex")}`
+    },
+    close: () => void decompress.destroy()
+  }
 }

@@ -10,7 +10,7 @@ import { ContentStore } from "../ContentStore.js"
 import type * as Digest from "../Digest.js"
 import * as Registry from "./model.js"
 import * as Http from "./http.js"
-import { ensureBlob } from "./pull.js"
+import { ensureLayerBlob } from "./pull.js"
 import { pushBlob } from "./push.js"
 
 /** Options of a registry blob cache: how to connect, and the upload's chunk size (default 16 MiB). */
@@ -51,11 +51,11 @@ export const make = (ref: Registry.Reference, options: CacheOptions = {}) =>
           Effect.mapError(failure("put", descriptor.digest)),
           Effect.withSpan("BlobCache.put", { attributes: { digest: descriptor.digest } })
         ),
-      fetch: (descriptor, labels) =>
+      fetch: (descriptor, labels, layer) =>
         has(descriptor.digest).pipe(
-          Effect.flatMap((present) => (present ? Effect.as(ensureBlob(session, descriptor, { ...labels, ...source }), true) : Effect.succeed(false))),
+          Effect.flatMap((present) => (present ? Effect.as(ensureLayerBlob(session, descriptor, { ...labels, ...source }, layer), true) : Effect.succeed(false))),
           Effect.provideService(ContentStore, store),
-          Effect.mapError(failure("fetch", descriptor.digest)),
+          Effect.mapError((e) => e._tag === "NotTheLayer" ? e : failure("fetch", descriptor.digest)(e)),
           Effect.withSpan("BlobCache.fetch", { attributes: { digest: descriptor.digest } })
         )
     }

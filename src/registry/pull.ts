@@ -11,6 +11,8 @@ import * as Oci from "../Oci.js"
 import type * as Registry from "./model.js"
 import { BlobDigestMismatch, InvalidManifest, labelSource, ManifestUnknown, PlatformNotFound } from "./model.js"
 import * as Http from "./http.js"
+import { type LayerCheck, NotTheLayer } from "../BlobCache.js"
+import * as DiffId from "../archive/diffId.js"
 
 /** Content-store failures a pull can meet. */
 export type StoreFailure = ContentStoreError | ContentLocked | ContentNotFound | DigestMismatch | SizeMismatch
@@ -83,8 +85,22 @@ const decodeAs = <A, I>(schema: Schema.Schema<A, I>, what: string, reference: st
     Effect.mapError((e) => new InvalidManifest({ reference, reason: `${what}: ${e.message}` }))
   )
 
-/** Stream one blob into the store, verified; nothing is committed (and no ingest kept) when it fails. */
-const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>) =>
+// the response's chunks (16–64 KiB) are gathered to this size before the store and the check see them
+const gathered = 1 << 20
+
+/** What a layer blob holds, read back from the store. */
+const diffIdInStore = (digest: Digest.Digest, compression: Oci.Compression) =>
+  Effect.flatMap(ContentStore, (store) =>
+    Effect.tryPromise({
+      try: () => DiffId.diffIdOf(Stream.toAsyncIterable(store.read(digest)), compression),
+      catch: (cause) => cause instanceof Error ? cause.message : String(cause)
+    }))
+
+/**
+ * Stream one blob into the store, verified (and, with `layer`, decompressed as it arrives to check
+ * the diffID it holds); nothing is committed (and no ingest kept) when it fails.
+ */
+const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>, layer?: LayerCheck) =>
   Effect.gen(function*() {
     const store = yield* ContentStore
     const reference = session.ref.text
@@ -102,7 +118,36 @@ const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Rec
         response = yield* session.send(HttpClientRequest.get(session.resolve(location)), { scopes, anonymous: true })
       }
       if (response.status !== 200) return yield* session.fail(response, `GET blob ${descriptor.digest}`)
-      yield* Stream.runForEach(response.stream.pipe(Stream.mapError(session.unreachable)), writer.write)
+      const check = layer === undefined ? undefined : DiffId.tap(layer.compression)
+      if (check !== undefined) yield* Effect.addFinalizer(() => Effect.sync(check.close))
+      // a blob that does not decompress is told at the end, with the digest known
+      let undecodable: string | undefined
+      const checked = (bytes: Uint8Array) =>
+        check === undefined || undecodable !== undefined
+          ? Effect.void
+          : Effect.promise(() => check.write(bytes).catch((cause) => void (undecodable = messageOf(cause))))
+      let pending: Array<Uint8Array> = []
+      let pendingBytes = 0
+      const flush = Effect.suspend(() => {
+        if (pendingBytes === 0) return Effect.void
+        const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
+        pending = []
+        pendingBytes = 0
+        return Effect.all([writer.write(bytes), checked(bytes)], { concurrency: 2, discard: true })
+      })
+      yield* Stream.runForEach(response.stream.pipe(Stream.mapError(session.unreachable)), (chunk) => {
+        pending.push(chunk)
+        pendingBytes += chunk.length
+        return pendingBytes >= gathered ? flush : Effect.void
+      })
+      yield* flush
+      if (check !== undefined) {
+        // the bytes first: a transfer that went wrong says nothing about the entry that named the blob
+        const received = yield* writer.digest
+        if (received !== descriptor.digest) return yield* new BlobDigestMismatch({ reference, expected: descriptor.digest, actual: received })
+        const actual = undecodable ?? (yield* Effect.promise(() => check.end().catch((cause) => `not ${layer!.compression}: ${messageOf(cause)}`)))
+        if (actual !== layer!.diffId) return yield* new NotTheLayer({ digest: descriptor.digest, expected: layer!.diffId, actual })
+      }
       yield* writer.commit({ labels }).pipe(
         Effect.catchTags({
           AlreadyExists: () => store.update(descriptor.digest, labels),
@@ -113,20 +158,35 @@ const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Rec
     })).pipe(Effect.tapError(() => store.abort(ref).pipe(Effect.ignore)))
   })
 
-/** Make sure the store has `descriptor`'s blob; `true` when it had to be fetched. */
-export const ensureBlob = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>) =>
+const messageOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+/**
+ * Make sure the store has a layer's blob that holds the layer `layer` names (a blob already here
+ * is read to check it, one fetched is checked as it arrives), else {@link NotTheLayer}; `true`
+ * when it had to be fetched.
+ */
+export const ensureLayerBlob = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>, layer: LayerCheck | undefined) =>
   // another process pulling the same blob holds its ingest: wait, then find the blob there
   retryWhileLocked(Effect.gen(function*() {
     const store = yield* ContentStore
     const present = yield* store.info(descriptor.digest).pipe(Effect.catchTag("ContentNotFound", () => Effect.succeed(undefined)))
     if (present !== undefined) {
+      if (layer !== undefined && present.labels[Oci.LabelUncompressed] !== layer.diffId) {
+        const actual = yield* diffIdInStore(descriptor.digest, layer.compression).pipe(Effect.merge)
+        if (actual !== layer.diffId) return yield* new NotTheLayer({ digest: descriptor.digest, expected: layer.diffId, actual })
+      }
       yield* store.update(descriptor.digest, labels)
       return false
     }
     // a digest mismatch would repeat: only 5xx answers and broken connections are retried
-    yield* session.retrying(download(session, descriptor, labels))
+    yield* session.retrying(download(session, descriptor, labels, layer))
     return true
   }))
+
+/** Make sure the store has `descriptor`'s blob; `true` when it had to be fetched. */
+export const ensureBlob = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>) =>
+  // without a layer to check, nothing is decompressed: never NotTheLayer
+  ensureLayerBlob(session, descriptor, labels, undefined).pipe(Effect.catchTag("NotTheLayer", Effect.die))
 
 /** Pull `ref` into the content store. */
 export const pull = (ref: Registry.Reference, options: Registry.PullOptions) =>

@@ -1,0 +1,102 @@
+/**
+ * A layer blob's diffID, read from the store or tapped from a download on its way there: both
+ * are the sha256 of the decompressed bytes, however the blob arrives in chunks; a blob that is
+ * not what it says it is rejects, and never hangs.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { FastCheck } from "effect"
+import { createHash } from "node:crypto"
+import * as zlib from "node:zlib"
+import { compress } from "zstd-napi"
+import { diffIdOf, tap } from "../src/archive/diffId.js"
+import type { Compression } from "../src/Oci.js"
+
+const sha256 = (bytes: Uint8Array) => `sha256:${createHash("sha256").update(bytes).digest("hex")}`
+
+const compressed = (bytes: Uint8Array, compression: Compression): Buffer =>
+  compression === "gzip" ? zlib.gzipSync(bytes) : compression === "zstd" ? compress(Buffer.from(bytes)) : Buffer.from(bytes)
+
+// `blob` cut at the given points (taken modulo its length), in order
+const cut = (blob: Buffer, points: ReadonlyArray<number>): Array<Buffer> => {
+  const at = [...new Set(points.map((p) => (blob.length === 0 ? 0 : p % blob.length)))].sort((a, b) => a - b)
+  const parts: Array<Buffer> = []
+  let from = 0
+  for (const p of [...at, blob.length]) {
+    parts.push(blob.subarray(from, p))
+    from = p
+  }
+  return parts
+}
+
+const tapped = async (parts: ReadonlyArray<Uint8Array>, compression: Compression) => {
+  const t = tap(compression)
+  for (const part of parts) await t.write(part)
+  return t.end()
+}
+
+// text-like bytes with long runs, so that the compressed blob is much smaller than the layer
+const layerBytes = FastCheck.tuple(FastCheck.uint8Array({ maxLength: 2048 }), FastCheck.nat({ max: 300 })).map(([seed, repeat]) => {
+  const out = Buffer.alloc(seed.length * (repeat + 1))
+  for (let i = 0; i < repeat + 1; i++) out.set(seed, i * seed.length)
+  return out
+})
+
+describe("a blob's diffID", () => {
+  it("tapped in any chunks, or read whole, is the sha256 of the decompressed bytes", () =>
+    FastCheck.assert(
+      FastCheck.asyncProperty(
+        layerBytes,
+        FastCheck.constantFrom<Compression>("gzip", "zstd", "none"),
+        FastCheck.array(FastCheck.nat(), { maxLength: 12 }),
+        async (bytes, compression, points) => {
+          const blob = compressed(bytes, compression)
+          const expected = sha256(bytes)
+          expect(await tapped(cut(blob, points), compression)).toBe(expected)
+          const read = async function*() {
+            yield* cut(blob, points)
+          }
+          expect(await diffIdOf(read(), compression)).toBe(expected)
+        }
+      ),
+      { numRuns: 150 }
+    ))
+
+  it("tapped from a blob cut short, or with a byte changed, rejects or differs: never the layer's", () =>
+    FastCheck.assert(
+      FastCheck.asyncProperty(
+        layerBytes.filter((b) => b.length > 0),
+        FastCheck.constantFrom<Compression>("gzip", "zstd"),
+        FastCheck.nat(),
+        FastCheck.boolean(),
+        async (bytes, compression, at, truncate) => {
+          const blob = compressed(bytes, compression)
+          // past the frame's header, whose mtime and OS bytes say nothing of the layer
+          const header = 10
+          const where = truncate ? at % blob.length : header + (at % Math.max(1, blob.length - header))
+          if (where >= blob.length) return
+          const bad = truncate ? blob.subarray(0, where) : Buffer.from(blob)
+          if (!truncate) bad[where] = bad[where]! ^ 0x55
+          const outcome = await tapped(cut(bad, [where, where + 7]), compression).then((d) => d, () => "rejected")
+          expect(outcome).not.toBe(sha256(bytes))
+        }
+      ),
+      { numRuns: 150 }
+    ))
+
+  it("goes on through many chunks while the decompressor is behind, and ends with the whole", async () => {
+    // 64 MiB of layer in 64 KiB pieces: the tap queues them and asks the writer to wait when full
+    const piece = Buffer.alloc(1 << 16)
+    for (let i = 0; i < piece.length; i++) piece[i] = (i * 2654435761) >>> 27
+    const whole = createHash("sha256")
+    const gzip = zlib.createGzip()
+    const blob: Array<Buffer> = []
+    gzip.on("data", (chunk: Buffer) => blob.push(chunk))
+    for (let i = 0; i < 1024; i++) {
+      whole.update(piece)
+      gzip.write(piece)
+    }
+    gzip.end()
+    await new Promise((resolve) => gzip.on("end", resolve))
+    expect(await tapped(blob, "gzip")).toBe(`sha256:${whole.digest("hex")}`)
+  })
+})
