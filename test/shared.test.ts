@@ -220,6 +220,8 @@ describe("blobchain build --cache-db", () => {
       const second = yield* machine(checkout(dirs), ["--push", `docker://${proxy.host}/team/app:1`])
       expect(second.stderr).toBe("")
       expect(second.code).toBe(0)
+      expect(JSON.parse(first.stdout)).toMatchObject({ diffed: 2, reused: 0 })
+      expect(JSON.parse(second.stdout)).toMatchObject({ diffed: 0, reused: 2 })
       expect(uploads()).toBe(3)
       expect(mounts()).toBe(2)
       expect(JSON.parse(second.stdout).layers).toEqual(JSON.parse(first.stdout).layers)
@@ -230,7 +232,7 @@ describe("blobchain build --cache-db", () => {
       expect(alone.stderr).toContain("--cache needs --cache-db")
     }))
 
-  it.scopedLive("three machines building the same new chain at once upload each layer once, and their images agree", () =>
+  it.scopedLive("three machines building the same new chain at once diff and upload each layer once, and their images agree", () =>
     Effect.gen(function*() {
       const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
       const proxy = yield* Effect.acquireRelease(Effect.promise(() => startProxy(registry.port)), (p) => Effect.promise(p.stop))
@@ -255,6 +257,10 @@ describe("blobchain build --cache-db", () => {
       expect(layers[2]).toEqual(layers[0])
       const uploads = proxy.seen.filter((r) => r.method === "POST" && r.url.includes("/blobs/uploads/"))
       expect(uploads).toHaveLength(2)
+      // each distinct layer diffed by one of them; the others waited on its lock and found it
+      const counts = runs.map((run) => JSON.parse(run.stdout) as { diffed: number; reused: number })
+      expect(counts.reduce((n, c) => n + c.diffed, 0)).toBe(2)
+      expect(counts.reduce((n, c) => n + c.reused, 0)).toBe(4)
     }))
 
   it.live("builds alone, saying so in one line, when the database cannot be reached; a bad URL is a usage error", () =>

@@ -182,6 +182,8 @@ const build = Command.make(
         ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }),
         ...(o.compare === "stat" ? { compare: "stat" as const } : {})
       }
+      // the layers diffed here, and those found made (here before, or by another machine)
+      const counted = { diffed: 0, reused: 0 }
       const work = Effect.gen(function*() {
         const baseImage = base === undefined
           ? undefined
@@ -192,7 +194,13 @@ const build = Command.make(
           ...(baseImage === undefined ? {} : { baseImage }),
           ...(platform === undefined || baseImage !== undefined ? {} : { platform }),
           onChain: (length) => show.layers(length)
-        }).pipe(Effect.provideService(Progress.Progress, { report: (event) => show.report(event) }))
+        }).pipe(Effect.provideService(Progress.Progress, {
+          report: (event) => {
+            if (event._tag === "LayerDone") counted.diffed++
+            else if (event._tag === "LayerReused") counted.reused++
+            show.report(event)
+          }
+        }))
         show.update("writing image")
         const linkFrom = Blobchain.paths(NodePath.resolve(o.state)).content
         if (docker) yield* Image.writeDockerArchive(built.image, out, { tag, linkFrom })
@@ -235,7 +243,7 @@ const build = Command.make(
       const pushedTo = pushed === undefined ? undefined : `${pushed.reference.text}@${pushed.manifest.digest}`
       yield* Console.log(
         o.json
-          ? buildJson(built.image, built.base, built.snapshots, { path: out, format: o.format, tag }, pushedTo).trimEnd()
+          ? buildJson(built.image, built.base, built.snapshots, { path: out, format: o.format, tag }, counted, pushedTo).trimEnd()
           : buildText(built.image).trimEnd() + (pushedTo === undefined ? "" : `\npushed ${pushedTo}`)
       )
     })

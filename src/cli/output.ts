@@ -98,6 +98,7 @@ export const buildJson = (
   base: ReadonlyArray<ImportedLayer>,
   snapshots: ReadonlyArray<SourceSnapshot>,
   out: { readonly path: string; readonly format: string; readonly tag: string },
+  counted: { readonly diffed: number; readonly reused: number },
   pushed?: string
 ): string =>
   JSON.stringify(
@@ -112,6 +113,9 @@ export const buildJson = (
       })),
       base: base.map((b) => ({ layer: b.layer.digest, id: b.id, reused: b.reused })),
       snapshots: snapshots.map((s) => ({ dir: s.dir, id: s.id, reused: s.reused })),
+      // layers diffed by this build, and layers it found made (here, or by a machine sharing its cache)
+      diffed: counted.diffed,
+      reused: counted.reused,
       out,
       ...(pushed === undefined ? {} : { pushed })
     },
