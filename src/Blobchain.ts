@@ -25,7 +25,6 @@ import * as LocalContentStore from "./LocalContentStore.js"
 import * as SqlContentIndex from "./SqlContentIndex.js"
 import * as SqlBlobMapper from "./SqlBlobMapper.js"
 import { warnOnce } from "./internal/warnOnce.js"
-import type * as LayerIndex from "./LayerIndex.js"
 import * as SqlLayerIndex from "./SqlLayerIndex.js"
 import * as SqlLayerLock from "./SqlLayerLock.js"
 import * as Registry from "./Registry.js"
@@ -99,6 +98,25 @@ export type OpenError =
 /** Which snapshotter keeps the trees: full copies (`native`) or upper directories over their parents (`overlay`). */
 export type SnapshotterKind = "native" | "overlay"
 
+/** The state directory's own stores, on its SQLite: blobs, snapshots, the content-hash index, and the threads. */
+const localStores = (root: string, kind: SnapshotterKind) => {
+  const where = paths(root)
+  return Layer.mergeAll(
+    LocalContentStore.layer({ root: where.content }),
+    kind === "overlay" ? OverlaySnapshotter.layer({ root: where.overlay }) : NativeSnapshotter.layer({ root: where.snapshots }),
+    SqlContentIndex.layer,
+    WorkerThreads.layer
+  )
+}
+
+/** The differ, applier, ref manager and Blobs over `storage`, and `storage` itself. */
+const overStorage = <A, E, R>(storage: Layer.Layer<A, E, R>) =>
+  Blobs.layer.pipe(Layer.provideMerge(Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer, RefManager.layer).pipe(Layer.provideMerge(storage))))
+
+/** Everything on the state directory at `root`, its blob mappings in its own SQLite. */
+const alone = (root: string, kind: SnapshotterKind) =>
+  overStorage(Layer.merge(localStores(root, kind), SqlBlobMapper.layer).pipe(Layer.provideMerge(Metadata.layer({ root }))))
+
 /**
  * Everything on the state directory `root` (created when missing), with the snapshotter it
  * was made with (`native` for a new one unless `snapshotter` says otherwise). The database
@@ -110,19 +128,7 @@ export const layerLocal = (
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const root = yield* ensureStateDirectory(options.root)
-      const kind = yield* claimSnapshotter(root, options.snapshotter)
-      const where = paths(root)
-      const storage = Layer.mergeAll(
-        LocalContentStore.layer({ root: where.content }),
-        kind === "overlay" ? OverlaySnapshotter.layer({ root: where.overlay }) : NativeSnapshotter.layer({ root: where.snapshots }),
-        SqlBlobMapper.layer,
-        SqlContentIndex.layer,
-        WorkerThreads.layer
-      ).pipe(Layer.provideMerge(Metadata.layer({ root })))
-      const work = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer, RefManager.layer).pipe(
-        Layer.provideMerge(storage)
-      )
-      return Blobs.layer.pipe(Layer.provideMerge(work))
+      return alone(root, yield* claimSnapshotter(root, options.snapshotter))
     })
   )
 
@@ -136,6 +142,10 @@ export const layerLocal = (
  * the state directory's SQLite. With `cache` (a registry repository), the blobs are shared too:
  * a layer made here is put there before the index names it, and a layer another machine made is
  * fetched from there instead of made again.
+ *
+ * The shared cache only ever saves work: when its tables cannot be made or read there, the stack
+ * is {@link layerLocal}'s, said in one warning; when it fails mid-build, each kind of failure is
+ * one warning and the build goes on alone.
  */
 export const layerShared = (
   options: {
@@ -145,18 +155,12 @@ export const layerShared = (
     /** How long a machine waits for another making the same layer (PostgreSQL only). */
     readonly lock?: SqlLayerLock.SqlLayerLockOptions
   }
-): Layer.Layer<Services | LayerIndex.LayerIndex, OpenError | LayerIndex.LayerIndexError, SqlClient.SqlClient> =>
+): Layer.Layer<Services, OpenError, SqlClient.SqlClient> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const root = yield* ensureStateDirectory(options.root)
       const kind = yield* claimSnapshotter(root, options.snapshotter)
-      const where = paths(root)
-      const local = Layer.mergeAll(
-        LocalContentStore.layer({ root: where.content }),
-        kind === "overlay" ? OverlaySnapshotter.layer({ root: where.overlay }) : NativeSnapshotter.layer({ root: where.snapshots }),
-        SqlContentIndex.layer,
-        WorkerThreads.layer
-      ).pipe(Layer.provideMerge(Metadata.layer({ root })))
+      const local = localStores(root, kind).pipe(Layer.provideMerge(Metadata.layer({ root })))
       // on the database given: what other machines read and write too; an accelerator, so a
       // database that goes away mid-build costs reuse, told once, never the build
       const warn = warnOnce()
@@ -165,20 +169,30 @@ export const layerShared = (
         Effect.map(BlobMapper.BlobMapper, (service) =>
           BlobMapper.accelerator(service, (error) => warn(`the shared cache failed (${error.message}): building alone`)))
       ).pipe(Layer.provide(SqlBlobMapper.layer))
+      // its tables cannot be made or read there: the state directory alone, said once (fresh: the
+      // failed attempt's layers are memoized, the mapper's failure with them)
+      const unusable = (error: { readonly message: string }) =>
+        Layer.unwrapEffect(
+          Effect.as(Effect.logWarning(`the shared cache cannot be used (${error.message}): building alone`), Layer.fresh(alone(root, kind)))
+        )
       const shared = Layer.mergeAll(mapper, SqlLayerIndex.layer, SqlLayerLock.layer(options.lock))
-      const storage = Layer.merge(local, shared)
+      const storage = Layer.merge(local, shared.pipe(Layer.mapError((error) => new SharedUnusable(error))))
       const withCache = options.cache === undefined
         ? storage
         : RegistryBlobCache.layer(options.cache.reference, options.cache.options).pipe(
           Layer.provide(Registry.layerHttp),
           Layer.provideMerge(storage)
         )
-      const work = Layer.mergeAll(WalkingDiffer.layer, TarApplier.layer, RefManager.layer).pipe(
-        Layer.provideMerge(withCache)
+      return overStorage(withCache).pipe(
+        Layer.catchAll((e) => e instanceof SharedUnusable ? unusable(e.error) : Layer.fail(e))
       )
-      return Blobs.layer.pipe(Layer.provideMerge(work))
     })
   )
+
+// what made the shared tables unusable, told apart from the state directory's own failures
+class SharedUnusable {
+  constructor(readonly error: { readonly message: string }) {}
+}
 
 /**
  * {@link layerLocal} with its options read from Effect's `Config`, e.g.

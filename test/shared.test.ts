@@ -116,6 +116,28 @@ describe("Blobchain.layerShared", () => {
       expect(warnings.length).toBeLessThanOrEqual(3)
     }))
 
+  it.live("a database whose tables cannot be made: the state directory alone, said in one warning", () =>
+    Effect.gen(function*() {
+      const file = path.join(work.fresh("db"), "read-only.db")
+      // a database file of its own, then opened read-only
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`PRAGMA user_version = 1`).pipe(Effect.provide(sharedDb(file)))
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel._tag === "Warning") warnings.push(String(message))
+      })
+      const stack = Blobchain.layerShared({ root: path.join(work.fresh("state"), "s") }).pipe(
+        Layer.provide(SqliteClient.layer({ filename: file, readonly: true }))
+      )
+      const dirs = trees()
+      const built = yield* buildOn(stack, dirs).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      expect(built.events.filter((e) => e === "LayerDone")).toHaveLength(2)
+      expect(warnings).toHaveLength(1)
+      expect(warnings[0]).toMatch(/^the shared cache cannot be used \(.*\): building alone$/)
+      // alone means alone: the mappings are the state directory's, and the checkout's layers are made again
+      const again = yield* buildOn(stack, dirs)
+      expect(again.events.filter((e) => e === "LayerReused")).toHaveLength(2)
+    }))
+
   it.live("without the index (layerLocal) the same checkout is diffed again, to the same bytes", () =>
     Effect.gen(function*() {
       const state = path.join(work.fresh("state"), "s")

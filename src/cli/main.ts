@@ -263,17 +263,8 @@ const sharedOrAlone = (options: Parameters<typeof Blobchain.layerShared>[0], url
       yield* Console.error(`blobchain: the shared cache ${shownUrl(url)} cannot be reached (${db.left.message}): building alone`)
       return Blobchain.layerLocal({ root: options.root, ...(options.snapshotter === undefined ? {} : { snapshotter: options.snapshotter }) })
     }
-    // tables that cannot be made or read there: alone too, said once
-    return Blobchain.layerShared(options).pipe(
-      Layer.provide(Layer.succeedContext(db.right)),
-      Layer.catchAll((error) =>
-        error._tag === "LayerIndexError" || error._tag === "BlobMapperError"
-          ? Layer.unwrapEffect(Console.error(`blobchain: the shared cache ${shownUrl(url)} cannot be used (${error.message}): building alone`).pipe(
-            Effect.as(Blobchain.layerLocal({ root: options.root, ...(options.snapshotter === undefined ? {} : { snapshotter: options.snapshotter }) }))
-          ))
-          : Layer.fail(error)
-      )
-    )
+    // tables that cannot be made or read there: alone too, said once (by layerShared)
+    return Blobchain.layerShared(options).pipe(Layer.provide(Layer.succeedContext(db.right)))
   }))
 
 const inspect = Command.make(
