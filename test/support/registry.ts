@@ -108,6 +108,8 @@ export interface Fault {
   /** Answer with this status (e.g. 503), or cut the connection. */
   readonly kind: number | "reset"
   times: number
+  /** Matching requests let through before the fault begins (none by default). */
+  skip?: number
 }
 
 export interface Proxy extends Running {
@@ -117,6 +119,8 @@ export interface Proxy extends Running {
   tamper: string | undefined
   /** Scopes the token endpoint was asked for. */
   readonly tokenScopes: Array<string>
+  /** Told of each request as it arrives (its number, from 1), before any fault. */
+  onRequest: ((count: number) => void) | undefined
 }
 
 /**
@@ -136,6 +140,7 @@ export const startProxy = async (
     faults: [],
     tamper: undefined,
     tokenScopes: [],
+    onRequest: undefined,
     stop: () => new Promise((resolve) => server.close(() => resolve()))
   }
   const token = (request: http.IncomingMessage, response: http.ServerResponse, url: URL) => {
@@ -168,9 +173,15 @@ export const startProxy = async (
     const url = new URL(request.url ?? "/", `http://${state.host}`)
     const seen: Seen = { method: request.method ?? "", url: request.url ?? "", status: 0 }
     state.seen.push(seen)
+    state.onRequest?.(state.seen.length)
     response.on("finish", () => void (seen.status = response.statusCode))
     if (url.pathname === "/token") return token(request, response, url)
-    const fault = state.faults.find((f) => f.times > 0 && f.path.test(url.pathname) && (f.method === undefined || f.method === request.method))
+    const fault = state.faults.find((f) => {
+      if (!(f.times > 0 && f.path.test(url.pathname) && (f.method === undefined || f.method === request.method))) return false
+      if ((f.skip ?? 0) === 0) return true
+      f.skip = f.skip! - 1
+      return false
+    })
     if (fault !== undefined) {
       fault.times--
       request.resume()
