@@ -99,6 +99,7 @@ export const make = Effect.gen(function*() {
   // wait for the one holding it, then find the layer in the index
   const layerLock = Option.getOrUndefined(yield* Effect.serviceOption(LayerLock))
   const flights = yield* SingleFlight.make<DiffPair, BlobsError>()
+  const hashing = yield* Effect.makeSemaphore(1)
   const defaultConcurrency = Math.max(1, os.availableParallelism())
   const verifyConcurrency = 16
 
@@ -134,7 +135,9 @@ export const make = Effect.gen(function*() {
     form: LayerForm
   ) =>
     Effect.gen(function*() {
-      const diffId = yield* digestMounts(lower, upper, options)
+      // hashing a tar is the event loop's own work: one at a time, so the first layer's diffID is
+      // known (and its blob fetched, on the thread pool) while the next one is hashed
+      const diffId = yield* hashing.withPermits(1)(digestMounts(lower, upper, options))
       // held until the layer is made and shared (the end of compute's scope)
       if (layerLock !== undefined) yield* layerLock.hold(`blobchain-layer:${keyOf(diffId, form)}`)
       const entry = yield* indexed("the layer is made here", index.lookup(diffId, form))
