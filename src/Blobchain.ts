@@ -31,6 +31,8 @@ import * as Registry from "./Registry.js"
 import * as RegistryBlobCache from "./RegistryBlobCache.js"
 import type { Threads } from "./Threads.js"
 import * as WorkerThreads from "./WorkerThreads.js"
+import type * as Lifecycle from "./Lifecycle.js"
+import * as LocalLifecycle from "./LocalLifecycle.js"
 
 /** The state directory cannot be used (it is a file, or not writable, or cannot be created). */
 export class StateDirectoryError extends Schema.TaggedError<StateDirectoryError>()("StateDirectoryError", {
@@ -85,6 +87,7 @@ export type Services =
   | ContentIndex.ContentIndex
   | Threads
   | SqlClient.SqlClient
+  | Lifecycle.Lifecycle
 
 /** The errors of opening a state directory. */
 export type OpenError =
@@ -98,15 +101,19 @@ export type OpenError =
 /** Which snapshotter keeps the trees: full copies (`native`) or upper directories over their parents (`overlay`). */
 export type SnapshotterKind = "native" | "overlay"
 
-/** The state directory's own stores, on its SQLite: blobs, snapshots, the content-hash index, and the threads. */
+/**
+ * The state directory's own stores, on its SQLite: blobs, snapshots, the content-hash index, the
+ * threads, and its lifecycle over them.
+ */
 const localStores = (root: string, kind: SnapshotterKind) => {
   const where = paths(root)
-  return Layer.mergeAll(
+  const stores = Layer.mergeAll(
     LocalContentStore.layer({ root: where.content }),
     kind === "overlay" ? OverlaySnapshotter.layer({ root: where.overlay }) : NativeSnapshotter.layer({ root: where.snapshots }),
     SqlContentIndex.layer,
     WorkerThreads.layer
   )
+  return LocalLifecycle.layer(root).pipe(Layer.provideMerge(stores))
 }
 
 /** The differ, applier, ref manager and Blobs over `storage`, and `storage` itself. */

@@ -18,7 +18,9 @@ import * as Image from "../Image.js"
 import * as Oci from "../Oci.js"
 import * as Progress from "../Progress.js"
 import * as Registry from "../Registry.js"
-import { buildJson, buildText, errorLine, progress } from "./output.js"
+import * as Lifecycle from "../Lifecycle.js"
+import * as Metadata from "../Metadata.js"
+import { buildJson, buildText, duJson, duText, errorLine, progress } from "./output.js"
 import { credentialsOf, push } from "./push.js"
 import * as Sources from "./sources.js"
 import { UsageError } from "./usage.js"
@@ -301,7 +303,27 @@ const inspect = Command.make(
     })
 ).pipe(Command.withDescription("show an image on disk and verify every blob and diffID"))
 
-const blobchain = Command.make("blobchain").pipe(Command.withSubcommands([build, inspect, push]))
+const du = Command.make(
+  "du",
+  {
+    state: Options.text("state").pipe(Options.withDefault(".blobchain"), Options.withDescription("the state directory")),
+    verbose: Options.boolean("verbose").pipe(Options.withDescription("one line per blob, ingest, snapshot and the database")),
+    json
+  },
+  (o) =>
+    Effect.gen(function*() {
+      // looking is not making: a state directory that is not there is not created
+      if (!fs.existsSync(NodePath.join(o.state, Metadata.filename))) {
+        return yield* new UsageError({ reason: `${o.state} is not a state directory (no ${Metadata.filename} in it)` })
+      }
+      const report = yield* Effect.flatMap(Lifecycle.Lifecycle, (lifecycle) => lifecycle.du).pipe(
+        Effect.provide(Blobchain.layerLocal({ root: o.state }))
+      )
+      yield* Console.log((o.json ? duJson(report, o.verbose) : duText(report, o.verbose)).trimEnd())
+    })
+).pipe(Command.withDescription("show what a state directory holds and the disk it takes, by kind"))
+
+const blobchain = Command.make("blobchain").pipe(Command.withSubcommands([build, inspect, push, du]))
 
 // the package's own version, as `blobchain --version` alone prints it without loading this module
 const version: string = JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")).version

@@ -2,6 +2,7 @@
  * What the command-line tool prints: result lines or JSON on stdout, progress on a terminal's
  * stderr only, and one line per error.
  */
+import type { UsageReport } from "../Lifecycle.js"
 import type { Image } from "../Image.js"
 import type { ProgressEvent } from "../Progress.js"
 import type { ImportedLayer } from "../Base.js"
@@ -118,6 +119,63 @@ export const buildJson = (
       reused: counted.reused,
       out,
       ...(pushed === undefined ? {} : { pushed })
+    },
+    null,
+    2
+  ) + "\n"
+
+/** Bytes as people read them: B, kB, MB, GB (powers of 1000, as du -h --si). */
+export const sizeText = (bytes: number): string => {
+  const units = ["B", "kB", "MB", "GB", "TB"]
+  let value = bytes
+  let unit = 0
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000
+    unit++
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ${units[unit]}`
+}
+
+/** `blobchain du`: the totals by kind, and with `verbose` one line per record. */
+export const duText = (report: UsageReport, verbose: boolean): string => {
+  const lines = [`${"KIND".padEnd(9)} ${"COUNT".padStart(7)} ${"SIZE".padStart(10)}`]
+  for (const total of report.totals) {
+    lines.push(`${total.kind.padEnd(9)} ${String(total.count).padStart(7)} ${sizeText(total.size).padStart(10)}`)
+  }
+  lines.push(`on disk   ${" ".repeat(7)} ${sizeText(report.onDisk).padStart(10)}  ${report.root}`)
+  if (verbose) {
+    lines.push("")
+    const records = [...report.records].sort((a, b) => a.kind.localeCompare(b.kind) || a.updatedAt.getTime() - b.updatedAt.getTime())
+    for (const r of records) {
+      lines.push(
+        `${r.kind.padEnd(9)} ${sizeText(r.size).padStart(10)}  last used ${r.updatedAt.toISOString()}  ${r.id}${r.detail === undefined ? "" : `  (${r.detail})`}`
+      )
+    }
+  }
+  return lines.join("\n") + "\n"
+}
+
+/** `blobchain du --json`. */
+export const duJson = (report: UsageReport, verbose: boolean): string =>
+  JSON.stringify(
+    {
+      root: report.root,
+      onDisk: report.onDisk,
+      totals: report.totals,
+      mappings: report.mappings,
+      indexed: report.indexed,
+      ...(verbose
+        ? {
+          records: report.records.map((r) => ({
+            kind: r.kind,
+            id: r.id,
+            size: r.size,
+            createdAt: r.createdAt.toISOString(),
+            lastUsed: r.updatedAt.toISOString(),
+            ...(r.detail === undefined ? {} : { detail: r.detail })
+          }))
+        }
+        : {})
     },
     null,
     2

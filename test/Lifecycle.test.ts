@@ -1,0 +1,87 @@
+/**
+ * Lifecycle.du and `blobchain du`: every blob, ingest and snapshot of a state directory is a
+ * record of its kind, and the records account for the directory's bytes on disk.
+ */
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { execFileSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as path from "node:path"
+import { Blobchain, Build, ContentStore, Image, Lifecycle } from "../src/index.js"
+import { scratch, write } from "./support/scratch.js"
+import { blobchain } from "./support/tools.js"
+
+const work = scratch("lifecycle")
+afterAll(() => work.remove())
+
+// a tree of `files` files of `size` random bytes (they do not compress: blobs as big as the tree)
+const tree = (files: number, size: number) => {
+  const dir = work.fresh("tree")
+  for (let i = 0; i < files; i++) write(dir, `d${i % 7}/f${i}`, randomBytes(size).toString("base64"))
+  return dir
+}
+
+const diskBytes = (dir: string) => Number(execFileSync("du", ["-sB1", dir], { encoding: "utf8" }).split("\t")[0])
+
+const du = Effect.flatMap(Lifecycle.Lifecycle, (lifecycle) => lifecycle.du)
+
+describe("Lifecycle.du", () => {
+  it.scopedLive("counts each blob, ingest and snapshot once, by kind, and accounts for the directory's bytes", () =>
+    Effect.gen(function*() {
+      const root = path.join(work.fresh("state"), "s")
+      const stack = yield* Layer.build(Blobchain.layerLocal({ root }))
+      const run = <A, E>(effect: Effect.Effect<A, E, Blobchain.Services>) => Effect.provide(effect, stack)
+      // an empty state directory: its database alone
+      const empty = yield* run(du)
+      expect(empty.records.map((r) => r.kind)).toEqual(["database"])
+      // two layers, then an image built on it (its layers are unpacked into snapshots)
+      const first = yield* run(Build.build([tree(40, 6_000), tree(30, 6_000)]))
+      const out = work.fresh("out")
+      yield* run(Image.writeOciLayout(first.image, out))
+      const base = yield* run(Image.load(out))
+      yield* run(Build.build([tree(20, 6_000)], { baseImage: { ...base, source: out } }))
+      // an ingest left unfinished
+      yield* run(Effect.scoped(Effect.flatMap(ContentStore.ContentStore, (store) =>
+        Effect.flatMap(store.writer({ ref: "left-behind" }), (writer) => writer.write(randomBytes(50_000))))))
+      const report = yield* run(du)
+      const total = (kind: Lifecycle.Kind) => report.totals.find((t) => t.kind === kind)!
+      expect(total("layer").count).toBe(3)
+      expect(total("snapshot").count).toBeGreaterThanOrEqual(2)
+      expect(report.records.filter((r) => r.kind === "ingest").map((r) => [r.id, r.size])).toEqual([["left-behind", 50_000]])
+      expect(total("blob").count).toBeGreaterThanOrEqual(4)
+      // each blob is a record of its own
+      const blobs = yield* run(Effect.flatMap(ContentStore.ContentStore, (store) => store.walk()))
+      expect(report.records.filter((r) => r.kind === "layer" || r.kind === "blob").map((r) => r.id).sort()).toEqual(
+        blobs.map((b) => b.digest).sort()
+      )
+      // the directory's bytes: what du(1) says, and the records' sum within 10 % of it
+      const disk = diskBytes(root)
+      expect(Math.abs(report.onDisk - disk)).toBeLessThanOrEqual(disk * 0.1)
+      const summed = report.totals.reduce((n, t) => n + t.size, 0)
+      expect(Math.abs(summed - disk)).toBeLessThanOrEqual(disk * 0.1)
+    }))
+})
+
+describe("blobchain du", () => {
+  it.live("prints the totals by kind, a record per line with --verbose, one JSON document with --json", () =>
+    Effect.gen(function*() {
+      const state = path.join(work.fresh("state"), "s")
+      const built = yield* Effect.promise(() => blobchain(["build", tree(30, 4_000), "--state", state, "--out", work.fresh("out")]))
+      expect(built.code).toBe(0)
+      const text = yield* Effect.promise(() => blobchain(["du", "--state", state]))
+      expect(text.code).toBe(0)
+      expect(text.stdout).toMatch(/^KIND +COUNT +SIZE\nlayer +1 +[\d.]+ kB\n/)
+      expect(text.stdout).toContain("on disk")
+      const verbose = yield* Effect.promise(() => blobchain(["du", "--state", state, "--verbose", "--json"]))
+      expect(verbose.code).toBe(0)
+      const report = JSON.parse(verbose.stdout) as { totals: Array<{ kind: string; count: number }>; records: Array<{ kind: string; lastUsed: string }> }
+      expect(report.totals.find((t) => t.kind === "layer")?.count).toBe(1)
+      expect(report.records.filter((r) => r.kind === "layer")).toHaveLength(1)
+      expect(Number.isNaN(Date.parse(report.records[0]!.lastUsed))).toBe(false)
+      // looking is not making
+      const missing = path.join(work.fresh("none"), "s")
+      const none = yield* Effect.promise(() => blobchain(["du", "--state", missing]))
+      expect(none.code).toBe(2)
+      expect(none.stderr).toBe(`blobchain: ${missing} is not a state directory (no metadata.db in it)\n`)
+    }))
+})
