@@ -12,6 +12,7 @@ import { DiffPair } from "./DiffPair.js"
 import * as Digest from "./Digest.js"
 import { keyOf, LayerEntry, LayerIndex, type LayerForm } from "./LayerIndex.js"
 import { LayerLock } from "./LayerLock.js"
+import { Lifecycle, type LifecycleError } from "./Lifecycle.js"
 import { type Compression, compressionOf, Descriptor, LabelGcRoot, LabelUncompressed, layerMediaType } from "./Oci.js"
 import type { ImmutableRef, MountFailed, RefNotFound } from "./RefManager.js"
 import * as Progress from "./Progress.js"
@@ -31,6 +32,7 @@ export type BlobsError =
   | BlobMapperError
   | ContentStoreError
   | InvalidSource
+  | LifecycleError
 
 /** How to compute the pairs. */
 export interface GetDiffPairsOptions {
@@ -98,6 +100,8 @@ export const make = Effect.gen(function*() {
   // and with a lock there, machines making the same new layer at once make it once: the others
   // wait for the one holding it, then find the layer in the index
   const layerLock = Option.getOrUndefined(yield* Effect.serviceOption(LayerLock))
+  // with a lifecycle (a state directory's), each call holds a lease and records the blobs it used
+  const lifecycle = Option.getOrUndefined(yield* Effect.serviceOption(Lifecycle))
   const flights = yield* SingleFlight.make<DiffPair, BlobsError>()
   const hashing = yield* Effect.makeSemaphore(1)
   const defaultConcurrency = Math.max(1, os.availableParallelism())
@@ -319,6 +323,7 @@ export const make = Effect.gen(function*() {
     })
 
   const getDiffPairs = Effect.fn("Blobs.getDiffPairs")(function*(ref: ImmutableRef, options: GetDiffPairsOptions = {}) {
+    if (lifecycle !== undefined) yield* lifecycle.lease("diff pairs")
     const chain = yield* chainOf(ref)
     const keys = chain.map((r) => mappingKey(r.id, options))
     // the whole chain's look-ups in one batched request
@@ -326,7 +331,7 @@ export const make = Effect.gen(function*() {
     // checking that mapped blobs still exist is light work: all at once, before any diff starts
     const verifiedPairs = yield* Effect.forEach(mapped, verifiedMapping, { concurrency: verifyConcurrency })
     const concurrency = options.concurrency ?? defaultConcurrency
-    return yield* Effect.forEach(
+    const pairs = yield* Effect.forEach(
       chain,
       (r, i) => {
         const key = keys[i] ?? r.id
@@ -337,6 +342,12 @@ export const make = Effect.gen(function*() {
       },
       { concurrency }
     )
+    if (lifecycle !== undefined) {
+      yield* lifecycle.use("blob", pairs.map((pair) => pair.blobsum)).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`usage not recorded: ${error.message}`))
+      )
+    }
+    return pairs
   }, Effect.scoped)
 
   return Blobs.of({ getDiffPairs })

@@ -17,6 +17,7 @@ import { isRoot } from "./internal/posix.js"
 import { attempt, copyTree, resolveEngine } from "./fs/copy.js"
 import { removeTree } from "./fs/remove.js"
 import * as Source from "./Source.js"
+import { Lifecycle, type UsedKind } from "./Lifecycle.js"
 import { Threads } from "./Threads.js"
 import { InvalidSource, LabelSource } from "./Source.js"
 
@@ -140,7 +141,17 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
   const sources = yield* Effect.forEach(dirs, checkSource)
   const puts = yield* Effect.forEach(options.puts ?? [], (p) =>
     Effect.all({ src: checkSource(p.src), dest: destination(p.dest) }))
+  // held from before the base is imported until the image is written: what this build uses is
+  // used since its lease began
+  const lifecycle = Option.getOrUndefined(yield* Effect.serviceOption(Lifecycle))
+  if (lifecycle !== undefined) yield* lifecycle.lease("build")
+  const used = (kind: UsedKind, ids: ReadonlyArray<string>) =>
+    lifecycle === undefined
+      ? Effect.void
+      : lifecycle.use(kind, ids).pipe(Effect.catchAll((error) => Effect.logWarning(`usage not recorded: ${error.message}`)))
   const base = options.baseImage === undefined ? [] : yield* Base.importBase(options.baseImage, options)
+  yield* used("snapshot", base.map((b) => b.id))
+  yield* used("blob", base.map((b) => b.layer.digest))
   const refs = yield* RefManager
   const mapper = yield* BlobMapper
   const index = Option.getOrUndefined(yield* Effect.serviceOption(ContentIndex))
@@ -181,6 +192,8 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
       ...options,
       ...(options.baseImage === undefined ? {} : { base: options.baseImage.imageConfig })
     }).pipe(unwrapSource)
+    // the layers were recorded as used by getDiffPairs; the config and manifest here
+    yield* used("blob", [image.config.digest, image.manifest.digest])
     return { base, snapshots, image } satisfies Built
   }))
-})
+}, Effect.scoped)

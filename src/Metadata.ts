@@ -1,6 +1,6 @@
 /**
  * The metadata database of a state directory: one SQLite file (WAL mode) holding content
- * labels, snapshot records and blob mappings, its schema made by migrations.
+ * labels, snapshot records, blob mappings, usage records and leases, its schema made by migrations.
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -11,6 +11,7 @@ import * as NodePath from "node:path"
 import * as ContentSchema from "./content/schema.js"
 import * as BlobMapSchema from "./blobmap/schema.js"
 import * as SnapshotSchema from "./snapshot/schema.js"
+import * as LifecycleSchema from "./lifecycle/schema.js"
 
 /** The database could not be opened or migrated. */
 export class MetadataError extends Schema.TaggedError<MetadataError>()("MetadataError", {
@@ -30,7 +31,8 @@ export const filename = "metadata.db"
 export const migrations = SqliteMigrator.fromRecord({
   "0001_content": ContentSchema.migration,
   "0002_snapshots": SnapshotSchema.migration,
-  "0003_blob_mappings": BlobMapSchema.migration
+  "0003_blob_mappings": BlobMapSchema.migration,
+  "0004_lifecycle": LifecycleSchema.migration
 })
 
 /** Bring a database up to date. */

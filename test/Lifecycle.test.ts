@@ -3,8 +3,8 @@
  * record of its kind, and the records account for the directory's bytes on disk.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
-import { execFileSync } from "node:child_process"
+import { Context, Effect, Layer } from "effect"
+import { execFileSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as path from "node:path"
 import { Blobchain, Build, ContentStore, Image, Lifecycle } from "../src/index.js"
@@ -20,6 +20,8 @@ const tree = (files: number, size: number) => {
   for (let i = 0; i < files; i++) write(dir, `d${i % 7}/f${i}`, randomBytes(size).toString("base64"))
   return dir
 }
+
+const repo = path.resolve(import.meta.dirname, "..")
 
 const diskBytes = (dir: string) => Number(execFileSync("du", ["-sB1", dir], { encoding: "utf8" }).split("\t")[0])
 
@@ -59,6 +61,64 @@ describe("Lifecycle.du", () => {
       expect(Math.abs(report.onDisk - disk)).toBeLessThanOrEqual(disk * 0.1)
       const summed = report.totals.reduce((n, t) => n + t.size, 0)
       expect(Math.abs(summed - disk)).toBeLessThanOrEqual(disk * 0.1)
+    }))
+})
+
+describe("Lifecycle usage and leases", () => {
+  it.scopedLive("each build uses its layers, config and manifest once: uses count the builds, last used moves on", () =>
+    Effect.gen(function*() {
+      const root = path.join(work.fresh("state"), "s")
+      const stack = yield* Layer.build(Blobchain.layerLocal({ root }))
+      const run = <A, E>(effect: Effect.Effect<A, E, Blobchain.Services>) => Effect.provide(effect, stack)
+      const dirs = [tree(10, 2_000), tree(10, 2_000)]
+      const first = yield* run(Build.build(dirs, { sourceDateEpoch: 1_000 }))
+      const once = yield* run(du)
+      const second = yield* run(Build.build(dirs, { sourceDateEpoch: 1_000 }))
+      expect(second.image.manifest.digest).toBe(first.image.manifest.digest)
+      const twice = yield* run(du)
+      const ids = [...first.image.layers.map((l) => l.digest), first.image.config.digest, first.image.manifest.digest]
+      const uses = (report: Lifecycle.UsageReport) => ids.map((id) => report.records.find((r) => r.id === id)?.uses)
+      expect(uses(once)).toEqual([1, 1, 1, 1])
+      expect(uses(twice)).toEqual([2, 2, 2, 2])
+      for (const id of ids) {
+        const before = once.records.find((r) => r.id === id)!.lastUsed.getTime()
+        expect(twice.records.find((r) => r.id === id)!.lastUsed.getTime()).toBeGreaterThanOrEqual(before)
+      }
+      // no build runs: no lease left
+      expect(twice.leases).toEqual([])
+    }))
+
+  it.scopedLive("a lease is held for its scope and given back; one whose process died is expired", () =>
+    Effect.gen(function*() {
+      const root = path.join(work.fresh("state"), "s")
+      const stack = yield* Layer.build(Blobchain.layerLocal({ root }))
+      const lifecycle = Context.get(stack, Lifecycle.Lifecycle)
+      const held = yield* Effect.scoped(Effect.gen(function*() {
+        const lease = yield* lifecycle.lease("test")
+        return { lease, seen: yield* lifecycle.leases }
+      }))
+      expect(held.seen.map((l) => [l.id, l.owner, l.pid, l.live])).toEqual([[held.lease.id, "test", process.pid, true]])
+      expect(yield* lifecycle.leases).toEqual([])
+      // another process takes one and is killed: its lease stays, expired
+      const child = spawn(process.execPath, ["--input-type=module", "-e", `
+        import { Effect } from "effect"
+        import { Blobchain, Lifecycle } from "./dist/index.js"
+        await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+          const lifecycle = yield* Lifecycle.Lifecycle
+          yield* lifecycle.lease("child")
+          console.log("held")
+          yield* Effect.never
+        })).pipe(Effect.provide(Blobchain.layerLocal({ root: ${JSON.stringify(root)} }))))
+      `], { cwd: repo, stdio: ["ignore", "pipe", "inherit"] })
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
+      yield* Effect.promise(() => new Promise<void>((resolve, reject) => {
+        child.stdout.on("data", (chunk: Buffer) => chunk.toString().includes("held") && resolve())
+        child.on("exit", (code) => reject(new Error(`the child left (exit ${code}) before it held its lease`)))
+      }))
+      expect((yield* lifecycle.leases).map((l) => [l.owner, l.pid, l.live])).toEqual([["child", child.pid, true]])
+      child.kill("SIGKILL")
+      yield* Effect.promise(() => new Promise((resolve) => child.on("exit", resolve)))
+      expect((yield* lifecycle.leases).map((l) => [l.owner, l.pid, l.live])).toEqual([["child", child.pid, false]])
     }))
 })
 

@@ -143,12 +143,17 @@ export const duText = (report: UsageReport, verbose: boolean): string => {
     lines.push(`${total.kind.padEnd(9)} ${String(total.count).padStart(7)} ${sizeText(total.size).padStart(10)}`)
   }
   lines.push(`on disk   ${" ".repeat(7)} ${sizeText(report.onDisk).padStart(10)}  ${report.root}`)
+  for (const lease of report.leases) {
+    lines.push(`lease ${lease.id}: ${lease.owner}, pid ${lease.pid}, since ${lease.createdAt.toISOString()}${lease.live ? "" : " (its process is gone: expired)"}`)
+  }
   if (verbose) {
     lines.push("")
-    const records = [...report.records].sort((a, b) => a.kind.localeCompare(b.kind) || a.updatedAt.getTime() - b.updatedAt.getTime())
+    const records = [...report.records].sort((a, b) => a.kind.localeCompare(b.kind) || a.lastUsed.getTime() - b.lastUsed.getTime())
     for (const r of records) {
       lines.push(
-        `${r.kind.padEnd(9)} ${sizeText(r.size).padStart(10)}  last used ${r.updatedAt.toISOString()}  ${r.id}${r.detail === undefined ? "" : `  (${r.detail})`}`
+        `${r.kind.padEnd(9)} ${sizeText(r.size).padStart(10)}  last used ${r.lastUsed.toISOString()}  uses ${String(r.uses).padStart(4)}  ${r.id}${
+          r.detail === undefined ? "" : `  (${r.detail})`
+        }`
       )
     }
   }
@@ -164,6 +169,14 @@ export const duJson = (report: UsageReport, verbose: boolean): string =>
       totals: report.totals,
       mappings: report.mappings,
       indexed: report.indexed,
+      leases: report.leases.map((l) => ({
+        id: l.id,
+        owner: l.owner,
+        pid: l.pid,
+        createdAt: l.createdAt.toISOString(),
+        expiresAt: l.expiresAt.toISOString(),
+        live: l.live
+      })),
       ...(verbose
         ? {
           records: report.records.map((r) => ({
@@ -171,7 +184,8 @@ export const duJson = (report: UsageReport, verbose: boolean): string =>
             id: r.id,
             size: r.size,
             createdAt: r.createdAt.toISOString(),
-            lastUsed: r.updatedAt.toISOString(),
+            lastUsed: r.lastUsed.toISOString(),
+            uses: r.uses,
             ...(r.detail === undefined ? {} : { detail: r.detail })
           }))
         }
