@@ -68,6 +68,51 @@ export class LifecycleError extends Schema.TaggedError<LifecycleError>()("Lifecy
 /** What can be used: blobs by digest, snapshots by key. */
 export type UsedKind = "blob" | "snapshot"
 
+/** What a prune may remove, and how much it keeps. */
+export interface PrunePolicy {
+  /** Everything no lease holds (otherwise only what the other options say). */
+  readonly all?: boolean
+  /** A ceiling on what is kept: least recently used first goes until the rest fits. */
+  readonly keepStorage?: number
+  /** Keep what was used this recently (milliseconds). */
+  readonly keepDuration?: number
+  /** Only these kinds (default: blobs, ingests and snapshots). */
+  readonly kinds?: ReadonlyArray<"layer" | "blob" | "ingest" | "snapshot">
+  /** Say what would go, change nothing. */
+  readonly dryRun?: boolean
+  /** How long to wait for running work to give back its leases (default ten minutes). */
+  readonly patience?: Duration.DurationInput
+}
+
+/** One record a prune removed or kept, and why it kept it. */
+export class PruneDecision extends Schema.Class<PruneDecision>("PruneDecision")({
+  record: UsageRecord,
+  removed: Schema.Boolean,
+  /** Why it was kept: `used within --keep-duration`, `fits under --keep-storage`, `a parent of a kept snapshot`, … */
+  reason: Schema.optional(Schema.String)
+}) {}
+
+/** What a prune did (or, dry, would do). */
+export class PruneReport extends Schema.Class<PruneReport>("PruneReport")({
+  decisions: Schema.Array(PruneDecision),
+  /** Bytes of the records removed. */
+  freed: Schema.Number,
+  /** Bytes of the prunable records kept. */
+  kept: Schema.Number,
+  /** Blob mappings removed with their blobs. */
+  mappings: Schema.Number,
+  dryRun: Schema.Boolean
+}) {}
+
+/** A prune that could not start: work held the state directory past its patience. */
+export class PruneBusy extends Schema.TaggedError<PruneBusy>()("PruneBusy", {
+  leases: Schema.Number
+}) {
+  override get message() {
+    return `${this.leases} running build(s) hold the state directory: prune waited for them and gave up`
+  }
+}
+
 /** The Lifecycle service. */
 export interface LifecycleService {
   /** What the state directory holds, record by record. */
@@ -77,6 +122,12 @@ export interface LifecycleService {
    * process dies, expired: its pid no longer runs the process that took it).
    */
   readonly lease: (owner: string, options?: { readonly expiry?: Duration.DurationInput }) => Effect.Effect<LeaseInfo, LifecycleError, Scope.Scope>
+  /**
+   * Remove what no work uses by `policy`, least recently used first. It holds the state directory
+   * alone while it runs: it waits for running work's leases to be given back (or to expire), and
+   * work that starts meanwhile waits for it. A blob's mappings go with it, in one transaction.
+   */
+  readonly prune: (policy: PrunePolicy) => Effect.Effect<PruneReport, LifecycleError | PruneBusy>
   /** Record a use of each of `ids`, now (once per id, however often it is listed). */
   readonly use: (kind: UsedKind, ids: ReadonlyArray<string>) => Effect.Effect<void, LifecycleError>
   /** The leases recorded, live or not. */

@@ -20,7 +20,8 @@ import * as Progress from "../Progress.js"
 import * as Registry from "../Registry.js"
 import * as Lifecycle from "../Lifecycle.js"
 import * as Metadata from "../Metadata.js"
-import { buildJson, buildText, duJson, duText, errorLine, progress } from "./output.js"
+import { buildJson, buildText, duJson, duText, errorLine, progress, pruneJson, pruneText } from "./output.js"
+import { parseDuration, parseSize } from "./usage.js"
 import { credentialsOf, push } from "./push.js"
 import * as Sources from "./sources.js"
 import { UsageError } from "./usage.js"
@@ -187,6 +188,8 @@ const build = Command.make(
       // the layers diffed here, and those found made (here before, or by another machine)
       const counted = { diffed: 0, reused: 0 }
       const work = Effect.gen(function*() {
+        // held until the image is written and pushed: a prune meanwhile waits for it
+        yield* Effect.flatMap(Lifecycle.Lifecycle, (lifecycle) => lifecycle.lease("build"))
         const baseImage = base === undefined
           ? undefined
           : yield* Sources.resolve(base, { connect, ...(platform === undefined ? {} : { platform }) })
@@ -211,7 +214,7 @@ const build = Command.make(
         show.update(`pushing to ${pushTo.text}`)
         const pushed = yield* Registry.push(built.image, pushTo, connect).pipe(Effect.provide(Registry.layerHttp))
         return { built, pushed }
-      })
+      }).pipe(Effect.scoped)
       const cacheDb = Option.getOrUndefined(o.cacheDb)
       if (cacheDb !== undefined && !/^postgres(ql)?:\/\/[^/]+\/[^/]+/.test(cacheDb)) {
         return yield* new UsageError({ reason: "--cache-db wants postgres://USER[:PASS]@HOST:PORT/DB" })
@@ -323,7 +326,40 @@ const du = Command.make(
     })
 ).pipe(Command.withDescription("show what a state directory holds and the disk it takes, by kind"))
 
-const blobchain = Command.make("blobchain").pipe(Command.withSubcommands([build, inspect, push, du]))
+const prune = Command.make(
+  "prune",
+  {
+    state: Options.text("state").pipe(Options.withDefault(".blobchain"), Options.withDescription("the state directory")),
+    all: Options.boolean("all").pipe(Options.withDescription("remove everything no running build holds")),
+    keepStorage: Options.text("keep-storage").pipe(Options.optional, Options.withDescription("a ceiling on what is kept, e.g. 10GB (least recently used goes first)")),
+    keepDuration: Options.text("keep-duration").pipe(Options.optional, Options.withDescription("keep what was used this recently, e.g. 48h, 7d, 1h30m")),
+    filter: Options.choice("filter", ["layer", "blob", "ingest", "snapshot"]).pipe(Options.repeated, Options.withDescription("only this kind (may be repeated)")),
+    dryRun: Options.boolean("dry-run").pipe(Options.withDescription("change nothing: list what would go")),
+    json
+  },
+  (o) =>
+    Effect.gen(function*() {
+      const keepStorage = yield* Option.match(o.keepStorage, { onNone: () => Effect.succeed(undefined), onSome: (t) => parseSize(t) })
+      const keepDuration = yield* Option.match(o.keepDuration, { onNone: () => Effect.succeed(undefined), onSome: (t) => parseDuration(t) })
+      if (!o.all && keepStorage === undefined && keepDuration === undefined) {
+        return yield* new UsageError({ reason: "say what to remove: --all, --keep-storage SIZE or --keep-duration DUR" })
+      }
+      if (!fs.existsSync(NodePath.join(o.state, Metadata.filename))) {
+        return yield* new UsageError({ reason: `${o.state} is not a state directory (no ${Metadata.filename} in it)` })
+      }
+      const report = yield* Effect.flatMap(Lifecycle.Lifecycle, (lifecycle) =>
+        lifecycle.prune({
+          all: o.all,
+          dryRun: o.dryRun,
+          ...(keepStorage === undefined ? {} : { keepStorage }),
+          ...(keepDuration === undefined ? {} : { keepDuration }),
+          ...(o.filter.length === 0 ? {} : { kinds: o.filter })
+        })).pipe(Effect.provide(Blobchain.layerLocal({ root: o.state })))
+      yield* Console.log((o.json ? pruneJson(report) : pruneText(report)).trimEnd())
+    })
+).pipe(Command.withDescription("remove what no running build holds: everything, or the least recently used until a ceiling holds"))
+
+const blobchain = Command.make("blobchain").pipe(Command.withSubcommands([build, inspect, push, du, prune]))
 
 // the package's own version, as `blobchain --version` alone prints it without loading this module
 const version: string = JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")).version

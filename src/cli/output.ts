@@ -2,7 +2,7 @@
  * What the command-line tool prints: result lines or JSON on stdout, progress on a terminal's
  * stderr only, and one line per error.
  */
-import type { UsageReport } from "../Lifecycle.js"
+import type { PruneReport, UsageReport } from "../Lifecycle.js"
 import type { Image } from "../Image.js"
 import type { ProgressEvent } from "../Progress.js"
 import type { ImportedLayer } from "../Base.js"
@@ -190,6 +190,39 @@ export const duJson = (report: UsageReport, verbose: boolean): string =>
           }))
         }
         : {})
+    },
+    null,
+    2
+  ) + "\n"
+
+/** `blobchain prune`: what went (or would), and what was freed. */
+export const pruneText = (report: PruneReport): string => {
+  const removed = report.decisions.filter((d) => d.removed)
+  const verb = report.dryRun ? "would remove" : "removed"
+  const lines = removed.map((d) => `${verb} ${d.record.kind} ${d.record.id} (${sizeText(d.record.size)}, last used ${d.record.lastUsed.toISOString()})`)
+  lines.push(
+    `${verb} ${removed.length} of ${report.decisions.length} records, ${sizeText(report.freed)}; ${sizeText(report.kept)} kept` +
+      (report.mappings === 0 ? "" : `; ${report.mappings} blob mappings with their blobs`)
+  )
+  return lines.join("\n") + "\n"
+}
+
+/** `blobchain prune --json`: every record with what became of it, and why a kept one is kept. */
+export const pruneJson = (report: PruneReport): string =>
+  JSON.stringify(
+    {
+      dryRun: report.dryRun,
+      freed: report.freed,
+      kept: report.kept,
+      mappings: report.mappings,
+      records: report.decisions.map((d) => ({
+        kind: d.record.kind,
+        id: d.record.id,
+        size: d.record.size,
+        lastUsed: d.record.lastUsed.toISOString(),
+        removed: d.removed,
+        ...(d.reason === undefined ? {} : { kept: d.reason })
+      }))
     },
     null,
     2

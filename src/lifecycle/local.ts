@@ -4,12 +4,23 @@
  * blocks on disk counted once per inode (native snapshots share files with their parents).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Duration, Effect, Option, Schema } from "effect"
+import { Duration, Effect, Option, Schedule, Schema } from "effect"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { ContentStore } from "../ContentStore.js"
-import { type Kind, LeaseInfo, LifecycleError, type LifecycleService, UsageRecord, UsageReport } from "../Lifecycle.js"
+import {
+  type Kind,
+  LeaseInfo,
+  LifecycleError,
+  type LifecycleService,
+  PruneBusy,
+  PruneDecision,
+  type PrunePolicy,
+  PruneReport,
+  UsageRecord,
+  UsageReport
+} from "../Lifecycle.js"
 import { LabelUncompressed } from "../Oci.js"
 import { Snapshotter } from "../Snapshotter.js"
 import { usage } from "../fs/usage.js"
@@ -64,6 +75,22 @@ const UsageRow = Schema.Struct({ kind: Schema.String, id: Schema.String, last_us
 // rows per upsert: four parameters each, well under SQLite's limit
 const batch = 500
 
+// why a record a prune did not remove stays
+const keptBecause = (
+  record: UsageRecord,
+  policy: PrunePolicy,
+  now: number,
+  records: ReadonlyArray<UsageRecord>,
+  removed: ReadonlyMap<UsageRecord, unknown>
+): string => {
+  if (record.kind === "snapshot" && records.some((c) => c.kind === "snapshot" && c.detail === `parent ${record.id}` && !removed.has(c))) {
+    return "the parent of a snapshot kept"
+  }
+  if (policy.keepDuration !== undefined && now - record.lastUsed.getTime() <= policy.keepDuration) return "used within --keep-duration"
+  if (policy.keepStorage !== undefined) return "fits under --keep-storage"
+  return "no option asked for it"
+}
+
 /** The lifecycle of the state directory `root` (its metadata database is the SqlClient in context). */
 export const make = (root: string) =>
   Effect.gen(function*() {
@@ -89,30 +116,57 @@ export const make = (root: string) =>
       Effect.mapError(failure("leases"))
     )
 
-    const lease = (owner: string, options: { readonly expiry?: Duration.DurationInput } = {}) =>
+    // the leases of processes that are gone, or past their expiry, are given back for them
+    const clearDead = Effect.flatMap(leases, (all) => {
+      const dead = all.filter((l) => !l.live).map((l) => l.id)
+      return dead.length === 0 ? Effect.void : Effect.asVoid(sql`DELETE FROM leases WHERE ${sql.in("id", dead)}`)
+    }).pipe(Effect.mapError(failure("leases")))
+
+    /**
+     * Take a lease: a shared one unless an exclusive one is held, an exclusive one only when none
+     * is; each a single statement, so two processes cannot both get in. `undefined`: not now.
+     */
+    const tryTake = (owner: string, expiry: Duration.DurationInput, exclusive: boolean) =>
+      Effect.gen(function*() {
+        yield* clearDead
+        const now = Date.now()
+        const row = {
+          id: randomUUID(),
+          owner,
+          pid: process.pid,
+          pid_started: processStarted(process.pid),
+          created_at: now,
+          expires_at: now + Duration.toMillis(Duration.decode(expiry)),
+          exclusive: exclusive ? 1 : 0
+        }
+        const inserted = yield* sql<{ id: string }>`INSERT INTO leases (id, owner, pid, pid_started, created_at, expires_at, exclusive)
+          SELECT ${row.id}, ${row.owner}, ${row.pid}, ${row.pid_started}, ${row.created_at}, ${row.expires_at}, ${row.exclusive}
+          WHERE NOT EXISTS (SELECT 1 FROM leases WHERE ${exclusive ? sql`1 = 1` : sql`exclusive = 1`})
+          RETURNING id`.pipe(Effect.mapError(failure(`lease for ${owner}`)))
+        if (inserted.length === 0) return undefined
+        return new LeaseInfo({ id: row.id, owner, pid: row.pid, createdAt: new Date(now), expiresAt: new Date(row.expires_at), live: true })
+      })
+
+    /** {@link tryTake} until it succeeds or `patience` runs out (`undefined` then). */
+    const take = (owner: string, expiry: Duration.DurationInput, exclusive: boolean, patience: Duration.DurationInput) =>
       Effect.acquireRelease(
-        Effect.gen(function*() {
-          const now = Date.now()
-          const info = new LeaseInfo({
-            id: randomUUID(),
-            owner,
-            pid: process.pid,
-            createdAt: new Date(now),
-            expiresAt: new Date(now + Duration.toMillis(Duration.decode(options.expiry ?? "24 hours"))),
-            live: true
-          })
-          yield* sql`INSERT INTO leases ${sql.insert({
-            id: info.id,
-            owner,
-            pid: info.pid,
-            pid_started: processStarted(process.pid),
-            created_at: now,
-            expires_at: info.expiresAt.getTime()
-          })}`.pipe(Effect.mapError(failure(`lease for ${owner}`)))
-          return info
-        }),
+        tryTake(owner, expiry, exclusive).pipe(
+          Effect.flatMap((got) => (got === undefined ? Effect.fail("busy" as const) : Effect.succeed(got))),
+          Effect.retry({ while: (e) => e === "busy", schedule: Schedule.spaced("100 millis") }),
+          Effect.timeoutTo({ duration: patience, onTimeout: () => undefined, onSuccess: (got) => got }),
+          Effect.catchIf((e): e is "busy" => e === "busy", () => Effect.succeed(undefined))
+        ),
         // a lease that cannot be given back expires with this process
-        (info) => Effect.ignore(sql`DELETE FROM leases WHERE id = ${info.id}`)
+        (info) => info === undefined ? Effect.void : Effect.ignore(sql`DELETE FROM leases WHERE id = ${info.id}`)
+      )
+
+    const lease = (owner: string, options: { readonly expiry?: Duration.DurationInput } = {}) =>
+      take(owner, options.expiry ?? "24 hours", false, "10 minutes").pipe(
+        Effect.flatMap((info) =>
+          info === undefined
+            ? Effect.fail(new LifecycleError({ op: `lease for ${owner}`, reason: "a prune has held the state directory for ten minutes" }))
+            : Effect.succeed(info)
+        )
       )
 
     const use = (kind: "blob" | "snapshot", ids: ReadonlyArray<string>) =>
@@ -215,6 +269,105 @@ export const make = (root: string) =>
       return new UsageReport({ root, records, totals, onDisk, mappings, indexed, leases: yield* leases })
     }).pipe(Effect.withSpan("Lifecycle.du", { attributes: { root } }))
 
-    const service: LifecycleService = { du, lease, use, leases }
+    /** What `policy` removes of `records` (the prunable ones), least recently used first, and why the rest stays. */
+    const decide = (records: ReadonlyArray<UsageRecord>, policy: PrunePolicy, now: number) => {
+      const kinds = new Set<string>(policy.kinds ?? ["layer", "blob", "ingest", "snapshot"])
+      const prunable = records.filter((r) => kinds.has(r.kind)).sort((a, b) => a.lastUsed.getTime() - b.lastUsed.getTime())
+      const reasons = new Map<UsageRecord, string | undefined>()
+      const go = (r: UsageRecord) => reasons.set(r, undefined)
+      if (policy.all === true) prunable.forEach(go)
+      if (policy.keepDuration !== undefined) {
+        for (const r of prunable) if (now - r.lastUsed.getTime() > policy.keepDuration!) go(r)
+      }
+      if (policy.keepStorage !== undefined) {
+        // the ceiling holds whatever else keeps a record: the least recently used go until the rest fits
+        let kept = prunable.filter((r) => !reasons.has(r)).reduce((n, r) => n + r.size, 0)
+        for (const r of prunable) {
+          if (kept <= policy.keepStorage) break
+          if (reasons.has(r)) continue
+          go(r)
+          kept -= r.size
+        }
+      }
+      // a snapshot goes only with all its children: one whose child stays, stays
+      const removing = (key: string) => prunable.some((r) => r.kind === "snapshot" && r.id === key && reasons.has(r))
+      for (let changed = true; changed;) {
+        changed = false
+        for (const r of prunable) {
+          if (r.kind !== "snapshot" || !reasons.has(r)) continue
+          if (records.some((c) => c.kind === "snapshot" && c.detail === `parent ${r.id}` && !removing(c.id))) {
+            reasons.delete(r)
+            changed = true
+          }
+        }
+      }
+      return prunable.map((record) =>
+        new PruneDecision({
+          record,
+          removed: reasons.has(record),
+          ...(reasons.has(record) ? {} : { reason: keptBecause(record, policy, now, records, reasons) })
+        })
+      )
+    }
+
+    const prune = (policy: PrunePolicy) =>
+      Effect.gen(function*() {
+        // a dry run changes nothing and holds nothing
+        if (policy.dryRun !== true) {
+          const held = yield* take("prune", "1 hour", true, policy.patience ?? "10 minutes")
+          if (held === undefined) {
+            const running = (yield* leases).filter((l) => l.live && l.owner !== "prune").length
+            return yield* new PruneBusy({ leases: running })
+          }
+        }
+        const report = yield* du
+        const decisions = decide(report.records, policy, Date.now())
+        const removed = decisions.filter((d) => d.removed).map((d) => d.record)
+        let mappings = 0
+        if (policy.dryRun !== true) {
+          // children before parents
+          const depth = (r: UsageRecord): number => {
+            const parent = r.detail?.startsWith("parent ") ? r.detail.slice("parent ".length) : undefined
+            const up = parent === undefined ? undefined : report.records.find((p) => p.kind === "snapshot" && p.id === parent)
+            return up === undefined ? 0 : 1 + depth(up)
+          }
+          const snapshots = removed.filter((r) => r.kind === "snapshot").sort((a, b) => depth(b) - depth(a))
+          for (const r of snapshots) {
+            yield* snapshotter.remove(r.id).pipe(Effect.mapError(failure(`prune: snapshot ${r.id}`)))
+            yield* Effect.ignore(sql`DELETE FROM usage WHERE kind = 'snapshot' AND id = ${r.id}`)
+          }
+          for (const r of removed.filter((r) => r.kind === "ingest")) {
+            // a writer outside any lease still holds it: it stays
+            yield* store.abort(r.id).pipe(Effect.catchTags({ ContentLocked: () => Effect.void, IngestNotFound: () => Effect.void }), Effect.mapError(failure(`prune: ingest ${r.id}`)))
+          }
+          for (const r of removed.filter((r) => r.kind === "layer" || r.kind === "blob")) {
+            // the mappings naming the blob first, in one transaction with its usage row: a prune cut
+            // short after it leaves a blob nothing names, never a name without its blob
+            const gone = yield* sql.withTransaction(Effect.gen(function*() {
+              const named = yield* sql<{ key: string }>`DELETE FROM blob_mappings WHERE blobsum = ${r.id} RETURNING key`
+              yield* sql`DELETE FROM usage WHERE kind = 'blob' AND id = ${r.id}`
+              return named.length
+            })).pipe(Effect.mapError(failure(`prune: mappings of ${r.id}`)))
+            mappings += gone
+            yield* store.delete(r.id as never).pipe(Effect.catchTag("ContentNotFound", () => Effect.void), Effect.mapError(failure(`prune: blob ${r.id}`)))
+          }
+          if (policy.all === true && (policy.kinds === undefined || policy.kinds.length === 4)) {
+            // the content-hash index is a cache of what was read: all of it goes, and the file shrinks
+            yield* Effect.ignore(sql`DELETE FROM content_index`)
+            yield* Effect.ignore(sql.unsafe("VACUUM"))
+            yield* Effect.ignore(sql.unsafe("PRAGMA wal_checkpoint(TRUNCATE)"))
+          }
+        }
+        const size = (of: ReadonlyArray<PruneDecision>) => of.reduce((n, d) => n + d.record.size, 0)
+        return new PruneReport({
+          decisions,
+          freed: size(decisions.filter((d) => d.removed)),
+          kept: size(decisions.filter((d) => !d.removed)),
+          mappings,
+          dryRun: policy.dryRun === true
+        })
+      }).pipe(Effect.scoped, Effect.withSpan("Lifecycle.prune"))
+
+    const service: LifecycleService = { du, lease, use, leases, prune }
     return service
   })
