@@ -158,6 +158,19 @@ describe("blobchain prune", () => {
       expect(blobs()).toBe(0)
     }))
 
+  it.live("build --gc-keep-storage prunes after the build, down to the ceiling, and the image it wrote stays valid", () =>
+    Effect.gen(function*() {
+      const state = path.join(work.fresh("state"), "s")
+      yield* ok(["build", tree(20, 20_000), "--state", state, "--out", work.fresh("out")])
+      const out = work.fresh("out")
+      yield* ok(["build", tree(20, 20_000), "--state", state, "--out", out, "--gc-keep-storage", "100kB"])
+      const report = JSON.parse((yield* ok(["du", "--state", state, "--json"])).stdout) as { totals: Array<{ kind: string; size: number }> }
+      const kept = report.totals.filter((t) => t.kind !== "database").reduce((n, t) => n + t.size, 0)
+      expect(kept).toBeLessThanOrEqual(100 * 1024)
+      expect((yield* run(["inspect", out])).code).toBe(0)
+      expect((yield* run(["build", tree(1, 10), "--state", state, "--gc-keep-storage", "ten"])).code).toBe(2)
+    }))
+
   it.live("five builds beside repeated prunes: all succeed, and every output verifies", () =>
     Effect.gen(function*() {
       const state = path.join(work.fresh("state"), "s")

@@ -89,6 +89,10 @@ const build = Command.make(
         "docker://HOST[:PORT]/REPO: a registry repository holding the layer blobs several machines share (with --cache-db; also BLOBCHAIN_CACHE)"
       )
     ),
+    gcKeepStorage: Options.text("gc-keep-storage").pipe(
+      Options.optional,
+      Options.withDescription("after the build, prune the state directory down to this ceiling, e.g. 10GB (as prune --keep-storage)")
+    ),
     cacheDb: Options.text("cache-db").pipe(
       Options.withFallbackConfig(Config.string("BLOBCHAIN_CACHE_DB")),
       Options.optional,
@@ -234,7 +238,14 @@ const build = Command.make(
         root: o.state,
         ...Option.match(o.snapshotter, { onNone: () => ({}), onSome: (snapshotter) => ({ snapshotter }) })
       }
+      const ceiling = yield* Option.match(o.gcKeepStorage, { onNone: () => Effect.succeed(undefined), onSome: (t) => parseSize(t) })
+      // after the build's lease is given back; other builds holding theirs past a short wait: not this time
+      const collect = ceiling === undefined ? Effect.void : Effect.flatMap(Lifecycle.Lifecycle, (lifecycle) =>
+        lifecycle.prune({ keepStorage: ceiling, patience: "30 seconds" }).pipe(
+          Effect.catchTag("PruneBusy", (busy) => Effect.logWarning(`--gc-keep-storage: not pruned (${busy.message})`))
+        ))
       const { built, pushed } = yield* work.pipe(
+        Effect.tap(() => collect),
         Effect.provide(
           cacheDb === undefined
             ? Blobchain.layerLocal(stateOptions)
