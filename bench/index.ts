@@ -7,7 +7,7 @@
  * These in-process rows time the library's work alone, for diagnosis; the end-to-end rows
  * (endToEnd.ts, `e2e`) time `node bin/blobchain.js` as users run it, start-up included.
  *
- * BENCH_ONLY=gzip,zstd,change,overlay,chain,big,e2e,shared,rootfs picks rows (all by default); BENCH_RUNS
+ * BENCH_ONLY=gzip,zstd,change,overlay,chain,big,e2e,shared,prune,rootfs picks rows (all by default); BENCH_RUNS
  * sets the runs per median (3); BENCH_SMALL=1 uses a tenth of the bench tree. `rootfs` (rootfs.ts)
  * builds a chain of three real root filesystems made from this machine's /usr and /etc (cached;
  * BENCH_ROOTFS_FROM="/usr/share /etc" picks other source directories for a quicker run).
@@ -29,6 +29,7 @@ import * as Snapshotter from "../src/Snapshotter.js"
 import { endToEnd } from "./endToEnd.js"
 import { rootfsBench } from "./rootfs.js"
 import { sharedBench } from "./shared.js"
+import { pruneBench } from "./prune.js"
 import { start as startPostgres, stop as stopPostgres } from "../test/support/pgServer.js"
 import { benchRoot, changedCopy, compressible, type BenchTree, issueTree, prng } from "./tree.js"
 import * as WalkingDiffer from "../src/WalkingDiffer.js"
@@ -373,6 +374,9 @@ const main = async (): Promise<void> => {
   if (wanted("shared")) {
     if (only === undefined || only.length > 1) console.log("")
     await sharedBench({ runs, small })
+  }
+  if (wanted("prune")) {
+    await pruneBench({ runs })
   }
   if (wanted("rootfs")) {
     if (only === undefined || only.length > 1) console.log("")

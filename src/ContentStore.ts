@@ -166,6 +166,8 @@ export interface ContentStoreService {
     options: WriterOptions
   ) => Effect.Effect<Writer, ContentLocked | ContentStoreError, Scope.Scope>
   readonly delete: (digest: Digest.Digest) => Effect.Effect<void, ContentNotFound | ContentStoreError>
+  /** Delete every blob of `digests` that is here (the others are skipped), many at a time. */
+  readonly deleteMany: (digests: ReadonlyArray<Digest.Digest>) => Effect.Effect<void, ContentStoreError>
   readonly walk: (filter?: WalkFilter) => Effect.Effect<ReadonlyArray<Info>, ContentStoreError>
   readonly status: (ref: string) => Effect.Effect<Status, IngestNotFound | ContentStoreError>
   readonly statuses: Effect.Effect<ReadonlyArray<Status>, ContentStoreError>

@@ -91,6 +91,19 @@ export const make = (options: { readonly root: string }): Effect.Effect<
       )
     })
 
+    // rows first, a batch in one transaction, then the files: a crash in between leaves blobs without labels
+    const deleteMany = Effect.fn("ContentStore.local.deleteMany")(function*(digests: ReadonlyArray<Digest.Digest>) {
+      for (const digest of digests) yield* Validate.digest("delete", digest)
+      for (let at = 0; at < digests.length; at += deleteBatch) {
+        const batch = digests.slice(at, at + deleteBatch)
+        yield* rows.deleteRowsOf(batch)
+        yield* Effect.forEach(batch, (digest) =>
+          io("delete", digest, () => NodeFsP.unlink(blobPath(digest))).pipe(
+            Effect.catchIf((e) => Lock.errno(e.cause) === "ENOENT", () => Effect.void)
+          ), { concurrency: 32, discard: true })
+      }
+    })
+
     const walk = Effect.fn("ContentStore.local.walk")(function*(filter?: ContentStore.WalkFilter) {
       const candidates: Array<Digest.Digest> = []
       if (filter?.digests !== undefined) {
@@ -120,10 +133,13 @@ export const make = (options: { readonly root: string }): Effect.Effect<
     })
 
     const { abort, status, statuses } = ingests
-    return { info, update, read, writer, delete: del, walk, status, statuses, abort }
+    return { info, update, read, writer, delete: del, deleteMany, walk, status, statuses, abort }
   })
 
 /** Fail unless `root` is an existing, writable directory, naming it. */
+// blobs whose rows one transaction deletes
+const deleteBatch = 500
+
 const checkRoot = (root: string) =>
   Effect.tryPromise({
     try: async () => {

@@ -267,5 +267,8 @@ export const make: Effect.Effect<ContentStore.ContentStoreService> = Effect.sync
       Effect.withSpan("ContentStore.memory.writer", { attributes: { ref: options.ref } })
     )
 
-  return { info, update, read, writer, delete: del, walk, status, statuses, abort }
+  const deleteMany = (digests: ReadonlyArray<Digest.Digest>) =>
+    Effect.forEach(digests, (digest) => del(digest).pipe(Effect.catchTag("ContentNotFound", () => Effect.void)), { discard: true })
+
+  return { info, update, read, writer, delete: del, deleteMany, walk, status, statuses, abort }
 })

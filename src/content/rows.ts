@@ -109,7 +109,14 @@ export const makeRows = (sql: SqlClient.SqlClient) => {
       sql`DELETE FROM content WHERE digest = ${digest}`
     )).pipe(Effect.mapError(dbError("delete", digest)))
 
-  return { rowsFor, rowsOf, infoOf, applyLabels, recordNew, deleteRows }
+  /** {@link deleteRows} of many digests, in one transaction. */
+  const deleteRowsOf = (digests: ReadonlyArray<Digest.Digest>) =>
+    digests.length === 0 ? Effect.void : sql.withTransaction(Effect.zipRight(
+      sql`DELETE FROM content_labels WHERE ${sql.in("digest", digests)}`,
+      sql`DELETE FROM content WHERE ${sql.in("digest", digests)}`
+    )).pipe(Effect.asVoid, Effect.mapError(dbError("delete", digests[0] ?? "*")))
+
+  return { rowsFor, rowsOf, infoOf, applyLabels, recordNew, deleteRows, deleteRowsOf }
 }
 
 /** What {@link makeRows} gives. */

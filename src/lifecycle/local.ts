@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { ContentStore } from "../ContentStore.js"
+import type { Digest } from "../Digest.js"
 import {
   type Kind,
   LeaseInfo,
@@ -90,6 +91,9 @@ const keptBecause = (
   if (policy.keepStorage !== undefined) return "fits under --keep-storage"
   return "no option asked for it"
 }
+
+// records are made here from values already checked: their constructors skip validation (a
+// state directory may hold a hundred thousand)
 
 /** The lifecycle of the state directory `root` (its metadata database is the SqlClient in context). */
 export const make = (root: string) =>
@@ -203,7 +207,7 @@ export const make = (root: string) =>
             createdAt: info.createdAt,
             updatedAt: info.updatedAt,
             ...usageOf("blob", info.digest, info.createdAt)
-          })
+          }, true)
         )
       }
       for (const status of ingests) {
@@ -216,7 +220,7 @@ export const make = (root: string) =>
             updatedAt: status.updatedAt,
             lastUsed: status.updatedAt,
             uses: 1
-          })
+          }, true)
         )
       }
       const sizes = yield* Effect.forEach(snapshots, (info) => snapshotter.usage(info.key).pipe(Effect.mapError(failure(`du: snapshot ${info.key}`))), {
@@ -232,7 +236,7 @@ export const make = (root: string) =>
             updatedAt: info.updatedAt,
             ...usageOf("snapshot", info.key, info.createdAt),
             ...(info.parent === undefined ? {} : { detail: `parent ${info.parent}` })
-          })
+          }, true)
         )
       })
       const mappings = yield* countOf(sql, "blob_mappings")
@@ -258,7 +262,7 @@ export const make = (root: string) =>
             lastUsed: database.value.updatedAt,
             uses: 0,
             detail: `${mappings} blob mappings, ${indexed} content-hash index rows`
-          })
+          }, true)
         )
       }
       const onDisk = yield* Effect.try({ try: () => usage(root).size, catch: failure("du: walk") })
@@ -266,7 +270,7 @@ export const make = (root: string) =>
         const of = records.filter((r) => r.kind === kind)
         return { kind, count: of.length, size: of.reduce((n, r) => n + r.size, 0) }
       })
-      return new UsageReport({ root, records, totals, onDisk, mappings, indexed, leases: yield* leases })
+      return new UsageReport({ root, records, totals, onDisk, mappings, indexed, leases: yield* leases }, true)
     }).pipe(Effect.withSpan("Lifecycle.du", { attributes: { root } }))
 
     /** What `policy` removes of `records` (the prunable ones), least recently used first, and why the rest stays. */
@@ -306,7 +310,7 @@ export const make = (root: string) =>
           record,
           removed: reasons.has(record),
           ...(reasons.has(record) ? {} : { reason: keptBecause(record, policy, now, records, reasons) })
-        })
+        }, true)
       )
     }
 
@@ -340,16 +344,17 @@ export const make = (root: string) =>
             // a writer outside any lease still holds it: it stays
             yield* store.abort(r.id).pipe(Effect.catchTags({ ContentLocked: () => Effect.void, IngestNotFound: () => Effect.void }), Effect.mapError(failure(`prune: ingest ${r.id}`)))
           }
-          for (const r of removed.filter((r) => r.kind === "layer" || r.kind === "blob")) {
-            // the mappings naming the blob first, in one transaction with its usage row: a prune cut
-            // short after it leaves a blob nothing names, never a name without its blob
-            const gone = yield* sql.withTransaction(Effect.gen(function*() {
-              const named = yield* sql<{ key: string }>`DELETE FROM blob_mappings WHERE blobsum = ${r.id} RETURNING key`
-              yield* sql`DELETE FROM usage WHERE kind = 'blob' AND id = ${r.id}`
+          const blobs = removed.filter((r) => r.kind === "layer" || r.kind === "blob").map((r) => r.id as Digest)
+          for (let at = 0; at < blobs.length; at += batch) {
+            const ids = blobs.slice(at, at + batch)
+            // the mappings naming the blobs first, in one transaction with their usage rows: a prune
+            // cut short after it leaves blobs nothing names, never a name without its blob
+            mappings += yield* sql.withTransaction(Effect.gen(function*() {
+              const named = yield* sql<{ key: string }>`DELETE FROM blob_mappings WHERE ${sql.in("blobsum", ids)} RETURNING key`
+              yield* sql`DELETE FROM usage WHERE kind = 'blob' AND ${sql.in("id", ids)}`
               return named.length
-            })).pipe(Effect.mapError(failure(`prune: mappings of ${r.id}`)))
-            mappings += gone
-            yield* store.delete(r.id as never).pipe(Effect.catchTag("ContentNotFound", () => Effect.void), Effect.mapError(failure(`prune: blob ${r.id}`)))
+            })).pipe(Effect.mapError(failure(`prune: mappings of ${ids.length} blobs`)))
+            yield* store.deleteMany(ids).pipe(Effect.mapError(failure(`prune: ${ids.length} blobs`)))
           }
           if (policy.all === true && (policy.kinds === undefined || policy.kinds.length === 4)) {
             // the content-hash index is a cache of what was read: all of it goes, and the file shrinks
@@ -365,7 +370,7 @@ export const make = (root: string) =>
           kept: size(decisions.filter((d) => !d.removed)),
           mappings,
           dryRun: policy.dryRun === true
-        })
+        }, true)
       }).pipe(Effect.scoped, Effect.withSpan("Lifecycle.prune"))
 
     const service: LifecycleService = { du, lease, use, leases, prune }

@@ -325,6 +325,17 @@ export const contentStoreSuite = (
       expect(yield* writeParts("del", [bytes("delete me")])).toBe(digest)
     }))
 
+    test("deleteMany: every blob listed that is here goes, the others are skipped", Effect.gen(function*() {
+      const cs = yield* store
+      const digests = yield* Effect.forEach([0, 1, 2, 3, 4, 5, 6], (i) => writeParts(`many-${i}`, [bytes(`blob ${i}`)]))
+      const missing = Digest.ofBytes("never written")
+      yield* cs.deleteMany([digests[1]!, digests[3]!, missing, digests[5]!, digests[3]!])
+      expect((yield* cs.walk()).map((info) => info.digest).sort()).toEqual([digests[0]!, digests[2]!, digests[4]!, digests[6]!].sort())
+      for (const i of [1, 3, 5]) expect((yield* Effect.flip(cs.info(digests[i]!)))._tag).toBe("ContentNotFound")
+      yield* cs.deleteMany([])
+      expect(yield* writeParts("again", [bytes("blob 3")])).toBe(digests[3])
+    }))
+
     test("many small blobs", Effect.gen(function*() {
       const cs = yield* store
       const n = 200
