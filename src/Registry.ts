@@ -4,8 +4,9 @@
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import type { ContentStore } from "./ContentStore.js"
+import { Lifecycle, type LifecycleError } from "./Lifecycle.js"
 import * as credentials from "./registry/credentials.js"
 import type {
   Credentials,
@@ -42,28 +43,44 @@ export const parseReference = (input: string): Effect.Effect<Reference, InvalidR
 /** `true` for hosts spoken to over plain HTTP unless told otherwise. */
 export const isLocalHost = (registry: string): boolean => reference.isLocal(registry)
 
+/** `effect` holding a lease of the state directory's lifecycle, when there is one (a prune waits for it). */
+const leased = <A, E, R>(owner: string, effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.serviceOption(Lifecycle), (lifecycle) =>
+    Option.isNone(lifecycle) ? effect : Effect.scoped(Effect.zipRight(lifecycle.value.lease(owner), effect)))
+
 /**
  * Pull `ref` into the content store: the manifest (chosen by platform from an index), its config
  * and every layer, each streamed and verified against its digest; blobs already stored are skipped.
+ * With a state directory's lifecycle, it holds a lease while it runs and records the blobs as used.
  */
 export const pull = (
   ref: Reference,
   options: PullOptions = {}
-): Effect.Effect<Pulled, RegistryFailure | PlatformNotFound | pullImpl.StoreFailure, HttpClient.HttpClient | ContentStore> =>
-  Effect.suspend(() => pullImpl.pull(ref, options)).pipe(
+): Effect.Effect<Pulled, RegistryFailure | PlatformNotFound | pullImpl.StoreFailure | LifecycleError, HttpClient.HttpClient | ContentStore> =>
+  leased("pull", Effect.suspend(() => pullImpl.pull(ref, options)).pipe(
+    Effect.tap((pulled) =>
+      Effect.flatMap(Effect.serviceOption(Lifecycle), (lifecycle) =>
+        Option.isNone(lifecycle) ? Effect.void : lifecycle.value.use("blob", [
+          pulled.manifestDescriptor.digest,
+          pulled.configDescriptor.digest,
+          ...pulled.manifest.layers.map((l) => l.digest)
+        ]))
+    )
+  )).pipe(
     Effect.withSpan("Registry.pull", { attributes: { reference: ref.text } })
   )
 
 /**
  * Push an image from the content store to `ref`: blobs the registry has are skipped, blobs from
  * another repository of the same registry are mounted, the rest uploaded; then the manifest.
+ * With a state directory's lifecycle, it holds a lease while it runs.
  */
 export const push = (
   image: PushImage,
   ref: Reference,
   options: PushOptions = {}
-): Effect.Effect<Pushed, RegistryFailure | pushImpl.StoreFailure, HttpClient.HttpClient | ContentStore> =>
-  Effect.suspend(() => pushImpl.push(image, ref, options)).pipe(
+): Effect.Effect<Pushed, RegistryFailure | pushImpl.StoreFailure | LifecycleError, HttpClient.HttpClient | ContentStore> =>
+  leased("push", Effect.suspend(() => pushImpl.push(image, ref, options))).pipe(
     Effect.withSpan("Registry.push", { attributes: { reference: ref.text } })
   )
 

@@ -7,7 +7,8 @@ import { Context, Effect, Layer } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as path from "node:path"
-import { Blobchain, Build, ContentStore, Image, Lifecycle } from "../src/index.js"
+import { Blobchain, Build, ContentStore, Image, Lifecycle, Registry } from "../src/index.js"
+import { startRegistry } from "./support/registry.js"
 import { scratch, write } from "./support/scratch.js"
 import { blobchain } from "./support/tools.js"
 
@@ -119,6 +120,26 @@ describe("Lifecycle usage and leases", () => {
       child.kill("SIGKILL")
       yield* Effect.promise(() => new Promise((resolve) => child.on("exit", resolve)))
       expect((yield* lifecycle.leases).map((l) => [l.owner, l.pid, l.live])).toEqual([["child", child.pid, false]])
+    }))
+})
+
+describe("Registry.pull and push with a lifecycle", () => {
+  it.scopedLive("a pull records the blobs it brought as used; the leases of both are given back", () =>
+    Effect.gen(function*() {
+      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
+      const reference = yield* Registry.parseReference(`docker://${registry.host}/lifecycle/app:1`)
+      const stack = (name: string) => Layer.build(Layer.merge(Blobchain.layerLocal({ root: path.join(work.fresh(name), "s") }), Registry.layerHttp))
+      const a = yield* stack("a")
+      const built = yield* Effect.provide(Build.build([tree(5, 2_000)]), a)
+      yield* Effect.provide(Registry.push(built.image, reference), a)
+      const b = yield* stack("b")
+      const pulled = yield* Effect.provide(Registry.pull(reference), b)
+      const report = yield* Effect.provide(du, b)
+      const uses = (digest: string) => report.records.find((r) => r.id === digest)?.uses
+      expect([pulled.manifestDescriptor.digest, pulled.configDescriptor.digest, ...pulled.manifest.layers.map((l) => l.digest)].map(uses)).toEqual([1, 1, 1])
+      // given back at the end, both
+      expect(report.leases).toEqual([])
+      expect((yield* Effect.provide(du, a)).leases).toEqual([])
     }))
 })
 
