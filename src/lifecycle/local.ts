@@ -184,7 +184,8 @@ export const make = (root: string) =>
         }
       }).pipe(Effect.mapError(failure(`use of ${ids.length} ${kind}s`)))
 
-    const du = Effect.gen(function*() {
+    /** The report; `walk`: with the directory's blocks on disk (a walk of all of it, which a prune does without). */
+    const report = (walk: boolean) => Effect.gen(function*() {
       const used = yield* sql`SELECT kind, id, last_used_at, uses FROM usage`.pipe(
         Effect.flatMap(Schema.decodeUnknown(Schema.Array(UsageRow))),
         Effect.map((rows) => new Map(rows.map((row) => [`${row.kind} ${row.id}`, row]))),
@@ -265,13 +266,15 @@ export const make = (root: string) =>
           }, true)
         )
       }
-      const onDisk = yield* Effect.try({ try: () => usage(root).size, catch: failure("du: walk") })
+      const onDisk = walk ? yield* Effect.try({ try: () => usage(root).size, catch: failure("du: walk") }) : 0
       const totals = kinds.map((kind) => {
         const of = records.filter((r) => r.kind === kind)
         return { kind, count: of.length, size: of.reduce((n, r) => n + r.size, 0) }
       })
       return new UsageReport({ root, records, totals, onDisk, mappings, indexed, leases: yield* leases }, true)
     }).pipe(Effect.withSpan("Lifecycle.du", { attributes: { root } }))
+
+    const du = report(true)
 
     /** What `policy` removes of `records` (the prunable ones), least recently used first, and why the rest stays. */
     const decide = (records: ReadonlyArray<UsageRecord>, policy: PrunePolicy, now: number) => {
@@ -324,15 +327,15 @@ export const make = (root: string) =>
             return yield* new PruneBusy({ leases: running })
           }
         }
-        const report = yield* du
-        const decisions = decide(report.records, policy, Date.now())
+        const found = yield* report(false)
+        const decisions = decide(found.records, policy, Date.now())
         const removed = decisions.filter((d) => d.removed).map((d) => d.record)
         let mappings = 0
         if (policy.dryRun !== true) {
           // children before parents
           const depth = (r: UsageRecord): number => {
             const parent = r.detail?.startsWith("parent ") ? r.detail.slice("parent ".length) : undefined
-            const up = parent === undefined ? undefined : report.records.find((p) => p.kind === "snapshot" && p.id === parent)
+            const up = parent === undefined ? undefined : found.records.find((p) => p.kind === "snapshot" && p.id === parent)
             return up === undefined ? 0 : 1 + depth(up)
           }
           const snapshots = removed.filter((r) => r.kind === "snapshot").sort((a, b) => depth(b) - depth(a))
