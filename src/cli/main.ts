@@ -43,6 +43,17 @@ export const parseCommand = (flag: string, value: string): Effect.Effect<Readonl
 const optionalCommand = (flag: string, value: Option.Option<string>) =>
   Option.match(value, { onNone: () => Effect.succeed(undefined), onSome: (v) => parseCommand(flag, v) })
 
+const state = Options.text("state").pipe(Options.withDefault(".blobchain"), Options.withDescription("the state directory"))
+
+/**
+ * The lifecycle of the existing state directory `root`: looking at one (du, prune) is not making
+ * one, so a directory without a database is a usage error.
+ */
+const existingLifecycle = <A, E>(root: string, use: (lifecycle: Lifecycle.LifecycleService) => Effect.Effect<A, E>) =>
+  fs.existsSync(NodePath.join(root, Metadata.filename))
+    ? Effect.flatMap(Lifecycle.Lifecycle, use).pipe(Effect.provide(Blobchain.layerLocal({ root })))
+    : Effect.fail(new UsageError({ reason: `${root} is not a state directory (no ${Metadata.filename} in it)` }))
+
 const json = Options.boolean("json").pipe(Options.withDescription("print one JSON document instead of text"))
 
 const build = Command.make(
@@ -59,7 +70,7 @@ const build = Command.make(
     username: Options.text("username").pipe(Options.optional, Options.withDescription("registry user (with --password-stdin)")),
     passwordStdin: Options.boolean("password-stdin").pipe(Options.withDescription("read the registry password from standard input")),
     insecure: Options.boolean("insecure").pipe(Options.withDescription("plain HTTP to registries (the default for localhost)")),
-    state: Options.text("state").pipe(Options.withDefault(".blobchain"), Options.withDescription("the state directory")),
+    state,
     snapshotter: Options.choice("snapshotter", ["native", "overlay"]).pipe(
       Options.optional,
       Options.withDescription("full copies per snapshot, or upper directories over their parents (a new state directory's choice)")
@@ -320,19 +331,13 @@ const inspect = Command.make(
 const du = Command.make(
   "du",
   {
-    state: Options.text("state").pipe(Options.withDefault(".blobchain"), Options.withDescription("the state directory")),
+    state,
     verbose: Options.boolean("verbose").pipe(Options.withDescription("one line per blob, ingest, snapshot and the database")),
     json
   },
   (o) =>
     Effect.gen(function*() {
-      // looking is not making: a state directory that is not there is not created
-      if (!fs.existsSync(NodePath.join(o.state, Metadata.filename))) {
-        return yield* new UsageError({ reason: `${o.state} is not a state directory (no ${Metadata.filename} in it)` })
-      }
-      const report = yield* Effect.flatMap(Lifecycle.Lifecycle, (lifecycle) => lifecycle.du).pipe(
-        Effect.provide(Blobchain.layerLocal({ root: o.state }))
-      )
+      const report = yield* existingLifecycle(o.state, (lifecycle) => lifecycle.du)
       yield* Console.log((o.json ? duJson(report, o.verbose) : duText(report, o.verbose)).trimEnd())
     })
 ).pipe(Command.withDescription("show what a state directory holds and the disk it takes, by kind"))
@@ -340,7 +345,7 @@ const du = Command.make(
 const prune = Command.make(
   "prune",
   {
-    state: Options.text("state").pipe(Options.withDefault(".blobchain"), Options.withDescription("the state directory")),
+    state,
     all: Options.boolean("all").pipe(Options.withDescription("remove everything no running build holds")),
     keepStorage: Options.text("keep-storage").pipe(Options.optional, Options.withDescription("a ceiling on what is kept, e.g. 10GB (least recently used goes first)")),
     keepDuration: Options.text("keep-duration").pipe(Options.optional, Options.withDescription("keep what was used this recently, e.g. 48h, 7d, 1h30m")),
@@ -355,17 +360,14 @@ const prune = Command.make(
       if (!o.all && keepStorage === undefined && keepDuration === undefined) {
         return yield* new UsageError({ reason: "say what to remove: --all, --keep-storage SIZE or --keep-duration DUR" })
       }
-      if (!fs.existsSync(NodePath.join(o.state, Metadata.filename))) {
-        return yield* new UsageError({ reason: `${o.state} is not a state directory (no ${Metadata.filename} in it)` })
-      }
-      const report = yield* Effect.flatMap(Lifecycle.Lifecycle, (lifecycle) =>
+      const report = yield* existingLifecycle(o.state, (lifecycle) =>
         lifecycle.prune({
           all: o.all,
           dryRun: o.dryRun,
           ...(keepStorage === undefined ? {} : { keepStorage }),
           ...(keepDuration === undefined ? {} : { keepDuration }),
           ...(o.filter.length === 0 ? {} : { kinds: o.filter })
-        })).pipe(Effect.provide(Blobchain.layerLocal({ root: o.state })))
+        }))
       yield* Console.log((o.json ? pruneJson(report) : pruneText(report)).trimEnd())
     })
 ).pipe(Command.withDescription("remove what no running build holds: everything, or the least recently used until a ceiling holds"))
