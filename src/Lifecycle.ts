@@ -25,7 +25,9 @@ export class UsageRecord extends Schema.Class<UsageRecord>("UsageRecord")({
   /** When work last used it (its creation when none has), and how many times. */
   lastUsed: Schema.DateFromSelf,
   uses: Schema.Number,
-  /** For a snapshot, its parent; for the database, how many blob mappings and content-hash index rows it holds. */
+  /** For a snapshot, its parent's key. */
+  parent: Schema.optional(Schema.String),
+  /** For the database, how many blob mappings and content-hash index rows it holds. */
   detail: Schema.optional(Schema.String)
 }) {}
 

@@ -2,7 +2,7 @@
  * What the command-line tool prints: result lines or JSON on stdout, progress on a terminal's
  * stderr only, and one line per error.
  */
-import type { PruneReport, UsageReport } from "../Lifecycle.js"
+import type { PruneReport, UsageRecord, UsageReport } from "../Lifecycle.js"
 import type { Image } from "../Image.js"
 import type { ProgressEvent } from "../Progress.js"
 import type { ImportedLayer } from "../Base.js"
@@ -136,6 +136,9 @@ export const sizeText = (bytes: number): string => {
   return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ${units[unit]}`
 }
 
+// what a record's line says of it besides its size and times
+const noteOf = (r: UsageRecord): string | undefined => r.detail ?? (r.parent === undefined ? undefined : `parent ${r.parent}`)
+
 /** `blobchain du`: the totals by kind, and with `verbose` one line per record. */
 export const duText = (report: UsageReport, verbose: boolean): string => {
   const lines = [`${"KIND".padEnd(9)} ${"COUNT".padStart(7)} ${"SIZE".padStart(10)}`]
@@ -152,7 +155,7 @@ export const duText = (report: UsageReport, verbose: boolean): string => {
     for (const r of records) {
       lines.push(
         `${r.kind.padEnd(9)} ${sizeText(r.size).padStart(10)}  last used ${r.lastUsed.toISOString()}  uses ${String(r.uses).padStart(4)}  ${r.id}${
-          r.detail === undefined ? "" : `  (${r.detail})`
+          noteOf(r) === undefined ? "" : `  (${noteOf(r)})`
         }`
       )
     }
@@ -186,7 +189,7 @@ export const duJson = (report: UsageReport, verbose: boolean): string =>
             createdAt: r.createdAt.toISOString(),
             lastUsed: r.lastUsed.toISOString(),
             uses: r.uses,
-            ...(r.detail === undefined ? {} : { detail: r.detail })
+            ...(noteOf(r) === undefined ? {} : { detail: noteOf(r) })
           }))
         }
         : {})

@@ -77,19 +77,23 @@ const UsageRow = Schema.Struct({ kind: Schema.String, id: Schema.String, last_us
 const batch = 500
 
 // why a record a prune did not remove stays
-const keptBecause = (
-  record: UsageRecord,
-  policy: PrunePolicy,
-  now: number,
-  records: ReadonlyArray<UsageRecord>,
-  removed: ReadonlyMap<UsageRecord, unknown>
-): string => {
-  if (record.kind === "snapshot" && records.some((c) => c.kind === "snapshot" && c.detail === `parent ${record.id}` && !removed.has(c))) {
-    return "the parent of a snapshot kept"
-  }
+const keptBecause = (record: UsageRecord, policy: PrunePolicy, now: number, parentOfKept: boolean): string => {
+  if (parentOfKept) return "the parent of a snapshot kept"
   if (policy.keepDuration !== undefined && now - record.lastUsed.getTime() <= policy.keepDuration) return "used within --keep-duration"
   if (policy.keepStorage !== undefined) return "fits under --keep-storage"
   return "no option asked for it"
+}
+
+/** The snapshot records of `records` by the key of their parent. */
+const childrenOf = (records: ReadonlyArray<UsageRecord>): ReadonlyMap<string, ReadonlyArray<UsageRecord>> => {
+  const children = new Map<string, Array<UsageRecord>>()
+  for (const r of records) {
+    if (r.kind !== "snapshot" || r.parent === undefined) continue
+    const siblings = children.get(r.parent)
+    if (siblings === undefined) children.set(r.parent, [r])
+    else siblings.push(r)
+  }
+  return children
 }
 
 // records are made here from values already checked: their constructors skip validation (a
@@ -236,7 +240,7 @@ export const make = (root: string) =>
             createdAt: info.createdAt,
             updatedAt: info.updatedAt,
             ...usageOf("snapshot", info.key, info.createdAt),
-            ...(info.parent === undefined ? {} : { detail: `parent ${info.parent}` })
+            ...(info.parent === undefined ? {} : { parent: info.parent })
           }, true)
         )
       })
@@ -297,12 +301,12 @@ export const make = (root: string) =>
         }
       }
       // a snapshot goes only with all its children: one whose child stays, stays
-      const removing = (key: string) => prunable.some((r) => r.kind === "snapshot" && r.id === key && reasons.has(r))
+      const children = childrenOf(records)
+      const childKept = (r: UsageRecord) => (children.get(r.id) ?? []).some((c) => !reasons.has(c))
       for (let changed = true; changed;) {
         changed = false
         for (const r of prunable) {
-          if (r.kind !== "snapshot" || !reasons.has(r)) continue
-          if (records.some((c) => c.kind === "snapshot" && c.detail === `parent ${r.id}` && !removing(c.id))) {
+          if (r.kind === "snapshot" && reasons.has(r) && childKept(r)) {
             reasons.delete(r)
             changed = true
           }
@@ -312,7 +316,7 @@ export const make = (root: string) =>
         new PruneDecision({
           record,
           removed: reasons.has(record),
-          ...(reasons.has(record) ? {} : { reason: keptBecause(record, policy, now, records, reasons) })
+          ...(reasons.has(record) ? {} : { reason: keptBecause(record, policy, now, record.kind === "snapshot" && childKept(record)) })
         }, true)
       )
     }
@@ -333,9 +337,9 @@ export const make = (root: string) =>
         let mappings = 0
         if (policy.dryRun !== true) {
           // children before parents
+          const snapshotByKey = new Map(found.records.filter((r) => r.kind === "snapshot").map((r) => [r.id, r]))
           const depth = (r: UsageRecord): number => {
-            const parent = r.detail?.startsWith("parent ") ? r.detail.slice("parent ".length) : undefined
-            const up = parent === undefined ? undefined : found.records.find((p) => p.kind === "snapshot" && p.id === parent)
+            const up = r.parent === undefined ? undefined : snapshotByKey.get(r.parent)
             return up === undefined ? 0 : 1 + depth(up)
           }
           const snapshots = removed.filter((r) => r.kind === "snapshot").sort((a, b) => depth(b) - depth(a))
