@@ -12,7 +12,7 @@ import { DiffPair } from "./DiffPair.js"
 import * as Digest from "./Digest.js"
 import { keyOf, LayerEntry, LayerIndex, type LayerForm } from "./LayerIndex.js"
 import { LayerLock } from "./LayerLock.js"
-import { Lifecycle, type LifecycleError } from "./Lifecycle.js"
+import { Lifecycle, type LifecycleError, recordUse } from "./Lifecycle.js"
 import { type Compression, compressionOf, Descriptor, LabelGcRoot, LabelUncompressed, layerMediaType } from "./Oci.js"
 import type { ImmutableRef, MountFailed, RefNotFound } from "./RefManager.js"
 import * as Progress from "./Progress.js"
@@ -342,11 +342,7 @@ export const make = Effect.gen(function*() {
       },
       { concurrency }
     )
-    if (lifecycle !== undefined) {
-      yield* lifecycle.use("blob", pairs.map((pair) => pair.blobsum)).pipe(
-        Effect.catchAll((error) => Effect.logWarning(`usage not recorded: ${error.message}`))
-      )
-    }
+    yield* recordUse(lifecycle, "blob", pairs.map((pair) => pair.blobsum))
     return pairs
   }, Effect.scoped)
 

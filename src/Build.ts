@@ -17,7 +17,7 @@ import { isRoot } from "./internal/posix.js"
 import { attempt, copyTree, resolveEngine } from "./fs/copy.js"
 import { removeTree } from "./fs/remove.js"
 import * as Source from "./Source.js"
-import { Lifecycle, type UsedKind } from "./Lifecycle.js"
+import { Lifecycle, recordUse, type UsedKind } from "./Lifecycle.js"
 import { Threads } from "./Threads.js"
 import { InvalidSource, LabelSource } from "./Source.js"
 
@@ -145,10 +145,7 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
   // used since its lease began
   const lifecycle = Option.getOrUndefined(yield* Effect.serviceOption(Lifecycle))
   if (lifecycle !== undefined) yield* lifecycle.lease("build")
-  const used = (kind: UsedKind, ids: ReadonlyArray<string>) =>
-    lifecycle === undefined
-      ? Effect.void
-      : lifecycle.use(kind, ids).pipe(Effect.catchAll((error) => Effect.logWarning(`usage not recorded: ${error.message}`)))
+  const used = (kind: UsedKind, ids: ReadonlyArray<string>) => recordUse(lifecycle, kind, ids)
   const base = options.baseImage === undefined ? [] : yield* Base.importBase(options.baseImage, options)
   yield* used("snapshot", base.map((b) => b.id))
   yield* used("blob", base.map((b) => b.layer.digest))

@@ -5,7 +5,7 @@
  * the directory holds a lease while it runs, and says which blobs and snapshots it uses: each
  * record knows when it was last used and how often.
  */
-import { Context, type Duration, type Effect, Schema } from "effect"
+import { Context, type Duration, Effect, Schema } from "effect"
 import type * as Scope from "effect/Scope"
 
 /** What a record is. */
@@ -138,3 +138,12 @@ export interface LifecycleService {
 
 /** The Lifecycle service tag. */
 export class Lifecycle extends Context.Tag("blobchain/Lifecycle")<Lifecycle, LifecycleService>() {}
+
+/**
+ * Record a use of `ids` with `lifecycle`, when there is one: a use that cannot be recorded costs
+ * the record (a warning), never the work that used them.
+ */
+export const recordUse = (lifecycle: LifecycleService | undefined, kind: UsedKind, ids: ReadonlyArray<string>): Effect.Effect<void> =>
+  lifecycle === undefined
+    ? Effect.void
+    : lifecycle.use(kind, ids).pipe(Effect.catchAll((error) => Effect.logWarning(`usage not recorded: ${error.message}`)))
