@@ -28,12 +28,18 @@ const diskBytes = (dir: string) => Number(execFileSync("du", ["-sB1", dir], { en
 
 const du = Effect.flatMap(Lifecycle.Lifecycle, (lifecycle) => lifecycle.du)
 
+// a fresh state directory, open for the test's scope, and a way to run work on it
+const openState = Effect.gen(function*() {
+  const root = path.join(work.fresh("state"), "s")
+  const stack = yield* Layer.build(Blobchain.layerLocal({ root }))
+  const run = <A, E>(effect: Effect.Effect<A, E, Blobchain.Services>) => Effect.provide(effect, stack)
+  return { root, stack, run }
+})
+
 describe("Lifecycle.du", () => {
   it.scopedLive("counts each blob, ingest and snapshot once, by kind, and accounts for the directory's bytes", () =>
     Effect.gen(function*() {
-      const root = path.join(work.fresh("state"), "s")
-      const stack = yield* Layer.build(Blobchain.layerLocal({ root }))
-      const run = <A, E>(effect: Effect.Effect<A, E, Blobchain.Services>) => Effect.provide(effect, stack)
+      const { root, run } = yield* openState
       // an empty state directory: its database alone
       const empty = yield* run(du)
       expect(empty.records.map((r) => r.kind)).toEqual(["database"])
@@ -68,9 +74,7 @@ describe("Lifecycle.du", () => {
 describe("Lifecycle usage and leases", () => {
   it.scopedLive("each build uses its layers, config and manifest once: uses count the builds, last used moves on", () =>
     Effect.gen(function*() {
-      const root = path.join(work.fresh("state"), "s")
-      const stack = yield* Layer.build(Blobchain.layerLocal({ root }))
-      const run = <A, E>(effect: Effect.Effect<A, E, Blobchain.Services>) => Effect.provide(effect, stack)
+      const { run } = yield* openState
       const dirs = [tree(10, 2_000), tree(10, 2_000)]
       const first = yield* run(Build.build(dirs, { sourceDateEpoch: 1_000 }))
       const once = yield* run(du)
@@ -91,8 +95,7 @@ describe("Lifecycle usage and leases", () => {
 
   it.scopedLive("a lease is held for its scope and given back; one whose process died is expired", () =>
     Effect.gen(function*() {
-      const root = path.join(work.fresh("state"), "s")
-      const stack = yield* Layer.build(Blobchain.layerLocal({ root }))
+      const { root, stack } = yield* openState
       const lifecycle = Context.get(stack, Lifecycle.Lifecycle)
       const held = yield* Effect.scoped(Effect.gen(function*() {
         const lease = yield* lifecycle.lease("test")

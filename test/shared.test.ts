@@ -59,6 +59,31 @@ const buildOn = (stack: Layer.Layer<Blobchain.Services, unknown>, dirs: Readonly
     return { layers: built.image.layers.map((l) => l.digest), events, blobs: blobs.length }
   }).pipe(Effect.provide(stack))
 
+// a docker-registry of the test's own, stopped with its scope
+const scopedRegistry = Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
+
+// and the proxy in front of it that counts requests and injects faults
+const proxiedRegistry = Effect.gen(function*() {
+  const registry = yield* scopedRegistry
+  const proxy = yield* Effect.acquireRelease(Effect.promise(() => startProxy(registry.port)), (p) => Effect.promise(p.stop))
+  return { registry, proxy }
+})
+
+// the shared cache as the CLI's environment names it: a proxied registry and a fresh database
+const sharedCacheForCli = Effect.gen(function*() {
+  const { proxy } = yield* proxiedRegistry
+  const { name, port } = yield* freshDatabase
+  const env = {
+    BLOBCHAIN_CACHE_DB: `postgres://postgres@127.0.0.1:${port}/${name}`,
+    BLOBCHAIN_CACHE: `docker://${proxy.host}/team/cache`
+  }
+  return { proxy, env }
+})
+
+// `blobchain build` as one machine runs it: a state directory of its own, the chain's epoch, JSON out
+const machineBuild = (dirs: ReadonlyArray<string>, out: string, more: ReadonlyArray<string> = []) =>
+  ["build", ...dirs, "--state", path.join(work.fresh("state"), "s"), "--out", out, "--source-date-epoch", String(epoch), "--json", ...more]
+
 // a database file standing for the one several machines share
 const sharedDb = (file: string) => {
   fs.mkdirSync(path.dirname(file), { recursive: true })
@@ -218,17 +243,11 @@ describe("blobchain build --cache-db", () => {
 
   it.scopedLive("with --cache, a second machine with an empty state uploads nothing and writes an image that verifies", () =>
     Effect.gen(function*() {
-      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
-      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startProxy(registry.port)), (p) => Effect.promise(p.stop))
-      const { name, port } = yield* freshDatabase
-      const env = {
-        BLOBCHAIN_CACHE_DB: `postgres://postgres@127.0.0.1:${port}/${name}`,
-        BLOBCHAIN_CACHE: `docker://${proxy.host}/team/cache`
-      }
+      const { proxy, env } = yield* sharedCacheForCli
       const dirs = trees()
       const machine = (from: ReadonlyArray<string>, more: ReadonlyArray<string> = []) => {
         const out = work.fresh("out")
-        const args = ["build", ...from, "--state", path.join(work.fresh("state"), "s"), "--out", out, "--source-date-epoch", String(epoch), "--json", ...more]
+        const args = machineBuild(from, out, more)
         return Effect.map(Effect.promise(() => blobchain(args, { env })), (result) => ({ ...result, out }))
       }
       const posts = () => proxy.seen.filter((r) => r.method === "POST" && r.url.includes("/blobs/uploads/"))
@@ -256,17 +275,11 @@ describe("blobchain build --cache-db", () => {
 
   it.scopedLive("three machines building the same new chain at once diff and upload each layer once, and their images agree", () =>
     Effect.gen(function*() {
-      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
-      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startProxy(registry.port)), (p) => Effect.promise(p.stop))
-      const { name, port } = yield* freshDatabase
-      const env = {
-        BLOBCHAIN_CACHE_DB: `postgres://postgres@127.0.0.1:${port}/${name}`,
-        BLOBCHAIN_CACHE: `docker://${proxy.host}/team/cache`
-      }
+      const { proxy, env } = yield* sharedCacheForCli
       const dirs = trees()
       const runs = yield* Effect.promise(() =>
         Promise.all([0, 1, 2].map(() => {
-          const args = ["build", ...checkout(dirs), "--state", path.join(work.fresh("state"), "s"), "--out", work.fresh("out"), "--source-date-epoch", String(epoch), "--json"]
+          const args = machineBuild(checkout(dirs), work.fresh("out"))
           return blobchain(args, { env })
         }))
       )
@@ -309,8 +322,7 @@ describe("Blobchain.layerShared with a blob cache in a registry", () => {
 
   it.scopedLive("a second machine with an empty state fetches the first one's layers: nothing diffed, compressed or uploaded", () =>
     Effect.gen(function*() {
-      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
-      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startProxy(registry.port)), (p) => Effect.promise(p.stop))
+      const { proxy } = yield* proxiedRegistry
       const reference = yield* Registry.parseReference(`docker://${proxy.host}/team/cache`)
       const db = sharedDb(path.join(work.fresh("db"), "shared.db"))
       const machine = (name: string) =>
@@ -330,7 +342,7 @@ describe("Blobchain.layerShared with a blob cache in a registry", () => {
 
   it.scopedLive("an index entry naming a blob of another layer is not trusted: the layer is made here, right", () =>
     Effect.gen(function*() {
-      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
+      const registry = yield* scopedRegistry
       const reference = yield* Registry.parseReference(`docker://${registry.host}/team/cache`)
       const file = path.join(work.fresh("db"), "shared.db")
       const machine = (name: string) =>
@@ -353,8 +365,7 @@ describe("Blobchain.layerShared with a blob cache in a registry", () => {
 
   it.scopedLive("a registry that fails costs the sharing, never the build, and no entry names a blob it lacks", () =>
     Effect.gen(function*() {
-      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
-      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startProxy(registry.port)), (p) => Effect.promise(p.stop))
+      const { proxy } = yield* proxiedRegistry
       const reference = yield* Registry.parseReference(`docker://${proxy.host}/team/cache`)
       const file = path.join(work.fresh("db"), "shared.db")
       proxy.faults.push({ path: /\/blobs\//, kind: 503, times: 1_000 })
@@ -371,7 +382,7 @@ describe("Blobchain.layerShared with a blob cache in a registry", () => {
 
   it.scopedLive("a fetched blob that does not hold the layer the entry names is not stored, nor is its ingest kept", () =>
     Effect.gen(function*() {
-      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
+      const registry = yield* scopedRegistry
       const reference = yield* Registry.parseReference(`docker://${registry.host}/team/cache`)
       const layer = Buffer.from("a layer's tar, standing in\n".repeat(1000))
       const blob = zlib.gzipSync(layer)
