@@ -88,12 +88,14 @@ const decodeAs = <A, I>(schema: Schema.Schema<A, I>, what: string, reference: st
 // the response's chunks (16–64 KiB) are gathered to this size before the store and the check see them
 const gathered = 1 << 20
 
+const messageOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
 /** What a layer blob holds, read back from the store. */
 const diffIdInStore = (digest: Digest.Digest, compression: Oci.Compression) =>
   Effect.flatMap(ContentStore, (store) =>
     Effect.tryPromise({
       try: () => DiffId.diffIdOf(Stream.toAsyncIterable(store.read(digest)), compression),
-      catch: (cause) => cause instanceof Error ? cause.message : String(cause)
+      catch: messageOf
     }))
 
 /**
@@ -157,8 +159,6 @@ const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Rec
       )
     })).pipe(Effect.tapError(() => store.abort(ref).pipe(Effect.ignore)))
   })
-
-const messageOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
 /**
  * Make sure the store has a layer's blob that holds the layer `layer` names (a blob already here
