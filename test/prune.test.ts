@@ -171,6 +171,38 @@ describe("blobchain prune", () => {
       expect((yield* run(["build", tree(1, 10), "--state", state, "--gc-keep-storage", "ten"])).code).toBe(2)
     }))
 
+  it.live("--keep-duration keeps what was used that recently; --filter prunes one kind only", () =>
+    Effect.gen(function*() {
+      const state = path.join(work.fresh("state"), "s")
+      yield* ok(["build", tree(5, 2_000), "--state", state, "--out", work.fresh("out")])
+      yield* Effect.sleep("2100 millis")
+      const recent = tree(5, 2_000)
+      yield* ok(["build", recent, "--state", state, "--out", work.fresh("out")])
+      type Report = { records: Array<{ kind: string; id: string; removed: boolean; lastUsed: string; kept?: string }> }
+      const before = Date.now()
+      const dry = JSON.parse((yield* ok(["prune", "--keep-duration", "2s", "--dry-run", "--json", "--state", state])).stdout) as Report
+      const after = Date.now()
+      // the prune judged at some moment between `before` and `after`: a record older than 2 s by
+      // then goes, one within 2 s of it stays, and one on the line either way
+      for (const r of dry.records) {
+        const used = Date.parse(r.lastUsed)
+        if (before - used > 2_000) expect(r.removed, r.id).toBe(true)
+        if (after - used <= 2_000) expect(r.removed, r.id).toBe(false)
+        if (!r.removed) expect(r.kept).toBe("used within --keep-duration")
+      }
+      // the first build's records were used more than 2 s before the prune began
+      expect(dry.records.filter((r) => r.removed).length).toBeGreaterThanOrEqual(3)
+      // only the layers: the configs and manifests stay
+      const layers = JSON.parse((yield* ok(["prune", "--all", "--filter", "layer", "--json", "--state", state])).stdout) as Report
+      expect(new Set(layers.records.map((r) => r.kind))).toEqual(new Set(["layer"]))
+      expect(layers.records.every((r) => r.removed)).toBe(true)
+      const left = JSON.parse((yield* ok(["du", "--state", state, "--json"])).stdout) as { totals: Array<{ kind: string; count: number }> }
+      expect(left.totals.find((t) => t.kind === "layer")?.count).toBe(0)
+      expect(left.totals.find((t) => t.kind === "blob")?.count).toBe(4)
+      yield* consistent(state)
+      expect((yield* run(["prune", "--keep-duration", "soon", "--state", state])).stderr).toContain("not a duration")
+    }))
+
   it.live("five builds beside repeated prunes: all succeed, and every output verifies", () =>
     Effect.gen(function*() {
       const state = path.join(work.fresh("state"), "s")
