@@ -3,7 +3,7 @@
  * SQLite metadata with the blob mapping and the content index, the walking differ and applier,
  * refs and Blobs.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Config, type ConfigError, Effect, Layer, Schema } from "effect"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
@@ -25,6 +25,7 @@ import * as LocalContentStore from "./LocalContentStore.js"
 import * as SqlContentIndex from "./SqlContentIndex.js"
 import * as SqlBlobMapper from "./SqlBlobMapper.js"
 import { warnOnce } from "./internal/warnOnce.js"
+import type * as LayerIndex from "./LayerIndex.js"
 import * as SqlLayerIndex from "./SqlLayerIndex.js"
 import * as SqlLayerLock from "./SqlLayerLock.js"
 import * as Registry from "./Registry.js"
@@ -105,7 +106,7 @@ export type SnapshotterKind = "native" | "overlay"
  * The state directory's own stores, on its SQLite: blobs, snapshots, the content-hash index, the
  * threads, and its lifecycle over them.
  */
-const localStores = (root: string, kind: SnapshotterKind) => {
+const localStores = <E = never>(root: string, kind: SnapshotterKind, layerIndex?: Layer.Layer<LayerIndex.LayerIndex, E>) => {
   const where = paths(root)
   const stores = Layer.mergeAll(
     LocalContentStore.layer({ root: where.content }),
@@ -113,7 +114,8 @@ const localStores = (root: string, kind: SnapshotterKind) => {
     SqlContentIndex.layer,
     WorkerThreads.layer
   )
-  return LocalLifecycle.layer(root).pipe(Layer.provideMerge(stores))
+  const lifecycle = layerIndex === undefined ? LocalLifecycle.layer(root) : LocalLifecycle.layer(root).pipe(Layer.provide(layerIndex))
+  return lifecycle.pipe(Layer.provideMerge(stores))
 }
 
 /** The differ, applier, ref manager and Blobs over `storage`, and `storage` itself. */
@@ -167,7 +169,12 @@ export const layerShared = (
     Effect.gen(function*() {
       const root = yield* ensureStateDirectory(options.root)
       const kind = yield* claimSnapshotter(root, options.snapshotter)
-      const local = localStores(root, kind).pipe(Layer.provideMerge(Metadata.layer({ root })))
+      // the layer index on the database given, for the builds and for du (which says what it names)
+      const index = SqlLayerIndex.layer.pipe(
+        Layer.provide(Layer.succeed(SqlClient.SqlClient, yield* SqlClient.SqlClient)),
+        Layer.mapError((error) => new SharedUnusable(error))
+      )
+      const local = localStores(root, kind, index).pipe(Layer.provideMerge(Metadata.layer({ root })))
       // on the database given: what other machines read and write too; an accelerator, so a
       // database that goes away mid-build costs reuse, told once, never the build
       const warn = warnOnce()
@@ -182,8 +189,8 @@ export const layerShared = (
         Layer.unwrapEffect(
           Effect.as(Effect.logWarning(`the shared cache cannot be used (${error.message}): building alone`), Layer.fresh(alone(root, kind)))
         )
-      const shared = Layer.mergeAll(mapper, SqlLayerIndex.layer, SqlLayerLock.layer(options.lock))
-      const storage = Layer.merge(local, shared.pipe(Layer.mapError((error) => new SharedUnusable(error))))
+      const shared = Layer.merge(mapper, SqlLayerLock.layer(options.lock)).pipe(Layer.mapError((error) => new SharedUnusable(error)))
+      const storage = Layer.mergeAll(local, index, shared)
       const withCache = options.cache === undefined
         ? storage
         : RegistryBlobCache.layer(options.cache.reference, options.cache.options).pipe(

@@ -47,6 +47,8 @@ export interface LayerIndexService {
   readonly record: (entry: LayerEntry) => Effect.Effect<void, LayerIndexError>
   /** Forget the entry of a (diffID, form), when its blob is gone. */
   readonly forget: (diffId: Digest.Digest, form: LayerForm) => Effect.Effect<void, LayerIndexError>
+  /** Which of `blobsums` an entry names: the blobs other machines find through the index. */
+  readonly named: (blobsums: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, LayerIndexError>
 }
 
 /** The layer index. */
@@ -66,6 +68,11 @@ export const layerMemory: Layer.Layer<LayerIndex> = Layer.sync(LayerIndex, () =>
         const key = keyOf(entry.diffId, entry)
         if (!entries.has(key)) entries.set(key, entry)
       }),
-    forget: (diffId, form) => Effect.sync(() => void entries.delete(keyOf(diffId, form)))
+    forget: (diffId, form) => Effect.sync(() => void entries.delete(keyOf(diffId, form))),
+    named: (blobsums) =>
+      Effect.sync(() => {
+        const wanted = new Set(blobsums)
+        return new Set([...entries.values()].map((e) => e.blobsum).filter((b) => wanted.has(b)))
+      })
   }
 })

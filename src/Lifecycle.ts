@@ -27,6 +27,13 @@ export class UsageRecord extends Schema.Class<UsageRecord>("UsageRecord")({
   uses: Schema.Number,
   /** For a snapshot, its parent's key. */
   parent: Schema.optional(Schema.String),
+  /**
+   * For a layer blob, when the directory is opened with a shared layer index: whether an entry
+   * there names it (other machines find that layer by it; removed here, it is fetched again).
+   */
+  shared: Schema.optional(Schema.Boolean),
+  /** What holds it: blob mappings that name it, the shared layer index, the snapshots over it. */
+  held: Schema.optional(Schema.Array(Schema.String)),
   /** For the database, how many blob mappings and content-hash index rows it holds. */
   detail: Schema.optional(Schema.String)
 }) {}

@@ -6,7 +6,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { Effect, Option } from "effect"
 import type { ContentStore } from "./ContentStore.js"
-import { Lifecycle, type LifecycleError } from "./Lifecycle.js"
+import { Lifecycle, type LifecycleError, recordUse } from "./Lifecycle.js"
 import * as credentials from "./registry/credentials.js"
 import type {
   Credentials,
@@ -60,7 +60,7 @@ export const pull = (
   leased("pull", Effect.suspend(() => pullImpl.pull(ref, options)).pipe(
     Effect.tap((pulled) =>
       Effect.flatMap(Effect.serviceOption(Lifecycle), (lifecycle) =>
-        Option.isNone(lifecycle) ? Effect.void : lifecycle.value.use("blob", [
+        recordUse(Option.getOrUndefined(lifecycle), "blob", [
           pulled.manifestDescriptor.digest,
           pulled.configDescriptor.digest,
           ...pulled.manifest.layers.map((l) => l.digest)

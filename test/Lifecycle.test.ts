@@ -3,6 +3,7 @@
  * record of its kind, and the records account for the directory's bytes on disk.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
+import * as HttpClient from "@effect/platform/HttpClient"
 import { Context, Effect, Layer } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -63,6 +64,17 @@ describe("Lifecycle.du", () => {
       expect(report.records.filter((r) => r.kind === "layer" || r.kind === "blob").map((r) => r.id).sort()).toEqual(
         blobs.map((b) => b.digest).sort()
       )
+      // why each is held: a layer by the mappings naming it, a snapshot by those over it; not by a shared index (none here)
+      for (const r of report.records.filter((r) => r.kind === "layer")) {
+        expect(r.held?.[0]).toMatch(/^named by \d+ blob mappings?$/)
+        expect(r.shared).toBeUndefined()
+      }
+      for (const r of report.records.filter((r) => r.kind === "blob")) expect(r.held).toBeUndefined()
+      for (const r of report.records.filter((r) => r.kind === "snapshot")) {
+        const over = report.records.filter((c) => c.parent === r.id).length
+        expect(r.held).toEqual(over === 0 ? undefined : [`the parent of ${over} snapshot${over === 1 ? "" : "s"}`])
+      }
+      expect(report.records.some((r) => r.kind === "snapshot" && r.held !== undefined)).toBe(true)
       // the directory's bytes: what du(1) says, and the records' sum within 10 % of it
       const disk = diskBytes(root)
       expect(Math.abs(report.onDisk - disk)).toBeLessThanOrEqual(disk * 0.1)
@@ -127,16 +139,35 @@ describe("Lifecycle usage and leases", () => {
 })
 
 describe("Registry.pull and push with a lifecycle", () => {
-  it.scopedLive("a pull records the blobs it brought as used; the leases of both are given back", () =>
+  it.scopedLive("a push and a pull hold a lease while they speak to the registry; a pull records the blobs it brought as used; both give their leases back", () =>
     Effect.gen(function*() {
       const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
       const reference = yield* Registry.parseReference(`docker://${registry.host}/lifecycle/app:1`)
-      const stack = (name: string) => Layer.build(Layer.merge(Blobchain.layerLocal({ root: path.join(work.fresh(name), "s") }), Registry.layerHttp))
-      const a = yield* stack("a")
+      // a state directory whose HTTP client notes, at every request, the leases held on it
+      const stack = (name: string) =>
+        Effect.gen(function*() {
+          const local = yield* Layer.build(Blobchain.layerLocal({ root: path.join(work.fresh(name), "s") }))
+          const lifecycle = Context.get(local, Lifecycle.Lifecycle)
+          const seen = new Set<string>()
+          const noting = Layer.effect(
+            HttpClient.HttpClient,
+            Effect.map(HttpClient.HttpClient, (client) =>
+              HttpClient.tapRequest(client, () =>
+                Effect.map(Effect.orDie(lifecycle.leases), (leases) => {
+                  for (const l of leases) seen.add(`${l.owner} ${l.pid} ${l.live}`)
+                })))
+          ).pipe(Layer.provide(Registry.layerHttp))
+          return { context: Context.merge(local, yield* Layer.build(noting)), seen }
+        })
+      const pushing = yield* stack("a")
+      const a = pushing.context
       const built = yield* Effect.provide(Build.build([tree(5, 2_000)]), a)
       yield* Effect.provide(Registry.push(built.image, reference), a)
-      const b = yield* stack("b")
+      expect([...pushing.seen]).toEqual([`push ${process.pid} true`])
+      const pulling = yield* stack("b")
+      const b = pulling.context
       const pulled = yield* Effect.provide(Registry.pull(reference), b)
+      expect([...pulling.seen]).toEqual([`pull ${process.pid} true`])
       const report = yield* Effect.provide(du, b)
       const uses = (digest: string) => report.records.find((r) => r.id === digest)?.uses
       expect([pulled.manifestDescriptor.digest, pulled.configDescriptor.digest, ...pulled.manifest.layers.map((l) => l.digest)].map(uses)).toEqual([1, 1, 1])

@@ -248,7 +248,8 @@ describe("blobchain build --cache-db", () => {
       const machine = (from: ReadonlyArray<string>, more: ReadonlyArray<string> = []) => {
         const out = work.fresh("out")
         const args = machineBuild(from, out, more)
-        return Effect.map(Effect.promise(() => blobchain(args, { env })), (result) => ({ ...result, out }))
+        const state = args[args.indexOf("--state") + 1]!
+        return Effect.map(Effect.promise(() => blobchain(args, { env })), (result) => ({ ...result, out, state }))
       }
       const posts = () => proxy.seen.filter((r) => r.method === "POST" && r.url.includes("/blobs/uploads/"))
       const uploads = () => posts().filter((r) => !r.url.includes("mount=")).length
@@ -268,6 +269,16 @@ describe("blobchain build --cache-db", () => {
       expect(JSON.parse(second.stdout).layers).toEqual(JSON.parse(first.stdout).layers)
       const inspected = yield* Effect.promise(() => blobchain(["inspect", second.out]))
       expect(inspected.code).toBe(0)
+      // du with the shared database says which of a machine's layers the index names: all of them
+      // here; without it, it cannot tell
+      type DuRecord = { kind: string; id: string; shared?: boolean; held: Array<string> }
+      const layersOf = (result: { stdout: string }) =>
+        (JSON.parse(result.stdout) as { records: Array<DuRecord> }).records.filter((r) => r.kind === "layer")
+      const withIndex = layersOf(yield* Effect.promise(() => blobchain(["du", "--state", second.state, "--verbose", "--json"], { env })))
+      expect(withIndex.map((r) => r.id).sort()).toEqual(JSON.parse(first.stdout).layers.map((l: { blob: string }) => l.blob).sort())
+      expect(withIndex.map((r) => [r.shared, r.held])).toEqual([[true, ["named by the shared layer index"]], [true, ["named by the shared layer index"]]])
+      const localOnly = layersOf(yield* Effect.promise(() => blobchain(["du", "--state", first.state, "--verbose", "--json"], { env: {} })))
+      expect(localOnly.map((r) => r.shared)).toEqual([undefined, undefined])
       const alone = yield* Effect.promise(() => blobchain(["build", ...dirs, "--cache", `docker://${proxy.host}/team/cache`]))
       expect(alone.code).toBe(2)
       expect(alone.stderr).toContain("--cache needs --cache-db")

@@ -49,10 +49,30 @@ const state = Options.text("state").pipe(Options.withDefault(".blobchain"), Opti
  * The lifecycle of the existing state directory `root`: looking at one (du, prune) is not making
  * one, so a directory without a database is a usage error.
  */
-const existingLifecycle = <A, E>(root: string, use: (lifecycle: Lifecycle.LifecycleService) => Effect.Effect<A, E>) =>
+const existingLifecycle = <A, E>(
+  root: string,
+  use: (lifecycle: Lifecycle.LifecycleService) => Effect.Effect<A, E>,
+  cacheDb?: string
+) =>
   fs.existsSync(NodePath.join(root, Metadata.filename))
-    ? Effect.flatMap(Lifecycle.Lifecycle, use).pipe(Effect.provide(Blobchain.layerLocal({ root })))
+    ? Effect.flatMap(Lifecycle.Lifecycle, use).pipe(
+      Effect.provide(cacheDb === undefined ? Blobchain.layerLocal({ root }) : sharedOrAlone({ root }, cacheDb, "showing the state directory alone"))
+    )
     : Effect.fail(new UsageError({ reason: `${root} is not a state directory (no ${Metadata.filename} in it)` }))
+
+const cacheDb = Options.text("cache-db").pipe(
+  Options.withFallbackConfig(Config.string("BLOBCHAIN_CACHE_DB")),
+  Options.optional,
+  Options.withDescription(
+    "postgres://USER[:PASS]@HOST:PORT/DB: blob mappings and a layer index shared by several machines (also BLOBCHAIN_CACHE_DB)"
+  )
+)
+
+// a --cache-db URL as PostgreSQL's, or a usage error
+const checkCacheDb = (url: Option.Option<string>) =>
+  Option.isSome(url) && !/^postgres(ql)?:\/\/[^/]+\/[^/]+/.test(url.value)
+    ? Effect.fail(new UsageError({ reason: "--cache-db wants postgres://USER[:PASS]@HOST:PORT/DB" }))
+    : Effect.succeed(Option.getOrUndefined(url))
 
 const json = Options.boolean("json").pipe(Options.withDescription("print one JSON document instead of text"))
 
@@ -104,13 +124,7 @@ const build = Command.make(
       Options.optional,
       Options.withDescription("after the build, prune the state directory down to this ceiling, e.g. 10GB (as prune --keep-storage)")
     ),
-    cacheDb: Options.text("cache-db").pipe(
-      Options.withFallbackConfig(Config.string("BLOBCHAIN_CACHE_DB")),
-      Options.optional,
-      Options.withDescription(
-        "postgres://USER[:PASS]@HOST:PORT/DB: blob mappings and a layer index shared by several machines (also BLOBCHAIN_CACHE_DB)"
-      )
-    ),
+    cacheDb,
     json
   },
   (o) =>
@@ -230,10 +244,7 @@ const build = Command.make(
         const pushed = yield* Registry.push(built.image, pushTo, connect).pipe(Effect.provide(Registry.layerHttp))
         return { built, pushed }
       }).pipe(Effect.scoped)
-      const cacheDb = Option.getOrUndefined(o.cacheDb)
-      if (cacheDb !== undefined && !/^postgres(ql)?:\/\/[^/]+\/[^/]+/.test(cacheDb)) {
-        return yield* new UsageError({ reason: "--cache-db wants postgres://USER[:PASS]@HOST:PORT/DB" })
-      }
+      const cacheDb = yield* checkCacheDb(o.cacheDb)
       const cacheAt = yield* Option.match(o.cache, {
         onNone: () => Effect.succeed(undefined),
         onSome: (text) => Registry.parseReference(text).pipe(Effect.mapError((e) => new UsageError({ reason: `--cache: ${e.message}` })))
@@ -263,7 +274,7 @@ const build = Command.make(
             : sharedOrAlone({
               ...stateOptions,
               ...(cacheAt === undefined ? {} : { cache: { reference: cacheAt, options: cacheCredentials } })
-            }, cacheDb)
+            }, cacheDb, "building alone")
         ),
         Effect.ensuring(Effect.sync(() => show.done()))
       )
@@ -283,11 +294,11 @@ const shownUrl = (url: string): string => url.replace(/^(\w+:\/\/[^:/@]*):[^@]*@
  * The state directory with the shared cache on the database at `url`; alone, said in one line,
  * when that database cannot be reached or opened: the shared cache only ever saves work.
  */
-const sharedOrAlone = (options: Parameters<typeof Blobchain.layerShared>[0], url: string) =>
+const sharedOrAlone = (options: Parameters<typeof Blobchain.layerShared>[0], url: string, alone: string) =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const db = yield* Layer.build(PgClient.layer({ url: Redacted.make(url), connectTimeout: "10 seconds" })).pipe(Effect.either)
     if (Either.isLeft(db)) {
-      yield* Console.error(`blobchain: the shared cache ${shownUrl(url)} cannot be reached (${db.left.message}): building alone`)
+      yield* Console.error(`blobchain: the shared cache ${shownUrl(url)} cannot be reached (${db.left.message}): ${alone}`)
       return Blobchain.layerLocal({ root: options.root, ...(options.snapshotter === undefined ? {} : { snapshotter: options.snapshotter }) })
     }
     // tables that cannot be made or read there: alone too, said once (by layerShared)
@@ -333,11 +344,13 @@ const du = Command.make(
   {
     state,
     verbose: Options.boolean("verbose").pipe(Options.withDescription("one line per blob, ingest, snapshot and the database")),
+    cacheDb,
     json
   },
   (o) =>
     Effect.gen(function*() {
-      const report = yield* existingLifecycle(o.state, (lifecycle) => lifecycle.du)
+      const url = yield* checkCacheDb(o.cacheDb)
+      const report = yield* existingLifecycle(o.state, (lifecycle) => lifecycle.du, url)
       yield* Console.log((o.json ? duJson(report, o.verbose) : duText(report, o.verbose)).trimEnd())
     })
 ).pipe(Command.withDescription("show what a state directory holds and the disk it takes, by kind"))

@@ -137,7 +137,14 @@ export const sizeText = (bytes: number): string => {
 }
 
 // what a record's line says of it besides its size and times
-const noteOf = (r: UsageRecord): string | undefined => r.detail ?? (r.parent === undefined ? undefined : `parent ${r.parent}`)
+const noteOf = (r: UsageRecord): string | undefined => {
+  const notes = [
+    ...(r.detail === undefined ? [] : [r.detail]),
+    ...(r.parent === undefined ? [] : [`parent ${r.parent}`]),
+    ...(r.held ?? [])
+  ]
+  return notes.length === 0 ? undefined : notes.join("; ")
+}
 
 /** `blobchain du`: the totals by kind, and with `verbose` one line per record. */
 export const duText = (report: UsageReport, verbose: boolean): string => {
@@ -189,7 +196,10 @@ export const duJson = (report: UsageReport, verbose: boolean): string =>
             createdAt: r.createdAt.toISOString(),
             lastUsed: r.lastUsed.toISOString(),
             uses: r.uses,
-            ...(noteOf(r) === undefined ? {} : { detail: noteOf(r) })
+            ...(r.parent === undefined ? {} : { parent: r.parent }),
+            ...(r.shared === undefined ? {} : { shared: r.shared }),
+            held: r.held ?? [],
+            ...(r.detail === undefined ? {} : { detail: r.detail })
           }))
         }
         : {})

@@ -5,6 +5,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Clock, Effect, Option, Schema } from "effect"
 import { LayerEntry, LayerIndexError, type LayerIndexService } from "../LayerIndex.js"
+import { chunks } from "../internal/chunks.js"
 import { createConcurrently } from "../internal/createTable.js"
 
 /** `(diff_id, compression, level) → (blobsum, size, media_type)`. */
@@ -70,6 +71,12 @@ export const make = Effect.gen(function*() {
           WHERE diff_id = ${diffId} AND compression = ${form.compression} AND level = ${levelText(form.level)}`.pipe(
         Effect.asVoid,
         Effect.mapError(failure("forget", diffId))
+      ),
+    named: (blobsums) =>
+      Effect.forEach(chunks([...new Set(blobsums)], 500), (some) =>
+        sql<{ blobsum: string }>`SELECT DISTINCT blobsum FROM layer_index WHERE ${sql.in("blobsum", some)}`).pipe(
+        Effect.map((found) => new Set(found.flat().map((row) => row.blobsum))),
+        Effect.mapError(failure("lookup of blobs", ""))
       )
   }
   return service

@@ -22,6 +22,7 @@ import {
   UsageRecord,
   UsageReport
 } from "../Lifecycle.js"
+import { LayerIndex } from "../LayerIndex.js"
 import { LabelUncompressed } from "../Oci.js"
 import { Snapshotter } from "../Snapshotter.js"
 import { usage } from "../fs/usage.js"
@@ -105,6 +106,8 @@ export const make = (root: string) =>
     const store = yield* ContentStore
     const snapshotter = yield* Snapshotter
     const sql = yield* SqlClient.SqlClient
+    // several machines' layer index, when the directory is opened with one: du says which layers it names
+    const layerIndex = Option.getOrUndefined(yield* Effect.serviceOption(LayerIndex))
 
     const leases = sql`SELECT id, owner, pid, pid_started, created_at, expires_at FROM leases`.pipe(
       Effect.flatMap(Schema.decodeUnknown(Schema.Array(LeaseRow))),
@@ -202,16 +205,35 @@ export const make = (root: string) =>
       const blobs = yield* store.walk().pipe(Effect.mapError(failure("du: blobs")))
       const ingests = yield* store.statuses.pipe(Effect.mapError(failure("du: ingests")))
       const snapshots = yield* snapshotter.walk.pipe(Effect.mapError(failure("du: snapshots")))
+      const mapped = yield* sql<{ blobsum: string; n: number }>`SELECT blobsum, COUNT(*) AS n FROM blob_mappings GROUP BY blobsum`.pipe(
+        Effect.map((rows) => new Map(rows.map((row) => [row.blobsum, Number(row.n)]))),
+        // none when the mappings are kept elsewhere (a shared database) and the table was never made here
+        Effect.catchAll(() => Effect.succeed(new Map<string, number>()))
+      )
+      const layers = blobs.filter((info) => info.labels[LabelUncompressed] !== undefined).map((info) => info.digest)
+      // the shared index is an accelerator: when it cannot be read, du says nothing of it
+      const shared = layerIndex === undefined || layers.length === 0 ? undefined : yield* layerIndex.named(layers).pipe(
+        Effect.catchAll((error) => Effect.as(Effect.logWarning(`the shared layer index was not read: ${error.message}`), undefined))
+      )
       const records: Array<UsageRecord> = []
       for (const info of blobs) {
+        const layer = info.labels[LabelUncompressed] !== undefined
+        const mappings = mapped.get(info.digest) ?? 0
+        const inIndex = layer && shared !== undefined ? shared.has(info.digest) : undefined
+        const held = [
+          ...(mappings === 0 ? [] : [`named by ${mappings} blob mapping${mappings === 1 ? "" : "s"}`]),
+          ...(inIndex === true ? ["named by the shared layer index"] : [])
+        ]
         records.push(
           new UsageRecord({
-            kind: info.labels[LabelUncompressed] === undefined ? "blob" : "layer",
+            kind: layer ? "layer" : "blob",
             id: info.digest,
             size: info.size,
             createdAt: info.createdAt,
             updatedAt: info.updatedAt,
-            ...usageOf("blob", info.digest, info.createdAt)
+            ...usageOf("blob", info.digest, info.createdAt),
+            ...(inIndex === undefined ? {} : { shared: inIndex }),
+            ...(held.length === 0 ? {} : { held })
           }, true)
         )
       }
@@ -231,7 +253,10 @@ export const make = (root: string) =>
       const sizes = yield* Effect.forEach(snapshots, (info) => snapshotter.usage(info.key).pipe(Effect.mapError(failure(`du: snapshot ${info.key}`))), {
         concurrency: 4
       })
+      const children = new Map<string, number>()
+      for (const info of snapshots) if (info.parent !== undefined) children.set(info.parent, (children.get(info.parent) ?? 0) + 1)
       snapshots.forEach((info, i) => {
+        const over = children.get(info.key) ?? 0
         records.push(
           new UsageRecord({
             kind: "snapshot",
@@ -240,7 +265,8 @@ export const make = (root: string) =>
             createdAt: info.createdAt,
             updatedAt: info.updatedAt,
             ...usageOf("snapshot", info.key, info.createdAt),
-            ...(info.parent === undefined ? {} : { parent: info.parent })
+            ...(info.parent === undefined ? {} : { parent: info.parent }),
+            ...(over === 0 ? {} : { held: [`the parent of ${over} snapshot${over === 1 ? "" : "s"}`] })
           }, true)
         )
       })

@@ -53,6 +53,26 @@ export const layerIndexSuite = (name: string, layer: Layer.Layer<LayerIndex, unk
         expect(yield* index.lookup(first.diffId, first)).toEqual(Option.some(second))
       })))
 
+    it.effect("named: the blobs asked for that an entry names, and no others", () =>
+      run(Effect.gen(function*() {
+        const index = yield* LayerIndex
+        const a = entryOf(1)
+        const b = entryOf(2, { compression: "zstd" })
+        const never = entryOf(3)
+        expect(yield* index.named([])).toEqual(new Set())
+        yield* index.record(a)
+        yield* index.record(b)
+        // asked twice, asked among unknown ones: each named blob once
+        expect(yield* index.named([a.blobsum, b.blobsum, a.blobsum, never.blobsum])).toEqual(new Set([a.blobsum, b.blobsum]))
+        expect(yield* index.named([never.blobsum])).toEqual(new Set())
+        yield* index.forget(a.diffId, a)
+        expect(yield* index.named([a.blobsum, b.blobsum])).toEqual(new Set([b.blobsum]))
+        // more than one query's worth
+        const many = Array.from({ length: 1200 }, (_, i) => entryOf(`m${i}`))
+        yield* Effect.forEach(many, (e) => index.record(e), { discard: true })
+        expect((yield* index.named(many.map((e) => e.blobsum))).size).toBe(1200)
+      })))
+
     it.effect("entries of random layers and forms, recorded at once, are each found as first recorded", () =>
       Effect.runtime<never>().pipe(Effect.flatMap((runtime) =>
         Effect.promise(() =>
