@@ -17,7 +17,7 @@ import { isRoot } from "./internal/posix.js"
 import { attempt, copyTree, resolveEngine } from "./fs/copy.js"
 import { removeTree } from "./fs/remove.js"
 import * as Source from "./Source.js"
-import { Lifecycle, recordUse, type UsedKind } from "./Lifecycle.js"
+import { collect, Lifecycle, type PrunePolicy, recordUse, type UsedKind } from "./Lifecycle.js"
 import { Threads } from "./Threads.js"
 import { InvalidSource, LabelSource } from "./Source.js"
 
@@ -121,6 +121,11 @@ export interface BuildOptions extends Omit<Image.ExportOptions, "base"> {
   readonly onSnapshot?: (done: number, total: number, snapshot: SourceSnapshot) => void
   /** Called once the chain is made, with its length, before its layers are diffed. */
   readonly onChain?: (length: number) => void
+  /**
+   * Prune the state directory by this policy once the build is done and its lease given back
+   * (see `Lifecycle.collect`; needs the `Lifecycle` service, e.g. `{ keepStorage: 10e9 }`).
+   */
+  readonly gc?: PrunePolicy
 }
 
 // a mount that failed because a put's DEST cannot be a directory fails the build as that
@@ -193,4 +198,7 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
     yield* used("blob", [image.config.digest, image.manifest.digest])
     return { base, snapshots, image } satisfies Built
   }))
-}, Effect.scoped)
+}, Effect.scoped, (built, _dirs, options = {}) =>
+  options.gc === undefined ? built : Effect.tap(built, () =>
+    Effect.flatMap(Effect.serviceOption(Lifecycle), (lifecycle) =>
+      Option.isNone(lifecycle) ? Effect.logWarning("BuildOptions.gc: no Lifecycle service to prune with") : collect(lifecycle.value, options.gc!))))

@@ -154,3 +154,14 @@ export const recordUse = (lifecycle: LifecycleService | undefined, kind: UsedKin
   lifecycle === undefined
     ? Effect.void
     : lifecycle.use(kind, ids).pipe(Effect.catchAll((error) => Effect.logWarning(`usage not recorded: ${error.message}`)))
+
+/**
+ * Prune by `policy` after work, as `build --gc-keep-storage` does: work still holding the state
+ * directory past the policy's patience (thirty seconds unless it says) means not this time, said
+ * in a warning; the work that ran is not failed by it.
+ */
+export const collect = (lifecycle: LifecycleService, policy: PrunePolicy): Effect.Effect<void, LifecycleError> =>
+  lifecycle.prune({ patience: "30 seconds", ...policy }).pipe(
+    Effect.asVoid,
+    Effect.catchTag("PruneBusy", (busy) => Effect.logWarning(`not pruned after the build (${busy.message})`))
+  )

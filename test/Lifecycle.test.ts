@@ -138,6 +138,26 @@ describe("Lifecycle usage and leases", () => {
     }))
 })
 
+describe("Build.build with a gc policy", () => {
+  it.scopedLive("prunes after the build, its own lease given back: the older build's blobs go first, the ceiling holds", () =>
+    Effect.gen(function*() {
+      const { run } = yield* openState
+      const older = yield* run(Build.build([tree(10, 20_000)]))
+      const newer = yield* run(Build.build([tree(3, 1_000)]))
+      const newerIds: ReadonlyArray<string> = [...newer.image.layers.map((l) => l.digest), newer.image.config.digest, newer.image.manifest.digest]
+      const ceiling = (yield* run(du)).records.filter((r) => newerIds.includes(r.id)).reduce((n, r) => n + r.size, 0)
+      // the newer build again (used last), with a ceiling that holds its blobs and no more
+      const again = yield* run(Build.build(newer.snapshots.map((s) => s.dir), { gc: { keepStorage: ceiling } }))
+      expect(again.image.manifest.digest).toBe(newer.image.manifest.digest)
+      const after = yield* run(du)
+      const kept = after.records.filter((r) => r.kind !== "database")
+      expect(kept.map((r) => r.id).sort()).toEqual([...newerIds].sort())
+      expect(kept.reduce((n, r) => n + r.size, 0)).toBeLessThanOrEqual(ceiling)
+      expect(after.records.some((r) => r.id === older.image.manifest.digest)).toBe(false)
+      expect(after.leases).toEqual([])
+    }))
+})
+
 describe("Registry.pull and push with a lifecycle", () => {
   it.scopedLive("a push and a pull hold a lease while they speak to the registry; a pull records the blobs it brought as used; both give their leases back", () =>
     Effect.gen(function*() {

@@ -263,9 +263,7 @@ const build = Command.make(
       const ceiling = yield* Option.match(o.gcKeepStorage, { onNone: () => Effect.succeed(undefined), onSome: (t) => parseSize(t) })
       // after the build's lease is given back; other builds holding theirs past a short wait: not this time
       const collect = ceiling === undefined ? Effect.void : Effect.flatMap(Lifecycle.Lifecycle, (lifecycle) =>
-        lifecycle.prune({ keepStorage: ceiling, patience: "30 seconds" }).pipe(
-          Effect.catchTag("PruneBusy", (busy) => Effect.logWarning(`--gc-keep-storage: not pruned (${busy.message})`))
-        ))
+        Lifecycle.collect(lifecycle, { keepStorage: ceiling }))
       const { built, pushed } = yield* work.pipe(
         Effect.tap(() => collect),
         Effect.provide(
