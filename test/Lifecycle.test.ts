@@ -4,9 +4,10 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as HttpClient from "@effect/platform/HttpClient"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Fiber, Layer, Schedule } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { Blobchain, Build, ContentStore, Image, Lifecycle, Registry } from "../src/index.js"
 import { startRegistry } from "./support/registry.js"
@@ -135,6 +136,83 @@ describe("Lifecycle usage and leases", () => {
       child.kill("SIGKILL")
       yield* Effect.promise(() => new Promise((resolve) => child.on("exit", resolve)))
       expect((yield* lifecycle.leases).map((l) => [l.owner, l.pid, l.live])).toEqual([["child", child.pid, false]])
+    }))
+})
+
+describe("Lifecycle.prune beside work in other processes", () => {
+  // a process of ours on the state directory `root`, running `body` (an Effect.gen body with
+  // `lifecycle` and `untilStdinEnds` in scope) and printing what it says
+  const processOn = (root: string, body: string) => {
+    const child = spawn(process.execPath, ["--input-type=module", "-e", `
+      import { Effect } from "effect"
+      import * as fs from "node:fs"
+      import { Blobchain, Lifecycle } from "./dist/index.js"
+      const untilStdinEnds = Effect.async((resume) => { process.stdin.on("end", () => resume(Effect.void)); process.stdin.resume() })
+      await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+        const lifecycle = yield* Lifecycle.Lifecycle
+        ${body}
+      })).pipe(Effect.provide(Blobchain.layerLocal({ root: ${JSON.stringify(root)} }))))
+    `], { cwd: repo, stdio: ["pipe", "pipe", "inherit"] })
+    let out = ""
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()))
+    const said = (text: string) =>
+      Effect.promise(() =>
+        new Promise<void>((resolve, reject) => {
+          const look = () => out.includes(text) && resolve()
+          look()
+          child.stdout.on("data", look)
+          child.on("exit", (code) => out.includes(text) ? resolve() : reject(new Error(`the process left (exit ${code}) before it said ${text}: ${out}`)))
+        })
+      )
+    return { child, said, output: () => out }
+  }
+
+  it.scopedLive("a prune waiting for running work stands in line: work another process starts after it waits for the prune", () =>
+    Effect.gen(function*() {
+      const { root, stack, run } = yield* openState
+      const lifecycle = Context.get(stack, Lifecycle.Lifecycle)
+      const built = yield* run(Build.build([tree(3, 1_000)]))
+      const manifest = path.join(root, "content", "blobs", "sha256", built.image.manifest.digest.slice("sha256:".length))
+      expect(fs.existsSync(manifest)).toBe(true)
+      // running work: a lease held until its standard input ends
+      const holder = processOn(root, `yield* lifecycle.lease("holder"); console.log("held"); yield* untilStdinEnds`)
+      yield* Effect.addFinalizer(() => Effect.sync(() => holder.child.kill("SIGKILL")))
+      yield* holder.said("held")
+      const pruning = yield* Effect.fork(lifecycle.prune({ all: true, patience: "5 minutes" }))
+      // the prune stands in line
+      yield* lifecycle.leases.pipe(
+        Effect.repeat({ until: (leases) => leases.some((l) => l.owner === "prune"), schedule: Schedule.spaced("50 millis") })
+      )
+      // work that starts now: it looks at the store once it holds its lease
+      const later = processOn(root, `console.log("taking"); yield* lifecycle.lease("later"); console.log(fs.existsSync(${JSON.stringify(manifest)}) ? "present" : "gone")`)
+      yield* Effect.addFinalizer(() => Effect.sync(() => later.child.kill("SIGKILL")))
+      yield* later.said("taking")
+      // (given time to get in ahead of the prune, which it must not)
+      yield* Effect.sleep("1500 millis")
+      expect(later.output()).not.toContain("present")
+      holder.child.stdin!.end()
+      const report = yield* Fiber.join(pruning)
+      expect(report.decisions.find((d) => d.record.id === built.image.manifest.digest)?.removed).toBe(true)
+      yield* later.said("gone")
+      expect(later.output()).toBe("taking\ngone\n")
+    }))
+
+  it.scopedLive("a prune stopped while it waits in line leaves the line: nothing of it stays to hold up work", () =>
+    Effect.gen(function*() {
+      const { root, stack } = yield* openState
+      const lifecycle = Context.get(stack, Lifecycle.Lifecycle)
+      const holder = processOn(root, `yield* lifecycle.lease("holder"); console.log("held"); yield* untilStdinEnds`)
+      yield* Effect.addFinalizer(() => Effect.sync(() => holder.child.kill("SIGKILL")))
+      yield* holder.said("held")
+      const pruning = yield* Effect.fork(lifecycle.prune({ all: true, patience: "5 minutes" }))
+      yield* lifecycle.leases.pipe(
+        Effect.repeat({ until: (leases) => leases.some((l) => l.owner === "prune"), schedule: Schedule.spaced("50 millis") })
+      )
+      yield* Fiber.interrupt(pruning)
+      expect((yield* lifecycle.leases).map((l) => l.owner)).toEqual(["holder"])
+      // and work another process starts now gets in at once, beside the holder
+      const later = processOn(root, `yield* lifecycle.lease("later"); console.log("in")`)
+      yield* later.said("in")
     }))
 })
 

@@ -4,7 +4,8 @@
  * blocks on disk counted once per inode (native snapshots share files with their parents).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Duration, Effect, Option, Schedule, Schema } from "effect"
+import type * as Statement from "@effect/sql/Statement"
+import { Duration, Effect, Exit, Option, Schedule, Schema } from "effect"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
@@ -133,43 +134,83 @@ export const make = (root: string) =>
       return dead.length === 0 ? Effect.void : Effect.asVoid(sql`DELETE FROM leases WHERE ${sql.in("id", dead)}`)
     }).pipe(Effect.mapError(failure("leases")))
 
-    /**
-     * Take a lease: a shared one unless an exclusive one is held, an exclusive one only when none
-     * is; each a single statement, so two processes cannot both get in. `undefined`: not now.
-     */
-    const tryTake = (owner: string, expiry: Duration.DurationInput, exclusive: boolean) =>
+    const me = { pid: process.pid, started: processStarted(process.pid) }
+
+    /** A lease row of this process, `exclusive`: 0 shared, 2 an exclusive one waiting, 1 held. */
+    const insertRow = (id: string, owner: string, expiry: Duration.DurationInput, exclusive: 0 | 1 | 2, when: Statement.Fragment) =>
       Effect.gen(function*() {
-        yield* clearDead
         const now = Date.now()
-        const row = {
-          id: randomUUID(),
-          owner,
-          pid: process.pid,
-          pid_started: processStarted(process.pid),
-          created_at: now,
-          expires_at: now + Duration.toMillis(Duration.decode(expiry)),
-          exclusive: exclusive ? 1 : 0
-        }
+        const expires = now + Duration.toMillis(Duration.decode(expiry))
         const inserted = yield* sql<{ id: string }>`INSERT INTO leases (id, owner, pid, pid_started, created_at, expires_at, exclusive)
-          SELECT ${row.id}, ${row.owner}, ${row.pid}, ${row.pid_started}, ${row.created_at}, ${row.expires_at}, ${row.exclusive}
-          WHERE NOT EXISTS (SELECT 1 FROM leases WHERE ${exclusive ? sql`1 = 1` : sql`exclusive = 1`})
+          SELECT ${id}, ${owner}, ${me.pid}, ${me.started}, ${now}, ${expires}, ${exclusive}
+          WHERE ${when}
           RETURNING id`.pipe(Effect.mapError(failure(`lease for ${owner}`)))
-        if (inserted.length === 0) return undefined
-        return new LeaseInfo({ id: row.id, owner, pid: row.pid, createdAt: new Date(now), expiresAt: new Date(row.expires_at), live: true })
+        return inserted.length === 0
+          ? undefined
+          : new LeaseInfo({ id, owner, pid: me.pid, createdAt: new Date(now), expiresAt: new Date(expires), live: true })
       })
 
-    /** {@link tryTake} until it succeeds or `patience` runs out (`undefined` then). */
-    const take = (owner: string, expiry: Duration.DurationInput, exclusive: boolean, patience: Duration.DurationInput) =>
-      Effect.acquireRelease(
-        tryTake(owner, expiry, exclusive).pipe(
+    /**
+     * A shared lease, when no exclusive one is held or waiting; each a single statement, so two
+     * processes cannot both get in. A process that holds a shared lease already takes another even
+     * while an exclusive one waits: its work would otherwise wait for a prune that waits for it.
+     * `undefined`: not now.
+     */
+    const tryShared = (id: string, owner: string, expiry: Duration.DurationInput) =>
+      Effect.zipRight(
+        clearDead,
+        insertRow(id, owner, expiry, 0, sql`NOT EXISTS (SELECT 1 FROM leases WHERE exclusive = 1)
+            AND (NOT EXISTS (SELECT 1 FROM leases WHERE exclusive = 2)
+              OR EXISTS (SELECT 1 FROM leases WHERE exclusive = 0 AND pid = ${me.pid} AND pid_started = ${me.started}))`)
+      )
+
+    /**
+     * The exclusive lease `waiting` waits as: held once no other lease is held and no exclusive
+     * one waits since before it (first come, first served). `true`: held.
+     */
+    const tryExclusive = (waiting: LeaseInfo) =>
+      Effect.zipRight(
+        clearDead,
+        sql<{ id: string }>`UPDATE leases SET exclusive = 1 WHERE id = ${waiting.id}
+          AND NOT EXISTS (SELECT 1 FROM leases WHERE id <> ${waiting.id}
+            AND (exclusive <> 2 OR created_at < ${waiting.createdAt.getTime()} OR (created_at = ${waiting.createdAt.getTime()} AND id < ${waiting.id})))
+          RETURNING id`.pipe(
+          Effect.map((rows) => rows.length > 0),
+          Effect.mapError(failure(`lease for ${waiting.owner}`))
+        )
+      )
+
+    /**
+     * A lease, waited for until `patience` runs out (`undefined` then): a shared one, or an
+     * exclusive one, which stands in line from the start so that shared ones taken after it wait
+     * for it (a prune is not starved by builds that keep starting). Given back with the scope.
+     */
+    const take = (owner: string, expiry: Duration.DurationInput, exclusive: boolean, patience: Duration.DurationInput) => {
+      const id = randomUUID()
+      const wait = Effect.gen(function*() {
+        const waiting = exclusive ? yield* insertRow(id, owner, expiry, 2, sql`1 = 1`) : undefined
+        const attempt: Effect.Effect<LeaseInfo | undefined, LifecycleError> = waiting === undefined
+          ? tryShared(id, owner, expiry)
+          : Effect.map(tryExclusive(waiting), (held) => (held ? waiting : undefined))
+        return yield* attempt.pipe(
           Effect.flatMap((got) => (got === undefined ? Effect.fail("busy" as const) : Effect.succeed(got))),
           Effect.retry({ while: (e) => e === "busy", schedule: Schedule.spaced("100 millis") }),
           Effect.timeoutTo({ duration: patience, onTimeout: () => undefined, onSuccess: (got) => got }),
           Effect.catchIf((e): e is "busy" => e === "busy", () => Effect.succeed(undefined))
+        )
+      })
+      return Effect.acquireRelease(
+        // the wait can be interrupted (a prune told to stop while it waits); out of patience,
+        // failed or interrupted, whatever row it made goes (a lease taken as it was interrupted too)
+        Effect.interruptible(wait).pipe(
+          Effect.onExit((exit) =>
+            Exit.isSuccess(exit) && exit.value !== undefined ? Effect.void : Effect.ignore(sql`DELETE FROM leases WHERE id = ${id}`)
+          )
         ),
         // a lease that cannot be given back expires with this process
         (info) => info === undefined ? Effect.void : Effect.ignore(sql`DELETE FROM leases WHERE id = ${info.id}`)
       )
+    }
 
     const lease = (owner: string, options: { readonly expiry?: Duration.DurationInput } = {}) =>
       take(owner, options.expiry ?? "24 hours", false, "10 minutes").pipe(
