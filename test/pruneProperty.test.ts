@@ -1,6 +1,7 @@
 /**
  * The lifecycle as a property: random sequences of builds, prunes, and kills (`kill -9` of a
- * build or a prune at a random moment), each a process of its own on one state directory. After
+ * build or a prune at a random moment), each a process of its own on one state directory, one or
+ * two at once (no build fails because a prune runs beside it). After
  * every step: every build that was not killed succeeded and its image verifies, every blob
  * mapping names a blob that is there with that diffID, every blob is what its name says, the
  * `--keep-storage` ceiling holds after its prune, and no lease of a finished process is live.
@@ -103,45 +104,58 @@ describe("the lifecycle under random builds, prunes and kills", () => {
   it.live("every step leaves a consistent state directory, and every build not killed verifies", () =>
     Effect.promise(() =>
       FastCheck.assert(
-        // a build first: there is something to prune from the start
-        FastCheck.asyncProperty(FastCheck.tuple(buildArb, FastCheck.array(opArb, { minLength: 1, maxLength: 3 })), async ([first, rest]) => {
-          const ops: ReadonlyArray<Op> = [first, ...rest]
-          const state = path.join(work.fresh("state"), "s")
-          const trees = [tree(), tree(), tree(), tree()]
-          const outs: Array<string> = []
-          for (const op of ops) {
-            switch (op._tag) {
-              case "build": {
-                const out = work.fresh("out")
-                const base = op.onBase && outs.length > 0 ? ["--base", `oci:${outs[outs.length - 1]}`] : []
-                await must(["build", trees[op.tree]!, ...base, "--state", state, "--out", out])
-                expect((await blobchain(["inspect", out])).code).toBe(0)
-                outs.push(out)
-                break
+        // a build first: there is something to prune from the start; then steps of one or two
+        // processes at once
+        FastCheck.asyncProperty(
+          FastCheck.tuple(buildArb, FastCheck.array(FastCheck.array(opArb, { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 3 })),
+          async ([first, rest]) => {
+            const steps: ReadonlyArray<ReadonlyArray<Op>> = [[first], ...rest]
+            const state = path.join(work.fresh("state"), "s")
+            const trees = [tree(), tree(), tree(), tree()]
+            const outs: Array<string> = []
+            const runOp = async (op: Op, alone: boolean, bases: ReadonlyArray<string>) => {
+              switch (op._tag) {
+                case "build": {
+                  const out = work.fresh("out")
+                  const base = op.onBase && bases.length > 0 ? ["--base", `oci:${bases[bases.length - 1]}`] : []
+                  await must(["build", trees[op.tree]!, ...base, "--state", state, "--out", out])
+                  expect((await blobchain(["inspect", out])).code).toBe(0)
+                  outs.push(out)
+                  break
+                }
+                case "prune": {
+                  if (!fs.existsSync(path.join(state, "metadata.db"))) break
+                  const policy = op.all ? ["--all"] : ["--keep-storage", String(op.keepStorage)]
+                  // the ceiling held when the prune ended (it holds the directory alone while it runs) ...
+                  const report = JSON.parse((await must(["prune", ...policy, "--json", "--state", state])).stdout) as { kept: number }
+                  expect(report.kept).toBeLessThanOrEqual(op.all ? 0 : op.keepStorage)
+                  if (!alone) break
+                  // ... and still holds after it, when no build ran beside it
+                  const du = JSON.parse((await must(["du", "--state", state, "--json"])).stdout) as { totals: Array<{ kind: string; size: number }> }
+                  const kept = du.totals.filter((t) => t.kind !== "database").reduce((n, t) => n + t.size, 0)
+                  expect(kept).toBeLessThanOrEqual(op.all ? 0 : op.keepStorage)
+                  break
+                }
+                case "killPrune":
+                  if (fs.existsSync(path.join(state, "metadata.db"))) await killed(["prune", "--all", "--state", state], op.delay)
+                  break
+                case "killBuild":
+                  await killed(["build", trees[op.tree]!, "--state", state, "--out", work.fresh("out")], op.delay)
+                  break
               }
-              case "prune": {
-                if (!fs.existsSync(path.join(state, "metadata.db"))) break
-                const policy = op.all ? ["--all"] : ["--keep-storage", String(op.keepStorage)]
-                await must(["prune", ...policy, "--state", state])
-                const du = JSON.parse((await must(["du", "--state", state, "--json"])).stdout) as { totals: Array<{ kind: string; size: number }> }
-                const kept = du.totals.filter((t) => t.kind !== "database").reduce((n, t) => n + t.size, 0)
-                expect(kept).toBeLessThanOrEqual(op.all ? 0 : op.keepStorage)
-                break
-              }
-              case "killPrune":
-                if (fs.existsSync(path.join(state, "metadata.db"))) await killed(["prune", "--all", "--state", state], op.delay)
-                break
-              case "killBuild":
-                await killed(["build", trees[op.tree]!, "--state", state, "--out", work.fresh("out")], op.delay)
-                break
             }
+            for (const step of steps) {
+              // each process of a step on the images written before it
+              const bases = [...outs]
+              await Promise.all(step.map((op) => runOp(op, step.length === 1, bases)))
+              await check(state)
+            }
+            // and at the end everything goes: still consistent, and the images written along the way all still valid
+            await must(["prune", "--all", "--state", state])
             await check(state)
+            for (const out of outs) expect((await blobchain(["inspect", out])).code).toBe(0)
           }
-          // and at the end everything goes: still consistent, and the images written along the way all still valid
-          await must(["prune", "--all", "--state", state])
-          await check(state)
-          for (const out of outs) expect((await blobchain(["inspect", out])).code).toBe(0)
-        }),
+        ),
         { numRuns: 4, endOnFailure: true }
       )
     ), { timeout: 300_000 })
