@@ -50,10 +50,18 @@ export class IngestNotFound extends Schema.TaggedError<IngestNotFound>()("Ingest
 
 /** Another writer (fiber or process) holds this ref. */
 export class ContentLocked extends Schema.TaggedError<ContentLocked>()("ContentLocked", {
-  ref: Schema.String
+  ref: Schema.String,
+  /** The process holding it, when known. */
+  pid: Schema.optional(Schema.Number),
+  /** Its lock file, for a store on disk. */
+  path: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `ref ${JSON.stringify(this.ref)} is locked by another writer`
+    const holder = [
+      ...(this.pid === undefined ? [] : [`process ${this.pid}`]),
+      ...(this.path === undefined ? [] : [`lock file ${this.path}`])
+    ]
+    return `ref ${JSON.stringify(this.ref)} is locked by another writer${holder.length === 0 ? "" : ` (${holder.join(", ")})`}`
   }
 }
 

@@ -1,12 +1,14 @@
 /**
  * Ingest locks that hold across fibers and processes: a lock file made by an atomic link,
- * naming its owner's pid, broken when that process is gone.
+ * naming its owner's pid and start time, broken when that process is gone (a later process
+ * with the same pid is not it).
  */
 import { randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs/promises"
 import * as NodePath from "node:path"
 import { Effect } from "effect"
 import * as ContentStore from "../ContentStore.js"
+import { isRunning, self } from "../internal/owner.js"
 
 /**
  * Lock files this process holds; a file naming our pid that is not in here is a leftover.
@@ -26,19 +28,22 @@ const failure = (ref: string, reason: string, cause: unknown) =>
   new ContentStore.ContentStoreError({ op: "lock", subject: ref, reason: `${reason}: ${reasonOf(cause)}`, cause })
 
 /** `true` while a process with this pid exists (EPERM: it exists but is not ours). */
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return errno(error) === "EPERM"
-  }
+const alive = (pid: number): boolean => isRunning(pid, "")
+
+/** What a lock file says of its owner: its pid and (written since locks name it) its start time. */
+interface Owner {
+  readonly pid: number
+  readonly started: string
 }
 
-const ownerOf = (content: string): number | undefined => {
-  const pid = Number.parseInt(content.trim(), 10)
-  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
+const ownerOf = (content: string): Owner | undefined => {
+  const [pidText = "", started = ""] = content.trim().split(/\s+/)
+  const pid = Number.parseInt(pidText, 10)
+  return Number.isSafeInteger(pid) && pid > 0 ? { pid, started } : undefined
 }
+
+/** What a lock file of this process holds. */
+const ownContent = `${self.pid} ${self.started}\n`
 
 /**
  * `mkdir -p` that tolerates the directory being removed while it checks (Node's recursive
@@ -55,14 +60,14 @@ export const makeDirectory = async (path: string): Promise<void> => {
   }
 }
 
-type Attempt = "acquired" | "locked" | "retry"
+type Attempt = "acquired" | { readonly locked: Owner } | "retry"
 
 // The file is written whole under a temporary name, then linked into place: link fails
 // atomically with EEXIST, and a reader never sees an empty lock file.
 const tryLink = async (path: string): Promise<Attempt> => {
   const temp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}`
   try {
-    await NodeFs.writeFile(temp, `${process.pid}\n`)
+    await NodeFs.writeFile(temp, ownContent)
   } catch (error) {
     // the holder removed the directory as we came: make it again
     if (errno(error) !== "ENOENT") throw error
@@ -85,7 +90,8 @@ const tryLink = async (path: string): Promise<Attempt> => {
     throw error
   }
   const owner = ownerOf(content)
-  if (owner !== undefined && owner !== process.pid && alive(owner)) return "locked"
+  // held by a process that runs: the one that took it (a pid the kernel reused is not it)
+  if (owner !== undefined && owner.pid !== process.pid && isRunning(owner.pid, owner.started)) return { locked: owner }
   // stale: move it aside first so that two processes breaking it cannot both win
   const aside = `${path}.stale.${randomBytes(6).toString("hex")}`
   try {
@@ -114,8 +120,10 @@ export const acquire = (path: string, ref: string): Effect.Effect<void, ContentS
         Effect.flatMap((result) =>
           result === "acquired"
             ? Effect.void
-            : result === "locked" || left === 0
-            ? Effect.fail(new ContentStore.ContentLocked({ ref }))
+            : typeof result === "object"
+            ? Effect.fail(new ContentStore.ContentLocked({ ref, pid: result.locked.pid, path }))
+            : left === 0
+            ? Effect.fail(new ContentStore.ContentLocked({ ref, path }))
             : attempt(left - 1)
         )
       )
@@ -137,5 +145,5 @@ export const isLeftover = (lockName: string, name: string): boolean => {
   const [first] = name.slice(lockName.length + 1).split(".")
   if (first === "stale") return true
   const pid = first === undefined ? undefined : ownerOf(first)
-  return pid === undefined || (pid !== process.pid && !alive(pid))
+  return pid === undefined || (pid.pid !== process.pid && !alive(pid.pid))
 }

@@ -27,6 +27,7 @@ import { LayerIndex } from "../LayerIndex.js"
 import { LabelUncompressed } from "../Oci.js"
 import { Snapshotter } from "../Snapshotter.js"
 import { usage } from "../fs/usage.js"
+import { isRunning, self } from "../internal/owner.js"
 
 const kinds: ReadonlyArray<Kind> = ["layer", "blob", "ingest", "snapshot", "database"]
 
@@ -39,31 +40,6 @@ const countOf = (sql: SqlClient.SqlClient, table: string) =>
     Effect.map((rows) => Number(rows[0]?.n ?? 0)),
     Effect.catchAll(() => Effect.succeed(0))
   )
-
-/**
- * When process `pid` started (clock ticks since boot, from /proc), so that a pid the kernel gave
- * to another process since is not taken for the lease's owner; `""` where /proc cannot say.
- */
-export const processStarted = (pid: number): string => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    // the command name may hold spaces and parentheses: the fields start after the last ")"
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? ""
-  } catch {
-    return ""
-  }
-}
-
-/** Whether the process that took a lease runs: the pid exists and, where /proc tells, started then. */
-const owned = (pid: number, started: string): boolean => {
-  try {
-    process.kill(pid, 0)
-  } catch (cause) {
-    // EPERM: it runs, as another user
-    if ((cause as NodeJS.ErrnoException).code !== "EPERM") return false
-  }
-  return started === "" || processStarted(pid) === started
-}
 
 const LeaseRow = Schema.Struct({
   id: Schema.String,
@@ -121,7 +97,7 @@ export const make = (root: string) =>
             pid: row.pid,
             createdAt: new Date(row.created_at),
             expiresAt: new Date(row.expires_at),
-            live: row.expires_at > now && owned(row.pid, row.pid_started)
+            live: row.expires_at > now && isRunning(row.pid, row.pid_started)
           })
         )
       }),
@@ -134,7 +110,7 @@ export const make = (root: string) =>
       return dead.length === 0 ? Effect.void : Effect.asVoid(sql`DELETE FROM leases WHERE ${sql.in("id", dead)}`)
     }).pipe(Effect.mapError(failure("leases")))
 
-    const me = { pid: process.pid, started: processStarted(process.pid) }
+    const me = self
 
     /** A lease row of this process, `exclusive`: 0 shared, 2 an exclusive one waiting, 1 held. */
     const insertRow = (id: string, owner: string, expiry: Duration.DurationInput, exclusive: 0 | 1 | 2, when: Statement.Fragment) =>
