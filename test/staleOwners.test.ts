@@ -8,6 +8,7 @@ import { Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { Blobchain, Snapshotter } from "../src/index.js"
 import * as ContentStore from "../src/ContentStore.js"
 import * as LocalContentStore from "../src/LocalContentStore.js"
 import * as Metadata from "../src/Metadata.js"
@@ -15,6 +16,7 @@ import { processStarted } from "../src/internal/owner.js"
 import { scratch } from "./support/scratch.js"
 
 const work = scratch("stale-owners")
+const repo = path.resolve(import.meta.dirname, "..")
 afterAll(() => work.remove())
 
 const localAt = (root: string) => LocalContentStore.layer({ root }).pipe(Layer.provide(Metadata.layer({ root })))
@@ -71,5 +73,62 @@ describe("ingest locks and their owners", () => {
         yield* Effect.promise(() => new Promise((resolve) => other.once("exit", resolve)))
         yield* Effect.scoped(Effect.flatMap(store.writer({ ref: "held" }), (w) => w.write(new Uint8Array([3]))))
       }).pipe(Effect.provide(localAt(root)))
+    }))
+})
+
+// a process of ours that prepares an active snapshot `key` on the state directory `root`, says
+// so, and waits to be killed
+const preparing = (root: string, key: string) =>
+  Effect.acquireRelease(
+    Effect.gen(function*() {
+      const child = spawn(process.execPath, ["--input-type=module", "-e", `
+        import { Effect } from "effect"
+        import { Blobchain, Snapshotter } from "./dist/index.js"
+        await Effect.runPromise(Effect.gen(function*() {
+          const snapshotter = yield* Snapshotter.Snapshotter
+          const [mount] = yield* snapshotter.prepare(${JSON.stringify(key)}, undefined)
+          console.log("prepared " + mount.source)
+          yield* Effect.never
+        }).pipe(Effect.provide(Blobchain.layerLocal({ root: ${JSON.stringify(root)} }))))
+      `], { cwd: repo, stdio: ["ignore", "pipe", "inherit"] })
+      const source = yield* Effect.promise(() =>
+        new Promise<string>((resolve, reject) => {
+          let out = ""
+          child.stdout.on("data", (chunk: Buffer) => {
+            out += chunk.toString()
+            const line = /prepared (.*)\n/.exec(out)
+            if (line !== null) resolve(line[1]!)
+          })
+          child.on("exit", (code) => reject(new Error(`the process left (exit ${code}) before it prepared ${key}`)))
+        })
+      )
+      return { child, source }
+    }),
+    ({ child }) => Effect.sync(() => child.kill("SIGKILL"))
+  )
+
+const keysOn = (root: string) =>
+  Effect.scoped(Effect.flatMap(Layer.build(Blobchain.layerLocal({ root })), (stack) =>
+    Effect.map(Effect.provide(Effect.flatMap(Snapshotter.Snapshotter, (s) => s.walk), stack), (infos) =>
+      infos.map((i) => `${i.key} ${i.kind}`))))
+
+describe("active snapshots of processes that are gone", () => {
+  it.scopedLive("are removed, tree and all, when the state directory is next opened; a live process's stays", () =>
+    Effect.gen(function*() {
+      const root = path.join(work.fresh("state"), "s")
+      const dead = yield* preparing(root, "left-by-the-dead")
+      const live = yield* preparing(root, "still-in-use")
+      fs.writeFileSync(path.join(dead.source, "half-written"), "x")
+      dead.child.kill("SIGKILL")
+      yield* Effect.promise(() => new Promise((resolve) => dead.child.once("exit", resolve)))
+      expect(fs.existsSync(dead.source)).toBe(true)
+      expect(yield* keysOn(root)).toEqual(["still-in-use active"])
+      expect(fs.existsSync(dead.source)).toBe(false)
+      expect(fs.existsSync(live.source)).toBe(true)
+      // the live one's goes too once its process is gone
+      live.child.kill("SIGKILL")
+      yield* Effect.promise(() => new Promise((resolve) => live.child.once("exit", resolve)))
+      expect(yield* keysOn(root)).toEqual([])
+      expect(fs.readdirSync(path.join(root, "snapshots")).filter((n) => !n.startsWith("."))).toEqual([])
     }))
 })

@@ -24,6 +24,7 @@ import * as Tree from "../fs/copy.js"
 import { removeTreeInSteps } from "../fs/remove.js"
 import { usage } from "../fs/usage.js"
 import { labelTable } from "../internal/labelTable.js"
+import { isRunning, self } from "../internal/owner.js"
 import { Millis } from "../internal/millis.js"
 
 /** Where the snapshots live and how trees are copied. */
@@ -123,6 +124,22 @@ export const nativeLayout = (choice: Tree.CopyEngine | "auto"): Layout => ({
   mounts: (kind, dirs) => [Mount.bind(NodePath.join(dirs[0] ?? "", "fs"), kind !== "active")],
   usesAncestors: false
 })
+
+/** The file in an uncommitted snapshot's directory naming the process that made it (pid, start time). */
+const ownerFile = "owner"
+
+/** Whether the owner file at `path` names a process that no longer runs (no file: nobody's, not orphaned). */
+const orphaned = (path: string): boolean => {
+  let text: string
+  try {
+    text = fs.readFileSync(path, "utf8")
+  } catch {
+    return false
+  }
+  const [pidText = "", started = ""] = text.trim().split(/\s+/)
+  const pid = Number.parseInt(pidText, 10)
+  return Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !isRunning(pid, started)
+}
 
 /** The native snapshotter over the SqlClient in context (its tables already migrated). */
 export const make = (options: NativeOptions) =>
@@ -250,7 +267,11 @@ export const makeWithLayout = (root: string, layout: Layout) =>
         )
 
         return yield* Effect.gen(function*() {
-          yield* io(op, key, () => fs.mkdirSync(staging, { mode: 0o700 }))
+          yield* io(op, key, () => {
+            fs.mkdirSync(staging, { mode: 0o700 })
+            // whose it is while it is not committed: a process that dies leaves it to be swept
+            fs.writeFileSync(NodePath.join(staging, ownerFile), `${self.pid} ${self.started}\n`)
+          })
           const parentDir = parentRow === undefined ? undefined : dirOf(parentRow.id)
           yield* layout.populate(op, key, staging, parentDir, kind === "active" && opts?.replaceOnly === true)
           const now = yield* Clock.currentTimeMillis
@@ -289,6 +310,8 @@ export const makeWithLayout = (root: string, layout: Layout) =>
             Effect.mapError(dbError("commit", key))
           )
           yield* writeLabels("commit", name, opts?.labels ?? {})
+          // committed: nobody's alone any more
+          yield* io("commit", key, () => fs.rmSync(NodePath.join(dirOf(row.id), ownerFile), { force: true }))
         })
       ).pipe(Effect.withSpan("Snapshotter.commit", { attributes: { name, key } }))
 
@@ -363,6 +386,18 @@ export const makeWithLayout = (root: string, layout: Layout) =>
       const byKey = yield* labelRows.read(undefined).pipe(Effect.mapError(dbError("walk", "")))
       return rows.map((row) => toInfo(row, byKey.get(row.key) ?? {}))
     }).pipe(Effect.withSpan("Snapshotter.walk"))
+
+    // active snapshots and views whose process is gone (killed mid-build): nothing will commit or
+    // remove them but this; one that cannot be removed now is tried again at the next open
+    const orphans = yield* sql`SELECT key, id, parent, kind, created_at, updated_at FROM snapshots WHERE kind <> 'committed'`.pipe(
+      Effect.flatMap(decodeRows),
+      Effect.map((rows) => rows.filter((row) => orphaned(NodePath.join(dirOf(row.id), ownerFile)))),
+      Effect.mapError(dbError("open", ""))
+    )
+    yield* Effect.forEach(orphans, (row) =>
+      remove(row.key).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`could not remove the snapshot ${row.key} a dead process left: ${error.message}`))
+      ), { discard: true })
 
     const service: SnapshotterService = {
       prepare: (key, parent, opts) => create("active", "prepare", key, parent, opts),
