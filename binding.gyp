@@ -9,6 +9,12 @@
       "target_name": "walk",
       "sources": ["native/walk.c"],
       "cflags": ["-O2", "-Wall"]
+    },
+    {
+      "target_name": "guard",
+      "type": "executable",
+      "sources": ["native/guard.c"],
+      "cflags": ["-O2", "-Wall"]
     }
   ]
 }

@@ -18,7 +18,7 @@ await build({
   format: "cjs",
   target: "node20",
   external: ["better-sqlite3", "zstd-napi", "pg", "pg-native"],
-  // the two places that find files next to the code
+  // the places that find files next to the code (the addons, the guard)
   define: { "import.meta.url": "__blobchainUrl" },
   banner: { js: "const __blobchainUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: "warning"

@@ -4,7 +4,7 @@
  * a live holder is named (its pid and lock file) by the writer that cannot get in.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schedule } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -130,5 +130,39 @@ describe("active snapshots of processes that are gone", () => {
       yield* Effect.promise(() => new Promise((resolve) => live.child.once("exit", resolve)))
       expect(yield* keysOn(root)).toEqual([])
       expect(fs.readdirSync(path.join(root, "snapshots")).filter((n) => !n.startsWith("."))).toEqual([])
+    }))
+})
+
+const running = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe("commands a process starts", () => {
+  it.scopedLive("die with it: a process killed with SIGKILL leaves no command of its group running", () =>
+    Effect.gen(function*() {
+      const pids = path.join(work.fresh("pids"), "pids")
+      fs.mkdirSync(path.dirname(pids), { recursive: true })
+      // a shell and a command it started in the background, as a fill's shell starts cp
+      const child = spawn(process.execPath, ["--input-type=module", "-e", `
+        import { Effect } from "effect"
+        import { run } from "./dist/internal/process.js"
+        await Effect.runPromise(run("sh", ["-c", "sleep 600 & echo $$ $! > ${pids}.tmp && mv ${pids}.tmp ${pids}; wait"]))
+      `], { cwd: repo, stdio: "ignore" })
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
+      yield* Effect.sync(() => fs.existsSync(pids)).pipe(Effect.repeat({ until: (there) => there, schedule: Schedule.spaced("20 millis") }))
+      const started = fs.readFileSync(pids, "utf8").trim().split(" ").map(Number)
+      expect(started.filter(running)).toHaveLength(2)
+      yield* Effect.addFinalizer(() => Effect.sync(() => started.filter(running).forEach((pid) => process.kill(pid, "SIGKILL"))))
+      child.kill("SIGKILL")
+      // the kernel tells the guard at once; a minute is for a machine far busier than any
+      yield* Effect.sync(() => started.filter(running)).pipe(
+        Effect.repeat({ until: (left) => left.length === 0, schedule: Schedule.spaced("50 millis").pipe(Schedule.upTo("60 seconds")) })
+      )
+      expect(started.filter(running)).toEqual([])
     }))
 })

@@ -1,13 +1,26 @@
 /**
  * Child processes, one way for the whole library: each started in a process group of its own,
  * its inputs written and closed, its error streams read into one line, and, on interruption,
- * its whole group killed and waited for, so that no clean-up races a last write.
+ * its whole group killed and waited for, so that no clean-up races a last write; and, under a
+ * guard, its whole group killed when this process dies.
  */
 import { Effect } from "effect"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import { fileURLToPath } from "node:url"
 import type { Readable, Writable } from "node:stream"
 
 const maxLine = 2000
+
+/**
+ * The guard each command runs under (`native/guard.c`, built with the addons by `npm ci`): it
+ * kills the command's process group when this process dies, even by SIGKILL, so that nothing it
+ * started writes on into a state directory after it. Where it did not build, commands run bare
+ * (and may outlive a killed process: their snapshot is swept when the state directory is next opened).
+ */
+export const guardPath: string = fileURLToPath(new URL("../../build/Release/guard", import.meta.url))
+
+const guard: string | undefined = process.env.BLOBCHAIN_GUARD !== "0" && fs.existsSync(guardPath) ? guardPath : undefined
 
 /**
  * The first line child processes wrote to their error streams and how many more they wrote,
@@ -108,7 +121,7 @@ export const pipeline = (
       const first = i === 0
       const extra = first ? [...inputs.map(() => "pipe" as const), ...(options.secondErrors ? ["pipe" as const] : [])] : []
       const stdin = first ? (options.input === undefined ? "ignore" : "pipe") : "pipe"
-      const child = spawn(command, args, {
+      const child = spawn(guard ?? command, guard === undefined ? args : [String(process.pid), command, ...args], {
         cwd: options.cwd,
         // a process group of its own, so that interruption stops what it started too
         detached: true,
