@@ -12,7 +12,7 @@ import type { ImmutableRef } from "./RefManager.js"
 import * as DockerArchive from "./image/dockerArchive.js"
 import * as Inspect from "./image/inspect.js"
 import * as Load from "./image/load.js"
-import { Image, InvalidImage } from "./image/model.js"
+import { checkSourceDateEpoch, Image, InvalidImage } from "./image/model.js"
 import type { WriteOptions } from "./image/model.js"
 import * as OciLayout from "./image/ociLayout.js"
 import { sniff } from "./archive/compress.js"
@@ -64,6 +64,7 @@ const createdOf = (options: ExportOptions): string | undefined =>
 /** Export `ref`'s chain as an image whose config and manifest are stored in the content store. */
 const exportImage = Effect.fn("Image.export")(function*(ref: ImmutableRef, options: ExportOptions = {}) {
   const docker = options.docker ?? false
+  if (options.sourceDateEpoch !== undefined) yield* checkSourceDateEpoch(options.sourceDateEpoch)
   const pairs = yield* Blobs.getDiffPairs(ref, options)
   const layers = yield* Effect.forEach(pairs, (pair) => layerDescriptor(pair, docker), { concurrency: 8 })
   const created = createdOf(options)

@@ -175,3 +175,24 @@ describe("Build", () => {
       expect(error.message).toMatch(/no manifest for linux\/s390x \(have: linux\/arm64\/v8, linux\//)
     }))
 })
+
+describe("bad options of a build's image", () => {
+  it.scopedLive("a source date no image can carry, and tags the formats cannot hold, are typed errors", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(Blobchain.layerLocal({ root: work.fresh("state") }))
+      const dir = tree(2)
+      for (const epoch of [-1, 1.5, Image.maxSourceDateEpoch + 1, 99_999_999_999_999]) {
+        const error = yield* Effect.flip(Effect.provide(Build.build([dir], { sourceDateEpoch: epoch }), context))
+        expect(error._tag).toBe("InvalidOption")
+      }
+      const last = yield* Effect.provide(Build.build([dir], { sourceDateEpoch: Image.maxSourceDateEpoch }), context)
+      expect(last.image.imageConfig.created).toBe("9999-12-31T23:59:59Z")
+      const oci = yield* Effect.flip(Effect.provide(Image.writeOciLayout(last.image, work.fresh("out"), { tag: "no spaces" }), context))
+      expect(oci).toMatchObject({ _tag: "InvalidTag", tag: "no spaces" })
+      const docker = yield* Effect.flip(Effect.provide(Image.writeDockerArchive(last.image, work.fresh("out.tar"), { tag: "Upper/app:1" }), context))
+      expect(docker).toMatchObject({ _tag: "InvalidTag", tag: "Upper/app:1" })
+      // what the grammars allow is written
+      yield* Effect.provide(Image.writeOciLayout(last.image, work.fresh("out"), { tag: "Team/App:v1.0" }), context)
+      yield* Effect.provide(Image.writeDockerArchive(last.image, work.fresh("out.tar"), { tag: "localhost:5000/team/app:v1.0" }), context)
+    }))
+})

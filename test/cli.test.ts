@@ -232,6 +232,10 @@ describe("blobchain build", () => {
   it("bad input gets one line naming it and exit code 1, usage errors 2", async () => {
     const dirs = makeChain()
     const state = fresh("state")
+    const aFile = fresh("a-file")
+    fs.writeFileSync(aFile, "not a layout")
+    const aDirectory = fresh("a-directory")
+    fs.mkdirSync(aDirectory, { recursive: true })
     const cases: Array<[ReadonlyArray<string>, number, RegExp]> = [
       [["build", dirs[0]!, path.join(work.dir, "missing"), "--state", state], 1, /missing: no such directory/],
       [["build", path.join(dirs[0]!, "etc/os-release"), "--state", state], 1, /os-release: not a directory/],
@@ -240,14 +244,28 @@ describe("blobchain build", () => {
       [["build", dirs[0]!, "--compression", "gzip", "--level", "12", "--state", state], 2, /--level 12/],
       [["build", dirs[0]!, "--env", "NOEQUALS", "--state", state], 2, /--env wants KEY=VALUE/],
       [["build", dirs[0]!, "--entrypoint", "[1,2]", "--state", state], 2, /--entrypoint/],
-      [["build", dirs[0]!, "--state", path.join(dirs[0]!, "etc/os-release")], 1, /state directory .*not a directory/],
-      [["inspect", path.join(work.dir, "nothing-here")], 1, /nothing-here/]
+      [["build", dirs[0]!, "--state", aFile], 1, /state directory .*not a directory/],
+      [["inspect", path.join(work.dir, "nothing-here")], 1, /nothing-here/],
+      [["build", dirs[0]!, "--concurrency", "0", "--state", state], 2, /--concurrency must be at least 1, got 0/],
+      [["build", dirs[0]!, "--source-date-epoch", "-1", "--state", state], 2, /--source-date-epoch must be from 0 to 253402300799/],
+      // beyond a JavaScript date, and past the year 9999 (RFC 3339 has four-digit years)
+      [["build", dirs[0]!, "--source-date-epoch", "99999999999999", "--state", state], 2, /got 99999999999999$/m],
+      [["build", dirs[0]!, "--source-date-epoch", "253402300800", "--state", state], 2, /got 253402300800$/m],
+      [["build", dirs[0]!, "--tag", "bad tag", "--state", state], 2, /--tag: tag "bad tag": not a ref.name/],
+      [["build", dirs[0]!, "--format", "docker", "--tag", "UPPER:bad tag", "--state", state], 2, /--tag: tag "UPPER:bad tag": not a docker reference/],
+      [["build", dirs[0]!, "--format", "docker", "--tag", "app:bad tag", "--state", state], 2, /not a docker reference: bad tag "bad tag"/],
+      [["build", dirs[0]!, "--out", aFile, "--state", state], 2, /--out .* is a file: an OCI layout is a directory/],
+      [["build", dirs[0]!, "--format", "docker", "--out", aDirectory, "--state", state], 2, /is a directory: a docker archive is a file/],
+      [["build", dirs[0]!, "--out", path.join(dirs[0]!, "out"), "--state", state], 2, /--out .* is inside .*, a directory the build reads/],
+      [["build", dirs[0]!, dirs[1]!, "--out", fresh("out"), "--state", path.join(dirs[1]!, "state")], 2, /--state .* is inside .*, a directory the build reads/],
+      [["build", "--layer", `${dirs[1]}:/srv`, "--out", path.join(dirs[1]!, "x", "out"), "--state", state], 2, /--out .* is inside/]
     ]
     for (const [args, code, message] of cases) {
       const result = await blobchain(args)
       expect({ args, code: result.code }).toEqual({ args, code })
       expect(result.stderr).toMatch(message)
       expect(result.stderr).not.toMatch(/\n\s+at /)
+      expect(result.stderr.trimEnd().split("\n"), args.join(" ")).toHaveLength(1)
       expect(result.stdout).toBe("")
     }
     // nothing was built into the state directory by the failures above

@@ -24,6 +24,7 @@ import { buildJson, buildText, duJson, duText, errorLine, progress, pruneJson, p
 import { parseDuration, parseSize } from "./usage.js"
 import { credentialsOf, push } from "./push.js"
 import * as Sources from "./sources.js"
+import { checkCacheDb, checkPlaces } from "./places.js"
 import { UsageError } from "./usage.js"
 
 
@@ -67,12 +68,6 @@ const cacheDb = Options.text("cache-db").pipe(
     "postgres://USER[:PASS]@HOST:PORT/DB: blob mappings and a layer index shared by several machines (also BLOBCHAIN_CACHE_DB)"
   )
 )
-
-// a --cache-db URL as PostgreSQL's, or a usage error
-const checkCacheDb = (url: Option.Option<string>) =>
-  Option.isSome(url) && !/^postgres(ql)?:\/\/[^/]+\/[^/]+/.test(url.value)
-    ? Effect.fail(new UsageError({ reason: "--cache-db wants postgres://USER[:PASS]@HOST:PORT/DB" }))
-    : Effect.succeed(Option.getOrUndefined(url))
 
 const json = Options.boolean("json").pipe(Options.withDescription("print one JSON document instead of text"))
 
@@ -173,8 +168,10 @@ const build = Command.make(
         return yield* new UsageError({ reason: `--concurrency must be at least 1, got ${concurrency}` })
       }
       const epoch = Option.getOrUndefined(o.sourceDateEpoch)
-      if (epoch !== undefined && epoch < 0) {
-        return yield* new UsageError({ reason: `--source-date-epoch must not be negative, got ${epoch}` })
+      if (epoch !== undefined && (epoch < 0 || epoch > Image.maxSourceDateEpoch)) {
+        return yield* new UsageError({
+          reason: `--source-date-epoch must be from 0 to ${Image.maxSourceDateEpoch} (9999-12-31T23:59:59Z), got ${epoch}`
+        })
       }
       const entrypoint = yield* optionalCommand("entrypoint", o.entrypoint)
       const cmd = yield* optionalCommand("cmd", o.cmd)
@@ -187,7 +184,10 @@ const build = Command.make(
       }
       const docker = o.format === "docker"
       const out = Option.getOrElse(o.out, () => (docker ? "blobchain-out.tar" : "blobchain-out"))
-      const tag = Option.getOrElse(o.tag, () => (docker ? "blobchain:latest" : "latest"))
+      const tag = yield* Image.checkTag(Option.getOrElse(o.tag, () => (docker ? "blobchain:latest" : "latest")), o.format).pipe(
+        Effect.mapError((e) => new UsageError({ reason: `--tag: ${e.message}` }))
+      )
+      yield* checkPlaces(o.dirs, o.layer, out, docker, o.state)
       const show = progress(process.stderr.isTTY === true && !o.json)
       const baseRef = base?._tag === "Registry"
         ? yield* Registry.parseReference(base.reference).pipe(Effect.mapError((e) => new UsageError({ reason: e.message })))

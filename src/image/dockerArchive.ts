@@ -5,7 +5,7 @@
 import { Effect, Stream } from "effect"
 import * as fs from "node:fs/promises"
 import { ContentStore } from "../ContentStore.js"
-import { dockerTag, type Image, ImageError, type WriteOptions } from "./model.js"
+import { checkTag, dockerTag, type Image, ImageError, type WriteOptions } from "./model.js"
 import * as Oci from "../Oci.js"
 import * as Tar from "../archive/tar.js"
 import { blobPath } from "./blobFile.js"
@@ -20,10 +20,11 @@ const fileHeader = (name: string, size: number) =>
 export const write = (image: Image, file: string, options: WriteOptions) =>
   Effect.gen(function*() {
     const store = yield* ContentStore
+    const tag = yield* checkTag(options.tag ?? "blobchain", "docker")
     const temp = `${file}.partial-${process.pid}`
     const manifest: Oci.DockerArchiveManifest = [{
       Config: blobPath(image.config.digest),
-      RepoTags: [dockerTag(options.tag ?? "blobchain")],
+      RepoTags: [dockerTag(tag)],
       Layers: image.layers.map((l) => blobPath(l.digest))
     }]
     const seen = new Set<string>()

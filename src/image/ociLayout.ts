@@ -6,7 +6,7 @@ import { Effect, Schema } from "effect"
 import * as fs from "node:fs/promises"
 import * as NodePath from "node:path"
 import type { Image, WriteOptions } from "./model.js"
-import { ImageError } from "./model.js"
+import { checkTag, ImageError } from "./model.js"
 import * as Oci from "../Oci.js"
 import { blobPath, place, writeFileAtomic } from "./blobFile.js"
 import { firstProblem } from "./document.js"
@@ -28,7 +28,7 @@ const existingIndex = (dir: string): Effect.Effect<ReadonlyArray<Oci.Descriptor>
 /** Write `image` into the layout `dir`, under `options.tag` (default `latest`). */
 export const write = (image: Image, dir: string, options: WriteOptions) =>
   Effect.gen(function*() {
-    const tag = options.tag ?? "latest"
+    const tag = yield* checkTag(options.tag ?? "latest", "oci")
     const blobs = [...image.layers, image.config, image.manifest]
     const folders = new Set(blobs.map((b) => NodePath.dirname(NodePath.join(dir, blobPath(b.digest)))))
     yield* Effect.tryPromise({

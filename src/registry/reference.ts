@@ -18,6 +18,16 @@ export const isLocal = (registry: string): boolean => {
   return host === "localhost" || host === "127.0.0.1" || host === "[::1]" || host.startsWith("127.")
 }
 
+/**
+ * What is wrong with `name` as a repository name with a tag (`[HOST[:PORT]/]REPO:TAG`, as a docker
+ * archive's repo tags are), or `undefined` when nothing is.
+ */
+export const nameProblem = (name: string): string | undefined => {
+  if (name.includes("@") || name.startsWith("docker://")) return "a name and a tag only, no digest or scheme"
+  const exit = Effect.runSync(Effect.either(parse(name)))
+  return exit._tag === "Left" ? exit.left.reason : undefined
+}
+
 /** Parse a reference; the `docker://` prefix is optional and the tag defaults to `latest`. */
 export const parse = (input: string): Effect.Effect<Reference, InvalidReference> => {
   const fail = (reason: string) => Effect.fail(new InvalidReference({ input, reason }))
