@@ -1,8 +1,11 @@
 /**
  * Putting a content-store blob at a path: a hard link from the local store when it is on the
- * same filesystem, else a copy streamed from the store, published by rename.
+ * same filesystem and its file's mode protects it, a copy (a reflink where it can be) when not,
+ * else a copy streamed from the store; each published by rename.
  */
 import { Effect, Stream } from "effect"
+import { createHash } from "node:crypto"
+import { constants as fsConstants, createReadStream } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as NodePath from "node:path"
 import { ContentStore } from "../ContentStore.js"
@@ -15,19 +18,59 @@ const fail = (path: string, step: string) => (cause: unknown) =>
 /** `blobs/<alg>/<hex>` of a digest, relative. */
 export const blobPath = (digest: Digest.Digest): string => `blobs/${Digest.algorithm(digest)}/${Digest.hex(digest)}`
 
-/** Make `dest` hold blob `digest` of `size` bytes; an existing file of that size is kept. */
+/**
+ * Whether an output may share the store's file (a hard link): only where the file's read-only
+ * mode stops whoever edits the output from writing into the store through it. Root is not
+ * stopped by modes, so as root each output gets its own copy (a reflink where the filesystem
+ * can: no bytes copied).
+ */
+const linkIsSafe = (): boolean => process.getuid?.() !== 0
+
+const hashFile = (path: string, digest: Digest.Digest) =>
+  Effect.tryPromise({
+    try: async () => {
+      const hash = createHash(Digest.algorithm(digest))
+      for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
+      return `${Digest.algorithm(digest)}:${hash.digest("hex")}`
+    },
+    catch: fail(path, "check")
+  })
+
+/**
+ * Make `dest` hold blob `digest` of `size` bytes. A file already there is kept when it is the
+ * store's own (linked before, where links are safe) or holds exactly the blob's bytes; anything
+ * else there is replaced. From a local store at `linkFrom`: a hard link where that is safe, else
+ * a copy (a reflink where the filesystem can); otherwise the blob is streamed from the store.
+ */
 export const place = (digest: Digest.Digest, size: number, dest: string, linkFrom: string | undefined) =>
   Effect.gen(function*() {
+    const source = linkFrom === undefined ? undefined : NodePath.join(linkFrom, blobPath(digest))
+    const link = linkIsSafe()
     const existing = yield* Effect.promise(() => fs.lstat(dest).catch(() => undefined))
-    if (existing !== undefined && existing.isFile() && existing.size === size) return "kept" as const
+    if (existing !== undefined && existing.isFile() && existing.size === size) {
+      const stored = source === undefined ? undefined : yield* Effect.promise(() => fs.stat(source).catch(() => undefined))
+      const shared = stored !== undefined && stored.ino === existing.ino && stored.dev === existing.dev
+      // the store's own file: kept where links are safe, given a copy of its own where not
+      if (shared && link) return "kept" as const
+      if (!shared && (yield* hashFile(dest, digest)) === digest) return "kept" as const
+    }
     yield* Effect.tryPromise({ try: () => fs.rm(dest, { force: true }), catch: fail(dest, "replace") })
-    if (linkFrom !== undefined) {
-      const source = NodePath.join(linkFrom, blobPath(digest))
-      const linked = yield* Effect.promise(() => fs.link(source, dest).then(() => true, () => false))
-      if (linked) return "linked" as const
+    const temp = `${dest}.partial-${process.pid}`
+    if (source !== undefined) {
+      if (link) {
+        const linked = yield* Effect.promise(() => fs.link(source, dest).then(() => true, () => false))
+        if (linked) return "linked" as const
+      } else {
+        const copied = yield* Effect.promise(() =>
+          fs.copyFile(source, temp, fsConstants.COPYFILE_FICLONE).then(() => fs.chmod(temp, 0o644)).then(() => fs.rename(temp, dest)).then(
+            () => true,
+            () => fs.rm(temp, { force: true }).then(() => false)
+          )
+        )
+        if (copied) return "copied" as const
+      }
     }
     const store = yield* ContentStore
-    const temp = `${dest}.partial-${process.pid}`
     yield* Effect.acquireUseRelease(
       Effect.tryPromise({ try: () => fs.open(temp, "w", 0o644), catch: fail(temp, "create") }),
       (handle) =>
