@@ -202,7 +202,11 @@ const sameFile = (
   return !s.isFile() || !contents.needsContent(s, t) || contents.same(a, b)
 }
 
-/** The hard-link groups of a tree: for each multiply linked file, the paths sharing its inode. */
+/**
+ * The hard-link groups of a tree: for each multiply linked file, the paths of the tree sharing
+ * its inode. Links outside the tree are none of the layer's business: a file whose other links
+ * are all elsewhere is a lone file here.
+ */
 export interface LinkIndex {
   /** A key naming the group of `path` (its sorted member paths), or "" for a lone file. */
   readonly groupOf: (path: string) => string
@@ -237,7 +241,8 @@ const buildLinkIndex = (tree: Tree): LinkIndex => {
   return {
     groupOf: (path) => {
       const key = inodeOf.get(path)
-      return key === undefined ? "" : (byInode.get(key) ?? []).join("\0")
+      const group = key === undefined ? [] : (byInode.get(key) ?? [])
+      return group.length < 2 ? "" : group.join("\0")
     }
   }
 }
