@@ -119,4 +119,38 @@ describe("zstd from the worker thread", () => {
       expect(results[0]!.equals(results[1]!)).toBe(true)
       expect(Buffer.from(decompress(results[0]!)).equals(input)).toBe(true)
     }))
+
+  it.effect("a thread that dies fails the layers it served, even one idle at the time; the next layer gets a fresh thread", () =>
+    Effect.promise(async () => {
+      const own = makeZstdThread()
+      try {
+        const input = crypto.randomBytes(2 << 20)
+        // a chunk handed over whole comes back (released) once the thread has compressed it
+        let released!: () => void
+        const answered = new Promise<void>((resolve) => (released = resolve))
+        const stream = (await own.compressor(3, 1, () => released()))!
+        const { sink } = collect()
+        // a first chunk compressed, then nothing in flight: the stream waits for more input
+        const fed = new Readable({ read() {} })
+        const done = pipeline(fed, stream, sink)
+        const first = Buffer.from(new ArrayBuffer(1 << 20))
+        input.copy(first, 0, 0, 1 << 20)
+        fed.push(first)
+        await answered
+        await own.kill()
+        // the rest of the tar: it must not go to a fresh thread's empty session
+        fed.push(input.subarray(1 << 20))
+        fed.push(null)
+        await expect(done).rejects.toThrow(/the thread "blobchain zstd" exited: the work it held is lost/)
+        expect(() => stream.diffId()).toThrow()
+        // a new layer: whole
+        const next = (await own.compressor(3, 1))!
+        const again = collect()
+        await pipeline(Readable.from([input]), next, again.sink)
+        expect(Buffer.from(decompress(again.bytes())).equals(input)).toBe(true)
+        expect(next.diffId()).toBe(Digest.ofBytes(input))
+      } finally {
+        await own.close()
+      }
+    }))
 })

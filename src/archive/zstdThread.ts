@@ -119,6 +119,8 @@ export interface ZstdThread {
   ) => Promise<ZstdOffThread | undefined>
   readonly running: () => boolean
   readonly close: () => Promise<void>
+  /** End the thread as a crash would (the layers it serves fail; the next starts a fresh one). */
+  readonly kill: () => Promise<void>
 }
 
 /** A zstd thread, started on first use. */
@@ -126,14 +128,16 @@ export const makeZstdThread = (): ZstdThread => {
   const worker = evalWorker<Reply>(source, "blobchain zstd")
   let sessions = 0
   return {
-    compressor: (level, workers, release) => zstdOffThread(worker.ask, ++sessions, level, workers, release),
+    compressor: (level, workers, release) => zstdOffThread(worker.ask, worker.thread, ++sessions, level, workers, release),
     running: worker.running,
-    close: worker.close
+    close: worker.close,
+    kill: worker.kill
   }
 }
 
 const zstdOffThread = async (
   ask: EvalWorker<Reply>["ask"],
+  current: EvalWorker<Reply>["thread"],
   session: number,
   level: number,
   workers: number,
@@ -144,6 +148,9 @@ const zstdOffThread = async (
   } catch {
     return undefined
   }
+  // the session lives in this thread: if it exits, the layer fails (ThreadLost) instead of a
+  // fresh thread going on from the middle of the tar
+  const thread = current()
   let inFlight = 0
   let resumeWrites: (() => void) | undefined
   let digest: Digest.Digest | undefined
@@ -157,7 +164,7 @@ const zstdOffThread = async (
         ? (chunk.buffer as ArrayBuffer)
         : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length).slice().buffer
       inFlight++
-      ask({ op: "data", session, level, workers, buffer, length: chunk.length }, [buffer]).then((reply) => {
+      ask({ op: "data", session, level, workers, buffer, length: chunk.length }, [buffer], thread).then((reply) => {
         inFlight--
         const error = failure(reply)
         if (error !== undefined) return stream.destroy(error)
@@ -174,7 +181,7 @@ const zstdOffThread = async (
     },
     flush(callback: TransformCallback) {
       // asked after every chunk: the worker answers in order, so this reply comes last
-      ask({ op: "end", session, level, workers }).then((reply) => {
+      ask({ op: "end", session, level, workers }, [], thread).then((reply) => {
         ended = true
         const error = failure(reply)
         if (error !== undefined) return callback(error)
@@ -189,7 +196,7 @@ const zstdOffThread = async (
     },
     destroy(error: Error | null, callback: (error: Error | null) => void) {
       // an abandoned layer: its encoder in the worker is let go
-      if (!ended) ask({ op: "drop", session }).catch(() => undefined)
+      if (!ended) ask({ op: "drop", session }, [], thread).catch(() => undefined)
       callback(error)
     }
   })

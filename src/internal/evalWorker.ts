@@ -23,7 +23,14 @@ export interface EvalWorker<R extends Reply> {
    * Send a request (an object the script gets with an `id` added) and resolve with its reply.
    * Failing to start the worker, or a closed one, is a rejection, never a throw.
    */
-  readonly ask: (request: object, transfer?: ReadonlyArray<ArrayBuffer>) => Promise<R>
+  readonly ask: (request: object, transfer?: ReadonlyArray<ArrayBuffer>, thread?: number) => Promise<R>
+  /**
+   * Which thread answers now: a number each started thread gets, so that a caller keeping state
+   * in one (a session) can ask that thread alone (the `thread` of {@link ask}) and learn it is gone.
+   */
+  readonly thread: () => number
+  /** End the running thread as a crash would, without closing: what is awaited fails. */
+  readonly kill: () => Promise<void>
   /** Stop the thread (if one runs) and fail what is awaited; later requests are refused. */
   readonly close: () => Promise<void>
   /** Whether a thread runs now. */
@@ -42,6 +49,7 @@ export const evalWorker = <R extends Reply>(
   let worker: Worker | undefined
   let closed = false
   let nextId = 0
+  let threads = 0
   const waiting = new Map<number, Waiter<R>>()
 
   const failAll = (error: Error): void => {
@@ -53,6 +61,7 @@ export const evalWorker = <R extends Reply>(
   const started = (): Worker => {
     if (worker !== undefined) return worker
     const w = new Worker(source, { eval: true, name })
+    threads++
     w.unref()
     w.on("message", (reply: R) => {
       onReply?.(reply)
@@ -68,9 +77,13 @@ export const evalWorker = <R extends Reply>(
     return w
   }
 
-  const ask = (request: object, transfer: ReadonlyArray<ArrayBuffer> = []) =>
+  const ask = (request: object, transfer: ReadonlyArray<ArrayBuffer> = [], thread?: number) =>
     new Promise<R>((resolve, reject) => {
       if (closed) return reject(new Error(`the thread "${name}" is closed`))
+      // the thread that kept the caller's state has gone: a fresh one would answer from nothing
+      if (thread !== undefined && (worker === undefined || thread !== threads)) {
+        return reject(new ThreadLost({ name }))
+      }
       const w = started()
       const id = nextId++
       waiting.set(id, { resolve, reject })
@@ -86,5 +99,18 @@ export const evalWorker = <R extends Reply>(
     await w.terminate()
   }
 
-  return { ask, close, running: () => worker !== undefined }
+  const kill = async (): Promise<void> => {
+    const w = worker
+    if (w !== undefined) await w.terminate()
+  }
+
+  return { ask, close, running: () => worker !== undefined, thread: () => threads, kill }
+}
+
+/** The thread that held a caller's state exited; what it held is lost. */
+export class ThreadLost extends Error {
+  constructor(readonly options: { readonly name: string }) {
+    super(`the thread "${options.name}" exited: the work it held is lost`)
+    this.name = "ThreadLost"
+  }
 }
