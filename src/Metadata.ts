@@ -6,7 +6,8 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator"
-import { Config, type ConfigError, Effect, Layer, Schedule, Schema } from "effect"
+import { Cause, Config, type ConfigError, Effect, FiberId, Layer, Schedule, Schema } from "effect"
+import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import * as ContentSchema from "./content/schema.js"
 import * as BlobMapSchema from "./blobmap/schema.js"
@@ -44,14 +45,31 @@ export const migrate = SqliteMigrator.run({ loader: migrations }).pipe(
   Effect.withSpan("Metadata.migrate")
 )
 
+/** `reason`, and that the disk is full when it is (SQLite says only "disk I/O error" then). */
+const withDiskFull = (root: string, reason: string): string => {
+  try {
+    return fs.statfsSync(root).bavail === 0 && !/no space/i.test(reason) ? `${reason} (no space left on device)` : reason
+  } catch {
+    return reason
+  }
+}
+
 /** The metadata database of the state directory `root` (which must exist), migrated. */
 export const layer = (options: { readonly root: string }): Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, MetadataError> => {
   const path = NodePath.join(options.root, filename)
   return Layer.effectDiscard(migrate).pipe(
     Layer.provideMerge(SqliteClient.layer({ filename: path })),
-    Layer.mapError((cause) =>
-      new MetadataError({ path, reason: cause instanceof Error ? cause.message : String(cause), cause })
-    )
+    // opening the database throws where it cannot (a full disk: "disk I/O error" from the first
+    // pragma), which the client lets through as a defect: a failure of this layer like any other
+    Layer.catchAllCause((cause) => {
+      const error = Cause.squash(cause)
+      const failure = Cause.isInterruptedOnly(cause) ? Cause.interrupt(FiberId.none) : Cause.fail(
+        error instanceof MetadataError
+          ? error
+          : new MetadataError({ path, reason: withDiskFull(options.root, error instanceof Error ? error.message : String(error)), cause: error })
+      )
+      return Layer.effectContext(Effect.failCause(failure))
+    })
   )
 }
 

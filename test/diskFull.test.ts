@@ -98,4 +98,56 @@ describe.skipIf(!isRoot)("a full disk", () => {
       )
       expectFullDisk(result, state)
     }).pipe(Effect.scoped))
+
+  it.live("a base image whose layer outgrows the disk: one line, its snapshot's space given back, the same while still full, and a build once space returns", () =>
+    Effect.gen(function*() {
+      // a base of one 6 MB layer, stored as it is: its blob fits in the state, its unpacked tree no more
+      const base = work.fresh("base")
+      const made = yield* Effect.promise(() => blobchain(["build", source(96, 64 * 1024), "--compression", "none", "--state", work.fresh("state"), "--out", base]))
+      expect(made.code).toBe(0)
+      const disk = yield* tmpfs("10m")
+      const state = NodePath.join(disk, "state")
+      const build = () => Effect.promise(() => blobchain(["build", "--base", `oci:${base}`, "--layer", `${source(2, 1024)}:/app`, "--state", state, "--out", work.fresh("out")]))
+      const snapshotBytes = () =>
+        filesUnder(NodePath.join(state, "snapshots")).filter((f) => !f.endsWith("/owner") && f !== "owner").length
+      const first = yield* build()
+      expectFullDisk(first, state)
+      // the half-applied tree is not kept: its space is free again
+      expect(snapshotBytes()).toBe(0)
+      const again = yield* build()
+      expectFullDisk(again, state)
+      expect(snapshotBytes()).toBe(0)
+      // space returns: the next build works, and what the failed ones left is gone
+      execFileSync("mount", ["-o", "remount,size=64m", disk])
+      const out = work.fresh("out")
+      const ok = yield* Effect.promise(() => blobchain(["build", "--base", `oci:${base}`, "--layer", `${source(2, 1024)}:/app`, "--state", state, "--out", out, "--json"]))
+      expect(ok.stderr).toBe("")
+      expect(ok.code).toBe(0)
+      expect((yield* Effect.promise(() => blobchain(["inspect", out]))).code).toBe(0)
+      const du = JSON.parse((yield* Effect.promise(() => blobchain(["du", "--state", state, "--json", "--verbose"]))).stdout) as { records: Array<{ kind: string }> }
+      // the base layer's snapshot only: nothing of the failed imports
+      expect(du.records.filter((r) => r.kind === "snapshot")).toHaveLength(1)
+    }).pipe(Effect.scoped))
+
+  it.live("an output on a full disk: one line, exit 1, no partial file in it, and the next build writes it whole", () =>
+    Effect.gen(function*() {
+      const disk = yield* tmpfs("2m")
+      const out = NodePath.join(disk, "out")
+      const tree = source(64, 64 * 1024)
+      const state = work.fresh("state")
+      const failed = yield* Effect.promise(() => blobchain(["build", tree, "--state", state, "--out", out]))
+      expect(failed.code).toBe(1)
+      expect(failed.stderr.trimEnd().split("\n")).toHaveLength(1)
+      expect(failed.stderr).toMatch(noSpace)
+      // what is in the output is whole, or not there
+      for (const name of filesUnder(out)) {
+        expect(name).not.toMatch(/partial/)
+        if (name.startsWith("blobs/sha256/")) {
+          expect(createHash("sha256").update(fs.readFileSync(NodePath.join(out, name))).digest("hex")).toBe(name.slice("blobs/sha256/".length))
+        }
+      }
+      execFileSync("mount", ["-o", "remount,size=16m", disk])
+      expect((yield* Effect.promise(() => blobchain(["build", tree, "--state", state, "--out", out]))).code).toBe(0)
+      expect((yield* Effect.promise(() => blobchain(["inspect", out]))).code).toBe(0)
+    }).pipe(Effect.scoped))
 })

@@ -125,6 +125,11 @@ export const nativeLayout = (choice: Tree.CopyEngine | "auto"): Layout => ({
   usesAncestors: false
 })
 
+/** A database failure thrown past the SQL client (its error, or SQLite's own with its code). */
+const isDatabaseDefect = (defect: unknown): boolean =>
+  typeof defect === "object" && defect !== null &&
+  ((defect as { readonly _tag?: unknown })._tag === "SqlError" || String((defect as { readonly code?: unknown }).code ?? "").startsWith("SQLITE_"))
+
 /** The file in an uncommitted snapshot's directory naming the process that made it (pid, start time). */
 const ownerFile = "owner"
 
@@ -241,7 +246,10 @@ export const makeWithLayout = (root: string, layout: Layout) =>
     const lockForWrite = sql`UPDATE snapshots SET kind = kind WHERE 1 = 0`
     const transaction = <A, E extends { readonly _tag: string }>(op: string, key: string, effect: Effect.Effect<A, E>) =>
       sql.withTransaction(Effect.zipRight(lockForWrite, effect)).pipe(
-        Effect.catchTag("SqlError", (e) => Effect.fail(dbError(op, key)(e)))
+        Effect.catchTag("SqlError", (e) => Effect.fail(dbError(op, key)(e))),
+        // a commit or rollback the database cannot do (SQLITE_FULL on a full disk) is thrown
+        // past the client: a failure of this step like any other
+        Effect.catchSomeDefect((defect) => (isDatabaseDefect(defect) ? Option.some(Effect.fail(dbError(op, key)(defect))) : Option.none()))
       )
 
     /**
@@ -368,6 +376,22 @@ export const makeWithLayout = (root: string, layout: Layout) =>
             moved === undefined ? Effect.void : io("remove", key, () => {
               if (moved !== undefined) fs.renameSync(moved.to, moved.from)
             }).pipe(Effect.ignore)
+          ),
+          // the record could not go (a full disk cannot take the database's journal): an
+          // uncommitted snapshot's tree goes anyway, to give the space back; its record and
+          // owner file stay, and the snapshot is swept once its process is gone
+          Effect.tapError(() =>
+            find("remove", key).pipe(
+              Effect.flatMap((row) =>
+                Option.isNone(row) || row.value.kind === "committed" ? Effect.void : io("remove", key, () => {
+                  const dir = dirOf(row.value.id)
+                  for (const name of fs.readdirSync(dir)) {
+                    if (name !== ownerFile) fs.rmSync(NodePath.join(dir, name), { recursive: true, force: true })
+                  }
+                })
+              ),
+              Effect.ignore
+            )
           )
         )
         if (moved !== undefined) {
