@@ -7,7 +7,8 @@
  * These in-process rows time the library's work alone, for diagnosis; the end-to-end rows
  * (endToEnd.ts, `e2e`) time `node bin/blobchain.js` as users run it, start-up included.
  *
- * BENCH_ONLY=gzip,zstd,change,overlay,chain,big,e2e,shared,prune,rootfs picks rows (all by default); BENCH_RUNS
+ * BENCH_ONLY=gzip,zstd,change,overlay,chain,big,e2e,shared,prune,rootfs,crash picks rows (all but crash by
+ * default: the long crash harness, bench/crash.ts, runs only when asked for); BENCH_RUNS
  * sets the runs per median (3); BENCH_SMALL=1 uses a tenth of the bench tree. `rootfs` (rootfs.ts)
  * builds a chain of three real root filesystems made from this machine's /usr and /etc (cached;
  * BENCH_ROOTFS_FROM="/usr/share /etc" picks other source directories for a quicker run).
@@ -30,6 +31,7 @@ import { endToEnd } from "./endToEnd.js"
 import { rootfsBench } from "./rootfs.js"
 import { sharedBench } from "./shared.js"
 import { pruneBench } from "./prune.js"
+import { crashBench } from "./crash.js"
 import { start as startPostgres, stop as stopPostgres } from "../test/support/pgServer.js"
 import { benchRoot, changedCopy, compressible, type BenchTree, issueTree, prng } from "./tree.js"
 import * as WalkingDiffer from "../src/WalkingDiffer.js"
@@ -378,6 +380,7 @@ const main = async (): Promise<void> => {
   if (wanted("prune")) {
     await pruneBench({ runs })
   }
+  if (only?.includes("crash") === true) await crashBench()
   if (wanted("rootfs")) {
     if (only === undefined || only.length > 1) console.log("")
     await rootfsBench({ runs })
