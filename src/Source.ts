@@ -44,7 +44,8 @@ export const check = (dir: string): Effect.Effect<string, InvalidSource> =>
       if (stat === undefined) throw new Error("no such directory")
       if (!stat.isDirectory()) throw new Error("not a directory")
       fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK)
-      return NodePath.resolve(dir)
+      // a symlink given as the source is the directory it names (its root is that directory's)
+      return fs.realpathSync(dir)
     },
     catch: invalidSource(dir)
   })

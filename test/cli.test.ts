@@ -296,6 +296,27 @@ describe("blobchain build", () => {
     expect((await blobchain(["inspect", out])).code).toBe(0)
   })
 
+  it("a socket in a tree is left out with one warning line; a source that is a symlink is the directory it names", async () => {
+    const dirs = makeChain()
+    const withSocket = fresh("with-socket")
+    run("cp", ["-a", `${dirs[0]}/.`, withSocket])
+    const bound = spawnSync("python3", ["-c", `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(path.join(withSocket, "etc", "app.sock"))})`])
+    expect(bound.status).toBe(0)
+    const epoch = ["--source-date-epoch", "1700000000"]
+    const plain = await blobchain(["build", dirs[0]!, ...epoch, "--state", fresh("state"), "--out", fresh("out"), "--json"])
+    const socketed = await blobchain(["build", withSocket, ...epoch, "--state", fresh("state"), "--out", fresh("out"), "--json"])
+    expect(socketed.code).toBe(0)
+    expect(socketed.stderr).toBe("blobchain: warning: left out of the layer, which cannot hold sockets: /etc/app.sock\n")
+    // the layer is the tree without it (the directory's own mtime aside: binding the socket moved it)
+    const layersOf = (r: { stdout: string }) => JSON.parse(r.stdout).layers.length as number
+    expect(layersOf(socketed)).toBe(layersOf(plain))
+    const link = fresh("link")
+    fs.symlinkSync(dirs[0]!, link)
+    const linked = await blobchain(["build", link, ...epoch, "--state", fresh("state"), "--out", fresh("out"), "--json"])
+    expect(linked.code).toBe(0)
+    expect(JSON.parse(linked.stdout).manifest).toEqual(JSON.parse(plain.stdout).manifest)
+  })
+
   it("a failure after the snapshots were made leaves the state usable for the next run", async () => {
     const dirs = makeChain()
     const state = fresh("state")

@@ -36,6 +36,8 @@ export interface LayerOptions {
   readonly lookup?: (keys: ReadonlyArray<StatKey>) => Promise<ReadonlyArray<string | undefined>>
   /** Keeps digests read so far in the content-hash index, a batch at a time (the caller keeps the rest). */
   readonly record?: (records: ReadonlyArray<IndexRecord>) => Promise<void>
+  /** Told of each entry no layer can hold (a socket), left out. */
+  readonly onSkipped?: (path: string) => void
 }
 
 /** Digests read that are recorded as the layer goes: what waits in memory stays this small. */
@@ -143,6 +145,9 @@ export async function* layerTar(
     const contents = options.contents ?? new Contents()
     for (const change of layerChanges(lower, upper, options.walk, options.changed, contents)) {
       switch (change._tag) {
+        case "Skipped":
+          options.onSkipped?.(change.path)
+          continue
         case "Tick":
           yield* out.take()
           await yieldToEventLoop()
@@ -166,7 +171,10 @@ export async function* layerTar(
           step = "walk"
           const node = change.node
           const header = headerOf(change.path, node, clamp, firstName)
-          if (header === undefined) continue
+          if (header === undefined) {
+            options.onSkipped?.(change.path)
+            continue
+          }
           out.push(Tar.encode(header))
           if (header.type === Tar.TypeFlag.file && header.size > 0) {
             step = "read"

@@ -155,6 +155,7 @@ export const make = Effect.gen(function*() {
             }
           }
           const counted = { size: 0 }
+          const skipped: Array<string> = []
           const source = layerTar(
             lower,
             upper,
@@ -162,6 +163,7 @@ export const make = Effect.gen(function*() {
               ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
               ...(options.changed === undefined ? {} : { changed: options.changed }),
               contents,
+              onSkipped: (path) => skipped.push(path),
               ...(index === undefined ? {} : { lookup: lookupWith(index, runtime), record: recordWith(index, runtime) })
             },
             uncompressed,
@@ -173,6 +175,10 @@ export const make = Effect.gen(function*() {
           // flush (the gzip trailer, the zstd epilogue) fails the diff instead of vanishing
           if (transform === undefined) await pipeline(source, sink, { signal })
           else await pipeline(source, transform, sink, { signal })
+          if (skipped.length > 0) {
+            const more = skipped.length === 1 ? "" : ` and ${skipped.length - 1} more`
+            Runtime.runSync(runtime)(Effect.logWarning(`left out of the layer, which cannot hold sockets: /${skipped[0]}${more}`))
+          }
           const digest = await Runtime.runPromise(runtime)(writer.digest)
           const diffId = compression === "none" ? digest : offThread !== undefined ? offThread.diffId() : uncompressed.digest()
           return { diffId, digest, size: counted.size }

@@ -18,6 +18,8 @@ export type Change =
   | { readonly _tag: "Opaque"; readonly path: string }
   /** Nothing to write: a chance for the consumer to yield during long unchanged stretches. */
   | { readonly _tag: "Tick" }
+  /** Nothing to write: `path` is a socket, a live endpoint no layer can hold. */
+  | { readonly _tag: "Skipped"; readonly path: string }
   /**
    * Nothing to write: the digests of these files may be in the content-hash index. The consumer
    * gives what it finds to the walk's {@link Contents} before asking for the next change.
@@ -69,8 +71,11 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing, contents: 
   function* added(prefix: string, dirs: ReadonlyArray<string>): Generator<Change> {
     for (const node of children(upper, dirs)) {
       if (++visited % tickEvery === 0) yield { _tag: "Tick" }
-      if (node.stat.isSocket()) continue
       const path = prefix + node.name
+      if (node.stat.isSocket()) {
+        yield { _tag: "Skipped", path }
+        continue
+      }
       yield { _tag: "Entry", path, node }
       if (node.stat.isDirectory()) yield* added(`${path}/`, node.dirs)
     }
@@ -118,6 +123,7 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing, contents: 
       const path = prefix + node.name
       if (node.stat.isSocket()) {
         if (order === 0) i++
+        yield { _tag: "Skipped", path }
         continue
       }
       if (order > 0) {

@@ -59,6 +59,9 @@ export const fillNative = (dir: string, sourceDir: string): Effect.Effect<void, 
             case "Lookup":
               // no content-hash index here: the walk reads what it must compare
               continue
+            case "Skipped":
+              // a socket: no snapshot keeps one, as no layer can
+              continue
             case "Opaque":
               continue
             case "Whiteout":

@@ -135,6 +135,9 @@ export const fillOverlay = (
             case "Lookup":
               // no content-hash index here: the walk reads what it must compare
               continue
+            case "Skipped":
+              // a socket: no snapshot keeps one, as no layer can
+              continue
             case "Opaque":
               // the directory sits on a non-directory below: it is copied whole and merges with nothing
               continue
