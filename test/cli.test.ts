@@ -3,6 +3,7 @@ import { Effect, FastCheck as fc } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as path from "node:path"
 import { applyOps, cloneSpec, manifest, materialize, opArb, type Spec } from "./support/trees.js"
 import { scratch, write } from "./support/scratch.js"
@@ -300,8 +301,9 @@ describe("blobchain build", () => {
     const dirs = makeChain()
     const withSocket = fresh("with-socket")
     run("cp", ["-a", `${dirs[0]}/.`, withSocket])
-    const bound = spawnSync("python3", ["-c", `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(path.join(withSocket, "etc", "app.sock"))})`])
-    expect(bound.status).toBe(0)
+    // a live endpoint, as a service running in the tree leaves one
+    const server = net.createServer()
+    await new Promise<void>((resolve) => server.listen(path.join(withSocket, "etc", "app.sock"), resolve))
     const epoch = ["--source-date-epoch", "1700000000"]
     const plain = await blobchain(["build", dirs[0]!, ...epoch, "--state", fresh("state"), "--out", fresh("out"), "--json"])
     const socketed = await blobchain(["build", withSocket, ...epoch, "--state", fresh("state"), "--out", fresh("out"), "--json"])
@@ -315,6 +317,7 @@ describe("blobchain build", () => {
     const linked = await blobchain(["build", link, ...epoch, "--state", fresh("state"), "--out", fresh("out"), "--json"])
     expect(linked.code).toBe(0)
     expect(JSON.parse(linked.stdout).manifest).toEqual(JSON.parse(plain.stdout).manifest)
+    server.close()
   })
 
   it("a failure after the snapshots were made leaves the state usable for the next run", async () => {
