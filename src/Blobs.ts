@@ -243,8 +243,13 @@ export const make = Effect.gen(function*() {
       const pair = new DiffPair({ diffId, blobsum: descriptor.digest })
       // what the diff read must still be what the ref's id names, or the pair names the wrong layer
       if (own.verify !== undefined) yield* own.verify
-      yield* mapper.set(key, pair)
-      if (layerIndex !== undefined) {
+      // with a blob cache, the blob goes there before a shared record names it: whatever the
+      // shared database names, other machines (and this one, after a prune here) can fetch. A
+      // blob that cannot go up is named nowhere: the layer is made again next time.
+      const shared = blobCache === undefined ||
+        Option.isSome(yield* indexed("other machines will make this layer too", Effect.map(blobCache.put(descriptor), Option.some)))
+      if (shared) yield* mapper.set(key, pair)
+      if (layerIndex !== undefined && shared) {
         const entry = new LayerEntry({
           diffId,
           ...form,
@@ -252,9 +257,7 @@ export const make = Effect.gen(function*() {
           size: descriptor.size,
           mediaType: descriptor.mediaType
         })
-        const shared = blobCache === undefined ||
-          Option.isSome(yield* indexed("other machines will make this layer too", Effect.map(blobCache.put(descriptor), Option.some)))
-        if (shared) yield* indexed("other machines will make this layer too", Effect.as(layerIndex.record(entry), Option.none()))
+        yield* indexed("other machines will make this layer too", Effect.as(layerIndex.record(entry), Option.none()))
       }
       yield* Progress.report(Progress.ProgressEvent.LayerDone({ ref: ref.id }))
       return pair

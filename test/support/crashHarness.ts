@@ -3,7 +3,8 @@
  * compression and snapshotter, on a base image, pushed to a real registry, prunes — one to three
  * processes at once, most of them killed with SIGKILL at a random moment. After every round:
  * every blob is what its name says, every blob mapping names a blob that is there with that
- * diffID, no lease or lock names a process that runs, no command of a killed process runs on,
+ * diffID (in the shared cache too: PostgreSQL's index and mappings, the registry's blobs), no
+ * lease or lock names a process that runs, no command of a killed process runs on,
  * and a build that is not killed succeeds and writes an image `blobchain inspect` accepts (and,
  * at the end, umoci). Used by the suite (a few dozen kills) and by `bench/crash.ts` (hundreds).
  */
@@ -37,6 +38,11 @@ export interface HarnessOptions {
   readonly work: string
   /** `HOST:PORT` of a registry to push to, if any. */
   readonly registry?: string
+  /**
+   * A PostgreSQL database (`postgres://…`) for the shared cache: some builds then use it with
+   * the registry's `harness/cache` repository, as machines sharing a cache do.
+   */
+  readonly cacheDb?: { readonly url: string; readonly host: string; readonly port: number; readonly user: string; readonly database: string }
   /** Unpack the last image with umoci at the end. */
   readonly umoci?: boolean
   /** The longest a process runs before its kill. */
@@ -170,6 +176,57 @@ export const checkState = (state: string): void => {
   if (running !== "") throw new Error(`${state}: processes still run on it: ${running.split("\n").join(", ")}`)
 }
 
+const pg = createRequire(import.meta.url)("pg") as {
+  readonly Client: new(config: object) => {
+    readonly connect: () => Promise<void>
+    readonly query: (text: string) => Promise<{ readonly rows: Array<Record<string, string>> }>
+    readonly end: () => Promise<void>
+  }
+}
+
+/**
+ * What must hold of the shared cache: every layer index entry names a blob the registry's cache
+ * repository has, with that diffID; every shared blob mapping names a blob there or in one of
+ * `places` (content stores and image layouts: directories with `blobs/`), with its diffID.
+ */
+export const checkShared = async (
+  db: NonNullable<HarnessOptions["cacheDb"]>,
+  registry: string,
+  places: ReadonlyArray<string>
+): Promise<void> => {
+  const client = new pg.Client({ host: db.host, port: db.port, user: db.user, database: db.database })
+  await client.connect()
+  const rowsOf = async (table: string, columns: string) =>
+    (await client.query(`SELECT ${columns} FROM ${table}`).catch(() => ({ rows: [] }))).rows
+  try {
+    const fromRegistry = async (digest: string): Promise<Buffer | undefined> => {
+      const response = await fetch(`http://${registry}/v2/harness/cache/blobs/${digest}`)
+      return response.ok ? Buffer.from(await response.arrayBuffer()) : undefined
+    }
+    const fromPlaces = (digest: string): Buffer | undefined => {
+      for (const place of places) {
+        const file = path.join(place, "blobs", "sha256", digest.slice("sha256:".length))
+        if (fs.existsSync(file)) return fs.readFileSync(file)
+      }
+      return undefined
+    }
+    const check = (what: string, blob: Buffer | undefined, blobsum: string, diffId: string) => {
+      if (blob === undefined) throw new Error(`shared cache: ${what} names ${blobsum}, which is nowhere`)
+      if (`sha256:${sha256(blob)}` !== blobsum) throw new Error(`shared cache: ${what}: the blob ${blobsum} holds other bytes`)
+      const actual = `sha256:${sha256(layerOf(blob))}`
+      if (actual !== diffId) throw new Error(`shared cache: ${what} says ${diffId}, its blob ${blobsum} holds ${actual}`)
+    }
+    for (const row of await rowsOf("layer_index", "diff_id, blobsum")) {
+      check(`the index entry of ${row.diff_id}`, await fromRegistry(row.blobsum!), row.blobsum!, row.diff_id!)
+    }
+    for (const row of await rowsOf("blob_mappings", "key, diff_id, blobsum")) {
+      check(`the mapping of ${row.key}`, (await fromRegistry(row.blobsum!)) ?? fromPlaces(row.blobsum!), row.blobsum!, row.diff_id!)
+    }
+  } finally {
+    await client.end()
+  }
+}
+
 /** Run the harness; throws at the first broken promise, naming the seed and the round. */
 export const runHarness = async (options: HarnessOptions): Promise<HarnessReport> => {
   const random = generator(options.seed)
@@ -199,9 +256,12 @@ export const runHarness = async (options: HarnessOptions): Promise<HarnessReport
     const base = baseOut === undefined ? [] : ["--base", `oci:${baseOut}`]
     if (compression === "zstd" || (baseOut !== undefined && zstdOuts.has(baseOut))) zstdOuts.add(out)
     const push = options.registry !== undefined && random.next() < 0.25 ? ["--push", `docker://${options.registry}/harness/app:${round}`] : []
+    const shared = options.cacheDb !== undefined && options.registry !== undefined && random.next() < 0.35
+      ? ["--cache-db", options.cacheDb.url, "--cache", `docker://${options.registry}/harness/cache`]
+      : []
     return {
       out,
-      args: ["build", ...(base.length > 0 ? dirs.slice(-1) : dirs), ...base, ...push, "--compression", compression, "--state", state.dir, "--snapshotter", state.snapshotter, "--out", out]
+      args: ["build", ...(base.length > 0 ? dirs.slice(-1) : dirs), ...base, ...push, ...shared, "--compression", compression, "--state", state.dir, "--snapshotter", state.snapshotter, "--out", out]
     }
   }
 
@@ -235,7 +295,15 @@ export const runHarness = async (options: HarnessOptions): Promise<HarnessReport
     })
     log(`round ${round}: ${work.map((w, i) => `${w.args[0]}${outcomes[i]!.killed ? " killed" : ""}`).join(", ")}; ${kills} kills`)
     // after the kills: the state directory holds what it promises, and the next build works
-    for (const s of states) checkState(s.dir)
+    try {
+      for (const s of states) checkState(s.dir)
+      if (options.cacheDb !== undefined && options.registry !== undefined) {
+        // a base layer's blob is where its base image is (it is never uploaded to the cache)
+        await checkShared(options.cacheDb, options.registry, [...states.map((s) => path.join(s.dir, "content")), ...goodOuts])
+      }
+    } catch (error) {
+      throw new Error(`seed ${options.seed}, round ${round}: ${error instanceof Error ? error.message : String(error)}`)
+    }
     const next = buildArgs(state)
     const after = await runTool(next.args, undefined)
     if (after.code !== 0) {
