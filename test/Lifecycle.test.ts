@@ -167,6 +167,20 @@ describe("Lifecycle.prune beside work in other processes", () => {
     return { child, said, output: () => out }
   }
 
+  // running work in another process (a lease held until its standard input ends), and a prune
+  // of everything forked here, standing in line behind it
+  const pruneInLine = (root: string, lifecycle: Lifecycle.LifecycleService) =>
+    Effect.gen(function*() {
+      const holder = processOn(root, `yield* lifecycle.lease("holder"); console.log("held"); yield* untilStdinEnds`)
+      yield* Effect.addFinalizer(() => Effect.sync(() => holder.child.kill("SIGKILL")))
+      yield* holder.said("held")
+      const pruning = yield* Effect.fork(lifecycle.prune({ all: true, patience: "5 minutes" }))
+      yield* lifecycle.leases.pipe(
+        Effect.repeat({ until: (leases) => leases.some((l) => l.owner === "prune"), schedule: Schedule.spaced("50 millis") })
+      )
+      return { holder, pruning }
+    })
+
   it.scopedLive("a prune waiting for running work stands in line: work another process starts after it waits for the prune", () =>
     Effect.gen(function*() {
       const { root, stack, run } = yield* openState
@@ -174,15 +188,7 @@ describe("Lifecycle.prune beside work in other processes", () => {
       const built = yield* run(Build.build([tree(3, 1_000)]))
       const manifest = path.join(root, "content", "blobs", "sha256", built.image.manifest.digest.slice("sha256:".length))
       expect(fs.existsSync(manifest)).toBe(true)
-      // running work: a lease held until its standard input ends
-      const holder = processOn(root, `yield* lifecycle.lease("holder"); console.log("held"); yield* untilStdinEnds`)
-      yield* Effect.addFinalizer(() => Effect.sync(() => holder.child.kill("SIGKILL")))
-      yield* holder.said("held")
-      const pruning = yield* Effect.fork(lifecycle.prune({ all: true, patience: "5 minutes" }))
-      // the prune stands in line
-      yield* lifecycle.leases.pipe(
-        Effect.repeat({ until: (leases) => leases.some((l) => l.owner === "prune"), schedule: Schedule.spaced("50 millis") })
-      )
+      const { holder, pruning } = yield* pruneInLine(root, lifecycle)
       // work that starts now: it looks at the store once it holds its lease
       const later = processOn(root, `console.log("taking"); yield* lifecycle.lease("later"); console.log(fs.existsSync(${JSON.stringify(manifest)}) ? "present" : "gone")`)
       yield* Effect.addFinalizer(() => Effect.sync(() => later.child.kill("SIGKILL")))
@@ -201,13 +207,7 @@ describe("Lifecycle.prune beside work in other processes", () => {
     Effect.gen(function*() {
       const { root, stack } = yield* openState
       const lifecycle = Context.get(stack, Lifecycle.Lifecycle)
-      const holder = processOn(root, `yield* lifecycle.lease("holder"); console.log("held"); yield* untilStdinEnds`)
-      yield* Effect.addFinalizer(() => Effect.sync(() => holder.child.kill("SIGKILL")))
-      yield* holder.said("held")
-      const pruning = yield* Effect.fork(lifecycle.prune({ all: true, patience: "5 minutes" }))
-      yield* lifecycle.leases.pipe(
-        Effect.repeat({ until: (leases) => leases.some((l) => l.owner === "prune"), schedule: Schedule.spaced("50 millis") })
-      )
+      const { pruning } = yield* pruneInLine(root, lifecycle)
       yield* Fiber.interrupt(pruning)
       expect((yield* lifecycle.leases).map((l) => l.owner)).toEqual(["holder"])
       // and work another process starts now gets in at once, beside the holder

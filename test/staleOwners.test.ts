@@ -4,7 +4,7 @@
  * a live holder is named (its pid and lock file) by the writer that cannot get in.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Schedule } from "effect"
+import { Context, Effect, Layer, Schedule } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -38,41 +38,42 @@ const liveProcess = Effect.acquireRelease(
   (child) => Effect.sync(() => child.kill("SIGKILL"))
 )
 
+// a store on a fresh state directory beside a live process that is not ours, and the lock file of
+// an ingest begun there for `ref`
+const lockBeside = (ref: string) =>
+  Effect.gen(function*() {
+    const root = work.fresh("state")
+    fs.mkdirSync(root, { recursive: true })
+    const other = yield* liveProcess
+    const context = yield* Layer.build(localAt(root))
+    const lock = yield* Effect.provide(lockOf(root, ref), context)
+    const store = Context.get(context, ContentStore.ContentStore)
+    return { other, lock, store }
+  })
+
 describe("ingest locks and their owners", () => {
   it.scopedLive("a lock naming a live pid whose process started at another time is a dead writer's: taken over at once", () =>
     Effect.gen(function*() {
-      const root = work.fresh("state")
-      fs.mkdirSync(root, { recursive: true })
-      const other = yield* liveProcess
-      yield* Effect.gen(function*() {
-        const store = yield* ContentStore.ContentStore
-        const lock = yield* lockOf(root, "reused-pid")
-        // the pid runs, but it is not the process that wrote the lock (another start time)
-        fs.writeFileSync(lock, `${other.pid} 1\n`)
-        yield* Effect.scoped(Effect.flatMap(store.writer({ ref: "reused-pid" }), (w) => w.write(new Uint8Array([2]))))
-      }).pipe(Effect.provide(localAt(root)))
+      const { lock, other, store } = yield* lockBeside("reused-pid")
+      // the pid runs, but it is not the process that wrote the lock (another start time)
+      fs.writeFileSync(lock, `${other.pid} 1\n`)
+      yield* Effect.scoped(Effect.flatMap(store.writer({ ref: "reused-pid" }), (w) => w.write(new Uint8Array([2]))))
     }))
 
   it.scopedLive("a lock held by a live process: the writer fails at once with ContentLocked naming its pid and lock file", () =>
     Effect.gen(function*() {
-      const root = work.fresh("state")
-      fs.mkdirSync(root, { recursive: true })
-      const other = yield* liveProcess
-      yield* Effect.gen(function*() {
-        const store = yield* ContentStore.ContentStore
-        const lock = yield* lockOf(root, "held")
-        // as that process would have written it: its pid and its start time
-        let started = ""
-        while (started === "") started = processStarted(other.pid!)
-        fs.writeFileSync(lock, `${other.pid} ${started}\n`)
-        const error = yield* Effect.flip(Effect.scoped(store.writer({ ref: "held" })))
-        expect(error._tag).toBe("ContentLocked")
-        expect(error.message).toBe(`ref "held" is locked by another writer (process ${other.pid}, lock file ${lock})`)
-        // its process gone, the lock is a dead writer's: taken over
-        other.kill("SIGKILL")
-        yield* Effect.promise(() => new Promise((resolve) => other.once("exit", resolve)))
-        yield* Effect.scoped(Effect.flatMap(store.writer({ ref: "held" }), (w) => w.write(new Uint8Array([3]))))
-      }).pipe(Effect.provide(localAt(root)))
+      const { lock, other, store } = yield* lockBeside("held")
+      // as that process would have written it: its pid and its start time
+      let started = ""
+      while (started === "") started = processStarted(other.pid!)
+      fs.writeFileSync(lock, `${other.pid} ${started}\n`)
+      const error = yield* Effect.flip(Effect.scoped(store.writer({ ref: "held" })))
+      expect(error._tag).toBe("ContentLocked")
+      expect(error.message).toBe(`ref "held" is locked by another writer (process ${other.pid}, lock file ${lock})`)
+      // its process gone, the lock is a dead writer's: taken over
+      other.kill("SIGKILL")
+      yield* Effect.promise(() => new Promise((resolve) => other.once("exit", resolve)))
+      yield* Effect.scoped(Effect.flatMap(store.writer({ ref: "held" }), (w) => w.write(new Uint8Array([3]))))
     }))
 })
 
