@@ -117,6 +117,12 @@ export interface WriterOptions {
   readonly total?: number
   /** The digest the blob must have, checked at commit. */
   readonly expected?: Digest.Digest
+  /**
+   * No later writer resumes this ingest (it starts over each time, as a diff does): left by a
+   * process that died, it is removed when the store is next opened. Otherwise an ingest waits
+   * to be resumed, or aborted, or pruned.
+   */
+  readonly transient?: boolean
 }
 
 /** Options for committing a writer; they add to the ones given at open. */

@@ -167,3 +167,36 @@ describe("commands a process starts", () => {
       expect(started.filter(running)).toEqual([])
     }))
 })
+
+describe("ingests of writers that died", () => {
+  it.scopedLive("a transient one (a diff's, a load's, a pull's) is removed at the next open; one that may be resumed stays", () =>
+    Effect.gen(function*() {
+      const root = path.join(work.fresh("state"), "s")
+      const child = spawn(process.execPath, ["--input-type=module", "-e", `
+        import { Effect } from "effect"
+        import { Blobchain, ContentStore } from "./dist/index.js"
+        await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+          const store = yield* ContentStore.ContentStore
+          for (const [ref, transient] of [["made-again", true], ["resumable", false]]) {
+            const writer = yield* store.writer({ ref, transient })
+            yield* writer.write(new Uint8Array(300_000).fill(7))
+          }
+          console.log("written")
+          yield* Effect.never
+        })).pipe(Effect.provide(Blobchain.layerLocal({ root: ${JSON.stringify(root)} }))))
+      `], { cwd: repo, stdio: ["ignore", "pipe", "inherit"] })
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
+      yield* Effect.promise(() =>
+        new Promise<void>((resolve, reject) => {
+          child.stdout.on("data", (chunk: Buffer) => chunk.toString().includes("written") && resolve())
+          child.on("exit", (code) => reject(new Error(`the writer left (exit ${code}) before it wrote`)))
+        })
+      )
+      child.kill("SIGKILL")
+      yield* Effect.promise(() => new Promise((resolve) => child.once("exit", resolve)))
+      const context = yield* Layer.build(Blobchain.layerLocal({ root }))
+      const statuses = yield* Effect.provide(Effect.flatMap(ContentStore.ContentStore, (store) => store.statuses), context)
+      expect(statuses.map((st) => st.ref)).toEqual(["resumable"])
+      expect(fs.readdirSync(path.join(root, "content", "ingest"))).toHaveLength(1)
+    }))
+})

@@ -18,7 +18,9 @@ const IngestMeta = Schema.Struct({
   ref: Schema.String,
   total: Schema.optional(Size),
   expected: Schema.optional(Digest.Digest),
-  startedAt: Schema.Number
+  startedAt: Schema.Number,
+  /** See `WriterOptions.transient`. */
+  transient: Schema.optional(Schema.Boolean)
 })
 export type IngestMeta = typeof IngestMeta.Type
 const IngestMetaJson = Schema.parseJson(IngestMeta)
@@ -127,7 +129,26 @@ export const makeIngests = (layout: Layout, liveOffsets: LiveOffsets) => {
     yield* removeIngest(dir)
   })
 
-  return { readMeta, writeMeta, status, statuses, removeIngest, abort }
+  /**
+   * Remove the transient ingests no live writer holds: their process died (its lock file names a
+   * process that is gone, taken over here) or let them go without a commit or an abort.
+   */
+  const sweep = Effect.gen(function*() {
+    const names = yield* io("open", ingestRoot, () => NodeFsP.readdir(ingestRoot))
+    yield* Effect.forEach(names, (name) =>
+      Effect.gen(function*() {
+        const dir = NodePath.join(ingestRoot, name)
+        const meta = yield* readMeta("open", dir)
+        if (Option.isNone(meta) || meta.value.transient !== true) return
+        const locked = yield* Effect.either(Lock.acquire(lockPath(dir), meta.value.ref))
+        if (Either.isRight(locked)) yield* removeIngest(dir)
+      }).pipe(
+        // one that cannot be removed now costs its space until the next open or a prune
+        Effect.catchAll((error) => Effect.logWarning(`a dead writer's ingest ${name} was not removed: ${error.message}`))
+      ), { concurrency: 8, discard: true })
+  })
+
+  return { readMeta, writeMeta, status, statuses, removeIngest, abort, sweep }
 }
 
 /** What {@link makeIngests} gives. */

@@ -43,6 +43,8 @@ export const make = (options: { readonly root: string }): Effect.Effect<
     const liveOffsets: LiveOffsets = new Map()
     const ingests = makeIngests(layout, liveOffsets)
     const writer = makeWriters(layout, ingests, rows, liveOffsets)
+    // what writers that died left and nothing will resume
+    yield* ingests.sweep
 
     const info = Effect.fn("ContentStore.local.info")(function*(digest: Digest.Digest) {
       yield* Validate.digest("info", digest)

@@ -72,9 +72,10 @@ export const makeWriters = (
         ...(options.total ?? existing?.total) === undefined ? {} : { total: options.total ?? existing?.total },
         ...(options.expected ?? existing?.expected) === undefined
           ? {}
-          : { expected: options.expected ?? existing?.expected }
+          : { expected: options.expected ?? existing?.expected },
+        ...(options.transient === true ? { transient: true } : {})
       }
-      if (existing === undefined || existing.total !== meta.total || existing.expected !== meta.expected) {
+      if (existing === undefined || existing.total !== meta.total || existing.expected !== meta.expected || existing.transient !== meta.transient) {
         yield* writeMeta(dir, meta)
       }
       // a data file with a second name was published as a blob by a writer that died before

@@ -248,7 +248,7 @@ export const make = Effect.gen(function*() {
       Effect.gen(function*() {
         // interruption closes this scope, and an interrupted writer scope aborts its ingest
         // another writer's ingest is the caller's to wait for, and not ours to drop
-        const writer = yield* store.writer({ ref }).pipe(
+        const writer = yield* store.writer({ ref, transient: true }).pipe(
           Effect.mapError((e) => e._tag === "ContentLocked" ? e : storeFailure("open")(e))
         )
         yield* writer.truncate(0).pipe(Effect.mapError(storeFailure("open")))

@@ -58,6 +58,7 @@ const copyBlob = (source: Source, descriptor: { readonly digest: Digest.Digest; 
       const writer = yield* store.writer({
         ref: `blobchain-load:${descriptor.digest}`,
         expected: descriptor.digest,
+        transient: true,
         ...(descriptor.size === undefined ? {} : { total: descriptor.size })
       })
       yield* writer.truncate(0)

@@ -109,7 +109,7 @@ const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Rec
     const ref = `registry-pull:${descriptor.digest}`
     const scopes = [Http.pullScope(session.ref.repository)]
     yield* Effect.scoped(Effect.gen(function*() {
-      const writer = yield* store.writer({ ref, total: descriptor.size, expected: descriptor.digest })
+      const writer = yield* store.writer({ ref, total: descriptor.size, expected: descriptor.digest, transient: true })
       yield* writer.truncate(0)
       let response = yield* session.send(HttpClientRequest.get(session.url(`blobs/${descriptor.digest}`)), { scopes })
       // blob storage behind a CDN: follow without our credentials
