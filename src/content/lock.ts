@@ -8,7 +8,7 @@ import * as NodeFs from "node:fs/promises"
 import * as NodePath from "node:path"
 import { Effect } from "effect"
 import * as ContentStore from "../ContentStore.js"
-import { isRunning, self } from "../internal/owner.js"
+import { isRunning, type Owner, parseOwner, selfLine } from "../internal/owner.js"
 
 /**
  * Lock files this process holds; a file naming our pid that is not in here is a leftover.
@@ -29,21 +29,6 @@ const failure = (ref: string, reason: string, cause: unknown) =>
 
 /** `true` while a process with this pid exists (EPERM: it exists but is not ours). */
 const alive = (pid: number): boolean => isRunning(pid, "")
-
-/** What a lock file says of its owner: its pid and (written since locks name it) its start time. */
-interface Owner {
-  readonly pid: number
-  readonly started: string
-}
-
-const ownerOf = (content: string): Owner | undefined => {
-  const [pidText = "", started = ""] = content.trim().split(/\s+/)
-  const pid = Number.parseInt(pidText, 10)
-  return Number.isSafeInteger(pid) && pid > 0 ? { pid, started } : undefined
-}
-
-/** What a lock file of this process holds. */
-const ownContent = `${self.pid} ${self.started}\n`
 
 /**
  * `mkdir -p` that tolerates the directory being removed while it checks (Node's recursive
@@ -67,7 +52,7 @@ type Attempt = "acquired" | { readonly locked: Owner } | "retry"
 const tryLink = async (path: string): Promise<Attempt> => {
   const temp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}`
   try {
-    await NodeFs.writeFile(temp, ownContent)
+    await NodeFs.writeFile(temp, selfLine)
   } catch (error) {
     // the holder removed the directory as we came: make it again
     if (errno(error) !== "ENOENT") throw error
@@ -89,7 +74,7 @@ const tryLink = async (path: string): Promise<Attempt> => {
     if (errno(error) === "ENOENT") return "retry"
     throw error
   }
-  const owner = ownerOf(content)
+  const owner = parseOwner(content)
   // held by a process that runs: the one that took it (a pid the kernel reused is not it)
   if (owner !== undefined && owner.pid !== process.pid && isRunning(owner.pid, owner.started)) return { locked: owner }
   // stale: move it aside first so that two processes breaking it cannot both win
@@ -144,6 +129,6 @@ export const isLeftover = (lockName: string, name: string): boolean => {
   if (!name.startsWith(`${lockName}.`)) return false
   const [first] = name.slice(lockName.length + 1).split(".")
   if (first === "stale") return true
-  const pid = first === undefined ? undefined : ownerOf(first)
+  const pid = first === undefined ? undefined : parseOwner(first)
   return pid === undefined || (pid.pid !== process.pid && !alive(pid.pid))
 }

@@ -31,3 +31,20 @@ export const isRunning = (pid: number, started: string): boolean => {
   }
   return started === "" || processStarted(pid) === started
 }
+
+/** A process as a lock or an owner file names it. */
+export interface Owner {
+  readonly pid: number
+  /** Its start time; `""` when not recorded (a file written before start times were). */
+  readonly started: string
+}
+
+/** The line naming this process in a lock or owner file: `PID STARTED`. */
+export const selfLine = `${self.pid} ${self.started}\n`
+
+/** The process a lock or owner file names, or `undefined` when it names none. */
+export const parseOwner = (text: string): Owner | undefined => {
+  const [pidText = "", started = ""] = text.trim().split(/\s+/)
+  const pid = Number.parseInt(pidText, 10)
+  return Number.isSafeInteger(pid) && pid > 0 ? { pid, started } : undefined
+}

@@ -24,7 +24,7 @@ import * as Tree from "../fs/copy.js"
 import { removeTreeInSteps } from "../fs/remove.js"
 import { usage } from "../fs/usage.js"
 import { labelTable } from "../internal/labelTable.js"
-import { isRunning, self } from "../internal/owner.js"
+import { orphaned, ownerFile, writeOwner } from "./owner.js"
 import { Millis } from "../internal/millis.js"
 
 /** Where the snapshots live and how trees are copied. */
@@ -129,22 +129,6 @@ export const nativeLayout = (choice: Tree.CopyEngine | "auto"): Layout => ({
 const isDatabaseDefect = (defect: unknown): boolean =>
   typeof defect === "object" && defect !== null &&
   ((defect as { readonly _tag?: unknown })._tag === "SqlError" || String((defect as { readonly code?: unknown }).code ?? "").startsWith("SQLITE_"))
-
-/** The file in an uncommitted snapshot's directory naming the process that made it (pid, start time). */
-const ownerFile = "owner"
-
-/** Whether the owner file at `path` names a process that no longer runs (no file: nobody's, not orphaned). */
-const orphaned = (path: string): boolean => {
-  let text: string
-  try {
-    text = fs.readFileSync(path, "utf8")
-  } catch {
-    return false
-  }
-  const [pidText = "", started = ""] = text.trim().split(/\s+/)
-  const pid = Number.parseInt(pidText, 10)
-  return Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !isRunning(pid, started)
-}
 
 /** The native snapshotter over the SqlClient in context (its tables already migrated). */
 export const make = (options: NativeOptions) =>
@@ -278,7 +262,7 @@ export const makeWithLayout = (root: string, layout: Layout) =>
           yield* io(op, key, () => {
             fs.mkdirSync(staging, { mode: 0o700 })
             // whose it is while it is not committed: a process that dies leaves it to be swept
-            fs.writeFileSync(NodePath.join(staging, ownerFile), `${self.pid} ${self.started}\n`)
+            writeOwner(staging)
           })
           const parentDir = parentRow === undefined ? undefined : dirOf(parentRow.id)
           yield* layout.populate(op, key, staging, parentDir, kind === "active" && opts?.replaceOnly === true)
