@@ -320,6 +320,22 @@ describe("blobchain build", () => {
     server.close()
   })
 
+  it("a chain of 200 directories is 200 layers, in order, and verifies", async () => {
+    const base = fresh("long-chain")
+    const dirs = Array.from({ length: 200 }, (_, i) => {
+      const dir = path.join(base, String(i))
+      write(dir, `etc/step`, `${i}\n`)
+      write(dir, `step-${i}`, "here\n")
+      return dir
+    })
+    const out = fresh("out")
+    const built = await blobchain(["build", ...dirs, "--state", fresh("state"), "--out", out, "--json"])
+    expect(built.stderr).toBe("")
+    expect(built.code).toBe(0)
+    expect(JSON.parse(built.stdout).layers).toHaveLength(200)
+    expect((await blobchain(["inspect", out])).code).toBe(0)
+  })
+
   it("a failure after the snapshots were made leaves the state usable for the next run", async () => {
     const dirs = makeChain()
     const state = fresh("state")

@@ -13,6 +13,7 @@ import { fillNative } from "../src/snapshot/nativeFill.js"
 import { copyWithCp } from "../src/fs/copy.js"
 import { removeTree } from "../src/fs/remove.js"
 import { scratch } from "./support/scratch.js"
+import { startRegistry } from "./support/registry.js"
 import { blobchain, type CliResult } from "./support/tools.js"
 
 const isRoot = process.getuid?.() === 0
@@ -149,5 +150,44 @@ describe.skipIf(!isRoot)("a full disk", () => {
       execFileSync("mount", ["-o", "remount,size=16m", disk])
       expect((yield* Effect.promise(() => blobchain(["build", tree, "--state", state, "--out", out]))).code).toBe(0)
       expect((yield* Effect.promise(() => blobchain(["inspect", out]))).code).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.live("a base pulled from a registry onto a full disk: one line, nothing partial, and a build once space returns", () =>
+    Effect.gen(function*() {
+      const registry = yield* Effect.acquireRelease(Effect.promise(() => startRegistry()), (r) => Effect.promise(r.stop))
+      const base = work.fresh("base")
+      const made = yield* Effect.promise(() => blobchain(["build", source(96, 64 * 1024), "--compression", "none", "--state", work.fresh("state"), "--out", base]))
+      expect(made.code).toBe(0)
+      expect((yield* Effect.promise(() => blobchain(["push", base, `docker://${registry.host}/full/base:1`]))).code).toBe(0)
+      const disk = yield* tmpfs("4m")
+      const state = NodePath.join(disk, "state")
+      const args = ["build", "--base", `docker://${registry.host}/full/base:1`, "--layer", `${source(2, 1024)}:/app`, "--state", state]
+      expectFullDisk(yield* Effect.promise(() => blobchain([...args, "--out", work.fresh("out")])), state)
+      execFileSync("mount", ["-o", "remount,size=64m", disk])
+      const out = work.fresh("out")
+      expect((yield* Effect.promise(() => blobchain([...args, "--out", out]))).code).toBe(0)
+      expect((yield* Effect.promise(() => blobchain(["inspect", out]))).code).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.live("a prune on a full disk: one line naming the database and the full disk, and it works once space returns", () =>
+    Effect.gen(function*() {
+      const disk = yield* tmpfs("8m")
+      const state = NodePath.join(disk, "state")
+      expect((yield* Effect.promise(() => blobchain(["build", source(8, 64 * 1024), "--state", state, "--out", work.fresh("out")]))).code).toBe(0)
+      // everything else fills the disk
+      const filler = NodePath.join(disk, "filler")
+      try {
+        execFileSync("dd", ["if=/dev/zero", `of=${filler}`, "bs=64k"], { stdio: "ignore" })
+      } catch {
+        // dd stops when the disk is full
+      }
+      const full = yield* Effect.promise(() => blobchain(["prune", "--all", "--state", state]))
+      expect(full.code).toBe(1)
+      expect(full.stderr.trimEnd().split("\n")).toHaveLength(1)
+      expect(full.stderr).toMatch(noSpace)
+      expect(partialBlobs(state)).toEqual([])
+      fs.rmSync(filler)
+      expect((yield* Effect.promise(() => blobchain(["prune", "--all", "--state", state]))).code).toBe(0)
+      expect(filesUnder(NodePath.join(state, "content", "blobs"))).toEqual([])
     }).pipe(Effect.scoped))
 })

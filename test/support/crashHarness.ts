@@ -78,7 +78,7 @@ const makeTrees = (root: string, random: Random): Array<string> => {
   let files = new Map<string, Buffer>()
   for (let v = 1; v <= 4; v++) {
     const next = new Map(files)
-    for (let i = 0; i < 16; i++) next.set(`d${random.int(4)}/f${v}-${i}`, randomBytes(10_000 + random.int(40_000)))
+    for (let i = 0; i < 10; i++) next.set(`d${random.int(4)}/f${v}-${i}`, randomBytes(10_000 + random.int(30_000)))
     for (const name of [...next.keys()]) if (v > 1 && random.next() < 0.15) next.delete(name)
     for (const name of [...next.keys()]) if (random.next() < 0.1) next.set(name, Buffer.concat([next.get(name)!, randomBytes(100)]))
     const dir = path.join(root, `v${v}`)
@@ -245,7 +245,7 @@ export const runHarness = async (options: HarnessOptions): Promise<HarnessReport
   let checks = 0
   let outs = 0
   let round = 0
-  const maxDelay = options.maxDelayMs ?? 1200
+  const maxDelay = options.maxDelayMs ?? 1000
 
   const buildArgs = (state: { dir: string; snapshotter: string }) => {
     const out = path.join(options.work, `out-${outs++}`)
