@@ -6,7 +6,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { Effect, Option } from "effect"
 import type { ContentStore } from "./ContentStore.js"
-import { Lifecycle, type LifecycleError, recordUse } from "./Lifecycle.js"
+import { Lifecycle, type LifecycleError, type LifecycleService, recordUse } from "./Lifecycle.js"
 import * as credentials from "./registry/credentials.js"
 import type {
   Credentials,
@@ -43,10 +43,16 @@ export const parseReference = (input: string): Effect.Effect<Reference, InvalidR
 /** `true` for hosts spoken to over plain HTTP unless told otherwise. */
 export const isLocalHost = (registry: string): boolean => reference.isLocal(registry)
 
-/** `effect` holding a lease of the state directory's lifecycle, when there is one (a prune waits for it). */
-const leased = <A, E, R>(owner: string, effect: Effect.Effect<A, E, R>) =>
-  Effect.flatMap(Effect.serviceOption(Lifecycle), (lifecycle) =>
-    Option.isNone(lifecycle) ? effect : Effect.scoped(Effect.zipRight(lifecycle.value.lease(owner), effect)))
+/**
+ * `effect` of the state directory's lifecycle (when there is one), holding a lease of it while it
+ * runs: a prune waits for it.
+ */
+const leased = <A, E, R>(owner: string, effect: (lifecycle: LifecycleService | undefined) => Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.serviceOption(Lifecycle), (found) =>
+    Option.match(found, {
+      onNone: () => effect(undefined),
+      onSome: (lifecycle) => Effect.scoped(Effect.zipRight(lifecycle.lease(owner), effect(lifecycle)))
+    }))
 
 /**
  * Pull `ref` into the content store: the manifest (chosen by platform from an index), its config
@@ -57,16 +63,16 @@ export const pull = (
   ref: Reference,
   options: PullOptions = {}
 ): Effect.Effect<Pulled, RegistryFailure | PlatformNotFound | pullImpl.StoreFailure | LifecycleError, HttpClient.HttpClient | ContentStore> =>
-  leased("pull", Effect.suspend(() => pullImpl.pull(ref, options)).pipe(
-    Effect.tap((pulled) =>
-      Effect.flatMap(Effect.serviceOption(Lifecycle), (lifecycle) =>
-        recordUse(Option.getOrUndefined(lifecycle), "blob", [
+  leased("pull", (lifecycle) =>
+    Effect.suspend(() => pullImpl.pull(ref, options)).pipe(
+      Effect.tap((pulled) =>
+        recordUse(lifecycle, "blob", [
           pulled.manifestDescriptor.digest,
           pulled.configDescriptor.digest,
           ...pulled.manifest.layers.map((l) => l.digest)
-        ]))
-    )
-  )).pipe(
+        ])
+      )
+    )).pipe(
     Effect.withSpan("Registry.pull", { attributes: { reference: ref.text } })
   )
 
@@ -80,7 +86,7 @@ export const push = (
   ref: Reference,
   options: PushOptions = {}
 ): Effect.Effect<Pushed, RegistryFailure | pushImpl.StoreFailure | LifecycleError, HttpClient.HttpClient | ContentStore> =>
-  leased("push", Effect.suspend(() => pushImpl.push(image, ref, options))).pipe(
+  leased("push", () => Effect.suspend(() => pushImpl.push(image, ref, options))).pipe(
     Effect.withSpan("Registry.push", { attributes: { reference: ref.text } })
   )
 

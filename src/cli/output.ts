@@ -160,9 +160,10 @@ export const duText = (report: UsageReport, verbose: boolean): string => {
     lines.push("")
     const records = [...report.records].sort((a, b) => a.kind.localeCompare(b.kind) || a.lastUsed.getTime() - b.lastUsed.getTime())
     for (const r of records) {
+      const note = noteOf(r)
       lines.push(
         `${r.kind.padEnd(9)} ${sizeText(r.size).padStart(10)}  last used ${r.lastUsed.toISOString()}  uses ${String(r.uses).padStart(4)}  ${r.id}${
-          noteOf(r) === undefined ? "" : `  (${noteOf(r)})`
+          note === undefined ? "" : `  (${note})`
         }`
       )
     }

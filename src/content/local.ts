@@ -138,10 +138,10 @@ export const make = (options: { readonly root: string }): Effect.Effect<
     return { info, update, read, writer, delete: del, deleteMany, walk, status, statuses, abort }
   })
 
-/** Fail unless `root` is an existing, writable directory, naming it. */
 // blobs whose rows one transaction deletes
 const deleteBatch = 500
 
+/** Fail unless `root` is an existing, writable directory, naming it. */
 const checkRoot = (root: string) =>
   Effect.tryPromise({
     try: async () => {

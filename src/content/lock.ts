@@ -27,9 +27,6 @@ const reasonOf = (error: unknown): string => error instanceof Error ? error.mess
 const failure = (ref: string, reason: string, cause: unknown) =>
   new ContentStore.ContentStoreError({ op: "lock", subject: ref, reason: `${reason}: ${reasonOf(cause)}`, cause })
 
-/** `true` while a process with this pid exists (EPERM: it exists but is not ours). */
-const alive = (pid: number): boolean => isRunning(pid, "")
-
 /**
  * `mkdir -p` that tolerates the directory being removed while it checks (Node's recursive
  * mkdir then fails with ENOENT), as another process finishing an ingest does.
@@ -129,6 +126,6 @@ export const isLeftover = (lockName: string, name: string): boolean => {
   if (!name.startsWith(`${lockName}.`)) return false
   const [first] = name.slice(lockName.length + 1).split(".")
   if (first === "stale") return true
-  const pid = first === undefined ? undefined : parseOwner(first)
-  return pid === undefined || (pid.pid !== process.pid && !alive(pid.pid))
+  const owner = first === undefined ? undefined : parseOwner(first)
+  return owner === undefined || (owner.pid !== process.pid && !isRunning(owner.pid, ""))
 }

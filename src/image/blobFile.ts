@@ -4,7 +4,6 @@
  * else a copy streamed from the store; each published by rename.
  */
 import { Effect, Stream } from "effect"
-import { createHash } from "node:crypto"
 import { constants as fsConstants, createReadStream } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as NodePath from "node:path"
@@ -26,12 +25,13 @@ export const blobPath = (digest: Digest.Digest): string => `blobs/${Digest.algor
  */
 const linkIsSafe = (): boolean => process.getuid?.() !== 0
 
+// the digest of the file at `path`, in the algorithm of `digest`
 const hashFile = (path: string, digest: Digest.Digest) =>
   Effect.tryPromise({
     try: async () => {
-      const hash = createHash(Digest.algorithm(digest))
+      const hash = Digest.hasher(Digest.algorithm(digest))
       for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
-      return `${Digest.algorithm(digest)}:${hash.digest("hex")}`
+      return hash.digest()
     },
     catch: fail(path, "check")
   })

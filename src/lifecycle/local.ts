@@ -62,11 +62,11 @@ const keptBecause = (record: UsageRecord, policy: PrunePolicy, now: number, pare
   return "no option asked for it"
 }
 
-/** The snapshot records of `records` by the key of their parent. */
-const childrenOf = (records: ReadonlyArray<UsageRecord>): ReadonlyMap<string, ReadonlyArray<UsageRecord>> => {
-  const children = new Map<string, Array<UsageRecord>>()
-  for (const r of records) {
-    if (r.kind !== "snapshot" || r.parent === undefined) continue
+/** Snapshots (records or infos) by the key of their parent. */
+const childrenOf = <A extends { readonly parent?: string | undefined }>(snapshots: ReadonlyArray<A>): ReadonlyMap<string, ReadonlyArray<A>> => {
+  const children = new Map<string, Array<A>>()
+  for (const r of snapshots) {
+    if (r.parent === undefined) continue
     const siblings = children.get(r.parent)
     if (siblings === undefined) children.set(r.parent, [r])
     else siblings.push(r)
@@ -110,20 +110,18 @@ export const make = (root: string) =>
       return dead.length === 0 ? Effect.void : Effect.asVoid(sql`DELETE FROM leases WHERE ${sql.in("id", dead)}`)
     }).pipe(Effect.mapError(failure("leases")))
 
-    const me = self
-
     /** A lease row of this process, `exclusive`: 0 shared, 2 an exclusive one waiting, 1 held. */
     const insertRow = (id: string, owner: string, expiry: Duration.DurationInput, exclusive: 0 | 1 | 2, when: Statement.Fragment) =>
       Effect.gen(function*() {
         const now = Date.now()
         const expires = now + Duration.toMillis(Duration.decode(expiry))
         const inserted = yield* sql<{ id: string }>`INSERT INTO leases (id, owner, pid, pid_started, created_at, expires_at, exclusive)
-          SELECT ${id}, ${owner}, ${me.pid}, ${me.started}, ${now}, ${expires}, ${exclusive}
+          SELECT ${id}, ${owner}, ${self.pid}, ${self.started}, ${now}, ${expires}, ${exclusive}
           WHERE ${when}
           RETURNING id`.pipe(Effect.mapError(failure(`lease for ${owner}`)))
         return inserted.length === 0
           ? undefined
-          : new LeaseInfo({ id, owner, pid: me.pid, createdAt: new Date(now), expiresAt: new Date(expires), live: true })
+          : new LeaseInfo({ id, owner, pid: self.pid, createdAt: new Date(now), expiresAt: new Date(expires), live: true })
       })
 
     /**
@@ -137,7 +135,7 @@ export const make = (root: string) =>
         clearDead,
         insertRow(id, owner, expiry, 0, sql`NOT EXISTS (SELECT 1 FROM leases WHERE exclusive = 1)
             AND (NOT EXISTS (SELECT 1 FROM leases WHERE exclusive = 2)
-              OR EXISTS (SELECT 1 FROM leases WHERE exclusive = 0 AND pid = ${me.pid} AND pid_started = ${me.started}))`)
+              OR EXISTS (SELECT 1 FROM leases WHERE exclusive = 0 AND pid = ${self.pid} AND pid_started = ${self.started}))`)
       )
 
     /**
@@ -270,10 +268,9 @@ export const make = (root: string) =>
       const sizes = yield* Effect.forEach(snapshots, (info) => snapshotter.usage(info.key).pipe(Effect.mapError(failure(`du: snapshot ${info.key}`))), {
         concurrency: 4
       })
-      const children = new Map<string, number>()
-      for (const info of snapshots) if (info.parent !== undefined) children.set(info.parent, (children.get(info.parent) ?? 0) + 1)
+      const children = childrenOf(snapshots)
       snapshots.forEach((info, i) => {
-        const over = children.get(info.key) ?? 0
+        const over = children.get(info.key)?.length ?? 0
         records.push(
           new UsageRecord({
             kind: "snapshot",
@@ -287,7 +284,7 @@ export const make = (root: string) =>
           }, true)
         )
       })
-      const mappings = yield* countOf(sql, "blob_mappings")
+      const mappings = [...mapped.values()].reduce((n, count) => n + count, 0)
       const indexed = yield* countOf(sql, "content_index")
       const database = yield* Effect.try({
         try: () => {
@@ -344,7 +341,7 @@ export const make = (root: string) =>
         }
       }
       // a snapshot goes only with all its children: one whose child stays, stays
-      const children = childrenOf(records)
+      const children = childrenOf(records.filter((r) => r.kind === "snapshot"))
       const childKept = (r: UsageRecord) => (children.get(r.id) ?? []).some((c) => !reasons.has(c))
       for (let changed = true; changed;) {
         changed = false
