@@ -10,19 +10,17 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, FastCheck } from "effect"
-import { spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as zlib from "node:zlib"
+import { isRunning } from "../src/internal/owner.js"
 import { scratch, write } from "./support/scratch.js"
 import { blobchain } from "./support/tools.js"
 
 const work = scratch("prune-property")
 afterAll(() => work.remove())
 
-const repo = path.resolve(import.meta.dirname, "..")
-const bin = path.join(repo, "bin", "blobchain.js")
 
 type Op =
   | { readonly _tag: "build"; readonly tree: number; readonly onBase: boolean }
@@ -53,15 +51,7 @@ const must = async (args: ReadonlyArray<string>) => {
 }
 
 // a process of ours, killed after `delay` ms (or when it ends first)
-const killed = (args: ReadonlyArray<string>, delay: number) =>
-  new Promise<void>((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: repo, stdio: "ignore" })
-    const timer = setTimeout(() => child.kill("SIGKILL"), delay)
-    child.on("close", () => {
-      clearTimeout(timer)
-      resolve()
-    })
-  })
+const killed = (args: ReadonlyArray<string>, delay: number) => blobchain(args, { killAfterMs: delay })
 
 /** The invariants that hold after every step. */
 const check = async (state: string) => {
@@ -88,17 +78,9 @@ const check = async (state: string) => {
     expect(`sha256:${createHash("sha256").update(zlib.gunzipSync(fs.readFileSync(file))).digest("hex")}`).toBe(row.diff_id)
   }
   // every process of a step has ended: a lease left behind is a killed one's, whose process is gone
-  for (const pid of pids) expect(alive(pid), `the lease of pid ${pid}`).toBe(false)
+  for (const pid of pids) expect(isRunning(pid, ""), `the lease of pid ${pid}`).toBe(false)
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 describe("the lifecycle under random builds, prunes and kills", () => {
   it.live("every step leaves a consistent state directory, and every build not killed verifies", () =>

@@ -8,13 +8,15 @@
  * and a build that is not killed succeeds and writes an image `blobchain inspect` accepts (and,
  * at the end, umoci). Used by the suite (a few dozen kills) and by `bench/crash.ts` (hundreds).
  */
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { createRequire } from "node:module"
 import * as zlib from "node:zlib"
 import { decompress as zstdDecompress } from "zstd-napi"
+import { isRunning } from "../../src/internal/owner.js"
+import { blobchain } from "./tools.js"
 
 // the SQLite driver the tool itself uses, read directly: the state directory as it is on disk
 interface Statement {
@@ -26,8 +28,6 @@ const Database = createRequire(import.meta.url)("better-sqlite3") as new(
   options: { readonly readonly: boolean; readonly fileMustExist: boolean }
 ) => { readonly prepare: (sql: string) => Statement; readonly close: () => void }
 
-const repo = path.resolve(import.meta.dirname, "../..")
-const bin = path.join(repo, "bin", "blobchain.js")
 
 export interface HarnessOptions {
   /** Kill this many processes at least (a process that ended before its kill does not count). */
@@ -92,38 +92,9 @@ const makeTrees = (root: string, random: Random): Array<string> => {
   return trees
 }
 
-interface Outcome {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stderr: string
-  readonly killed: boolean
-}
-
 /** Run the tool with `args`, killed with SIGKILL after `killAfterMs` unless it ends first. */
-const runTool = (args: ReadonlyArray<string>, killAfterMs: number | undefined): Promise<Outcome> =>
-  new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: repo, stdio: ["ignore", "ignore", "pipe"] })
-    let stderr = ""
-    let killed = false
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    const timer = killAfterMs === undefined ? undefined : setTimeout(() => {
-      killed = child.exitCode === null && child.signalCode === null
-      child.kill("SIGKILL")
-    }, killAfterMs)
-    child.on("close", (code, signal) => {
-      if (timer !== undefined) clearTimeout(timer)
-      resolve({ code, signal, stderr, killed: killed && signal === "SIGKILL" })
-    })
-  })
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
+const runTool = (args: ReadonlyArray<string>, killAfterMs: number | undefined) =>
+  blobchain(args, killAfterMs === undefined ? {} : { killAfterMs })
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
@@ -157,7 +128,7 @@ export const checkState = (state: string): void => {
     }
     if (has("leases")) {
       for (const row of db.prepare("SELECT owner, pid FROM leases").all() as Array<{ owner: string; pid: number }>) {
-        if (alive(row.pid)) throw new Error(`${state}: a lease of ${row.owner} names pid ${row.pid}, which runs`)
+        if (isRunning(row.pid, "")) throw new Error(`${state}: a lease of ${row.owner} names pid ${row.pid}, which runs`)
       }
     }
   } finally {
@@ -169,7 +140,7 @@ export const checkState = (state: string): void => {
     const lock = path.join(ingests, dir, "lock")
     if (!fs.existsSync(lock)) continue
     const pid = Number.parseInt(fs.readFileSync(lock, "utf8"), 10)
-    if (alive(pid)) throw new Error(`${state}: the ingest lock ${lock} names pid ${pid}, which runs`)
+    if (isRunning(pid, "")) throw new Error(`${state}: the ingest lock ${lock} names pid ${pid}, which runs`)
   }
   // no command a killed process started runs on in it
   const running = spawnSync("pgrep", ["-f", state], { encoding: "utf8" }).stdout.trim()
@@ -289,7 +260,7 @@ export const runHarness = async (options: HarnessOptions): Promise<HarnessReport
       }
       // not killed: it must have worked, whatever ran beside it or was killed before it
       if (outcome.code !== 0) {
-        throw new Error(`seed ${options.seed}, round ${round}: blobchain ${w.args.join(" ")} failed (${outcome.code ?? outcome.signal}): ${outcome.stderr}`)
+        throw new Error(`seed ${options.seed}, round ${round}: blobchain ${w.args.join(" ")} failed (${outcome.code}): ${outcome.stderr}`)
       }
       if (w.out !== undefined) goodOuts.push(w.out)
     })
@@ -307,7 +278,7 @@ export const runHarness = async (options: HarnessOptions): Promise<HarnessReport
     const next = buildArgs(state)
     const after = await runTool(next.args, undefined)
     if (after.code !== 0) {
-      throw new Error(`seed ${options.seed}, round ${round}: the build after the kills failed (${after.code ?? after.signal}): ${after.stderr}`)
+      throw new Error(`seed ${options.seed}, round ${round}: the build after the kills failed (${after.code}): ${after.stderr}`)
     }
     const inspected = await runTool(["inspect", next.out], undefined)
     if (inspected.code !== 0) throw new Error(`seed ${options.seed}, round ${round}: inspect ${next.out}: ${inspected.stderr}`)

@@ -30,12 +30,23 @@ export interface CliResult {
   readonly stderr: string
 }
 
-/** Run `command args…` as a child the event loop waits on, collecting what it printed. */
+/** Options of {@link runChild}. */
+export interface ChildOptions {
+  readonly cwd?: string
+  readonly env?: NodeJS.ProcessEnv
+  /** Kill it with SIGKILL after this many milliseconds, unless it ends first. */
+  readonly killAfterMs?: number
+}
+
+/**
+ * Run `command args…` as a child the event loop waits on, collecting what it printed; `killed`
+ * when `killAfterMs` came first (its code is then -1).
+ */
 export const runChild = (
   command: string,
   args: ReadonlyArray<string>,
-  options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}
-): Promise<CliResult> =>
+  options: ChildOptions = {}
+): Promise<CliResult & { readonly killed: boolean }> =>
   new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       cwd: options.cwd ?? repo,
@@ -44,12 +55,23 @@ export const runChild = (
     })
     const out: Array<Buffer> = []
     const err: Array<Buffer> = []
+    let killed = false
+    const timer = options.killAfterMs === undefined ? undefined : setTimeout(() => {
+      killed = child.exitCode === null && child.signalCode === null
+      child.kill("SIGKILL")
+    }, options.killAfterMs)
     child.stdout.on("data", (chunk: Buffer) => out.push(chunk))
     child.stderr.on("data", (chunk: Buffer) => err.push(chunk))
     child.on("error", reject)
-    child.on("close", (code) =>
-      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") })
-    )
+    child.on("close", (code, signal) => {
+      if (timer !== undefined) clearTimeout(timer)
+      resolve({
+        code: code ?? -1,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+        killed: killed && signal === "SIGKILL"
+      })
+    })
   })
 
 /**
@@ -58,8 +80,8 @@ export const runChild = (
  */
 export const blobchain = (
   args: ReadonlyArray<string>,
-  options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}
-): Promise<CliResult> =>
+  options: ChildOptions = {}
+): Promise<CliResult & { readonly killed: boolean }> =>
   fs.existsSync(path.join(repo, "dist", "cli", "main.js"))
     ? runChild(process.execPath, [bin, ...args], options)
     : Promise.reject(new Error("dist/ is missing: run `npm run build` (npm test does)"))
