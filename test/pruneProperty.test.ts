@@ -7,14 +7,11 @@
  * `--keep-storage` ceiling holds after its prune, and no lease of a finished process is live.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, FastCheck } from "effect"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import * as zlib from "node:zlib"
-import { isRunning } from "../src/internal/owner.js"
+import { checkState } from "./support/crashHarness.js"
 import { scratch, write } from "./support/scratch.js"
 import { blobchain } from "./support/tools.js"
 
@@ -52,35 +49,6 @@ const must = async (args: ReadonlyArray<string>) => {
 
 // a process of ours, killed after `delay` ms (or when it ends first)
 const killed = (args: ReadonlyArray<string>, delay: number) => blobchain(args, { killAfterMs: delay })
-
-/** The invariants that hold after every step. */
-const check = async (state: string) => {
-  const blobs = path.join(state, "content", "blobs", "sha256")
-  for (const name of fs.existsSync(blobs) ? fs.readdirSync(blobs) : []) {
-    expect(createHash("sha256").update(fs.readFileSync(path.join(blobs, name))).digest("hex")).toBe(name)
-  }
-  if (!fs.existsSync(path.join(state, "metadata.db"))) return
-  const { rows, pids } = await Effect.runPromise(
-    Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const rows = yield* sql<{ diff_id: string; blobsum: string }>`SELECT diff_id, blobsum FROM blob_mappings`
-      const pids = yield* sql<{ pid: number }>`SELECT pid FROM leases`
-      return { rows, pids: pids.map((r) => r.pid) }
-    }).pipe(
-      Effect.provide(SqliteClient.layer({ filename: path.join(state, "metadata.db"), readonly: true })),
-      // a killed first build may leave a database its migrations never finished
-      Effect.catchAll(() => Effect.succeed({ rows: [], pids: [] }))
-    )
-  )
-  for (const row of rows) {
-    const file = path.join(blobs, row.blobsum.slice("sha256:".length))
-    expect(fs.existsSync(file), `a mapping names ${row.blobsum}`).toBe(true)
-    expect(`sha256:${createHash("sha256").update(zlib.gunzipSync(fs.readFileSync(file))).digest("hex")}`).toBe(row.diff_id)
-  }
-  // every process of a step has ended: a lease left behind is a killed one's, whose process is gone
-  for (const pid of pids) expect(isRunning(pid, ""), `the lease of pid ${pid}`).toBe(false)
-}
-
 
 describe("the lifecycle under random builds, prunes and kills", () => {
   it.live("every step leaves a consistent state directory, and every build not killed verifies", () =>
@@ -130,11 +98,12 @@ describe("the lifecycle under random builds, prunes and kills", () => {
               // each process of a step on the images written before it
               const bases = [...outs]
               await Promise.all(step.map((op) => runOp(op, step.length === 1, bases)))
-              await check(state)
+              // the invariants that hold after every step (the crash harness's)
+            checkState(state)
             }
             // and at the end everything goes: still consistent, and the images written along the way all still valid
             await must(["prune", "--all", "--state", state])
-            await check(state)
+            checkState(state)
             for (const out of outs) expect((await blobchain(["inspect", out])).code).toBe(0)
           }
         ),
