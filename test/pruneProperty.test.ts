@@ -99,7 +99,7 @@ describe("the lifecycle under random builds, prunes and kills", () => {
               const bases = [...outs]
               await Promise.all(step.map((op) => runOp(op, step.length === 1, bases)))
               // the invariants that hold after every step (the crash harness's)
-            checkState(state)
+              checkState(state)
             }
             // and at the end everything goes: still consistent, and the images written along the way all still valid
             await must(["prune", "--all", "--state", state])
