@@ -39,14 +39,14 @@ export interface ChildOptions {
 }
 
 /**
- * Run `command args…` as a child the event loop waits on, collecting what it printed; `killed`
- * when `killAfterMs` came first (its code is then -1).
+ * Run `command args…` as a child the event loop waits on, collecting what it printed; with
+ * `killAfterMs`, also whether the kill came first (its code is then -1).
  */
 export const runChild = (
   command: string,
   args: ReadonlyArray<string>,
   options: ChildOptions = {}
-): Promise<CliResult & { readonly killed: boolean }> =>
+): Promise<CliResult & { readonly killed?: boolean }> =>
   new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       cwd: options.cwd ?? repo,
@@ -69,7 +69,8 @@ export const runChild = (
         code: code ?? -1,
         stdout: Buffer.concat(out).toString("utf8"),
         stderr: Buffer.concat(err).toString("utf8"),
-        killed: killed && signal === "SIGKILL"
+        // said only when a kill was asked for: a plain run's result is what it printed and its code
+        ...(options.killAfterMs === undefined ? {} : { killed: killed && signal === "SIGKILL" })
       })
     })
   })
@@ -81,7 +82,7 @@ export const runChild = (
 export const blobchain = (
   args: ReadonlyArray<string>,
   options: ChildOptions = {}
-): Promise<CliResult & { readonly killed: boolean }> =>
+): Promise<CliResult & { readonly killed?: boolean }> =>
   fs.existsSync(path.join(repo, "dist", "cli", "main.js"))
     ? runChild(process.execPath, [bin, ...args], options)
     : Promise.reject(new Error("dist/ is missing: run `npm run build` (npm test does)"))
