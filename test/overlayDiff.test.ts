@@ -186,9 +186,11 @@ describe("overlay fast path", () => {
     { fastCheck: { numRuns: 15 } }
   )
 
-  it("was taken in most of those runs (the property is not vacuous)", () => {
+  // 50–77 % of the chances take it (a lower hard link under a changed name refuses it); a
+  // quarter leaves the check far from the random trees' spread and still fails a dead fast path
+  it("was taken in many of those runs (the property is not vacuous)", () => {
     expect(fastChances).toBeGreaterThan(0)
-    expect(fastRuns).toBeGreaterThan(fastChances / 2)
+    expect(fastRuns).toBeGreaterThan(fastChances / 4)
   })
 
   it.scopedLive("a lower hard link left alone while its partner changes: the full walk's answer", () =>
