@@ -3,12 +3,14 @@
  * same filesystem and its file's mode protects it, a copy (a reflink where it can be) when not,
  * else a copy streamed from the store; each published by rename.
  */
-import { Effect, Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 import { constants as fsConstants, createReadStream } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as NodePath from "node:path"
+import { ContentIndex, keyOf } from "../ContentIndex.js"
 import { ContentStore } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
+import { now } from "../fs/contents.js"
 import { ImageError } from "./model.js"
 
 const fail = (path: string, step: string) => (cause: unknown) =>
@@ -37,8 +39,31 @@ const hashFile = (path: string, digest: Digest.Digest) =>
   })
 
 /**
+ * Whether the file at `path` holds exactly `digest`'s bytes. The content-hash index answers for
+ * a file read before whose stat key still matches (a rerun's outputs are not read again);
+ * otherwise the file is read, and what was read is recorded there. The index is an accelerator:
+ * when it cannot answer or record, the file is read.
+ */
+const holds = (path: string, digest: Digest.Digest) =>
+  Effect.gen(function*() {
+    const index = Option.getOrUndefined(yield* Effect.serviceOption(ContentIndex))
+    const stat = index === undefined || Digest.algorithm(digest) !== "sha256"
+      ? undefined
+      : yield* Effect.promise(() => fs.lstat(path, { bigint: true }).catch(() => undefined))
+    if (index === undefined || stat === undefined || !stat.isFile()) return (yield* hashFile(path, digest)) === digest
+    const key = keyOf(stat)
+    const [known] = yield* index.lookup([key]).pipe(Effect.orElseSucceed(() => [undefined]))
+    if (known === digest) return true
+    const readAtNs = now()
+    const found = yield* hashFile(path, digest)
+    yield* index.record([{ key, digest: found, readAtNs }]).pipe(Effect.ignore)
+    return found === digest
+  })
+
+/**
  * Make `dest` hold blob `digest` of `size` bytes. A file already there is kept when it is the
- * store's own (linked before, where links are safe) or holds exactly the blob's bytes; anything
+ * store's own (linked before, where links are safe) or holds exactly the blob's bytes (read
+ * once; the content-hash index keeps what was read for the next run); anything
  * else there is replaced. From a local store at `linkFrom`: a hard link where that is safe, else
  * a copy (a reflink where the filesystem can); otherwise the blob is streamed from the store.
  */
@@ -52,7 +77,7 @@ export const place = (digest: Digest.Digest, size: number, dest: string, linkFro
       const shared = stored !== undefined && stored.ino === existing.ino && stored.dev === existing.dev
       // the store's own file: kept where links are safe, given a copy of its own where not
       if (shared && link) return "kept" as const
-      if (!shared && (yield* hashFile(dest, digest)) === digest) return "kept" as const
+      if (!shared && (yield* holds(dest, digest))) return "kept" as const
     }
     yield* Effect.tryPromise({ try: () => fs.rm(dest, { force: true }), catch: fail(dest, "replace") })
     const temp = `${dest}.partial-${process.pid}`

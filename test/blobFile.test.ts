@@ -1,0 +1,74 @@
+/**
+ * An output blob already in place: kept when the content-hash index vouches for its current
+ * stat key (not read again), read and replaced when nothing does and its bytes are wrong.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as NodePath from "node:path"
+import * as ContentIndex from "../src/ContentIndex.js"
+import * as ContentStore from "../src/ContentStore.js"
+import * as Digest from "../src/Digest.js"
+import * as MemoryContentStore from "../src/MemoryContentStore.js"
+import { place } from "../src/image/blobFile.js"
+
+const second = 1_000_000_000n
+const size = 4096
+const blob = Buffer.alloc(size, 0x61)
+const digest = Digest.ofBytes(blob)
+
+const stack = Layer.merge(MemoryContentStore.layer, ContentIndex.layerMemory)
+
+// a file of the blob's size holding other bytes, and its stat key
+const wrongFile = Effect.acquireRelease(
+  Effect.sync(() => {
+    const dir = fs.mkdtempSync(NodePath.join(os.tmpdir(), "blobchain-blob-file-"))
+    const dest = NodePath.join(dir, "blob")
+    fs.writeFileSync(dest, Buffer.alloc(size, 0x62))
+    return { dir, dest, key: ContentIndex.keyOf(fs.lstatSync(dest, { bigint: true })) }
+  }),
+  ({ dir }) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+).pipe(Effect.map(({ dest, key }) => ({ dest, key })))
+
+describe("placing an output blob over a file already there", () => {
+  it.scoped("a trusted index record for the file's key answers: the file is not read", () =>
+    Effect.gen(function*() {
+      yield* ContentStore.writeBlob("blob", blob)
+      const { dest, key } = yield* wrongFile
+      const index = yield* ContentIndex.ContentIndex
+      // a record says the file holds the blob: only a place that never reads it can believe it
+      yield* index.record([{ key, digest, readAtNs: key.ctimeNs + 2n * second }])
+      expect(yield* place(digest, size, dest, undefined)).toBe("kept")
+      expect(fs.readFileSync(dest)[0]).toBe(0x62)
+    }).pipe(Effect.provide(stack)))
+
+  it.scoped("without a record (or with a racy one) the file is read, and wrong bytes are replaced", () =>
+    Effect.gen(function*() {
+      yield* ContentStore.writeBlob("blob", blob)
+      const { dest, key } = yield* wrongFile
+      const index = yield* ContentIndex.ContentIndex
+      // read within a second of its ctime: racy, not trusted
+      yield* index.record([{ key, digest, readAtNs: key.ctimeNs + second / 2n }])
+      expect(yield* place(digest, size, dest, undefined)).toBe("copied")
+      expect(fs.readFileSync(dest).equals(blob)).toBe(true)
+      // a record for another key of the same file (it changed since) does not answer either
+      fs.writeFileSync(dest, Buffer.alloc(size, 0x62))
+      const changed = ContentIndex.keyOf(fs.lstatSync(dest, { bigint: true }))
+      yield* index.record([{ key: { ...changed, mtimeNs: changed.mtimeNs - 1n }, digest, readAtNs: changed.ctimeNs + 2n * second }])
+      expect(yield* place(digest, size, dest, undefined)).toBe("copied")
+      expect(fs.readFileSync(dest).equals(blob)).toBe(true)
+    }).pipe(Effect.provide(stack)))
+
+  it.scopedLive("a file read and found right is recorded under its key", () =>
+    Effect.gen(function*() {
+      yield* ContentStore.writeBlob("blob", blob)
+      const { dest } = yield* wrongFile
+      fs.writeFileSync(dest, blob)
+      // past git's racy second, so that the record is kept
+      yield* Effect.sleep("1100 millis")
+      expect(yield* place(digest, size, dest, undefined)).toBe("kept")
+      const index = yield* ContentIndex.ContentIndex
+      expect(yield* index.lookup([ContentIndex.keyOf(fs.lstatSync(dest, { bigint: true }))])).toEqual([digest])
+    }).pipe(Effect.provide(stack)))
+})
