@@ -11,6 +11,7 @@
 // is not UTF-8) is thrown, and the caller walks again its own way, which fails or not as it does.
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,12 +171,14 @@ static int by_bytes(const void* a, const void* b) {
   return strcmp(*(char* const*)a, *(char* const*)b);
 }
 
-static int visit(walker* w);
+static int visit(walker* w, int parent, const char* name);
 
-// the names of the directory at w->path, sorted by bytes; NULL with w->failed set on failure
-static char** names_of(walker* w, size_t* count) {
-  DIR* dir = opendir(w->path.data);
-  if (dir == NULL) { fail(w, "opendir"); return NULL; }
+// the names of the directory open as `fd` (left open), sorted by bytes; NULL with w->failed set
+// on failure
+static char** names_of(walker* w, int fd, size_t* count) {
+  int own = dup(fd);
+  DIR* dir = own < 0 ? NULL : fdopendir(own);
+  if (dir == NULL) { fail(w, "opendir"); if (own >= 0) close(own); return NULL; }
   size_t n = 0, capacity = 16;
   char** names = malloc(capacity * sizeof(char*));
   if (names == NULL) { closedir(dir); fail(w, "malloc"); return NULL; }
@@ -209,10 +212,13 @@ failed:
   return NULL;
 }
 
-static int visit(walker* w) {
+// The entry `name` of the directory open as `parent` (AT_FDCWD and the whole path for the root),
+// whose whole path is w->path: system calls relative to the parent's descriptor, where the kernel
+// resolves one name instead of the whole path (llistxattr has no such form and takes the path).
+static int visit(walker* w, int parent, const char* name) {
   struct stat s;
   const char* path = w->path.data;
-  if (lstat(path, &s) != 0) return fail(w, "lstat");
+  if (fstatat(parent, name, &s, AT_SYMLINK_NOFOLLOW) != 0) return fail(w, "lstat");
   const char* relative = w->path.length > w->root ? path + w->root : "";
   char type = S_ISREG(s.st_mode) ? 'f' : S_ISDIR(s.st_mode) ? 'd' : S_ISLNK(s.st_mode) ? 'l'
     : S_ISFIFO(s.st_mode) ? 'p' : S_ISCHR(s.st_mode) ? 'c' : S_ISBLK(s.st_mode) ? 'b' : 's';
@@ -232,7 +238,7 @@ static int visit(walker* w) {
     size_t size = s.st_size > 0 ? (size_t)s.st_size + 1 : 256;
     for (;;) {
       if (reserve(line, size) != 0) return fail(w, "malloc");
-      ssize_t n = readlink(path, line->data + line->length, size);
+      ssize_t n = readlinkat(parent, name, line->data + line->length, size);
       if (n < 0) return fail(w, "readlink");
       if ((size_t)n < size) { line->length += n; break; }
       size *= 2;
@@ -273,17 +279,21 @@ static int visit(walker* w) {
   w->count++;
 
   if (type != 'd') return 0;
+  // the root as opendir would open it; below it, a name that is no longer a directory fails
+  int dir = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (parent == AT_FDCWD ? 0 : O_NOFOLLOW));
+  if (dir < 0) return fail(w, "opendir");
   size_t count = 0;
-  char** children = names_of(w, &count);
-  if (children == NULL) return -1;
+  char** children = names_of(w, dir, &count);
+  if (children == NULL) { close(dir); return -1; }
   size_t length = w->path.length;
   int result = 0;
   for (size_t i = 0; i < count && result == 0; i++) {
     w->path.length = length;
     if ((length == 0 || w->path.data[length - 1] != '/') && append(&w->path, "/", 1) != 0) result = fail(w, "malloc");
     else if (append(&w->path, children[i], strlen(children[i])) != 0) result = fail(w, "malloc");
-    else result = visit(w);
+    else result = visit(w, dir, children[i]);
   }
+  close(dir);
   w->path.length = length;
   w->path.data[length] = 0;
   for (size_t i = 0; i < count; i++) free(children[i]);
@@ -311,7 +321,7 @@ static napi_value walk(napi_env env, napi_callback_info info) {
   napi_create_array(env, &w.lines);
   napi_create_array(env, &w.linked);
   napi_create_array(env, &w.xattrs);
-  int result = visit(&w);
+  int result = visit(&w, AT_FDCWD, w.path.data);
   char where[4096];
   snprintf(where, sizeof where, "%s", w.path.data);
   free(w.path.data);
