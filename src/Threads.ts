@@ -1,10 +1,11 @@
 /**
- * The worker threads a stack hands heavy work to: the prints of trees, zstd, and the stored-block
- * test of parallel gzip. A service, so that the threads live and die with the layer that made them.
+ * The worker threads a stack hands heavy work to: the prints of trees, the hashing of files a
+ * diff compares, zstd, and the stored-block test of parallel gzip. A service, so that the threads live and die with the layer that made them.
  */
 import { Context } from "effect"
 import type { StoredThread } from "./archive/storedThread.js"
 import type { ZstdThread } from "./archive/zstdThread.js"
+import type { HashThreads } from "./fs/hashThreads.js"
 import type { PrintThreads } from "./fs/printThread.js"
 
 /**
@@ -13,6 +14,7 @@ import type { PrintThreads } from "./fs/printThread.js"
  */
 export interface ThreadsService {
   readonly prints: Pick<PrintThreads, "fingerprint" | "digest">
+  readonly hashes: Pick<HashThreads, "digestFiles">
   readonly zstd: Pick<ZstdThread, "compressor">
   readonly stored: Pick<StoredThread, "isIncompressible">
   /** How many threads run now (each kind starts its own on first use). */

@@ -6,6 +6,7 @@
 import { Effect, Layer } from "effect"
 import { makeStoredThread } from "./archive/storedThread.js"
 import { makeZstdThread } from "./archive/zstdThread.js"
+import { makeHashThreads } from "./fs/hashThreads.js"
 import { makePrintThreads } from "./fs/printThread.js"
 import { Threads, type ThreadsService } from "./Threads.js"
 
@@ -13,15 +14,17 @@ import { Threads, type ThreadsService } from "./Threads.js"
 export const make = Effect.acquireRelease(
   Effect.sync(() => {
     const prints = makePrintThreads()
+    const hashes = makeHashThreads()
     const zstd = makeZstdThread()
     const stored = makeStoredThread()
     const service: ThreadsService = {
       prints,
+      hashes,
       zstd,
       stored,
-      running: () => prints.running() + (zstd.running() ? 1 : 0) + (stored.running() ? 1 : 0)
+      running: () => prints.running() + hashes.running() + (zstd.running() ? 1 : 0) + (stored.running() ? 1 : 0)
     }
-    return { service, close: () => Promise.all([prints.close(), zstd.close(), stored.close()]) }
+    return { service, close: () => Promise.all([prints.close(), hashes.close(), zstd.close(), stored.close()]) }
   }),
   ({ close }) => Effect.promise(close)
 ).pipe(Effect.map(({ service }) => service))

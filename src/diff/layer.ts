@@ -10,7 +10,7 @@ import type { ChangedNames } from "../Differ.js"
 import type { Hasher } from "../Digest.js"
 import { major, minor } from "../internal/posix.js"
 import * as Xattr from "../fs/xattr.js"
-import { Contents, now } from "../fs/contents.js"
+import { Contents, type DigestFiles, now } from "../fs/contents.js"
 import { layerChanges, type Walk } from "../fs/overlayChanges.js"
 import * as Tar from "../archive/tar.js"
 import type { Node, Tree } from "../fs/tree.js"
@@ -38,6 +38,8 @@ export interface LayerOptions {
   readonly record?: (records: ReadonlyArray<IndexRecord>) => Promise<void>
   /** Told of each entry no layer can hold (a socket), left out. */
   readonly onSkipped?: (path: string) => void
+  /** Hashes files to be compared ahead of the walk, on other threads (none by default: read when compared). */
+  readonly digestFiles?: DigestFiles
 }
 
 /** Digests read that are recorded as the layer goes: what waits in memory stays this small. */
@@ -156,6 +158,10 @@ export async function* layerTar(
           if (options.lookup !== undefined) {
             step = "index"
             contents.provide(change.keys, await options.lookup(change.keys))
+          }
+          if (options.digestFiles !== undefined) {
+            step = "read"
+            await contents.readAhead(change.files, options.digestFiles)
           }
           continue
         case "Whiteout":

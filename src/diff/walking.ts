@@ -163,6 +163,7 @@ export const make = Effect.gen(function*() {
               ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
               ...(options.changed === undefined ? {} : { changed: options.changed }),
               contents,
+              digestFiles: threads.hashes.digestFiles,
               onSkipped: (path) => skipped.push(path),
               ...(index === undefined ? {} : { lookup: lookupWith(index, runtime), record: recordWith(index, runtime) })
             },
@@ -197,6 +198,7 @@ export const make = Effect.gen(function*() {
             ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
             ...(options.changed === undefined ? {} : { changed: options.changed }),
             contents,
+            digestFiles: threads.hashes.digestFiles,
             ...(index === undefined ? {} : { lookup: lookupWith(index, runtime), record: recordWith(index, runtime) })
           }, hashing, pool)
           for await (const chunk of source) {

@@ -5,7 +5,7 @@
 import * as fs from "node:fs"
 import type { StatKey } from "../ContentIndex.js"
 import * as Xattr from "./xattr.js"
-import { Contents } from "./contents.js"
+import { type Compared, Contents } from "./contents.js"
 import { children, compareNames, type Node, type Tree } from "./tree.js"
 
 /** What the layer must record, in order. */
@@ -21,10 +21,12 @@ export type Change =
   /** Nothing to write: `path` is a socket, a live endpoint no layer can hold. */
   | { readonly _tag: "Skipped"; readonly path: string }
   /**
-   * Nothing to write: the digests of these files may be in the content-hash index. The consumer
-   * gives what it finds to the walk's {@link Contents} before asking for the next change.
+   * Nothing to write: the walk is about to compare these files' contents (both sides of each
+   * pair whose stats agree, those whose digests it does not know yet). Their digests may be in
+   * the content-hash index, or read ahead (on other threads); the consumer gives what it finds to
+   * the walk's {@link Contents} before asking for the next change, and the walk reads the rest.
    */
-  | { readonly _tag: "Lookup"; readonly keys: ReadonlyArray<StatKey> }
+  | { readonly _tag: "Lookup"; readonly keys: ReadonlyArray<StatKey>; readonly files: ReadonlyArray<Compared> }
 
 const tickEvery = 1024
 
@@ -86,7 +88,7 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing, contents: 
     // first pass: the whiteouts (names gone, or now sockets, which are never recorded), and the
     // files whose contents may decide
     const gone: Array<string> = []
-    const compared: Array<fs.BigIntStats> = []
+    const compared: Array<Node> = []
     for (let i = 0, j = 0; i < l.length || j < u.length;) {
       const a = l[i]
       const b = u[j]
@@ -94,7 +96,7 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing, contents: 
       if (order < 0) gone.push(a!.name)
       else if (order === 0 && b!.stat.isSocket()) gone.push(b!.name)
       else if (order === 0 && sameStats(a!.stat, b!.stat) && a!.stat.isFile() && contents.needsContent(a!.stat, b!.stat)) {
-        compared.push(a!.stat, b!.stat)
+        compared.push(a!, b!)
       }
       if (order <= 0) i++
       if (order >= 0) j++
@@ -104,8 +106,8 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing, contents: 
       for (const name of gone) yield { _tag: "Whiteout", path: prefix + name }
     }
     if (compared.length > 0) {
-      const keys = contents.unknown(compared)
-      if (keys.length > 0) yield { _tag: "Lookup", keys }
+      const files = contents.unknown(compared)
+      if (files.length > 0) yield { _tag: "Lookup", keys: files.map((f) => f.key), files }
     }
     let i = 0
     let j = 0

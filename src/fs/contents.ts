@@ -30,6 +30,21 @@ const keyString = (key: StatKey): string => `${key.dev}:${key.ino}:${key.size}:$
 
 const readChunk = 1 << 20
 
+/** A file whose contents a diff is about to compare, with its stat key. */
+export interface Compared {
+  readonly path: string
+  readonly stat: fs.BigIntStats
+  readonly key: StatKey
+}
+
+/** Digests of files read elsewhere (see hashThreads.ts): `undefined` where one could not be read. */
+export type DigestFiles = (
+  files: ReadonlyArray<{ readonly path: string; readonly size: number }>
+) => Promise<ReadonlyArray<string | undefined>>
+
+// fewer bytes than this are read here when compared: a thread's round trip costs more
+const readAheadFrom = 256n * 1024n
+
 /** The digests of one diff's files: those given by the index, and those read. */
 export class Contents {
   private readonly known = new Map<string, string>()
@@ -46,9 +61,30 @@ export class Contents {
     return a.mtimeNs % nanosPerSecond === 0n && b.mtimeNs % nanosPerSecond === 0n
   }
 
-  /** The keys of `stats` whose digests are not known yet: what to look up. */
-  unknown(stats: ReadonlyArray<fs.BigIntStats>): Array<StatKey> {
-    return stats.map(statKeyOf).filter((key) => !this.known.has(keyString(key)))
+  /** The files of `files` whose digests are not known yet, with their keys: what to look up. */
+  unknown(files: ReadonlyArray<{ readonly path: string; readonly stat: fs.BigIntStats }>): Array<Compared> {
+    return files.map((f) => ({ path: f.path, stat: f.stat, key: statKeyOf(f.stat) })).filter((f) => !this.known.has(keyString(f.key)))
+  }
+
+  /**
+   * Read ahead, with `digestFiles` (other threads), the files of `files` whose digests are still
+   * not known, when they hold enough bytes to be worth a thread's round trip; their digests are
+   * known and kept to be recorded as if read here. A file the threads could not read (or that
+   * changed size) stays unknown and is read here when compared, failing as it would have.
+   */
+  async readAhead(files: ReadonlyArray<Compared>, digestFiles: DigestFiles): Promise<void> {
+    const wanted = files.filter((f) => !this.known.has(keyString(f.key)))
+    const bytes = wanted.reduce((sum, f) => sum + f.stat.size, 0n)
+    if (bytes < readAheadFrom) return
+    const readAtNs = now()
+    const digests = await digestFiles(wanted.map((f) => ({ path: f.path, size: Number(f.stat.size) }))).catch(() => undefined)
+    if (digests === undefined) return
+    wanted.forEach((f, i) => {
+      const digest = digests[i]
+      if (digest === undefined || this.known.has(keyString(f.key))) return
+      this.known.set(keyString(f.key), digest)
+      this.fresh.push({ key: f.key, digest, readAtNs })
+    })
   }
 
   /** Digests the index holds, in the order of `keys` (`undefined`: none). */

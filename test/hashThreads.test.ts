@@ -1,0 +1,104 @@
+/**
+ * Files hashed ahead of a diff on worker threads: the digests are the files' own, a file that
+ * changed size or went away is left to the walk, and a layer is the same with and without the
+ * threads (an edit that keeps every stat is still found), each compared file read once.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, FastCheck as fc } from "effect"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as NodePath from "node:path"
+import { Contents, type DigestFiles } from "../src/fs/contents.js"
+import { makeHashThreads } from "../src/fs/hashThreads.js"
+import { BufferPool, layerTar } from "../src/diff/layer.js"
+import * as Digest from "../src/Digest.js"
+
+const sha = (bytes: Uint8Array) => `sha256:${createHash("sha256").update(bytes).digest("hex")}`
+
+const scratch = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(NodePath.join(os.tmpdir(), "blobchain-hash-threads-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+const threads = Effect.acquireRelease(Effect.sync(makeHashThreads), (t) => Effect.promise(t.close))
+
+// the layer's bytes, hashed, and how many bytes of the compared files `digestFiles` was given
+const layerOf = (lower: string, upper: string, digestFiles?: DigestFiles) =>
+  Effect.promise(async () => {
+    const hash = Digest.hasher()
+    const contents = new Contents()
+    for await (const chunk of layerTar(
+      { root: [lower], overlay: false },
+      { root: [upper], overlay: false },
+      { contents, ...(digestFiles === undefined ? {} : { digestFiles }) },
+      hash,
+      new BufferPool()
+    )) void chunk
+    return { diffId: hash.digest(), read: contents.takeRead() }
+  })
+
+describe("hash threads", () => {
+  it.scopedLive("give each file's sha256; a file gone or of another size than asked is left undefined", () =>
+    Effect.gen(function*() {
+      const dir = yield* scratch
+      const hashes = yield* threads
+      yield* Effect.promise(() =>
+        fc.assert(
+          fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 3 << 19 }), { minLength: 1, maxLength: 6 }), async (blobs) => {
+            const files = blobs.map((bytes, i) => {
+              const path = NodePath.join(dir, `f${i}`)
+              fs.writeFileSync(path, bytes)
+              return { path, size: bytes.length }
+            })
+            const asked = [...files, { path: NodePath.join(dir, "absent"), size: 1 }, { path: files[0]!.path, size: files[0]!.size + 1 }]
+            const digests = await hashes.digestFiles(asked)
+            expect(digests).toEqual([...blobs.map(sha), undefined, undefined])
+          }),
+          { numRuns: 15 }
+        )
+      )
+    }))
+
+  it.scopedLive("a copied tree's layer is the same with and without them, a same-stat edit included, each compared file read once", () =>
+    Effect.gen(function*() {
+      const dir = yield* scratch
+      const hashes = yield* threads
+      const lower = NodePath.join(dir, "lower")
+      const upper = NodePath.join(dir, "upper")
+      fs.mkdirSync(NodePath.join(lower, "d"), { recursive: true })
+      // enough bytes in one directory to be read ahead (a few hundred KiB)
+      for (let i = 0; i < 8; i++) fs.writeFileSync(NodePath.join(lower, "d", `f${i}`), Buffer.alloc(100_000, i))
+      fs.cpSync(lower, upper, { recursive: true, preserveTimestamps: true })
+      // one file edited to the same size: with every time put back to whole seconds (as dpkg
+      // and tar leave them), only its contents tell
+      fs.writeFileSync(NodePath.join(upper, "d", "f3"), Buffer.alloc(100_000, 0x7f))
+      for (const root of [lower, upper]) {
+        for (const name of ["d/f0", "d/f1", "d/f2", "d/f3", "d/f4", "d/f5", "d/f6", "d/f7", "d", ""]) {
+          fs.utimesSync(NodePath.join(root, name), 1_000_000, 1_000_000)
+        }
+      }
+
+      let given: Array<string> = []
+      const counting: DigestFiles = (files) => {
+        given = given.concat(files.map((f) => f.path))
+        return hashes.digestFiles(files)
+      }
+      const alone = yield* layerOf(lower, upper)
+      const ahead = yield* layerOf(lower, upper, counting)
+      expect(ahead.diffId).toBe(alone.diffId)
+      // every compared file, both sides, went to the threads once
+      expect(given.sort()).toEqual([lower, upper].flatMap((root) => [...Array(8).keys()].map((i) => NodePath.join(root, "d", `f${i}`))).sort())
+      // both sides of the 8 pairs were read to compare them, and the edited file once more for the
+      // layer, which holds it alone
+      for (const { read } of [alone, ahead]) {
+        expect(read.length).toBe(17)
+        expect(read.filter((r) => r.digest === sha(Buffer.alloc(100_000, 0x7f))).length).toBe(2)
+      }
+      const failing: DigestFiles = () => Promise.reject(new Error("no thread"))
+      expect((yield* layerOf(lower, upper, failing)).diffId).toBe(alone.diffId)
+      // lying threads would change the answer: what they say is what the walk uses
+      const lying: DigestFiles = (files) => Promise.resolve(files.map(() => sha(Buffer.from("same"))))
+      expect((yield* layerOf(lower, upper, lying)).diffId).not.toBe(alone.diffId)
+    }))
+})
