@@ -138,6 +138,17 @@ describe("fingerprints", () => {
       fs.rmSync(base, { recursive: true, force: true })
     }), { fastCheck: { numRuns: 15 } })
 
+  it.effect("a print from the print thread keeps names and link targets that hold line breaks", () =>
+    Effect.gen(function*() {
+      const dir = work.fresh("breaks")
+      write(dir, "a\nb/c\n", "x")
+      write(dir, "a\n", "y\n")
+      fs.symlinkSync("to\nthere\n", path.join(dir, "link\n"))
+      const there = yield* Effect.promise(() => prints.fingerprint(dir))
+      expect([...there.lines]).toEqual([...fingerprintOf(dir).lines])
+      expect(there.lines.has("a\nb/c\n")).toBe(true)
+    }))
+
   it.effect("the print thread fails as this thread would: the message and the path", () =>
     Effect.gen(function*() {
       const missing = path.join(work.fresh("missing"), "nothing here")
