@@ -6,7 +6,7 @@ import * as fs from "node:fs"
 import type { StatKey } from "../ContentIndex.js"
 import * as Xattr from "./xattr.js"
 import { type Compared, Contents } from "./contents.js"
-import { children, compareNames, type Node, type Tree } from "./tree.js"
+import { children, compareNames, type Node, type Stat, type Tree } from "./tree.js"
 
 /** What the layer must record, in order. */
 export type Change =
@@ -189,7 +189,7 @@ const sameDirectory = (a: Node, b: Node): boolean =>
   a.stat.mtimeNs === b.stat.mtimeNs && Xattr.same(Xattr.list(a.path), Xattr.list(b.path))
 
 // everything a layer entry records of a file's stat
-const sameStats = (s: fs.BigIntStats, t: fs.BigIntStats): boolean =>
+const sameStats = (s: Stat, t: Stat): boolean =>
   s.mode === t.mode && s.uid === t.uid && s.gid === t.gid && s.rdev === t.rdev && s.size === t.size &&
   s.mtimeNs === t.mtimeNs
 

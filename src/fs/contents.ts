@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import type { IndexRecord, StatKey } from "../ContentIndex.js"
+import type { Stat } from "./tree.js"
 
 /**
  * When files that agree in their stats are compared by content: `content` (the default)
@@ -18,7 +19,7 @@ export type CompareRule = "content" | "stat"
 const nanosPerSecond = 1_000_000_000n
 
 /** The stat key of a file, as the content-hash index holds it. */
-export const statKeyOf = (stat: fs.BigIntStats): StatKey => ({
+export const statKeyOf = (stat: Stat): StatKey => ({
   dev: stat.dev,
   ino: stat.ino,
   size: stat.size,
@@ -33,7 +34,7 @@ const readChunk = 1 << 20
 /** A file whose contents a diff is about to compare, with its stat key. */
 export interface Compared {
   readonly path: string
-  readonly stat: fs.BigIntStats
+  readonly stat: Stat
   readonly key: StatKey
 }
 
@@ -54,7 +55,7 @@ export class Contents {
   constructor(readonly rule: CompareRule = "content") {}
 
   /** Whether two regular files whose stats agree must be compared by content. */
-  needsContent(a: fs.BigIntStats, b: fs.BigIntStats): boolean {
+  needsContent(a: Stat, b: Stat): boolean {
     if (a.size === 0n) return false
     if (a.dev === b.dev && a.ino === b.ino) return false
     if (this.rule === "content") return true
@@ -62,7 +63,7 @@ export class Contents {
   }
 
   /** The files of `files` whose digests are not known yet, with their keys: what to look up. */
-  unknown(files: ReadonlyArray<{ readonly path: string; readonly stat: fs.BigIntStats }>): Array<Compared> {
+  unknown(files: ReadonlyArray<{ readonly path: string; readonly stat: Stat }>): Array<Compared> {
     return files.map((f) => ({ path: f.path, stat: f.stat, key: statKeyOf(f.stat) })).filter((f) => !this.known.has(keyString(f.key)))
   }
 
@@ -100,7 +101,7 @@ export class Contents {
    * the two is forgotten: each path is compared once, so that what is kept is a directory's
    * worth, not a tree's (a file with other links may be looked up or read again).
    */
-  same(a: { readonly path: string; readonly stat: fs.BigIntStats }, b: { readonly path: string; readonly stat: fs.BigIntStats }): boolean {
+  same(a: { readonly path: string; readonly stat: Stat }, b: { readonly path: string; readonly stat: Stat }): boolean {
     const before = keyString(statKeyOf(a.stat))
     const after = keyString(statKeyOf(b.stat))
     const same = this.digestOf(before, a.path, a.stat) === this.digestOf(after, b.path, b.stat)
@@ -110,7 +111,7 @@ export class Contents {
   }
 
   /** Keep the digest of a file read elsewhere (the layer's tar writes its bytes), to be recorded. */
-  read(stat: fs.BigIntStats, digest: string, readAtNs: bigint): void {
+  read(stat: Stat, digest: string, readAtNs: bigint): void {
     this.fresh.push({ key: statKeyOf(stat), digest, readAtNs })
   }
 
@@ -124,7 +125,7 @@ export class Contents {
     return this.fresh.splice(0, this.fresh.length)
   }
 
-  private digestOf(key: string, path: string, stat: fs.BigIntStats): string {
+  private digestOf(key: string, path: string, stat: Stat): string {
     const known = this.known.get(key)
     if (known !== undefined) return known
     const readAtNs = now()

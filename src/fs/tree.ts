@@ -4,13 +4,47 @@
  */
 import * as fs from "node:fs"
 import { layersOf, type Mount } from "../Mount.js"
+import { type Listed, nativeList } from "./walk.js"
 
 /** One child of a merged directory, with the real path it is read from. */
+/** What the differ reads of an entry's lstat (a `BigIntStats` has all of it). */
+export type Stat = Pick<
+  fs.BigIntStats,
+  | "dev" | "ino" | "mode" | "nlink" | "uid" | "gid" | "rdev" | "size" | "mtimeNs" | "ctimeNs"
+  | "isFile" | "isDirectory" | "isSymbolicLink" | "isSocket" | "isFIFO" | "isCharacterDevice" | "isBlockDevice"
+>
+
+const fileType = 0o170000n
+
+/** An entry's lstat as the native listing gives it: its fields in a directory's shared array. */
+class ListedStat implements Stat {
+  constructor(private readonly fields: BigInt64Array, private readonly at: number) {}
+  get dev() { return this.fields[this.at]! }
+  get ino() { return this.fields[this.at + 1]! }
+  get mode() { return this.fields[this.at + 2]! }
+  get nlink() { return this.fields[this.at + 3]! }
+  get uid() { return this.fields[this.at + 4]! }
+  get gid() { return this.fields[this.at + 5]! }
+  get rdev() { return this.fields[this.at + 6]! }
+  get size() { return this.fields[this.at + 7]! }
+  get mtimeNs() { return this.fields[this.at + 11]! }
+  get ctimeNs() { return this.fields[this.at + 12]! }
+  isFile() { return (this.mode & fileType) === 0o100000n }
+  isDirectory() { return (this.mode & fileType) === 0o040000n }
+  isSymbolicLink() { return (this.mode & fileType) === 0o120000n }
+  isSocket() { return (this.mode & fileType) === 0o140000n }
+  isFIFO() { return (this.mode & fileType) === 0o010000n }
+  isCharacterDevice() { return (this.mode & fileType) === 0o020000n }
+  isBlockDevice() { return (this.mode & fileType) === 0o060000n }
+}
+
+const listedFields = 13
+
 export interface Node {
   readonly name: string
   /** Absolute path of the file on disk (in whichever layer directory holds it). */
   readonly path: string
-  readonly stat: fs.BigIntStats
+  readonly stat: Stat
   /** For a directory: the real directories merged into it, highest first. */
   readonly dirs: ReadonlyArray<string>
 }
@@ -41,7 +75,7 @@ export const fromMounts = (mounts: ReadonlyArray<Mount>): Tree | string => {
 }
 
 /** An overlay whiteout: a character device with device number 0/0. */
-export const isWhiteoutDevice = (stat: fs.BigIntStats): boolean => stat.isCharacterDevice() && stat.rdev === 0n
+export const isWhiteoutDevice = (stat: Stat): boolean => stat.isCharacterDevice() && stat.rdev === 0n
 
 /**
  * Order of names: by their UTF-8 bytes, which with a depth-first walk puts `/` before every other
@@ -100,7 +134,12 @@ export const children = (tree: Tree, dirs: ReadonlyArray<string>): Array<Node> =
  * The child `name` of a merged directory made of `dirs`, exactly as {@link children} would list
  * it, or `undefined` when the name is absent or whited out: a look-up without listing the directory.
  */
-export const lookup = (tree: Tree, dirs: ReadonlyArray<string>, name: string): Node | undefined => {
+/** A node looked up alone: its stat is a whole `BigIntStats`. */
+export interface LookedUp extends Node {
+  readonly stat: fs.BigIntStats
+}
+
+export const lookup = (tree: Tree, dirs: ReadonlyArray<string>, name: string): LookedUp | undefined => {
   if (!tree.overlay) {
     if (dirs.length === 0) return undefined
     const path = `${dirs[0]!}/${name}`
@@ -128,7 +167,26 @@ export const isOpaque = (dir: string): boolean => fs.existsSync(`${dir}/${opaque
 export const whitedOutName = (name: string): string | undefined =>
   name.startsWith(whiteoutPrefix) && name !== opaqueMarker ? name.slice(whiteoutPrefix.length) : undefined
 
+// One directory of a plain tree: listed in native code where the addon loaded; where it could
+// not list it (a name not UTF-8, a failed call), as here, which fails or not as it does.
 const childrenOfOne = (dir: string): Array<Node> => {
+  if (nativeList !== undefined) {
+    let listed: Listed | undefined
+    try {
+      listed = nativeList(dir)
+    } catch {
+      // listed below
+    }
+    if (listed !== undefined) {
+      const { names, stats } = listed
+      const out = names.map((name, i): Node => {
+        const path = `${dir}/${name}`
+        const stat = new ListedStat(stats, i * listedFields)
+        return { name, path, stat, dirs: stat.isDirectory() ? [path] : [] }
+      })
+      return out.sort((a, b) => compareNames(a.name, b.name))
+    }
+  }
   const out: Array<Node> = []
   for (const name of fs.readdirSync(dir)) {
     const path = `${dir}/${name}`

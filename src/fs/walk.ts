@@ -21,14 +21,36 @@ export type NativeWalk = (dir: string) => Walked
 /** Where the addon is: the same two levels up from `src/internal`, `dist/internal` and `dist/bundle`. */
 export const walkAddonPath: string = fileURLToPath(new URL("../../build/Release/walk.node", import.meta.url))
 
-const load = (): NativeWalk | undefined => {
+/**
+ * One directory's entries in readdir's order and their lstat, 13 fields each in `stats` (dev,
+ * ino, mode, nlink, uid, gid, rdev, size, blksize, blocks, atime, mtime, ctime; times in ns).
+ */
+export interface Listed {
+  readonly names: Array<string>
+  readonly stats: BigInt64Array
+}
+
+/** The addon's listing of a directory; throws when it cannot list it as `readdir` and `lstat` would. */
+export type NativeList = (dir: string) => Listed
+
+interface Addon {
+  readonly walk: NativeWalk
+  readonly list: NativeList
+}
+
+const load = (): Addon | undefined => {
   if (process.env.BLOBCHAIN_NATIVE_WALK === "0") return undefined
   try {
-    return (createRequire(import.meta.url)(walkAddonPath) as { readonly walk: NativeWalk }).walk
+    return createRequire(import.meta.url)(walkAddonPath) as Addon
   } catch {
     return undefined
   }
 }
 
+const addon = load()
+
 /** The native walk, or `undefined` where the addon did not load (or `BLOBCHAIN_NATIVE_WALK=0`). */
-export const nativeWalk: NativeWalk | undefined = load()
+export const nativeWalk: NativeWalk | undefined = addon?.walk
+
+/** The native listing of one directory, or `undefined` as for {@link nativeWalk}. */
+export const nativeList: NativeList | undefined = addon?.list
