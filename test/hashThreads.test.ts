@@ -10,7 +10,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
 import { Contents, type DigestFiles } from "../src/fs/contents.js"
-import { makeHashThreads } from "../src/fs/hashThreads.js"
+import { type LayerHashing, makeHashThreads } from "../src/fs/hashThreads.js"
+import { applyOps, materialize, opArb, type Spec } from "./support/trees.js"
 import { BufferPool, layerTar } from "../src/diff/layer.js"
 import * as Digest from "../src/Digest.js"
 
@@ -23,20 +24,29 @@ const scratch = Effect.acquireRelease(
 
 const threads = Effect.acquireRelease(Effect.sync(makeHashThreads), (t) => Effect.promise(t.close))
 
-// the layer's bytes, hashed, and how many bytes of the compared files `digestFiles` was given
-const layerOf = (lower: string, upper: string, digestFiles?: DigestFiles) =>
+// the layer's diffID and the digests it read, hashed here or (`hashing`) on a hash thread
+const layerOf = (lower: string, upper: string, digestFiles?: DigestFiles, hashing?: LayerHashing) =>
   Effect.promise(async () => {
     const hash = Digest.hasher()
     const contents = new Contents()
     for await (const chunk of layerTar(
       { root: [lower], overlay: false },
       { root: [upper], overlay: false },
-      { contents, ...(digestFiles === undefined ? {} : { digestFiles }) },
+      { contents, ...(digestFiles === undefined ? {} : { digestFiles }), ...(hashing === undefined ? {} : { hashing }) },
       hash,
       new BufferPool()
-    )) void chunk
-    return { diffId: hash.digest(), read: contents.takeRead() }
+    )) {
+      void chunk
+      await hashing?.ready()
+    }
+    const diffId = hashing === undefined ? hash.digest() : await hashing.finish()
+    // the tar's bytes were hashed here too: the thread's digest must be the same
+    expect(diffId).toBe(hash.digest())
+    return { diffId, read: contents.takeRead() }
   })
+
+const byFile = (records: ReadonlyArray<{ readonly key: { readonly ino: bigint }; readonly digest: string }>) =>
+  records.map((r) => `${r.key.ino} ${r.digest}`).sort()
 
 describe("hash threads", () => {
   it.scopedLive("give each file's sha256; a file gone or of another size than asked is left undefined", () =>
@@ -100,5 +110,58 @@ describe("hash threads", () => {
       // lying threads would change the answer: what they say is what the walk uses
       const lying: DigestFiles = (files) => Promise.resolve(files.map(() => sha(Buffer.from("same"))))
       expect((yield* layerOf(lower, upper, lying)).diffId).not.toBe(alone.diffId)
+    }))
+
+  it.scopedLive.prop(
+    "a layer hashed on a thread has the diffID and file digests of one hashed here",
+    [fc.array(opArb, { minLength: 1, maxLength: 25 }), fc.array(fc.integer({ min: 0, max: 3 << 20 }), { maxLength: 3 })],
+    ([ops, bigSizes]) =>
+      Effect.gen(function*() {
+        const dir = yield* scratch
+        const hashes = yield* threads
+        const empty = NodePath.join(dir, "empty")
+        const tree = NodePath.join(dir, "tree")
+        fs.mkdirSync(empty)
+        fs.mkdirSync(tree)
+        const spec: Spec = applyOps(new Map(), ops)
+        materialize(spec, tree)
+        // files over a chunk, so that spans cross chunks
+        bigSizes.forEach((size, i) => fs.writeFileSync(NodePath.join(tree, `big${i}`), Buffer.alloc(size, i + 1)))
+        const here = yield* layerOf(empty, tree)
+        const hashing = yield* Effect.promise(() => hashes.layerHashing())
+        const there = yield* layerOf(empty, tree, undefined, hashing!)
+        expect(there.diffId).toBe(here.diffId)
+        expect(byFile(there.read)).toEqual(byFile(here.read))
+      }),
+    { fastCheck: { numRuns: 12 } }
+  )
+
+  it.scopedLive("a hash thread that dies fails the layer: no diffID is made up", () =>
+    Effect.gen(function*() {
+      const dir = yield* scratch
+      const hashes = yield* threads
+      const tree = NodePath.join(dir, "tree")
+      fs.mkdirSync(tree)
+      for (let i = 0; i < 24; i++) fs.writeFileSync(NodePath.join(tree, `f${i}`), Buffer.alloc(1 << 20, i))
+      const hashing = (yield* Effect.promise(() => hashes.layerHashing()))!
+      const outcome = yield* Effect.promise(async () => {
+        let chunks = 0
+        try {
+          for await (const chunk of layerTar({ root: [], overlay: false }, { root: [tree], overlay: false }, { hashing }, Digest.hasher(), new BufferPool())) {
+            void chunk
+            if (++chunks === 2) await hashes.kill()
+            await hashing.ready()
+          }
+          return await hashing.finish()
+        } catch (error) {
+          return error as Error
+        }
+      })
+      expect(outcome).toBeInstanceOf(Error)
+      expect(String(outcome)).toMatch(/exited|lost/)
+      // a fresh session works on the thread started again
+      const again = (yield* Effect.promise(() => hashes.layerHashing()))!
+      const diffId = yield* layerOf(NodePath.join(dir, "tree"), tree, undefined, again)
+      expect(diffId.diffId).toMatch(/^sha256:/)
     }))
 })

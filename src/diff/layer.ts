@@ -11,6 +11,7 @@ import type { Hasher } from "../Digest.js"
 import { major, minor } from "../internal/posix.js"
 import * as Xattr from "../fs/xattr.js"
 import { Contents, type DigestFiles, now } from "../fs/contents.js"
+import type { LayerHashing } from "../fs/hashThreads.js"
 import { layerChanges, type Walk } from "../fs/overlayChanges.js"
 import * as Tar from "../archive/tar.js"
 import type { Node, Tree } from "../fs/tree.js"
@@ -40,6 +41,12 @@ export interface LayerOptions {
   readonly onSkipped?: (path: string) => void
   /** Hashes files to be compared ahead of the walk, on other threads (none by default: read when compared). */
   readonly digestFiles?: DigestFiles
+  /**
+   * Hashes the tar and each file's contents in it on another thread, which gives the tar's
+   * digest; the `hash` given still sees every byte (give one that hashes nothing, or counts).
+   * None by default: both are hashed here.
+   */
+  readonly hashing?: LayerHashing
 }
 
 /** Digests read that are recorded as the layer goes: what waits in memory stays this small. */
@@ -66,7 +73,9 @@ class Chunker {
   buffer: Buffer
   offset = 0
   readonly sealed: Array<Buffer> = []
-  constructor(readonly hash: Hasher, readonly pool: BufferPool) {
+  /** The files' spans in the buffer, for a hashing thread (see LayerHashing.chunk). */
+  spans: Array<number> = []
+  constructor(readonly hash: Hasher, readonly pool: BufferPool, readonly hashing?: LayerHashing) {
     this.buffer = pool.acquire()
   }
 
@@ -96,6 +105,10 @@ class Chunker {
     if (this.offset === 0) return
     const done = this.offset === chunkSize ? this.buffer : this.buffer.subarray(0, this.offset)
     this.hash.update(done)
+    if (this.hashing !== undefined) {
+      this.hashing.chunk(done, this.spans)
+      this.spans = []
+    }
     this.sealed.push(done)
     this.buffer = this.pool.acquire()
     this.offset = 0
@@ -128,7 +141,7 @@ export async function* layerTar(
   hash: Hasher,
   pool: BufferPool = new BufferPool(0)
 ): AsyncGenerator<Buffer> {
-  const out = new Chunker(hash, pool)
+  const out = new Chunker(hash, pool, options.hashing)
   const firstName = new Map<string, string>()
   const clamp = (mtime: number): number =>
     options.sourceDateEpoch !== undefined && mtime > options.sourceDateEpoch ? options.sourceDateEpoch : mtime
@@ -185,9 +198,14 @@ export async function* layerTar(
           if (header.type === Tar.TypeFlag.file && header.size > 0) {
             step = "read"
             const readAtNs = now()
-            const digest = createHash("sha256")
-            yield* copyFile(node, header.size, out, digest)
-            contents.read(node.stat, `sha256:${digest.digest("hex")}`, readAtNs)
+            const stat = node.stat
+            if (options.hashing !== undefined) {
+              yield* copyFile(node, header.size, out, options.hashing.file((digest) => contents.read(stat, digest, readAtNs)))
+            } else {
+              const digest = createHash("sha256")
+              yield* copyFile(node, header.size, out, digest)
+              contents.read(stat, `sha256:${digest.digest("hex")}`, readAtNs)
+            }
           }
           break
         }
@@ -249,14 +267,16 @@ const headerOf = (
 }
 
 // Exactly `size` bytes, as the header promised; a file that shrank meanwhile is an error.
-function* copyFile(node: Node, size: number, out: Chunker, digest: Hash): Generator<Buffer> {
+// `digest` hashes the bytes here, or they are given to the chunker's hashing thread as file `digest`.
+function* copyFile(node: Node, size: number, out: Chunker, digest: Hash | number): Generator<Buffer> {
   const fd = fs.openSync(node.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
   try {
     let left = size
     while (left > 0) {
       const n = fs.readSync(fd, out.buffer, out.offset, Math.min(left, chunkSize - out.offset), null)
       if (n === 0) throw new Error(`file shrank while being read (${size - left} of ${size} bytes)`)
-      digest.update(out.buffer.subarray(out.offset, out.offset + n))
+      if (typeof digest === "number") out.spans.push(digest, out.offset, out.offset + n, left === n ? 1 : 0)
+      else digest.update(out.buffer.subarray(out.offset, out.offset + n))
       out.offset += n
       left -= n
       if (out.offset === chunkSize) {

@@ -16,6 +16,7 @@ import * as Progress from "../Progress.js"
 import { compressor, compressorOffThread, levelProblem } from "../archive/compress.js"
 import * as Xattr from "../fs/xattr.js"
 import { Contents } from "../fs/contents.js"
+import type { LayerHashing } from "../fs/hashThreads.js"
 import { BufferPool, chunkSize, LayerFault, layerTar } from "./layer.js"
 import { fromMounts, type Tree } from "../fs/tree.js"
 import { Threads } from "../Threads.js"
@@ -77,6 +78,15 @@ const noHash: Digest.Hasher = {
 
 // process-wide: whether the addon loaded is a fact of this process, told once whatever the stacks
 let toldUnavailable = false
+
+// a layer's chunks, each passed on once the hash thread has room for more (it is handed a copy
+// of each as the layer seals it): the tar is made no faster than it is hashed
+async function* pacedBy(hashing: LayerHashing, source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    yield chunk
+    await hashing.ready()
+  }
+}
 
 // what of the trees' extended attributes a layer could not carry, said once
 const warnOfXattrs = Effect.suspend(() => {
@@ -145,7 +155,9 @@ export const make = Effect.gen(function*() {
           const release = (buffer: Buffer) => pool.release(buffer)
           // zstd from a worker thread, which hashes the tar too; here when no thread can start
           const offThread = await compressorOffThread(threads.zstd, compression, options.level, options.compressionThreads, release)
-          const hashing = compression === "none" || offThread !== undefined ? noHash : Digest.hasher()
+          // otherwise the tar and its files are hashed on a hash thread, or here when none can start
+          const onThread = offThread === undefined ? await threads.hashes.layerHashing() : undefined
+          const hashing = compression === "none" || offThread !== undefined || onThread !== undefined ? noHash : Digest.hasher()
           // the tar bytes pass the diffID hasher on their way to the compressor: count them there
           const uncompressed: Digest.Hasher = report === undefined ? hashing : {
             ...hashing,
@@ -164,6 +176,7 @@ export const make = Effect.gen(function*() {
               ...(options.changed === undefined ? {} : { changed: options.changed }),
               contents,
               digestFiles: threads.hashes.digestFiles,
+              ...(onThread === undefined ? {} : { hashing: onThread }),
               onSkipped: (path) => skipped.push(path),
               ...(index === undefined ? {} : { lookup: lookupWith(index, runtime), record: recordWith(index, runtime) })
             },
@@ -172,16 +185,27 @@ export const make = Effect.gen(function*() {
           )
           const sink = storeSink(writer, runtime, counted)
           const transform = offThread ?? compressor(compression, options.level, options.compressionThreads, release, threads.stored)
+          const paced = onThread === undefined ? source : pacedBy(onThread, source)
           // pipeline waits for every stage to finish, so an error in the compressor's final
           // flush (the gzip trailer, the zstd epilogue) fails the diff instead of vanishing
-          if (transform === undefined) await pipeline(source, sink, { signal })
-          else await pipeline(source, transform, sink, { signal })
+          try {
+            if (transform === undefined) await pipeline(paced, sink, { signal })
+            else await pipeline(paced, transform, sink, { signal })
+          } catch (error) {
+            onThread?.drop()
+            throw error
+          }
           if (skipped.length > 0) {
             const more = skipped.length === 1 ? "" : ` and ${skipped.length - 1} more`
             Runtime.runSync(runtime)(Effect.logWarning(`left out of the layer, which cannot hold sockets: /${skipped[0]}${more}`))
           }
+          const tarDigest = onThread === undefined ? undefined : await onThread.finish()
           const digest = await Runtime.runPromise(runtime)(writer.digest)
-          const diffId = compression === "none" ? digest : offThread !== undefined ? offThread.diffId() : uncompressed.digest()
+          const diffId = compression === "none"
+            ? digest
+            : offThread !== undefined
+            ? offThread.diffId()
+            : tarDigest ?? uncompressed.digest()
           return { diffId, digest, size: counted.size }
         },
         catch: toDiffFailed
@@ -193,19 +217,27 @@ export const make = Effect.gen(function*() {
       Effect.tryPromise({
         try: async (signal) => {
           const pool = new BufferPool()
-          const hashing = Digest.hasher()
+          // the tar and its files hashed on a hash thread, or here when none can start
+          const onThread = await threads.hashes.layerHashing()
+          const hashing = onThread === undefined ? Digest.hasher() : noHash
           const source = layerTar(lower, upper, {
             ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
             ...(options.changed === undefined ? {} : { changed: options.changed }),
             contents,
             digestFiles: threads.hashes.digestFiles,
+            ...(onThread === undefined ? {} : { hashing: onThread }),
             ...(index === undefined ? {} : { lookup: lookupWith(index, runtime), record: recordWith(index, runtime) })
           }, hashing, pool)
-          for await (const chunk of source) {
-            if (signal.aborted) throw signal.reason
-            pool.release(chunk)
+          try {
+            for await (const chunk of onThread === undefined ? source : pacedBy(onThread, source)) {
+              if (signal.aborted) throw signal.reason
+              pool.release(chunk)
+            }
+          } catch (error) {
+            onThread?.drop()
+            throw error
           }
-          return hashing.digest()
+          return onThread === undefined ? hashing.digest() : await onThread.finish()
         },
         catch: toDiffFailed
       }))

@@ -5,7 +5,8 @@
  * a share of a batch by bytes. The threads belong to whoever made them (the stack's `Threads`
  * service), which closes them.
  */
-import { evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
+import type * as Digest from "../Digest.js"
+import { type EvalWorker, evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not
 const source = `
@@ -31,7 +32,38 @@ const digestOf = (path, size) => {
   }
   return "sha256:" + hash.digest("hex")
 }
+// a layer's tar, hashed whole and file by file: each chunk comes with the spans of the files it
+// holds (sequence number, from, to, whether the file ends there), flat
+const sessions = new Map()
+const chunk = (m) => {
+  let s = sessions.get(m.session)
+  if (s === undefined) sessions.set(m.session, s = { tar: createHash("sha256"), file: undefined })
+  const bytes = new Uint8Array(m.buffer)
+  s.tar.update(bytes)
+  const done = []
+  const spans = m.spans
+  for (let i = 0; i < spans.length; i += 4) {
+    if (s.file === undefined) s.file = createHash("sha256")
+    s.file.update(bytes.subarray(spans[i + 1], spans[i + 2]))
+    if (spans[i + 3] === 1) {
+      done.push(spans[i], "sha256:" + s.file.digest("hex"))
+      s.file = undefined
+    }
+  }
+  return done
+}
 parentPort.on("message", (m) => {
+  if (m.op === "ping") return parentPort.postMessage({ id: m.id })
+  if (m.op === "chunk") return parentPort.postMessage({ id: m.id, done: chunk(m) })
+  if (m.op === "finish") {
+    const s = sessions.get(m.session)
+    sessions.delete(m.session)
+    return parentPort.postMessage({ id: m.id, tar: "sha256:" + (s === undefined ? createHash("sha256") : s.tar).digest("hex") })
+  }
+  if (m.op === "drop") {
+    sessions.delete(m.session)
+    return parentPort.postMessage({ id: m.id })
+  }
   const digests = m.files.map(({ path, size }) => {
     try {
       return digestOf(path, size)
@@ -44,7 +76,74 @@ parentPort.on("message", (m) => {
 `
 
 interface Reply extends WorkerReply {
-  readonly digests: ReadonlyArray<string | undefined>
+  readonly digests?: ReadonlyArray<string | undefined>
+  readonly done?: ReadonlyArray<number | string>
+  readonly tar?: string
+}
+
+/** Chunks of a layer's tar in flight to the thread before the producer waits for it. */
+const inFlight = 8
+
+/**
+ * A layer's tar hashed on a hash thread: the whole (the diffID) and each file's contents within
+ * it (for the content-hash index), so that the thread that reads the files does no hashing.
+ * Chunks are copied over (the tar's own buffers go on to the compressor).
+ */
+export class LayerHashing {
+  private readonly waiting = new Set<Promise<void>>()
+  private readonly files = new Map<number, (digest: string) => void>()
+  private failed: Error | undefined
+  private nextFile = 0
+
+  constructor(
+    private readonly worker: EvalWorker<Reply>,
+    private readonly thread: number,
+    private readonly session: number
+  ) {}
+
+  /** A number for the next file whose bytes the tar will hold; `told` gets its digest once hashed. */
+  file(told: (digest: string) => void): number {
+    this.files.set(this.nextFile, told)
+    return this.nextFile++
+  }
+
+  /** The next chunk of the tar, with the spans of files it holds (`[file, from, to, ends (1 or 0)]`, flat). */
+  chunk(bytes: Uint8Array, spans: ReadonlyArray<number>): void {
+    if (this.failed !== undefined) return
+    const copy = new Uint8Array(bytes)
+    const sent: Promise<void> = this.worker.ask({ op: "chunk", session: this.session, buffer: copy.buffer, spans }, [copy.buffer], this.thread)
+      .then((reply) => {
+        const done = reply.done ?? []
+        for (let i = 0; i < done.length; i += 2) {
+          const file = done[i] as number
+          this.files.get(file)?.(done[i + 1] as string)
+          this.files.delete(file)
+        }
+      }, (error: Error) => {
+        this.failed ??= error
+      })
+      .finally(() => this.waiting.delete(sent))
+    this.waiting.add(sent)
+  }
+
+  /** Resolves once few enough chunks are in flight; rejects when the thread failed. */
+  async ready(): Promise<void> {
+    while (this.waiting.size >= inFlight && this.failed === undefined) await Promise.race(this.waiting)
+    if (this.failed !== undefined) throw this.failed
+  }
+
+  /** The tar's digest, once every chunk and file is hashed (and told). */
+  async finish(): Promise<Digest.Digest> {
+    while (this.waiting.size > 0) await Promise.race(this.waiting)
+    if (this.failed !== undefined) throw this.failed
+    const reply = await this.worker.ask({ op: "finish", session: this.session }, [], this.thread)
+    return reply.tar as Digest.Digest
+  }
+
+  /** Forget a layer given up. */
+  drop(): void {
+    this.worker.ask({ op: "drop", session: this.session }, [], this.thread).catch(() => undefined)
+  }
 }
 
 /** A file to hash: its path and the size its stat gave. */
@@ -61,8 +160,12 @@ export interface HashThreads {
    * it would have). Rejects only when no thread can answer.
    */
   readonly digestFiles: (files: ReadonlyArray<FileToHash>) => Promise<ReadonlyArray<string | undefined>>
+  /** A layer's hashing on a thread; `undefined` when no thread can start (the caller hashes on its own). */
+  readonly layerHashing: () => Promise<LayerHashing | undefined>
   /** Threads running now. */
   readonly running: () => number
+  /** End both threads as a crash would, without closing (what they were given is lost). */
+  readonly kill: () => Promise<void>
   /** Stop both threads. */
   readonly close: () => Promise<void>
 }
@@ -81,14 +184,24 @@ export const makeHashThreads = (): HashThreads => {
     const digests: Array<string | undefined> = files.map(() => undefined)
     await Promise.all(shares.map((share, n) =>
       share.at.length === 0 ? undefined : threads[n]!.ask({ files: share.at.map((i) => files[i]) }).then((reply) => {
-        share.at.forEach((i, k) => (digests[i] = reply.digests[k]))
+        share.at.forEach((i, k) => (digests[i] = reply.digests?.[k]))
       })
     ))
     return digests
   }
+  let sessions = 0
+  let turn = 0
+  const layerHashing = async (): Promise<LayerHashing | undefined> => {
+    // layers made at once take the threads in turn
+    const worker = threads[turn++ % threads.length]!
+    const started = await worker.ask({ op: "ping" }).then(() => true, () => false)
+    return started ? new LayerHashing(worker, worker.thread(), sessions++) : undefined
+  }
   return {
     digestFiles,
+    layerHashing,
     running: () => threads.filter((t) => t.running()).length,
+    kill: () => Promise.all(threads.map((t) => t.kill())).then(() => undefined),
     close: () => Promise.all(threads.map((t) => t.close())).then(() => undefined)
   }
 }
