@@ -170,7 +170,8 @@ export async function* layerTar(
         case "Lookup":
           if (options.lookup !== undefined) {
             step = "index"
-            contents.provide(change.keys, await options.lookup(change.keys))
+            const keys = change.files.map((f) => f.key)
+            contents.provide(keys, await options.lookup(keys))
           }
           if (options.digestFiles !== undefined) {
             step = "read"

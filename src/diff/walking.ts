@@ -17,7 +17,7 @@ import { compressor, compressorOffThread, levelProblem } from "../archive/compre
 import * as Xattr from "../fs/xattr.js"
 import { Contents } from "../fs/contents.js"
 import type { LayerHashing } from "../fs/hashThreads.js"
-import { BufferPool, chunkSize, LayerFault, layerTar } from "./layer.js"
+import { BufferPool, chunkSize, LayerFault, type LayerOptions, layerTar } from "./layer.js"
 import { fromMounts, type Tree } from "../fs/tree.js"
 import { Threads } from "../Threads.js"
 
@@ -139,6 +139,16 @@ export const make = Effect.gen(function*() {
   const index = Option.getOrUndefined(yield* Effect.serviceOption(ContentIndex))
   const threads = yield* Threads
 
+  // what a layer's tar is made with, written or only hashed: the diff's options, what it knows
+  // of contents, the hash threads that read ahead, and the content-hash index when there is one
+  const tarOptions = (options: DiffOptions, contents: Contents, runtime: Runtime.Runtime<never>): LayerOptions => ({
+    ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
+    ...(options.changed === undefined ? {} : { changed: options.changed }),
+    contents,
+    digestFiles: threads.hashes.digestFiles,
+    ...(index === undefined ? {} : { lookup: lookupWith(index, runtime), record: recordWith(index, runtime) })
+  })
+
   const writeLayer = (
     writer: Writer,
     lower: Tree,
@@ -172,14 +182,7 @@ export const make = Effect.gen(function*() {
           const source = layerTar(
             lower,
             upper,
-            {
-              ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
-              ...(options.changed === undefined ? {} : { changed: options.changed }),
-              contents,
-              digestFiles: threads.hashes.digestFiles,
-              onSkipped: (path) => skipped.push(path),
-              ...(index === undefined ? {} : { lookup: lookupWith(index, runtime), record: recordWith(index, runtime) })
-            },
+            { ...tarOptions(options, contents, runtime), onSkipped: (path) => skipped.push(path) },
             uncompressed,
             pool
           )
@@ -211,12 +214,8 @@ export const make = Effect.gen(function*() {
           const onThread = await threads.hashes.layerHashing()
           const hashing = onThread === undefined ? Digest.hasher() : noHash
           const source = layerTar(lower, upper, {
-            ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
-            ...(options.changed === undefined ? {} : { changed: options.changed }),
-            contents,
-            digestFiles: threads.hashes.digestFiles,
-            ...(onThread === undefined ? {} : { hashing: onThread }),
-            ...(index === undefined ? {} : { lookup: lookupWith(index, runtime), record: recordWith(index, runtime) })
+            ...tarOptions(options, contents, runtime),
+            ...(onThread === undefined ? {} : { hashing: onThread })
           }, hashing, pool)
           try {
             for await (const chunk of onThread === undefined ? source : pacedBy(onThread, source)) {

@@ -3,7 +3,6 @@
  * the order and shape of a layer: parents first, each path once, whiteouts and opaque markers.
  */
 import * as fs from "node:fs"
-import type { StatKey } from "../ContentIndex.js"
 import * as Xattr from "./xattr.js"
 import { type Compared, Contents } from "./contents.js"
 import { children, compareNames, type Node, type Stat, type Tree } from "./tree.js"
@@ -26,7 +25,7 @@ export type Change =
    * the content-hash index, or read ahead (on other threads); the consumer gives what it finds to
    * the walk's {@link Contents} before asking for the next change, and the walk reads the rest.
    */
-  | { readonly _tag: "Lookup"; readonly keys: ReadonlyArray<StatKey>; readonly files: ReadonlyArray<Compared> }
+  | { readonly _tag: "Lookup"; readonly files: ReadonlyArray<Compared> }
 
 const tickEvery = 1024
 
@@ -107,7 +106,7 @@ export function* changes(lower: Tree, upper: Tree, listing?: Listing, contents: 
     }
     if (compared.length > 0) {
       const files = contents.unknown(compared)
-      if (files.length > 0) yield { _tag: "Lookup", keys: files.map((f) => f.key), files }
+      if (files.length > 0) yield { _tag: "Lookup", files }
     }
     let i = 0
     let j = 0

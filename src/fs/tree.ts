@@ -6,7 +6,6 @@ import * as fs from "node:fs"
 import { layersOf, type Mount } from "../Mount.js"
 import { type Listed, nativeList } from "./walk.js"
 
-/** One child of a merged directory, with the real path it is read from. */
 /** What the differ reads of an entry's lstat (a `BigIntStats` has all of it). */
 export type Stat = Pick<
   fs.BigIntStats,
@@ -40,6 +39,7 @@ class ListedStat implements Stat {
 
 const listedFields = 13
 
+/** One child of a merged directory, with the real path it is read from. */
 export interface Node {
   readonly name: string
   /** Absolute path of the file on disk (in whichever layer directory holds it). */
@@ -130,15 +130,15 @@ export const children = (tree: Tree, dirs: ReadonlyArray<string>): Array<Node> =
   return out.sort((a, b) => compareNames(a.name, b.name))
 }
 
-/**
- * The child `name` of a merged directory made of `dirs`, exactly as {@link children} would list
- * it, or `undefined` when the name is absent or whited out: a look-up without listing the directory.
- */
 /** A node looked up alone: its stat is a whole `BigIntStats`. */
 export interface LookedUp extends Node {
   readonly stat: fs.BigIntStats
 }
 
+/**
+ * The child `name` of a merged directory made of `dirs`, exactly as {@link children} would list
+ * it, or `undefined` when the name is absent or whited out: a look-up without listing the directory.
+ */
 export const lookup = (tree: Tree, dirs: ReadonlyArray<string>, name: string): LookedUp | undefined => {
   if (!tree.overlay) {
     if (dirs.length === 0) return undefined
@@ -170,30 +170,23 @@ export const whitedOutName = (name: string): string | undefined =>
 // One directory of a plain tree: listed in native code where the addon loaded; where it could
 // not list it (a name not UTF-8, a failed call), as here, which fails or not as it does.
 const childrenOfOne = (dir: string): Array<Node> => {
-  if (nativeList !== undefined) {
-    let listed: Listed | undefined
-    try {
-      listed = nativeList(dir)
-    } catch {
-      // listed below
-    }
-    if (listed !== undefined) {
-      const { names, stats } = listed
-      const out = names.map((name, i): Node => {
-        const path = `${dir}/${name}`
-        const stat = new ListedStat(stats, i * listedFields)
-        return { name, path, stat, dirs: stat.isDirectory() ? [path] : [] }
-      })
-      return out.sort((a, b) => compareNames(a.name, b.name))
-    }
-  }
-  const out: Array<Node> = []
-  for (const name of fs.readdirSync(dir)) {
+  const node = (name: string, stat: Stat): Node => {
     const path = `${dir}/${name}`
-    const stat = fs.lstatSync(path, { bigint: true })
-    out.push({ name, path, stat, dirs: stat.isDirectory() ? [path] : [] })
+    return { name, path, stat, dirs: stat.isDirectory() ? [path] : [] }
   }
+  const listed = listNatively(dir)
+  const out = listed === undefined
+    ? fs.readdirSync(dir).map((name) => node(name, fs.lstatSync(`${dir}/${name}`, { bigint: true })))
+    : listed.names.map((name, i) => node(name, new ListedStat(listed.stats, i * listedFields)))
   return out.sort((a, b) => compareNames(a.name, b.name))
+}
+
+const listNatively = (dir: string): Listed | undefined => {
+  try {
+    return nativeList?.(dir)
+  } catch {
+    return undefined
+  }
 }
 
 // A directory merges with same-named directories below it until a lower layer whites it
