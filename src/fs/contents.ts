@@ -129,31 +129,45 @@ export class Contents {
     const known = this.known.get(key)
     if (known !== undefined) return known
     const readAtNs = now()
-    const digest = `sha256:${this.hashFile(path, stat.size)}`
+    const digest = this.hashFile(path, stat.size)
     this.known.set(key, digest)
     this.read(stat, digest, readAtNs)
     return digest
   }
 
   private hashFile(path: string, size: bigint): string {
-    const hash = createHash("sha256")
-    const buffer = (this.buffer ??= Buffer.allocUnsafe(readChunk))
-    const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-    try {
-      let total = 0n
-      for (;;) {
-        const n = fs.readSync(fd, buffer, 0, buffer.length, null)
-        if (n === 0) break
-        hash.update(buffer.subarray(0, n))
-        total += BigInt(n)
-      }
-      // a file that grew or shrank since its stat is not the file the stat described
-      if (total !== size) throw new Error(`file changed size while being compared (${total} of ${size} bytes)`)
-    } finally {
-      fs.closeSync(fd)
-    }
-    return hash.digest("hex")
+    const { digest, total } = digestOfFile(fs, createHash, (this.buffer ??= Buffer.allocUnsafe(readChunk)), path)
+    // a file that grew or shrank since its stat is not the file the stat described
+    if (BigInt(total) !== size) throw new Error(`file changed size while being compared (${total} of ${size} bytes)`)
+    return digest
   }
+}
+
+/**
+ * The sha256 of the file at `path` ("sha256:<hex>"), read through `buffer`, and how many bytes it
+ * held. Self-contained (nothing but its arguments), so that a hash thread (hashThreads.ts) runs
+ * exactly this code.
+ */
+export function digestOfFile(
+  files: typeof fs,
+  hashOf: typeof createHash,
+  buffer: Buffer,
+  path: string
+): { readonly digest: string; readonly total: number } {
+  const hash = hashOf("sha256")
+  const fd = files.openSync(path, files.constants.O_RDONLY | files.constants.O_NOFOLLOW)
+  let total = 0
+  try {
+    for (;;) {
+      const n = files.readSync(fd, buffer, 0, buffer.length, null)
+      if (n === 0) break
+      hash.update(buffer.subarray(0, n))
+      total += n
+    }
+  } finally {
+    files.closeSync(fd)
+  }
+  return { digest: `sha256:${hash.digest("hex")}`, total }
 }
 
 /** The wall clock in nanoseconds since the epoch, for a record's read time. */

@@ -7,6 +7,7 @@
  */
 import type * as Digest from "../Digest.js"
 import { type EvalWorker, evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
+import { digestOfFile } from "./contents.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not
 const source = `
@@ -14,23 +15,11 @@ const { parentPort } = require("node:worker_threads")
 const fs = require("node:fs")
 const { createHash } = require("node:crypto")
 const buffer = Buffer.allocUnsafe(1 << 20)
+const digestOfFile = (${digestOfFile.toString()})
 const digestOf = (path, size) => {
-  const hash = createHash("sha256")
-  const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-  try {
-    let total = 0
-    for (;;) {
-      const n = fs.readSync(fd, buffer, 0, buffer.length, null)
-      if (n === 0) break
-      hash.update(buffer.subarray(0, n))
-      total += n
-    }
-    // a file that grew or shrank since its stat is not the file the stat described
-    if (total !== size) return undefined
-  } finally {
-    fs.closeSync(fd)
-  }
-  return "sha256:" + hash.digest("hex")
+  const { digest, total } = digestOfFile(fs, createHash, buffer, path)
+  // a file that grew or shrank since its stat is not the file the stat described
+  return total === size ? digest : undefined
 }
 // a layer's tar, hashed whole and file by file: each chunk comes with the spans of the files it
 // holds (sequence number, from, to, whether the file ends there), flat

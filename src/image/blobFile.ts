@@ -4,7 +4,7 @@
  * else a copy streamed from the store; each published by rename.
  */
 import { Effect, Option, Stream } from "effect"
-import { constants as fsConstants, createReadStream } from "node:fs"
+import { type BigIntStats, constants as fsConstants, createReadStream } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as NodePath from "node:path"
 import { ContentIndex, keyOf } from "../ContentIndex.js"
@@ -39,18 +39,16 @@ const hashFile = (path: string, digest: Digest.Digest) =>
   })
 
 /**
- * Whether the file at `path` holds exactly `digest`'s bytes. The content-hash index answers for
- * a file read before whose stat key still matches (a rerun's outputs are not read again);
+ * Whether the file at `path` (its lstat `stat`) holds exactly `digest`'s bytes. The content-hash
+ * index answers for a file read before whose stat key still matches (a rerun's outputs are not
+ * read again);
  * otherwise the file is read, and what was read is recorded there. The index is an accelerator:
  * when it cannot answer or record, the file is read.
  */
-const holds = (path: string, digest: Digest.Digest) =>
+const holds = (path: string, stat: BigIntStats, digest: Digest.Digest) =>
   Effect.gen(function*() {
     const index = Option.getOrUndefined(yield* Effect.serviceOption(ContentIndex))
-    const stat = index === undefined || Digest.algorithm(digest) !== "sha256"
-      ? undefined
-      : yield* Effect.promise(() => fs.lstat(path, { bigint: true }).catch(() => undefined))
-    if (index === undefined || stat === undefined || !stat.isFile()) return (yield* hashFile(path, digest)) === digest
+    if (index === undefined || Digest.algorithm(digest) !== "sha256") return (yield* hashFile(path, digest)) === digest
     const key = keyOf(stat)
     const [known] = yield* index.lookup([key]).pipe(Effect.orElseSucceed(() => [undefined]))
     if (known === digest) return true
@@ -71,13 +69,13 @@ export const place = (digest: Digest.Digest, size: number, dest: string, linkFro
   Effect.gen(function*() {
     const source = linkFrom === undefined ? undefined : NodePath.join(linkFrom, blobPath(digest))
     const link = linkIsSafe()
-    const existing = yield* Effect.promise(() => fs.lstat(dest).catch(() => undefined))
-    if (existing !== undefined && existing.isFile() && existing.size === size) {
-      const stored = source === undefined ? undefined : yield* Effect.promise(() => fs.stat(source).catch(() => undefined))
+    const existing = yield* Effect.promise(() => fs.lstat(dest, { bigint: true }).catch(() => undefined))
+    if (existing !== undefined && existing.isFile() && existing.size === BigInt(size)) {
+      const stored = source === undefined ? undefined : yield* Effect.promise(() => fs.stat(source, { bigint: true }).catch(() => undefined))
       const shared = stored !== undefined && stored.ino === existing.ino && stored.dev === existing.dev
       // the store's own file: kept where links are safe, given a copy of its own where not
       if (shared && link) return "kept" as const
-      if (!shared && (yield* holds(dest, digest))) return "kept" as const
+      if (!shared && (yield* holds(dest, existing, digest))) return "kept" as const
     }
     yield* Effect.tryPromise({ try: () => fs.rm(dest, { force: true }), catch: fail(dest, "replace") })
     const temp = `${dest}.partial-${process.pid}`
