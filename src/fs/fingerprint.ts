@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import type { ChangedNames } from "../Differ.js"
 import type { StatKey } from "../ContentIndex.js"
+import { PrintLines } from "./printLines.js"
 import { compareNames } from "./tree.js"
 import { parentOf } from "../internal/posix.js"
 import * as Walk from "./walk.js"
@@ -17,14 +18,21 @@ import * as Xattr from "./xattr.js"
 /** A tree's fingerprint: the digest, and the line of each path (relative; "" is the root). */
 export interface Print {
   readonly digest: string
-  readonly lines: ReadonlyMap<string, string>
+  readonly lines: PrintLines
   /** Paths of files with more than one link: whether their group changed is the differ's to say. */
+  readonly linked: ReadonlySet<string>
+}
+
+/** A print as walked: its lines as strings, in the walk's order (a directory, then its children by name). */
+export interface Walked {
+  readonly digest: string
+  readonly lines: Array<string>
   readonly linked: ReadonlySet<string>
 }
 
 /** What fingerprinting is made of; see {@link makeFingerprinter}. */
 export interface Fingerprinter {
-  readonly fingerprintOf: (dir: string) => Print
+  readonly fingerprintOf: (dir: string) => Walked
   readonly typeOf: (stat: fs.BigIntStats) => string
   readonly lineOf: (relative: string, path: string, stat: fs.BigIntStats, type: string, extra: string) => string
 }
@@ -81,7 +89,7 @@ export function makeFingerprinter(
   }
 
   // the same print from the native walk's lines, the attributes it left out filled in here
-  const fromNative = (dir: string, walk: Walk.NativeWalk): Print => {
+  const fromNative = (dir: string, walk: Walk.NativeWalk): Walked => {
     const walked = walk(dir)
     const prefix = dir.endsWith("/") ? dir : `${dir}/`
     for (const i of walked.xattrs) {
@@ -90,17 +98,13 @@ export function makeFingerprinter(
       walked.lines[i] = fields.join("\0")
     }
     const hash = hashOf("sha256")
-    const lines = new Map<string, string>()
-    for (const line of walked.lines) {
-      hash.update(line)
-      lines.set(line.slice(0, line.indexOf("\0")), line)
-    }
+    for (const line of walked.lines) hash.update(line)
     const linked = new Set<string>()
     for (const i of walked.linked) {
       const line = walked.lines[i]!
       linked.add(line.slice(0, line.indexOf("\0")))
     }
-    return { digest: hash.digest("hex"), lines, linked }
+    return { digest: hash.digest("hex"), lines: walked.lines, linked }
   }
 
   /**
@@ -108,7 +112,7 @@ export function makeFingerprinter(
    * devices, link targets, hard-link groups. Throws the file system's error. The native walk
    * when there is one; whatever it cannot do, this walk does (or fails as it fails).
    */
-  const fingerprintOf = (dir: string): Print => {
+  const fingerprintOf = (dir: string): Walked => {
     if (nativeWalk !== undefined) {
       try {
         return fromNative(dir, nativeWalk)
@@ -119,9 +123,9 @@ export function makeFingerprinter(
     return walkHere(dir)
   }
 
-  const walkHere = (dir: string): Print => {
+  const walkHere = (dir: string): Walked => {
     const hash = hashOf("sha256")
-    const lines = new Map<string, string>()
+    const lines: Array<string> = []
     const linked = new Set<string>()
     const inodes = new Map<string, string>()
     const visit = (path: string, relative: string) => {
@@ -137,7 +141,7 @@ export function makeFingerprinter(
       }
       const line = lineOf(relative, path, stat, type, extra)
       hash.update(line)
-      lines.set(relative, line)
+      lines.push(line)
       if (type === "d") {
         const prefix = path.endsWith("/") ? path : `${path}/`
         const names = files.readdirSync(path)
@@ -154,18 +158,19 @@ export function makeFingerprinter(
   return { fingerprintOf, typeOf, lineOf }
 }
 
-/** Fingerprinting on this thread. */
-export const { fingerprintOf, typeOf, lineOf } = makeFingerprinter(
-  fs,
-  createHash,
-  compareNames,
-  Xattr.listRaw,
-  Xattr.isCarried,
-  Walk.nativeWalk
-)
+const here = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried, Walk.nativeWalk)
+
+/** A walked print with its lines packed. */
+export const printOf = ({ digest, lines, linked }: Walked): Print => ({ digest, lines: PrintLines.of(lines), linked })
+
+/** The print of the tree at `dir`, taken on this thread (see {@link makeFingerprinter}). */
+export const fingerprintOf = (dir: string): Print => printOf(here.fingerprintOf(dir))
+
+export const { typeOf, lineOf } = here
 
 /** Fingerprinting in JavaScript alone, never the native walk: what the native one must agree with. */
-export const fingerprintHere = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried).fingerprintOf
+export const fingerprintHere = (dir: string): Print =>
+  printOf(makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried).fingerprintOf(dir))
 
 // a line without its last field (the file's identity): what a layer records of the path
 const recorded = (line: string): string => line.slice(0, line.lastIndexOf("\0"))
@@ -194,9 +199,8 @@ export const candidates = (before: Print, after: Print): Array<Candidate> => [..
 
 /** {@link candidates} one at a time, so that a caller may take them in batches. */
 export function* eachCandidate(before: Print, after: Print): Generator<Candidate> {
-  for (const [path, line] of after.lines) {
-    const old = before.lines.get(path)
-    if (old === undefined || old === line || path === "") continue
+  for (const [path, old, line] of PrintLines.differing(before.lines, after.lines)) {
+    if (old === undefined || line === undefined || path === "") continue
     const cut = line.lastIndexOf("\0")
     if (cut !== old.lastIndexOf("\0") || !line.startsWith(old.slice(0, cut))) continue
     if (!hasContents(line)) continue
@@ -224,14 +228,9 @@ export const changedNames = (before: Print, after: Print, same: ReadonlySet<stri
       at = parent
     }
   }
-  for (const [path, line] of after.lines) {
+  for (const [path, old, line] of PrintLines.differing(before.lines, after.lines)) {
     if (path === "") continue
-    const old = before.lines.get(path)
-    if (old === line) continue
-    if (old === undefined || recorded(old) !== recorded(line) || (hasContents(line) && !same.has(path))) mark(path)
-  }
-  for (const path of before.lines.keys()) {
-    if (path !== "" && !after.lines.has(path)) mark(path)
+    if (old === undefined || line === undefined || recorded(old) !== recorded(line) || (hasContents(line) && !same.has(path))) mark(path)
   }
   for (const path of [...before.linked, ...after.linked]) mark(path)
   return new Map([...out].map(([dir, names]) => [dir, [...names]]))

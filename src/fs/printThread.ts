@@ -10,9 +10,7 @@ import { compareNames } from "./tree.js"
 import { walkAddonPath } from "./walk.js"
 import { addonPath, isCarried } from "./xattr.js"
 import { makeFingerprinter, type Print } from "./fingerprint.js"
-
-// past this many UTF-16 units a print's lines go as a Map: one string cannot be much longer
-const packLimit = 256 * 1024 * 1024
+import { packLines, PrintLines, type PackedLines } from "./printLines.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not
 const source = `
@@ -37,23 +35,21 @@ const { fingerprintOf } = (${makeFingerprinter.toString()})(
   ${isCarried.toString()},
   nativeWalk
 )
-// a print's lines as one string and where each ends: copied to the caller as one string instead
-// of a Map of a string per path (for a root filesystem, 140 000 objects for it to make and keep)
-const packedFrom = (print) => {
-  const values = [...print.lines.values()]
-  const ends = new Uint32Array(values.length)
-  let length = 0
-  values.forEach((line, i) => (ends[i] = length += line.length))
-  return length > ${packLimit} ? undefined : { digest: print.digest, linked: print.linked, text: values.join(""), ends }
-}
+// a print's lines handed over as one buffer and where each line ends (moved, not copied), instead
+// of a Map of a string per path (for a root filesystem, 140 000 objects to copy and keep)
+const packLines = ${packLines.toString()}
 parentPort.on("message", (m) => {
   let reply
   let transfer = []
   try {
     const print = fingerprintOf(m.dir)
-    const packed = m.digestOnly ? undefined : packedFrom(print)
-    if (packed !== undefined) transfer = [packed.ends.buffer]
-    reply = m.digestOnly ? { id: m.id, digest: print.digest } : packed !== undefined ? { id: m.id, packed } : { id: m.id, print }
+    if (m.digestOnly) {
+      reply = { id: m.id, digest: print.digest }
+    } else {
+      const lines = packLines(print.lines)
+      transfer = [lines.bytes.buffer, lines.ends.buffer]
+      reply = { id: m.id, print: { digest: print.digest, linked: print.linked, lines } }
+    }
   } catch (error) {
     reply = { id: m.id, error: { message: String(error && error.message || error), path: error && error.path } }
   }
@@ -61,42 +57,10 @@ parentPort.on("message", (m) => {
 })
 `
 
-interface Packed {
-  readonly digest: string
-  readonly linked: ReadonlySet<string>
-  readonly text: string
-  readonly ends: Uint32Array
-}
-
 interface Reply extends WorkerReply {
-  readonly print?: Print
-  readonly packed?: Packed
+  readonly print?: { readonly digest: string; readonly linked: ReadonlySet<string>; readonly lines: PackedLines }
   readonly digest?: string
   readonly error?: { readonly message: string; readonly path?: string }
-}
-
-/**
- * The print of a packed reply. Its lines become a Map (keyed by the path, which ends at a line's
- * first NUL) the first time they are asked for: a build whose layers are all made before asks
- * only for digests.
- */
-const unpacked = ({ digest, linked, text, ends }: Packed): Print => {
-  let lines: Map<string, string> | undefined
-  return {
-    digest,
-    linked,
-    get lines() {
-      if (lines !== undefined) return lines
-      lines = new Map()
-      let start = 0
-      for (const end of ends) {
-        const line = text.slice(start, end)
-        lines.set(line.slice(0, line.indexOf("\0")), line)
-        start = end
-      }
-      return lines
-    }
-  }
 }
 
 // the file system's error as this thread would have thrown it: message and path
@@ -138,8 +102,7 @@ export const makePrintThreads = (): PrintThreads => {
   return {
     fingerprint: (dir) =>
       ask({ dir }).then((reply) => {
-        if (reply.packed !== undefined) return unpacked(reply.packed)
-        if (reply.print !== undefined) return reply.print
+        if (reply.print !== undefined) return { ...reply.print, lines: new PrintLines(reply.print.lines) }
         throw failure(reply)
       }),
     digest: (dir) =>
