@@ -158,6 +158,13 @@ export async function* layerTar(
   })
   try {
     const contents = options.contents ?? new Contents()
+    // what was read goes to the index as the walk goes, whatever the walk yields: a diff of two
+    // copies of a tree yields little but compares (reads) every file
+    const recordRead = async () => {
+      if (options.record === undefined || contents.readCount < recordEvery) return
+      step = "index"
+      await options.record(contents.takeRead())
+    }
     for (const change of layerChanges(lower, upper, options.walk, options.changed, contents)) {
       switch (change._tag) {
         case "Skipped":
@@ -165,6 +172,7 @@ export async function* layerTar(
           continue
         case "Tick":
           yield* out.take()
+          await recordRead()
           await yieldToEventLoop()
           continue
         case "Lookup":
@@ -177,6 +185,7 @@ export async function* layerTar(
             step = "read"
             await contents.readAhead(change.files, options.digestFiles)
           }
+          await recordRead()
           continue
         case "Whiteout":
           current = change.path
@@ -211,10 +220,7 @@ export async function* layerTar(
           break
         }
       }
-      if (options.record !== undefined && contents.readCount >= recordEvery) {
-        step = "index"
-        await options.record(contents.takeRead())
-      }
+      await recordRead()
       yield* out.take()
     }
     step = "end"
