@@ -5,7 +5,7 @@
  * exits fails what is awaited, and the next request starts a fresh one. Its owner closes it (a
  * scope's finaliser): the thread is stopped and nothing starts one again.
  */
-import { Worker } from "node:worker_threads"
+import { type ResourceLimits, Worker } from "node:worker_threads"
 
 /** What a worker's script posts back: at least the id of the request it answers. */
 export interface Reply {
@@ -39,12 +39,13 @@ export interface EvalWorker<R extends Reply> {
 
 /**
  * A worker thread for `source`, started on first request. `onReply` sees every reply first,
- * awaited or not (to take back transferred buffers).
+ * awaited or not (to take back transferred buffers); `limits` are the thread's heap's.
  */
 export const evalWorker = <R extends Reply>(
   source: string,
   name: string,
-  onReply?: (reply: R) => void
+  onReply?: (reply: R) => void,
+  limits?: ResourceLimits
 ): EvalWorker<R> => {
   let worker: Worker | undefined
   let closed = false
@@ -60,7 +61,7 @@ export const evalWorker = <R extends Reply>(
 
   const started = (): Worker => {
     if (worker !== undefined) return worker
-    const w = new Worker(source, { eval: true, name })
+    const w = new Worker(source, { eval: true, name, ...(limits === undefined ? {} : { resourceLimits: limits }) })
     threads++
     w.unref()
     w.on("message", (reply: R) => {
