@@ -7,6 +7,7 @@ import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:
 import { createRequire } from "node:module"
 import { dirname } from "node:path"
 import { fileURLToPath } from "node:url"
+import v8 from "node:v8"
 import vm from "node:vm"
 
 const args = process.argv.slice(2)
@@ -17,6 +18,9 @@ if (args.length === 1 && args[0] === "--version") {
   const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"))
   process.stdout.write(`${version}\n`)
 } else {
+  // gc() for the print threads to collect a walk's garbage between prints (fs/printThread.ts),
+  // set before any code is compiled: V8 refuses a code cache made under other flags
+  v8.setFlagsFromString("--expose-gc")
   const bundled = mtime("../dist/bundle/cli.cjs")
   const compiled = mtime("../dist/cli/main.js")
   if (bundled !== undefined && (compiled === undefined || bundled >= compiled)) runBundle()

@@ -40,15 +40,10 @@ const { fingerprintOf } = (${makeFingerprinter.toString()})(
 const packLines = ${packLines.toString()}
 // a full collection after each print: the walk's strings are garbage once its lines are handed
 // over, and a thread waiting for its next request collects nothing (40 to 120 MB of a root
-// filesystem's print kept for the whole build). The flag is V8's own, set the way a script
-// without it on the command line can: it only exposes gc() to contexts made from now on.
-let collect = () => {}
-try {
-  require("node:v8").setFlagsFromString("--expose-gc")
-  collect = require("node:vm").runInNewContext("gc")
-} catch {
-  // collected when V8 sees fit, as before
-}
+// filesystem's print kept for the whole build). gc() is there when the process started with
+// --expose-gc, as the command-line tool does (bin/blobchain.js); V8's flags are not changed
+// here: a code cache made under other flags than a process started with is refused
+const collect = typeof globalThis.gc === "function" ? globalThis.gc : () => {}
 parentPort.on("message", (m) => {
   let reply
   let transfer = []
