@@ -168,9 +168,10 @@ export const fingerprintOf = (dir: string): Print => printOf(here.fingerprintOf(
 
 export const { typeOf, lineOf } = here
 
+const inJavaScript = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried)
+
 /** Fingerprinting in JavaScript alone, never the native walk: what the native one must agree with. */
-export const fingerprintHere = (dir: string): Print =>
-  printOf(makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried).fingerprintOf(dir))
+export const fingerprintHere = (dir: string): Print => printOf(inJavaScript.fingerprintOf(dir))
 
 // a line without its last field (the file's identity): what a layer records of the path
 const recorded = (line: string): string => line.slice(0, line.lastIndexOf("\0"))

@@ -70,11 +70,6 @@ export class PrintLines implements Iterable<[string, string]> {
     return this.ends.length
   }
 
-  /** Bytes the lines take. */
-  get byteLength(): number {
-    return this.bytes.byteLength
-  }
-
   private start(i: number): number {
     return i === 0 ? 0 : this.ends[i - 1]!
   }
@@ -120,10 +115,6 @@ export class PrintLines implements Iterable<[string, string]> {
 
   *keys(): Generator<string> {
     for (let i = 0; i < this.ends.length; i++) yield this.pathAt(i)
-  }
-
-  *values(): Generator<string> {
-    for (let i = 0; i < this.ends.length; i++) yield this.lineAt(i)
   }
 
   *entries(): Generator<[string, string]> {

@@ -41,9 +41,8 @@ const hashFile = (path: string, digest: Digest.Digest) =>
 /**
  * Whether the file at `path` (its lstat `stat`) holds exactly `digest`'s bytes. The content-hash
  * index answers for a file read before whose stat key still matches (a rerun's outputs are not
- * read again);
- * otherwise the file is read, and what was read is recorded there. The index is an accelerator:
- * when it cannot answer or record, the file is read.
+ * read again); otherwise the file is read, and what was read is recorded there. The index is an
+ * accelerator: when it cannot answer or record, the file is read.
  */
 const holds = (path: string, stat: BigIntStats, digest: Digest.Digest) =>
   Effect.gen(function*() {
