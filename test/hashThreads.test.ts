@@ -25,16 +25,26 @@ const scratch = Effect.acquireRelease(
 const threads = Effect.acquireRelease(Effect.sync(makeHashThreads), (t) => Effect.promise(t.close))
 
 // the layer's diffID and the digests it read, hashed here or (`hashing`) on a hash thread
-const layerOf = (lower: string, upper: string, digestFiles?: DigestFiles, hashing?: LayerHashing) =>
+const layerOf = (lower: string, upper: string, digestFiles?: DigestFiles, hashing?: LayerHashing, pool = new BufferPool()) =>
   Effect.promise(async () => {
-    const hash = Digest.hasher()
+    // the tar's bytes hashed here too, and counted
+    const inner = Digest.hasher()
+    let tarSize = 0
+    const hash: Digest.Hasher = {
+      algorithm: inner.algorithm,
+      update: (bytes) => {
+        tarSize += bytes.length
+        inner.update(bytes)
+      },
+      digest: () => inner.digest()
+    }
     const contents = new Contents()
     for await (const chunk of layerTar(
       { root: [lower], overlay: false },
       { root: [upper], overlay: false },
       { contents, ...(digestFiles === undefined ? {} : { digestFiles }), ...(hashing === undefined ? {} : { hashing }) },
       hash,
-      new BufferPool()
+      pool
     )) {
       void chunk
       await hashing?.ready()
@@ -42,7 +52,7 @@ const layerOf = (lower: string, upper: string, digestFiles?: DigestFiles, hashin
     const diffId = hashing === undefined ? hash.digest() : await hashing.finish()
     // the tar's bytes were hashed here too: the thread's digest must be the same
     expect(diffId).toBe(hash.digest())
-    return { diffId, read: contents.takeRead() }
+    return { diffId, read: contents.takeRead(), tarSize }
   })
 
 const byFile = (records: ReadonlyArray<{ readonly key: { readonly ino: bigint }; readonly digest: string }>) =>
@@ -132,6 +142,15 @@ describe("hash threads", () => {
         const there = yield* layerOf(empty, tree, undefined, hashing!)
         expect(there.diffId).toBe(here.diffId)
         expect(byFile(there.read)).toEqual(byFile(here.read))
+        // handed over instead of copied, each buffer back in the pool once hashed, and used
+        // again for the chunks after it: the same layer
+        const pool = new BufferPool()
+        let back = 0
+        const handed = yield* Effect.promise(() => hashes.layerHashing((buffer) => (back++, pool.release(buffer))))
+        const recycled = yield* layerOf(empty, tree, undefined, handed!, pool)
+        expect(recycled.diffId).toBe(here.diffId)
+        expect(byFile(recycled.read)).toEqual(byFile(here.read))
+        expect(back).toBe(Math.ceil(here.tarSize / (1 << 20)))
       }),
     { fastCheck: { numRuns: 12 } }
   )

@@ -210,8 +210,9 @@ export const make = Effect.gen(function*() {
         try: async (signal) => {
           const pool = new BufferPool()
           // the tar and its files hashed on a hash thread (this thread only reads them, and
-          // nothing else keeps the second core busy), or here when none can start
-          const onThread = await threads.hashes.layerHashing()
+          // nothing else keeps the second core busy), or here when none can start; nothing else
+          // reads the chunks, so they are handed over and come back to the pool
+          const onThread = await threads.hashes.layerHashing((buffer) => pool.release(buffer))
           const hashing = onThread === undefined ? Digest.hasher() : noHash
           const source = layerTar(lower, upper, {
             ...tarOptions(options, contents, runtime),
