@@ -5,8 +5,10 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { statKeyOf } from "../src/fs/contents.js"
 import { compareNames } from "../src/fs/tree.js"
 import { candidates, changedNames, fingerprintHere, fingerprintOf, stillAsPrinted } from "../src/fs/fingerprint.js"
 import { nativeWalk } from "../src/fs/walk.js"
@@ -84,6 +86,40 @@ describe("fingerprints", () => {
       "x/y": ["f"]
     })
   })
+
+  it.prop(
+    "in a copy, every file with contents is a candidate, with each side's stat key as its lines give it",
+    [fc.array(opArb, { minLength: 1, maxLength: 25 }), fc.boolean()],
+    ([ops, attributes]) => {
+      const base = work.fresh("keys")
+      const a = path.join(base, "a")
+      const b = path.join(base, "b")
+      fs.mkdirSync(a, { recursive: true })
+      materialize(applyOps(new Map(), ops), a)
+      execFileSync("cp", ["-a", "--", `${a}/.`, b])
+      const files: Array<string> = []
+      const visit = (relative: string) => {
+        for (const name of fs.readdirSync(path.join(a, relative))) {
+          const child = relative === "" ? name : `${relative}/${name}`
+          const stat = fs.lstatSync(path.join(a, child))
+          if (stat.isDirectory()) visit(child)
+          else if (stat.isFile() && stat.size > 0) files.push(child)
+        }
+      }
+      visit("")
+      // attributes (with a ":" and a NUL in their bytes) on both sides: fields the key skips
+      if (attributes && Xattr.unavailable === undefined) {
+        for (const file of files) for (const root of [a, b]) Xattr.set(path.join(root, file), "user.k", Buffer.from("1:2\0:3"))
+      }
+      const found = candidates(fingerprintOf(a), fingerprintOf(b))
+      expect(found.map((c) => c.path).sort()).toEqual([...files].sort())
+      for (const c of found) {
+        expect(c.before).toEqual(statKeyOf(fs.lstatSync(path.join(a, c.path), { bigint: true })))
+        expect(c.after).toEqual(statKeyOf(fs.lstatSync(path.join(b, c.path), { bigint: true })))
+      }
+    },
+    { fastCheck: { numRuns: 25 } }
+  )
 
   it("after a diff from the changed names, only they are checked again; hard links need the whole walk", () => {
     const base = work.fresh("recheck")

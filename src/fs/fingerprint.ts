@@ -176,16 +176,37 @@ export const fingerprintHere = (dir: string): Print => printOf(inJavaScript.fing
 // a line without its last field (the file's identity): what a layer records of the path
 const recorded = (line: string): string => line.slice(0, line.lastIndexOf("\0"))
 
+// where the `n`th field of a line starts (the path is field 0): no NUL is in a field
+const fieldStart = (line: string, n: number): number => {
+  let at = 0
+  for (let i = 0; i < n; i++) at = line.indexOf("\0", at) + 1
+  return at
+}
+
+// the key of a line's file from its size, mtime and identity fields alone: a tree's worth of
+// candidates is looked up, and splitting each line whole made hundreds of MB of garbage
 const keyOfLine = (line: string): StatKey => {
-  const fields = line.split("\0")
-  const [dev, ino, ctime] = fields[fields.length - 1]!.trimEnd().split(":")
-  return { dev: BigInt(dev!), ino: BigInt(ino!), size: BigInt(fields[5]!), mtimeNs: BigInt(fields[6]!), ctimeNs: BigInt(ctime!) }
+  const size = fieldStart(line, 5)
+  const mtime = line.indexOf("\0", size) + 1
+  const identity = line.lastIndexOf("\0") + 1
+  const ino = line.indexOf(":", identity) + 1
+  const ctime = line.indexOf(":", ino) + 1
+  const end = line.endsWith("\n") ? line.length - 1 : line.length
+  return {
+    dev: BigInt(line.slice(identity, ino - 1)),
+    ino: BigInt(line.slice(ino, ctime - 1)),
+    size: BigInt(line.slice(size, mtime - 1)),
+    mtimeNs: BigInt(line.slice(mtime, line.indexOf("\0", mtime))),
+    ctimeNs: BigInt(line.slice(ctime, end))
+  }
 }
 
 // a regular file that is not empty: the only kind whose bytes a print does not record
 const hasContents = (line: string): boolean => {
-  const fields = line.split("\0", 6)
-  return fields[1] === "f" && fields[5] !== "0"
+  const type = fieldStart(line, 1)
+  if (line.charCodeAt(type) !== 0x66 || line.charCodeAt(type + 1) !== 0) return false
+  const size = fieldStart(line, 5)
+  return !(line.charCodeAt(size) === 0x30 && line.charCodeAt(size + 1) === 0)
 }
 
 /** A file the two prints record alike whose contents decide: distinct inodes, not empty. */
