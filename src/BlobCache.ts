@@ -34,6 +34,19 @@ export class NotTheLayer extends Schema.TaggedError<NotTheLayer>()("NotTheLayer"
   }
 }
 
+/**
+ * A fetched blob's diffID could not be checked (the thread checking it exited): nothing was
+ * stored, and nothing is known of the blob or of the index entry that named it.
+ */
+export class LayerCheckLost extends Schema.TaggedError<LayerCheckLost>()("LayerCheckLost", {
+  digest: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `blob ${this.digest} was not kept: ${this.reason}`
+  }
+}
+
 /** The layer a fetched blob must hold: its compression and diffID. */
 export interface LayerCheck {
   readonly compression: Compression

@@ -14,7 +14,7 @@ import type { PrintThreads } from "./fs/printThread.js"
  */
 export interface ThreadsService {
   readonly prints: Pick<PrintThreads, "fingerprint" | "digest">
-  readonly hashes: Pick<HashThreads, "digestFiles" | "layerHashing">
+  readonly hashes: Pick<HashThreads, "digestFiles" | "layerHashing" | "diffIdTap">
   readonly zstd: Pick<ZstdThread, "compressor">
   readonly stored: Pick<StoredThread, "isIncompressible">
   /** How many threads run now (each kind starts its own on first use). */

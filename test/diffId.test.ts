@@ -3,12 +3,13 @@
  * are the sha256 of the decompressed bytes, however the blob arrives in chunks; a blob that is
  * not what it says it is rejects, and never hangs.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { afterAll, describe, expect, it } from "@effect/vitest"
 import { FastCheck } from "effect"
 import { createHash } from "node:crypto"
 import * as zlib from "node:zlib"
 import { compress } from "zstd-napi"
-import { diffIdOf, tap } from "../src/archive/diffId.js"
+import { CheckLost, diffIdOf, tap } from "../src/archive/diffId.js"
+import { makeHashThreads } from "../src/fs/hashThreads.js"
 import type { Compression } from "../src/Oci.js"
 
 const sha256 = (bytes: Uint8Array) => `sha256:${createHash("sha256").update(bytes).digest("hex")}`
@@ -28,9 +29,24 @@ const cut = (blob: Buffer, points: ReadonlyArray<number>): Array<Buffer> => {
   return parts
 }
 
-const tapped = async (parts: ReadonlyArray<Uint8Array>, compression: Compression) => {
-  const t = tap(compression)
-  for (const part of parts) await t.write(part)
+// hash threads, for the check taken on one of them (gzip)
+const threads = makeHashThreads()
+afterAll(() => threads.close())
+
+// `onThread`: a gzip blob's check on a hash thread, each part given in a buffer used again at once
+const tapped = async (parts: ReadonlyArray<Uint8Array>, compression: Compression, onThread = false) => {
+  const t = onThread ? (await threads.diffIdTap(compression))! : tap(compression)
+  expect(t).toBeDefined()
+  const reused = Buffer.alloc(parts.reduce((most, part) => Math.max(most, part.length), 0))
+  for (const part of parts) {
+    if (!onThread) {
+      await t.write(part)
+      continue
+    }
+    part.forEach((byte, i) => (reused[i] = byte))
+    await t.write(reused.subarray(0, part.length))
+    reused.fill(0xee)
+  }
   return t.end()
 }
 
@@ -52,6 +68,7 @@ describe("a blob's diffID", () => {
           const blob = compressed(bytes, compression)
           const expected = sha256(bytes)
           expect(await tapped(cut(blob, points), compression)).toBe(expected)
+          if (compression === "gzip") expect(await tapped(cut(blob, points), compression, true)).toBe(expected)
           const read = async function*() {
             yield* cut(blob, points)
           }
@@ -78,6 +95,12 @@ describe("a blob's diffID", () => {
           if (!truncate) bad[where] = bad[where]! ^ 0x55
           const outcome = await tapped(cut(bad, [where, where + 7]), compression).then((d) => d, () => "rejected")
           expect(outcome).not.toBe(sha256(bytes))
+          if (compression === "gzip") {
+            const there = await tapped(cut(bad, [where, where + 7]), compression, true).then((d) => d, (e: unknown) => e)
+            expect(there).not.toBe(sha256(bytes))
+            // the blob's fault, not the thread's
+            expect(there).not.toBeInstanceOf(CheckLost)
+          }
         }
       ),
       { numRuns: 150 }
@@ -97,6 +120,24 @@ describe("a blob's diffID", () => {
     }
     gzip.end()
     await new Promise((resolve) => gzip.on("end", resolve))
-    expect(await tapped(blob, "gzip")).toBe(`sha256:${whole.digest("hex")}`)
+    const expected = `sha256:${whole.digest("hex")}`
+    expect(await tapped(blob, "gzip")).toBe(expected)
+    expect(await tapped(blob, "gzip", true)).toBe(expected)
+  })
+
+  it("checked on a thread that exits, rejects as lost: nothing is said of the blob", async () => {
+    const blob = zlib.gzipSync(Buffer.alloc(4 << 20, 7))
+    const t = (await threads.diffIdTap("gzip"))!
+    await t.write(blob.subarray(0, 1000))
+    await threads.kill()
+    const outcome = await (async () => {
+      await t.write(blob.subarray(1000))
+      return t.end()
+    })().then((d) => d, (e: unknown) => e)
+    expect(outcome).toBeInstanceOf(CheckLost)
+    // a fresh check works on the thread started again
+    expect(await tapped([blob], "gzip", true)).toBe(sha256(Buffer.alloc(4 << 20, 7)))
+    // other compressions are checked where they are asked for
+    expect(await threads.diffIdTap("zstd")).toBeUndefined()
   })
 })

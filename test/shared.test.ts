@@ -417,8 +417,16 @@ describe("Blobchain.layerShared with a blob cache in a registry", () => {
       expect(wrong).toBeInstanceOf(BlobCache.NotTheLayer)
       expect(wrong).toMatchObject({ digest: descriptor.digest, expected: other, actual: diffId })
       expect({ walk: yield* b.store.walk(), statuses: yield* b.store.statuses }).toEqual(gone)
-      // a blob that is not gzip at all is not the layer either
+      // a blob that is not zstd at all is not the layer either
       expect(yield* Effect.flip(b.cache.fetch(descriptor, {}, { compression: "zstd", diffId }))).toBeInstanceOf(BlobCache.NotTheLayer)
+      expect({ walk: yield* b.store.walk(), statuses: yield* b.store.statuses }).toEqual(gone)
+      // nor one that is not gzip (checked on a hash thread, as gzip is)
+      const raw = new Oci.Descriptor({ mediaType: Oci.layerMediaType("gzip"), digest: Digest.ofBytes(layer), size: layer.length })
+      yield* ContentStore.writeBlob("raw", layer, { expected: raw.digest }).pipe(Effect.provideService(ContentStore.ContentStore, a.store))
+      expect(yield* a.cache.put(raw)).toBe("uploaded")
+      const notGzip = yield* Effect.flip(b.cache.fetch(raw, {}, { compression: "gzip", diffId }))
+      expect(notGzip).toBeInstanceOf(BlobCache.NotTheLayer)
+      expect(notGzip).toMatchObject({ actual: expect.stringMatching(/^not gzip: /) })
       expect({ walk: yield* b.store.walk(), statuses: yield* b.store.statuses }).toEqual(gone)
       // the right layer is stored, with the labels asked for
       expect(yield* b.cache.fetch(descriptor, { mine: "yes" }, { compression: "gzip", diffId })).toBe(true)

@@ -29,6 +29,8 @@ export const diffIdOf = async (blob: AsyncIterable<Uint8Array>, compression: Com
 
 /** A diffID taken from a blob's bytes as they pass: `write` each chunk in order, then `end`. */
 export interface DiffIdTap {
+  /** Whether a chunk is still read after its `write` settles (else the caller may reuse it then). */
+  readonly keeps: boolean
   /** Settles when the chunk may be followed by the next (backpressure); rejects when the blob cannot be decompressed. */
   readonly write: (chunk: Uint8Array) => Promise<void>
   /** The diffID (`sha256:<hex>`); rejects when the blob cannot be decompressed or ends early. */
@@ -44,6 +46,7 @@ export const tap = (compression: Compression): DiffIdTap => {
   const decompress = decompressor(compression, 8 << 20)
   if (decompress === undefined) {
     return {
+      keeps: false,
       write: async (chunk) => void hash.update(chunk),
       end: async () => `sha256:${hash.digest("hex")}`,
       close: () => {}
@@ -53,6 +56,8 @@ export const tap = (compression: Compression): DiffIdTap => {
   decompress.on("data", (chunk: Buffer) => hash.update(chunk))
   decompress.on("error", (error) => (failure ??= error))
   return {
+    // the decompressor queues what it is given
+    keeps: true,
     write: async (chunk) => {
       if (failure !== undefined) throw failure
       // once() rejects when the stream errors while we wait
@@ -65,5 +70,13 @@ export const tap = (compression: Compression): DiffIdTap => {
       return `sha256:${hash.digest("hex")}`
     },
     close: () => void decompress.destroy()
+  }
+}
+
+/** The check could not finish where it ran (its thread exited): nothing is known of the blob. */
+export class CheckLost extends Error {
+  constructor(reason: string) {
+    super(`the layer's diffID could not be checked: ${reason}`)
+    this.name = "CheckLost"
   }
 }

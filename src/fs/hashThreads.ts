@@ -5,7 +5,9 @@
  * a share of a batch by bytes. The threads belong to whoever made them (the stack's `Threads`
  * service), which closes them.
  */
+import { CheckLost, type DiffIdTap } from "../archive/diffId.js"
 import type * as Digest from "../Digest.js"
+import type { Compression } from "../Oci.js"
 import { type EvalWorker, evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
 import { digestOfFile } from "./contents.js"
 
@@ -14,6 +16,7 @@ const source = `
 const { parentPort } = require("node:worker_threads")
 const fs = require("node:fs")
 const { createHash } = require("node:crypto")
+const zlib = require("node:zlib")
 const buffer = Buffer.allocUnsafe(1 << 20)
 const digestOfFile = (${digestOfFile.toString()})
 const digestOf = (path, size) => {
@@ -41,8 +44,46 @@ const chunk = (m) => {
   }
   return done
 }
+// a gzip blob's diffID as its bytes come: decompressed (on this thread's pool) and hashed here
+const unzips = new Map()
+const unzip = (m) => {
+  let u = unzips.get(m.session)
+  if (u === undefined) {
+    const made = { hash: createHash("sha256"), stream: zlib.createGunzip({ chunkSize: 1 << 20 }), failure: undefined, pending: new Set() }
+    made.stream.on("data", (bytes) => made.hash.update(bytes))
+    // a stream that fails never calls back the write it failed in: its writes are answered here
+    made.stream.on("error", (error) => {
+      made.failure ??= error.message
+      for (const id of made.pending) parentPort.postMessage({ id, failure: made.failure })
+      made.pending.clear()
+    })
+    unzips.set(m.session, u = made)
+  }
+  if (u.failure !== undefined) return parentPort.postMessage({ id: m.id, failure: u.failure })
+  u.pending.add(m.id)
+  u.stream.write(new Uint8Array(m.buffer), () => {
+    if (!u.pending.delete(m.id)) return
+    parentPort.postMessage(u.failure === undefined ? { id: m.id } : { id: m.id, failure: u.failure })
+  })
+}
+const unzipEnd = (m) => {
+  const u = unzips.get(m.session)
+  unzips.delete(m.session)
+  if (u === undefined) return parentPort.postMessage({ id: m.id, failure: "nothing was given" })
+  if (u.failure !== undefined) return parentPort.postMessage({ id: m.id, failure: u.failure })
+  u.stream.once("error", (error) => parentPort.postMessage({ id: m.id, failure: error.message }))
+  u.stream.once("end", () => parentPort.postMessage({ id: m.id, tar: "sha256:" + u.hash.digest("hex") }))
+  u.stream.end()
+}
 parentPort.on("message", (m) => {
   if (m.op === "ping") return parentPort.postMessage({ id: m.id })
+  if (m.op === "unzip") return unzip(m)
+  if (m.op === "unzip-end") return unzipEnd(m)
+  if (m.op === "unzip-drop") {
+    unzips.get(m.session)?.stream.destroy()
+    unzips.delete(m.session)
+    return parentPort.postMessage({ id: m.id })
+  }
   if (m.op === "chunk") {
     const done = chunk(m)
     // a buffer handed over comes back, for the layer's next chunk
@@ -73,6 +114,7 @@ interface Reply extends WorkerReply {
   readonly done?: ReadonlyArray<number | string>
   readonly tar?: string
   readonly buffer?: ArrayBuffer
+  readonly failure?: string
 }
 
 /** Chunks of a layer's tar in flight to the thread before the producer waits for it. */
@@ -150,6 +192,67 @@ export class LayerHashing {
   }
 }
 
+/**
+ * A gzip blob's diffID taken on a hash thread as the blob arrives (see {@link DiffIdTap}): each
+ * chunk is copied over before `write` returns (the caller may reuse it at once), decompressed and
+ * hashed there. On the event loop the decompressed stream's callbacks and its hashing took 0.55 s
+ * of a 233 MB blob's fetch. A thread that exits fails the check with {@link CheckLost}: that says
+ * nothing of the blob.
+ */
+export class ThreadTap implements DiffIdTap {
+  readonly keeps = false
+  private readonly waiting = new Set<Promise<void>>()
+  // the blob's fault (it does not decompress), or the thread's
+  private failure: Error | undefined
+  private lost: CheckLost | undefined
+
+  constructor(
+    private readonly worker: EvalWorker<Reply>,
+    private readonly thread: number,
+    private readonly session: number
+  ) {}
+
+  private settle(): void {
+    if (this.lost !== undefined) throw this.lost
+    if (this.failure !== undefined) throw this.failure
+  }
+
+  private asked(request: object, transfer: ReadonlyArray<ArrayBuffer> = []): Promise<Reply> {
+    return this.worker.ask({ ...request, session: this.session }, transfer, this.thread).then(
+      (reply) => {
+        if (reply.failure !== undefined) this.failure ??= new Error(reply.failure)
+        return reply
+      },
+      (cause: unknown) => {
+        throw (this.lost ??= new CheckLost(cause instanceof Error ? cause.message : String(cause)))
+      }
+    )
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.settle()
+    const copy = new Uint8Array(chunk)
+    const sent: Promise<void> = this.asked({ op: "unzip", buffer: copy.buffer }, [copy.buffer])
+      .then(() => undefined, () => undefined)
+      .finally(() => this.waiting.delete(sent))
+    this.waiting.add(sent)
+    while (this.waiting.size >= inFlight && this.failure === undefined && this.lost === undefined) await Promise.race(this.waiting)
+    this.settle()
+  }
+
+  async end(): Promise<string> {
+    while (this.waiting.size > 0) await Promise.race(this.waiting)
+    this.settle()
+    const reply = await this.asked({ op: "unzip-end" })
+    this.settle()
+    return reply.tar!
+  }
+
+  close(): void {
+    this.worker.ask({ op: "unzip-drop", session: this.session }, [], this.thread).catch(() => undefined)
+  }
+}
+
 /** A file to hash: its path and the size its stat gave. */
 export interface FileToHash {
   readonly path: string
@@ -169,6 +272,11 @@ export interface HashThreads {
    * own). With `recycle`, chunks are handed over and given back to it (see {@link LayerHashing}).
    */
   readonly layerHashing: (recycle?: (buffer: Buffer) => void) => Promise<LayerHashing | undefined>
+  /**
+   * A blob's diffID check on a thread, for `compression` gzip; `undefined` for another
+   * compression or when no thread can start (the caller checks on its own).
+   */
+  readonly diffIdTap: (compression: Compression) => Promise<DiffIdTap | undefined>
   /** Threads running now. */
   readonly running: () => number
   /** End both threads as a crash would, without closing (what they were given is lost). */
@@ -204,9 +312,16 @@ export const makeHashThreads = (): HashThreads => {
     const started = await worker.ask({ op: "ping" }).then(() => true, () => false)
     return started ? new LayerHashing(worker, worker.thread(), sessions++, recycle) : undefined
   }
+  const diffIdTap = async (compression: Compression): Promise<DiffIdTap | undefined> => {
+    if (compression !== "gzip") return undefined
+    const worker = threads[turn++ % threads.length]!
+    const started = await worker.ask({ op: "ping" }).then(() => true, () => false)
+    return started ? new ThreadTap(worker, worker.thread(), sessions++) : undefined
+  }
   return {
     digestFiles,
     layerHashing,
+    diffIdTap,
     running: () => threads.filter((t) => t.running()).length,
     kill: () => Promise.all(threads.map((t) => t.kill())).then(() => undefined),
     close: () => Promise.all(threads.map((t) => t.close())).then(() => undefined)

@@ -4,10 +4,11 @@
  * verified download.
  */
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { BlobCacheError, type BlobCacheService } from "../BlobCache.js"
 import { ContentStore } from "../ContentStore.js"
 import type * as Digest from "../Digest.js"
+import { Threads } from "../Threads.js"
 import * as Registry from "./model.js"
 import * as Http from "./http.js"
 import { ensureLayerBlob } from "./pull.js"
@@ -22,6 +23,8 @@ export interface CacheOptions extends Registry.ConnectOptions {
 export const make = (ref: Registry.Reference, options: CacheOptions = {}) =>
   Effect.gen(function*() {
     const store = yield* ContentStore
+    // a fetched layer's diffID is checked on a hash thread when the stack has them
+    const threads = Option.getOrUndefined(yield* Effect.serviceOption(Threads))
     const session = yield* Http.make(ref, options)
     const chunkSize = Math.max(1, options.chunkSize ?? 16 * 1024 * 1024)
     const failure = (op: string, digest: string) => (cause: { readonly message: string }) =>
@@ -53,7 +56,7 @@ export const make = (ref: Registry.Reference, options: CacheOptions = {}) =>
         ),
       fetch: (descriptor, labels, layer) =>
         has(descriptor.digest).pipe(
-          Effect.flatMap((present) => (present ? Effect.as(ensureLayerBlob(session, descriptor, { ...labels, ...source }, layer), true) : Effect.succeed(false))),
+          Effect.flatMap((present) => (present ? Effect.as(ensureLayerBlob(session, descriptor, { ...labels, ...source }, layer, threads?.hashes.diffIdTap), true) : Effect.succeed(false))),
           Effect.provideService(ContentStore, store),
           Effect.mapError((e) => e._tag === "NotTheLayer" ? e : failure("fetch", descriptor.digest)(e)),
           Effect.withSpan("BlobCache.fetch", { attributes: { digest: descriptor.digest } })

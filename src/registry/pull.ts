@@ -11,8 +11,9 @@ import * as Oci from "../Oci.js"
 import type * as Registry from "./model.js"
 import { BlobDigestMismatch, InvalidManifest, labelSource, ManifestUnknown, PlatformNotFound } from "./model.js"
 import * as Http from "./http.js"
-import { type LayerCheck, NotTheLayer } from "../BlobCache.js"
+import { LayerCheckLost, type LayerCheck, NotTheLayer } from "../BlobCache.js"
 import * as DiffId from "../archive/diffId.js"
+import { CheckLost, type DiffIdTap } from "../archive/diffId.js"
 
 /** Content-store failures a pull can meet. */
 export type StoreFailure = ContentStoreError | ContentLocked | ContentNotFound | DigestMismatch | SizeMismatch
@@ -85,6 +86,9 @@ const decodeAs = <A, I>(schema: Schema.Schema<A, I>, what: string, reference: st
     Effect.mapError((e) => new InvalidManifest({ reference, reason: `${what}: ${e.message}` }))
   )
 
+/** Where a fetched layer's diffID is checked (another thread), when not here. */
+export type Taps = (compression: Oci.Compression) => Promise<DiffIdTap | undefined>
+
 // the response's chunks (16–64 KiB) are gathered to this size before the store and the check see them
 const gathered = 1 << 20
 
@@ -102,7 +106,7 @@ const diffIdInStore = (digest: Digest.Digest, compression: Oci.Compression) =>
  * Stream one blob into the store, verified (and, with `layer`, decompressed as it arrives to check
  * the diffID it holds); nothing is committed (and no ingest kept) when it fails.
  */
-const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>, layer?: LayerCheck) =>
+const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>, layer?: LayerCheck, taps?: Taps) =>
   Effect.gen(function*() {
     const store = yield* ContentStore
     const reference = session.ref.text
@@ -120,34 +124,67 @@ const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Rec
         response = yield* session.send(HttpClientRequest.get(session.resolve(location)), { scopes, anonymous: true })
       }
       if (response.status !== 200) return yield* session.fail(response, `GET blob ${descriptor.digest}`)
-      const check = layer === undefined ? undefined : DiffId.tap(layer.compression)
-      if (check !== undefined) yield* Effect.addFinalizer(() => Effect.sync(check.close))
-      // a blob that does not decompress is told at the end, with the digest known
+      const check = layer === undefined
+        ? undefined
+        : (taps === undefined ? undefined : yield* Effect.promise(() => taps(layer.compression))) ?? DiffId.tap(layer.compression)
+      if (check !== undefined) yield* Effect.addFinalizer(() => Effect.sync(() => check.close()))
+      // a blob that does not decompress is told at the end, with the digest known; a check that
+      // could not run (its thread exited) fails the download, and says nothing of the blob
       let undecodable: string | undefined
+      let lost: CheckLost | undefined
       const checked = (bytes: Uint8Array) =>
-        check === undefined || undecodable !== undefined
+        check === undefined || undecodable !== undefined || lost !== undefined
           ? Effect.void
-          : Effect.promise(() => check.write(bytes).catch((cause) => void (undecodable = messageOf(cause))))
+          : Effect.promise(() =>
+            check.write(bytes).catch((cause) => {
+              if (cause instanceof CheckLost) lost = cause
+              else undecodable = messageOf(cause)
+            })
+          )
+      // the chunks gathered into one buffer used again and again when nothing keeps what it is
+      // given (a fresh one per MiB is external memory that drives V8's full collections), else
+      // into a new one each time
+      const gather = check === undefined || !check.keeps ? Buffer.allocUnsafeSlow(gathered) : undefined
       let pending: Array<Uint8Array> = []
       let pendingBytes = 0
       const flush = Effect.suspend(() => {
         if (pendingBytes === 0) return Effect.void
-        const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
+        const bytes = gather !== undefined
+          ? gather.subarray(0, pendingBytes)
+          : pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
         pending = []
         pendingBytes = 0
         return Effect.all([writer.write(bytes), checked(bytes)], { concurrency: 2, discard: true })
       })
-      yield* Stream.runForEach(response.stream.pipe(Stream.mapError(session.unreachable)), (chunk) => {
-        pending.push(chunk)
-        pendingBytes += chunk.length
-        return pendingBytes >= gathered ? flush : Effect.void
-      })
+      const take = (chunk: Uint8Array): Effect.Effect<void, StoreFailure> => {
+        if (gather === undefined) {
+          pending.push(chunk)
+          pendingBytes += chunk.length
+          return pendingBytes >= gathered ? flush : Effect.void
+        }
+        const room = gathered - pendingBytes
+        gather.set(room >= chunk.length ? chunk : chunk.subarray(0, room), pendingBytes)
+        pendingBytes += Math.min(room, chunk.length)
+        if (pendingBytes < gathered) return Effect.void
+        return room >= chunk.length ? flush : Effect.zipRight(flush, Effect.suspend(() => take(chunk.subarray(room))))
+      }
+      yield* Stream.runForEach(response.stream.pipe(Stream.mapError(session.unreachable)), take)
       yield* flush
       if (check !== undefined) {
         // the bytes first: a transfer that went wrong says nothing about the entry that named the blob
         const received = yield* writer.digest
         if (received !== descriptor.digest) return yield* new BlobDigestMismatch({ reference, expected: descriptor.digest, actual: received })
-        const actual = undecodable ?? (yield* Effect.promise(() => check.end().catch((cause) => `not ${layer!.compression}: ${messageOf(cause)}`)))
+        const ended = undecodable !== undefined || lost !== undefined
+          ? undefined
+          : yield* Effect.promise(() =>
+            check.end().then(
+              (diffId): string | CheckLost => diffId,
+              (cause) => cause instanceof CheckLost ? cause : `not ${layer!.compression}: ${messageOf(cause)}`
+            )
+          )
+        const gone = ended instanceof CheckLost ? ended : lost
+        if (gone !== undefined) return yield* new LayerCheckLost({ digest: descriptor.digest, reason: gone.message })
+        const actual = undecodable ?? (ended instanceof CheckLost ? undefined : ended) ?? "nothing"
         if (actual !== layer!.diffId) return yield* new NotTheLayer({ digest: descriptor.digest, expected: layer!.diffId, actual })
       }
       yield* writer.commit({ labels }).pipe(
@@ -165,7 +202,13 @@ const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Rec
  * is read to check it, one fetched is checked as it arrives), else {@link NotTheLayer}; `true`
  * when it had to be fetched.
  */
-export const ensureLayerBlob = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>, layer: LayerCheck | undefined) =>
+export const ensureLayerBlob = (
+  session: Http.Session,
+  descriptor: Oci.Descriptor,
+  labels: Record<string, string>,
+  layer: LayerCheck | undefined,
+  taps?: Taps
+) =>
   // another process pulling the same blob holds its ingest: wait, then find the blob there
   retryWhileLocked(Effect.gen(function*() {
     const store = yield* ContentStore
@@ -179,14 +222,14 @@ export const ensureLayerBlob = (session: Http.Session, descriptor: Oci.Descripto
       return false
     }
     // a digest mismatch would repeat: only 5xx answers and broken connections are retried
-    yield* session.retrying(download(session, descriptor, labels, layer))
+    yield* session.retrying(download(session, descriptor, labels, layer, taps))
     return true
   }))
 
 /** Make sure the store has `descriptor`'s blob; `true` when it had to be fetched. */
 export const ensureBlob = (session: Http.Session, descriptor: Oci.Descriptor, labels: Record<string, string>) =>
-  // without a layer to check, nothing is decompressed: never NotTheLayer
-  ensureLayerBlob(session, descriptor, labels, undefined).pipe(Effect.catchTag("NotTheLayer", Effect.die))
+  // without a layer to check, nothing is decompressed: never NotTheLayer nor LayerCheckLost
+  ensureLayerBlob(session, descriptor, labels, undefined).pipe(Effect.catchTags({ NotTheLayer: Effect.die, LayerCheckLost: Effect.die }))
 
 /** Pull `ref` into the content store. */
 export const pull = (ref: Registry.Reference, options: Registry.PullOptions) =>
