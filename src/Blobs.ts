@@ -196,9 +196,12 @@ export const make = Effect.gen(function*() {
         ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
         ...(options.compare === undefined ? {} : { compare: options.compare })
       }
-      const changed = own.changed === undefined ? undefined : yield* own.changed
+      // the names that may differ read the files the content-hash index does not know: hashed
+      // layers take turns, so that the layer below has put its files in the index first
+      const byContent = layerIndex !== undefined && differ.digestMounts !== undefined
+      const changed = own.changed === undefined ? undefined : yield* (byContent ? hashing.withPermits(1)(own.changed) : own.changed)
       const form: LayerForm = { compression, level: options.level }
-      if (layerIndex !== undefined && differ.digestMounts !== undefined) {
+      if (byContent) {
         const reused = yield* reusedByContent(layerIndex, differ.digestMounts, lower, upper, {
           ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
           ...(options.compare === undefined ? {} : { compare: options.compare }),

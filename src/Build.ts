@@ -169,7 +169,7 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
     for (const [i, dir] of sources.entries()) {
       const print = yield* Fiber.join(ahead[i]!)
       const printed = { dir, print }
-      const ref = Source.directoryRef(printed, top, { parentSource: previous, index, prints: threads.prints })
+      const ref = Source.directoryRef(printed, top, { parentSource: previous, index, prints: threads.prints, hashes: threads.hashes })
       chain.push({ dir, ref })
       options.onSnapshot?.(chain.length, total, { dir, id: ref.id, reused: false })
       top = Option.some(ref)

@@ -17,7 +17,9 @@ import { type ImmutableRef, MountFailed } from "./RefManager.js"
 import { SnapshotInfo } from "./Snapshotter.js"
 import * as Fingerprint from "./fs/fingerprint.js"
 import { Threads, type ThreadsService } from "./Threads.js"
-import type { ContentIndexService } from "./ContentIndex.js"
+import { type ContentIndexService, type IndexRecord, type StatKey, trusted } from "./ContentIndex.js"
+import { now } from "./fs/contents.js"
+import type { FileToHash } from "./fs/hashThreads.js"
 import * as Put from "./snapshot/put.js"
 import { removeTreeInSteps } from "./fs/remove.js"
 import { run } from "./internal/process.js"
@@ -56,6 +58,9 @@ export const print = (dir: string): Effect.Effect<Fingerprint.Print, InvalidSour
 
 /** The print threads of a stack (see {@link Threads}). */
 export type Prints = ThreadsService["prints"]
+
+/** The hash threads of a stack (see {@link Threads}). */
+export type Hashes = Pick<ThreadsService["hashes"], "digestFiles">
 
 /**
  * The print of `dir`, taken on a print thread (the event loop stays free for a big tree); on
@@ -154,6 +159,11 @@ export interface RefOptions {
   readonly index?: ContentIndexService | undefined
   /** The print threads that check a source after its diff (without: checked on this thread). */
   readonly prints?: Prints | undefined
+  /**
+   * The hash threads, to read the files whose contents decide and the index does not know
+   * before the diff (without: the diff walks to them and reads them there).
+   */
+  readonly hashes?: Hashes | undefined
 }
 
 /**
@@ -166,12 +176,12 @@ export const directoryRef = (
   parent: Option.Option<ImmutableRef>,
   options: RefOptions = {}
 ): ImmutableRef => {
-  const { index, parentSource, prints } = options
+  const { hashes, index, parentSource, prints } = options
   const id = directoryId(Option.getOrUndefined(parent)?.id, source.print.digest)
   let known: { readonly changed: ChangedNames; readonly count: number } | undefined
   const changedNames = Effect.suspend(() => {
     if (known !== undefined) return Effect.succeed(known)
-    return Effect.map(sameByIndex(parentSource!.print, source.print, index), (same) => {
+    return Effect.map(sameContents(parentSource!, source, index, hashes), (same) => {
       const changed = Fingerprint.changedNames(parentSource!.print, source.print, same)
       let count = 0
       for (const names of changed.values()) count += names.length
@@ -201,22 +211,72 @@ export const directoryRef = (
 }
 
 /**
- * The files the two prints record alike whose contents the content-hash index holds as the same
- * on both sides: no need to look at them. An index that cannot answer costs reads, never a layer.
+ * The files the two prints record alike whose contents are the same on both sides: no need to
+ * look at them. The content-hash index tells first; with `hashes`, the files it does not know are
+ * read on the hash threads and kept in it, so that a diff of two copies of a tree (every file a
+ * candidate) walks to the files that changed alone, not to every file. A digest read there counts
+ * only when the file's stat key, once read, is still the printed one and is not racy (see
+ * `ContentIndex.trusted`): it is then the contents of the file as printed, whatever comes later.
+ * An index or a thread that cannot answer costs reads, never a layer.
  */
-const sameByIndex = (before: Fingerprint.Print, after: Fingerprint.Print, index: ContentIndexService | undefined): Effect.Effect<ReadonlySet<string>> => {
+const sameContents = (
+  before: Printed,
+  after: Printed,
+  index: ContentIndexService | undefined,
+  hashes: Hashes | undefined
+): Effect.Effect<ReadonlySet<string>> => {
   const same = new Set<string>()
   if (index === undefined) return Effect.succeed(same)
+  const read = (candidates: ReadonlyArray<Fingerprint.Candidate>, digests: Array<string | undefined>) =>
+    Effect.gen(function*() {
+      if (hashes === undefined) return
+      const files: Array<FileToHash> = []
+      const at: Array<number> = []
+      const readAtNs = now()
+      // a file written within the last second would not be trusted once read (a tree just made:
+      // every file): the diff reads it, as it would have
+      const worthReading = (key: StatKey) => trusted({ key, digest: "", readAtNs })
+      candidates.forEach((c, i) => {
+        // a pair the index settles needs no read, nor one with a side too fresh to be trusted
+        const a = digests[2 * i]
+        const b = digests[2 * i + 1]
+        if ((a !== undefined && b !== undefined) || !worthReading(c.before) || !worthReading(c.after)) return
+        if (a === undefined) {
+          files.push({ path: NodePath.join(before.dir, c.path), size: Number(c.before.size), key: c.before })
+          at.push(2 * i)
+        }
+        if (b === undefined) {
+          files.push({ path: NodePath.join(after.dir, c.path), size: Number(c.after.size), key: c.after })
+          at.push(2 * i + 1)
+        }
+      })
+      if (files.length === 0) return
+      const got = yield* Effect.promise(() => hashes.digestFiles(files).catch(() => files.map(() => undefined)))
+      const records: Array<IndexRecord> = []
+      got.forEach((digest, k) => {
+        if (digest === undefined) return
+        const record: IndexRecord = { key: files[k]!.key!, digest, readAtNs }
+        if (!trusted(record)) return
+        digests[at[k]!] = digest
+        records.push(record)
+      })
+      if (records.length > 0) yield* index.record(records).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
+      )
+    })
   const lookUp = (candidates: ReadonlyArray<Fingerprint.Candidate>) =>
-    candidates.length === 0 ? Effect.void : Effect.map(index.lookup(candidates.flatMap((c) => [c.before, c.after])), (digests) =>
+    candidates.length === 0 ? Effect.void : Effect.gen(function*() {
+      const digests = [...yield* index.lookup(candidates.flatMap((c) => [c.before, c.after]))]
+      yield* read(candidates, digests)
       candidates.forEach((c, i) => {
         const a = digests[2 * i]
         if (a !== undefined && a === digests[2 * i + 1]) same.add(c.path)
-      }))
+      })
+    })
   // in batches: a tree's candidates and their keys at once would be a tree's worth of objects
   return Effect.gen(function*() {
     let batch: Array<Fingerprint.Candidate> = []
-    for (const candidate of Fingerprint.eachCandidate(before, after)) {
+    for (const candidate of Fingerprint.eachCandidate(before.print, after.print)) {
       batch.push(candidate)
       if (batch.length === candidateBatch) {
         yield* lookUp(batch)

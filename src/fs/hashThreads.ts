@@ -6,6 +6,7 @@
  * service), which closes them.
  */
 import { CheckLost, type DiffIdTap } from "../archive/diffId.js"
+import type { StatKey } from "../ContentIndex.js"
 import type * as Digest from "../Digest.js"
 import type { Compression } from "../Oci.js"
 import { type EvalWorker, evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
@@ -19,10 +20,15 @@ const { createHash } = require("node:crypto")
 const zlib = require("node:zlib")
 const buffer = Buffer.allocUnsafe(1 << 20)
 const digestOfFile = (${digestOfFile.toString()})
-const digestOf = (path, size) => {
+const digestOf = (path, size, key) => {
   const { digest, total } = digestOfFile(fs, createHash, buffer, path)
   // a file that grew or shrank since its stat is not the file the stat described
-  return total === size ? digest : undefined
+  if (total !== size) return undefined
+  if (key === undefined) return digest
+  // nor is one whose stat key, once read, is not the one given: a write since changed it
+  const s = fs.lstatSync(path, { bigint: true })
+  const same = s.dev === key.dev && s.ino === key.ino && s.size === key.size && s.mtimeNs === key.mtimeNs && s.ctimeNs === key.ctimeNs
+  return same ? digest : undefined
 }
 // a layer's tar, hashed whole and file by file: each chunk comes with the spans of the files it
 // holds (sequence number, from, to, whether the file ends there), flat
@@ -98,9 +104,9 @@ parentPort.on("message", (m) => {
     sessions.delete(m.session)
     return parentPort.postMessage({ id: m.id })
   }
-  const digests = m.files.map(({ path, size }) => {
+  const digests = m.files.map(({ path, size, key }) => {
     try {
-      return digestOf(path, size)
+      return digestOf(path, size, key)
     } catch {
       return undefined
     }
@@ -257,6 +263,8 @@ export class ThreadTap implements DiffIdTap {
 export interface FileToHash {
   readonly path: string
   readonly size: number
+  /** When given, the file's stat key after it is read must be this one, or no digest is given. */
+  readonly key?: StatKey
 }
 
 /** Contents hashed on two worker threads. */
