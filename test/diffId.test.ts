@@ -5,7 +5,7 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { FastCheck } from "effect"
-import { createHash } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
 import * as zlib from "node:zlib"
 import { compress } from "zstd-napi"
 import { CheckLost, diffIdOf, tap } from "../src/archive/diffId.js"
@@ -123,6 +123,16 @@ describe("a blob's diffID", () => {
     const expected = `sha256:${whole.digest("hex")}`
     expect(await tapped(blob, "gzip")).toBe(expected)
     expect(await tapped(blob, "gzip", true)).toBe(expected)
+  })
+
+  it("checked on a thread and given up with chunks in flight, answers them: nothing waits on", async () => {
+    const blob = zlib.gzipSync(randomBytes(12 << 20))
+    const t = (await threads.diffIdTap("gzip"))!
+    const writes: Array<Promise<unknown>> = []
+    for (let at = 0; at < blob.length; at += 1 << 20) writes.push(t.write(blob.subarray(at, at + (1 << 20))).catch((e: unknown) => e))
+    t.close()
+    await Promise.all(writes)
+    await expect(t.end()).rejects.toThrow()
   })
 
   it("checked on a thread that exits, rejects as lost: nothing is said of the blob", async () => {

@@ -13,7 +13,6 @@ import { BlobDigestMismatch, InvalidManifest, labelSource, ManifestUnknown, Plat
 import * as Http from "./http.js"
 import { LayerCheckLost, type LayerCheck, NotTheLayer } from "../BlobCache.js"
 import * as DiffId from "../archive/diffId.js"
-import { CheckLost, type DiffIdTap } from "../archive/diffId.js"
 
 /** Content-store failures a pull can meet. */
 export type StoreFailure = ContentStoreError | ContentLocked | ContentNotFound | DigestMismatch | SizeMismatch
@@ -87,7 +86,7 @@ const decodeAs = <A, I>(schema: Schema.Schema<A, I>, what: string, reference: st
   )
 
 /** Where a fetched layer's diffID is checked (another thread), when not here. */
-export type Taps = (compression: Oci.Compression) => Promise<DiffIdTap | undefined>
+export type Taps = (compression: Oci.Compression) => Promise<DiffId.DiffIdTap | undefined>
 
 // the response's chunks (16–64 KiB) are gathered to this size before the store and the check see them
 const gathered = 1 << 20
@@ -131,13 +130,13 @@ const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Rec
       // a blob that does not decompress is told at the end, with the digest known; a check that
       // could not run (its thread exited) fails the download, and says nothing of the blob
       let undecodable: string | undefined
-      let lost: CheckLost | undefined
+      let lost: DiffId.CheckLost | undefined
       const checked = (bytes: Uint8Array) =>
         check === undefined || undecodable !== undefined || lost !== undefined
           ? Effect.void
           : Effect.promise(() =>
             check.write(bytes).catch((cause) => {
-              if (cause instanceof CheckLost) lost = cause
+              if (cause instanceof DiffId.CheckLost) lost = cause
               else undecodable = messageOf(cause)
             })
           )
@@ -178,13 +177,13 @@ const download = (session: Http.Session, descriptor: Oci.Descriptor, labels: Rec
           ? undefined
           : yield* Effect.promise(() =>
             check.end().then(
-              (diffId): string | CheckLost => diffId,
-              (cause) => cause instanceof CheckLost ? cause : `not ${layer!.compression}: ${messageOf(cause)}`
+              (diffId): string | DiffId.CheckLost => diffId,
+              (cause) => cause instanceof DiffId.CheckLost ? cause : `not ${layer!.compression}: ${messageOf(cause)}`
             )
           )
-        const gone = ended instanceof CheckLost ? ended : lost
+        const gone = ended instanceof DiffId.CheckLost ? ended : lost
         if (gone !== undefined) return yield* new LayerCheckLost({ digest: descriptor.digest, reason: gone.message })
-        const actual = undecodable ?? (ended instanceof CheckLost ? undefined : ended) ?? "nothing"
+        const actual = undecodable ?? (ended instanceof DiffId.CheckLost ? undefined : ended) ?? "nothing"
         if (actual !== layer!.diffId) return yield* new NotTheLayer({ digest: descriptor.digest, expected: layer!.diffId, actual })
       }
       yield* writer.commit({ labels }).pipe(
