@@ -9,7 +9,10 @@ import { once } from "node:events"
 import { Readable, Writable } from "node:stream"
 import { finished, pipeline } from "node:stream/promises"
 import type { Compression } from "../Oci.js"
+import type { DiffIdTap } from "../internal/diffIdTap.js"
 import { decompressor } from "./compress.js"
+
+export { CheckLost, type DiffIdTap } from "../internal/diffIdTap.js"
 
 /** The sha256 (`sha256:<hex>`) of `blob` decompressed as `compression`. */
 export const diffIdOf = async (blob: AsyncIterable<Uint8Array>, compression: Compression): Promise<string> => {
@@ -25,18 +28,6 @@ export const diffIdOf = async (blob: AsyncIterable<Uint8Array>, compression: Com
     ? pipeline(Readable.from(blob), sink)
     : pipeline(Readable.from(blob), decompress, sink))
   return `sha256:${hash.digest("hex")}`
-}
-
-/** A diffID taken from a blob's bytes as they pass: `write` each chunk in order, then `end`. */
-export interface DiffIdTap {
-  /** Whether a chunk is still read after its `write` settles (else the caller may reuse it then). */
-  readonly keeps: boolean
-  /** Settles when the chunk may be followed by the next (backpressure); rejects when the blob cannot be decompressed. */
-  readonly write: (chunk: Uint8Array) => Promise<void>
-  /** The diffID (`sha256:<hex>`); rejects when the blob cannot be decompressed or ends early. */
-  readonly end: () => Promise<string>
-  /** Let go of the decompressor early (the download was abandoned). */
-  readonly close: () => void
 }
 
 /** A {@link DiffIdTap} for a blob compressed as `compression`. */
@@ -73,10 +64,3 @@ export const tap = (compression: Compression): DiffIdTap => {
   }
 }
 
-/** The check could not finish where it ran (its thread exited): nothing is known of the blob. */
-export class CheckLost extends Error {
-  constructor(reason: string) {
-    super(`the layer's diffID could not be checked: ${reason}`)
-    this.name = "CheckLost"
-  }
-}

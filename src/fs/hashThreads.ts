@@ -5,7 +5,7 @@
  * a share of a batch by bytes. The threads belong to whoever made them (the stack's `Threads`
  * service), which closes them.
  */
-import { CheckLost, type DiffIdTap } from "../archive/diffId.js"
+import { CheckLost, type DiffIdTap } from "../internal/diffIdTap.js"
 import type { StatKey } from "../ContentIndex.js"
 import type * as Digest from "../Digest.js"
 import type { Compression } from "../Oci.js"
