@@ -18,8 +18,8 @@ import { SnapshotInfo } from "./Snapshotter.js"
 import * as Fingerprint from "./fs/fingerprint.js"
 import { Threads, type ThreadsService } from "./Threads.js"
 import { type ContentIndexService, type IndexRecord, type StatKey, trusted } from "./ContentIndex.js"
-import { now } from "./fs/contents.js"
-import type { FileToHash } from "./fs/hashThreads.js"
+import { digestOfFile, now, readAheadFrom } from "./fs/contents.js"
+import { digestAsGiven, type FileToHash } from "./fs/hashThreads.js"
 import * as Put from "./snapshot/put.js"
 import { removeTreeInSteps } from "./fs/remove.js"
 import { run } from "./internal/process.js"
@@ -251,7 +251,19 @@ const sameContents = (
         }
       })
       if (files.length === 0) return
-      const got = yield* Effect.promise(() => hashes.digestFiles(files).catch(() => files.map(() => undefined)))
+      // a few small files are read here: a thread's round trip costs more (and a small tree's
+      // build starts no hash thread)
+      const bytes = files.reduce((sum, f) => sum + BigInt(f.size), 0n)
+      const buffer = bytes < readAheadFrom ? Buffer.allocUnsafe(64 * 1024) : undefined
+      const got = buffer !== undefined
+        ? files.map((file) => {
+          try {
+            return digestAsGiven(fs, createHash, digestOfFile, buffer, file)
+          } catch {
+            return undefined
+          }
+        })
+        : yield* Effect.promise(() => hashes.digestFiles(files).catch(() => files.map(() => undefined)))
       const records: Array<IndexRecord> = []
       got.forEach((digest, k) => {
         if (digest === undefined) return

@@ -24,20 +24,23 @@ afterAll(() => threads.close())
 
 const names = Array.from({ length: 16 }, (_, i) => (i % 3 === 0 ? `f${i}` : `d${i % 2}/f${i}`))
 
+// 16 files of 20 kB: more than a thread's round trip is worth, so they are read on the threads
+const pad = "x".repeat(20_000)
+
 // v1 and a copy of it with `edits` rewritten to the same size, every mtime put back
-const makeCase = (edits: ReadonlyArray<number>, wholeSeconds: boolean) => {
+const makeCase = (edits: ReadonlyArray<number>, wholeSeconds: boolean, padding = pad) => {
   const base = work.fresh("case")
   const v1 = path.join(base, "v1")
   const time = wholeSeconds ? 1_700_000_000 : 1_700_000_000.123456
   for (const name of names) {
     fs.mkdirSync(path.dirname(path.join(v1, name)), { recursive: true })
-    fs.writeFileSync(path.join(v1, name), `contents of ${name}: one\n`)
+    fs.writeFileSync(path.join(v1, name), `contents of ${name}: one\n${padding}`)
     fs.utimesSync(path.join(v1, name), time, time)
   }
   const v2 = path.join(base, "v2")
   execFileSync("cp", ["-a", v1, v2])
   for (const i of edits) {
-    fs.writeFileSync(path.join(v2, names[i]!), `contents of ${names[i]}: two\n`)
+    fs.writeFileSync(path.join(v2, names[i]!), `contents of ${names[i]}: two\n${padding}`)
     fs.utimesSync(path.join(v2, names[i]!), time, time)
   }
   return { v1, v2, time }
@@ -86,6 +89,22 @@ describe("files the index does not know, read before the diff", () => {
         const failing: Source.Hashes = { digestFiles: () => Promise.reject(new Error("no thread")) }
         expect(yield* changedFiles(v1, v2, failing, index)).toEqual(edited)
       }
+    }))
+
+  it.live("a few small files are read here: no thread is asked", () =>
+    Effect.gen(function*() {
+      const { v1, v2 } = makeCase([2, 7], false, "")
+      yield* ripe()
+      let given = 0
+      const counting: Source.Hashes = {
+        digestFiles: (files) => {
+          given += files.length
+          return threads.digestFiles(files)
+        }
+      }
+      const index = ContentIndex.make(ContentIndex.memoryBackend())
+      expect(yield* changedFiles(v1, v2, counting, index)).toEqual([names[2]!, names[7]!].sort())
+      expect(given).toBe(0)
     }))
 
   it.live("files written within the last second are not read before the diff: the read would not count", () =>

@@ -43,8 +43,8 @@ export type DigestFiles = (
   files: ReadonlyArray<{ readonly path: string; readonly size: number }>
 ) => Promise<ReadonlyArray<string | undefined>>
 
-// fewer bytes than this are read here when compared: a thread's round trip costs more
-const readAheadFrom = 256n * 1024n
+/** Fewer bytes than this are read here when compared: a thread's round trip costs more. */
+export const readAheadFrom = 256n * 1024n
 
 /** The digests of one diff's files: those given by the index, and those read. */
 export class Contents {

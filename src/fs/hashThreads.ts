@@ -10,6 +10,8 @@ import type { StatKey } from "../ContentIndex.js"
 import type * as Digest from "../Digest.js"
 import type { Compression } from "../Oci.js"
 import { type EvalWorker, evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
+import type { createHash } from "node:crypto"
+import type * as fs from "node:fs"
 import { digestOfFile } from "./contents.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not
@@ -20,16 +22,8 @@ const { createHash } = require("node:crypto")
 const zlib = require("node:zlib")
 const buffer = Buffer.allocUnsafe(1 << 20)
 const digestOfFile = (${digestOfFile.toString()})
-const digestOf = (path, size, key) => {
-  const { digest, total } = digestOfFile(fs, createHash, buffer, path)
-  // a file that grew or shrank since its stat is not the file the stat described
-  if (total !== size) return undefined
-  if (key === undefined) return digest
-  // nor is one whose stat key, once read, is not the one given: a write since changed it
-  const s = fs.lstatSync(path, { bigint: true })
-  const same = s.dev === key.dev && s.ino === key.ino && s.size === key.size && s.mtimeNs === key.mtimeNs && s.ctimeNs === key.ctimeNs
-  return same ? digest : undefined
-}
+const digestAsGiven = (${digestAsGiven.toString()})
+const digestOf = (path, size, key) => digestAsGiven(fs, createHash, digestOfFile, buffer, { path, size, key })
 // a layer's tar, hashed whole and file by file: each chunk comes with the spans of the files it
 // holds (sequence number, from, to, whether the file ends there), flat
 const sessions = new Map()
@@ -257,6 +251,28 @@ export class ThreadTap implements DiffIdTap {
   close(): void {
     this.worker.ask({ op: "unzip-drop", session: this.session }, [], this.thread).catch(() => undefined)
   }
+}
+
+/**
+ * The digest of `file` when it still holds the size its stat gave and, with a key, still has
+ * that stat key once read (a write since would have changed it); else `undefined`. Throws as
+ * reading throws. Self-contained (nothing but its arguments), so that the hash threads run
+ * exactly this code.
+ */
+export function digestAsGiven(
+  files: typeof fs,
+  hashOf: typeof createHash,
+  digestOf: typeof digestOfFile,
+  buffer: Buffer,
+  file: FileToHash
+): string | undefined {
+  const { digest, total } = digestOf(files, hashOf, buffer, file.path)
+  const key = file.key
+  if (total !== file.size) return undefined
+  if (key === undefined) return digest
+  const s = files.lstatSync(file.path, { bigint: true })
+  const same = s.dev === key.dev && s.ino === key.ino && s.size === key.size && s.mtimeNs === key.mtimeNs && s.ctimeNs === key.ctimeNs
+  return same ? digest : undefined
 }
 
 /** A file to hash: its path and the size its stat gave. */
