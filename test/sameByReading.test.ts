@@ -61,6 +61,18 @@ const changedFiles = (v1: string, v2: string, hashes: Source.Hashes | undefined,
     ).sort()
   })
 
+// the hash threads, counting the files they are given
+const countingThreads = (): Source.Hashes & { readonly given: () => number } => {
+  let given = 0
+  return {
+    digestFiles: (files) => {
+      given += files.length
+      return threads.digestFiles(files)
+    },
+    given: () => given
+  }
+}
+
 const sha = (file: string) => `sha256:${createHash("sha256").update(fs.readFileSync(file)).digest("hex")}`
 
 // written files are racy for a second (see ContentIndex.trusted): the cases are made first, then
@@ -95,31 +107,19 @@ describe("files the index does not know, read before the diff", () => {
     Effect.gen(function*() {
       const { v1, v2 } = makeCase([2, 7], false, "")
       yield* ripe()
-      let given = 0
-      const counting: Source.Hashes = {
-        digestFiles: (files) => {
-          given += files.length
-          return threads.digestFiles(files)
-        }
-      }
+      const counting = countingThreads()
       const index = ContentIndex.make(ContentIndex.memoryBackend())
       expect(yield* changedFiles(v1, v2, counting, index)).toEqual([names[2]!, names[7]!].sort())
-      expect(given).toBe(0)
+      expect(counting.given()).toBe(0)
     }))
 
   it.live("files written within the last second are not read before the diff: the read would not count", () =>
     Effect.gen(function*() {
       const { v1, v2 } = makeCase([3], true)
-      let given = 0
-      const counting: Source.Hashes = {
-        digestFiles: (files) => {
-          given += files.length
-          return threads.digestFiles(files)
-        }
-      }
+      const counting = countingThreads()
       const index = ContentIndex.make(ContentIndex.memoryBackend())
       expect(yield* changedFiles(v1, v2, counting, index)).toEqual([...names].sort())
-      expect(given).toBe(0)
+      expect(counting.given()).toBe(0)
     }))
 
   it.live("a file written back since its print is left to the diff, though it now reads as the same", () =>

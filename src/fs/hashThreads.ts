@@ -330,17 +330,20 @@ export const makeHashThreads = (): HashThreads => {
   }
   let sessions = 0
   let turn = 0
-  const layerHashing = async (recycle?: (buffer: Buffer) => void): Promise<LayerHashing | undefined> => {
-    // layers made at once take the threads in turn
+  // sessions (layers hashed, blobs checked) made at once take the threads in turn; `undefined`
+  // when the thread cannot start
+  const nextStarted = async (): Promise<EvalWorker<Reply> | undefined> => {
     const worker = threads[turn++ % threads.length]!
-    const started = await worker.ask({ op: "ping" }).then(() => true, () => false)
-    return started ? new LayerHashing(worker, worker.thread(), sessions++, recycle) : undefined
+    return worker.ask({ op: "ping" }).then(() => worker, () => undefined)
+  }
+  const layerHashing = async (recycle?: (buffer: Buffer) => void): Promise<LayerHashing | undefined> => {
+    const worker = await nextStarted()
+    return worker === undefined ? undefined : new LayerHashing(worker, worker.thread(), sessions++, recycle)
   }
   const diffIdTap = async (compression: Compression): Promise<DiffIdTap | undefined> => {
     if (compression !== "gzip") return undefined
-    const worker = threads[turn++ % threads.length]!
-    const started = await worker.ask({ op: "ping" }).then(() => true, () => false)
-    return started ? new ThreadTap(worker, worker.thread(), sessions++) : undefined
+    const worker = await nextStarted()
+    return worker === undefined ? undefined : new ThreadTap(worker, worker.thread(), sessions++)
   }
   return {
     digestFiles,
