@@ -47,12 +47,14 @@ describe("Threads", () => {
         await runtime.dispose()
         return { during, after: threads.running() }
       }
-      // the first cycle starts what the process keeps for good (libuv's pool, V8's helpers)
-      expect(await cycle("zstd")).toEqual({ during: 3, after: 0 })
+      // the first cycle starts what the process keeps for good (libuv's pool, V8's helpers); the
+      // zstd thread runs on to the end, the print threads stop once they have no print to take
+      expect(await cycle("zstd")).toEqual({ during: 1, after: 0 })
       const baseline = osThreads()
       for (const compression of ["gzip", "zstd", "gzip", "zstd"] as const) {
         const { after, during } = await cycle(compression)
-        expect(during).toBeGreaterThanOrEqual(2)
+        // the zstd thread runs to the end; gzip of a small tree may keep none
+        expect(during).toBeGreaterThanOrEqual(compression === "zstd" ? 1 : 0)
         expect(after).toBe(0)
       }
       expect(await settledCount(baseline)).toBeLessThanOrEqual(baseline)
@@ -69,7 +71,7 @@ describe("Threads", () => {
       await a.dispose()
       const built = await b.runPromise(Build.build(dirs, { compression: "zstd" }))
       expect(built.snapshots).toHaveLength(2)
-      expect(threadsB.running()).toBeGreaterThanOrEqual(2)
+      expect(threadsB.running()).toBeGreaterThanOrEqual(1)
       await b.dispose()
       expect(threadsB.running()).toBe(0)
     }))

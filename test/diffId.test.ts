@@ -9,7 +9,7 @@ import { createHash, randomBytes } from "node:crypto"
 import * as zlib from "node:zlib"
 import { compress } from "zstd-napi"
 import { CheckLost, diffIdOf, tap } from "../src/archive/diffId.js"
-import { makeHashThreads } from "../src/fs/hashThreads.js"
+import { makeHashThreads, ThreadTap } from "../src/fs/hashThreads.js"
 import type { Compression } from "../src/Oci.js"
 
 const sha256 = (bytes: Uint8Array) => `sha256:${createHash("sha256").update(bytes).digest("hex")}`
@@ -123,6 +123,18 @@ describe("a blob's diffID", () => {
     const expected = `sha256:${whole.digest("hex")}`
     expect(await tapped(blob, "gzip")).toBe(expected)
     expect(await tapped(blob, "gzip", true)).toBe(expected)
+  })
+
+  it("checked on a thread, its copies come back for the next writes: no buffer per write", async () => {
+    const layer = randomBytes(24 << 20)
+    const blob = zlib.gzipSync(layer, { level: 0 })
+    const t = (await threads.diffIdTap("gzip")) as ThreadTap
+    expect(t).toBeInstanceOf(ThreadTap)
+    for (let at = 0; at < blob.length; at += 1 << 20) await t.write(blob.subarray(at, at + (1 << 20)))
+    expect(await t.end()).toBe(sha256(layer))
+    // at most the writes in flight at once (8), whatever the machine's speed
+    expect(t.copyBuffers).toBeGreaterThanOrEqual(1)
+    expect(t.copyBuffers).toBeLessThanOrEqual(9)
   })
 
   it("checked on a thread and given up with chunks in flight, answers them: nothing waits on", async () => {

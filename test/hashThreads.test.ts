@@ -155,6 +155,24 @@ describe("hash threads", () => {
     { fastCheck: { numRuns: 12 } }
   )
 
+  it.scopedLive("a layer's copies to the thread come back for the next chunks: no buffer per chunk", () =>
+    Effect.gen(function*() {
+      const dir = yield* scratch
+      const hashes = yield* threads
+      const tree = NodePath.join(dir, "tree")
+      const empty = NodePath.join(dir, "empty")
+      fs.mkdirSync(tree)
+      fs.mkdirSync(empty)
+      for (let i = 0; i < 24; i++) fs.writeFileSync(NodePath.join(tree, `f${i}`), Buffer.alloc(1 << 20, i))
+      const hashing = (yield* Effect.promise(() => hashes.layerHashing()))!
+      const { diffId, tarSize } = yield* layerOf(empty, tree, undefined, hashing)
+      expect(diffId).toMatch(/^sha256:/)
+      expect(tarSize).toBeGreaterThan(24 << 20)
+      // at most the chunks in flight at once (8), whatever the machine's speed
+      expect(hashing.copyBuffers).toBeGreaterThanOrEqual(1)
+      expect(hashing.copyBuffers).toBeLessThanOrEqual(9)
+    }))
+
   it.scopedLive("a hash thread that dies fails the layer: no diffID is made up", () =>
     Effect.gen(function*() {
       const dir = yield* scratch

@@ -48,8 +48,10 @@ export interface StoredThread {
 /** A stored-block test thread, started on first use. */
 export const makeStoredThread = (): StoredThread => {
   const spares: Array<ArrayBuffer> = []
-  const worker = evalWorker<Reply>(source, "blobchain stored-block test", (reply) => {
-    if (spares.length < maxSpares && reply.buffer.byteLength === spareSize) spares.push(reply.buffer)
+  const worker = evalWorker<Reply>(source, "blobchain stored-block test", {
+    onReply: (reply) => {
+      if (spares.length < maxSpares && reply.buffer.byteLength === spareSize) spares.push(reply.buffer)
+    }
   })
   const isIncompressible = (chunk: Uint8Array, dictionary: Uint8Array | undefined): Promise<boolean> => {
     const split = dictionary?.length ?? 0

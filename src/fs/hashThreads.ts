@@ -61,9 +61,10 @@ const unzip = (m) => {
   }
   if (u.failure !== undefined) return parentPort.postMessage({ id: m.id, failure: u.failure })
   u.pending.add(m.id)
-  u.stream.write(new Uint8Array(m.buffer), () => {
+  // the stream is done with the bytes once it calls back: the buffer goes back, for the next copy
+  u.stream.write(new Uint8Array(m.buffer, 0, m.length), () => {
     if (!u.pending.delete(m.id)) return
-    parentPort.postMessage(u.failure === undefined ? { id: m.id } : { id: m.id, failure: u.failure })
+    parentPort.postMessage(u.failure === undefined ? { id: m.id, buffer: m.buffer } : { id: m.id, failure: u.failure }, u.failure === undefined ? [m.buffer] : [])
   })
 }
 const unzipEnd = (m) => {
@@ -86,8 +87,9 @@ parentPort.on("message", (m) => {
   }
   if (m.op === "chunk") {
     const done = chunk(m)
-    // a buffer handed over comes back, for the layer's next chunk
-    return m.recycle ? parentPort.postMessage({ id: m.id, done, buffer: m.buffer }, [m.buffer]) : parentPort.postMessage({ id: m.id, done })
+    // the buffer goes back, for the layer's next chunk: kept here, each would be garbage that
+    // waits for a collection (this heap is small: tens of MiB of them per thread)
+    return parentPort.postMessage({ id: m.id, done, buffer: m.buffer }, [m.buffer])
   }
   if (m.op === "finish") {
     const s = sessions.get(m.session)
@@ -121,17 +123,50 @@ interface Reply extends WorkerReply {
 const inFlight = 8
 
 /**
+ * Buffers that chunks are copied into for a hash thread, which sends each back once done with it
+ * (kept there, each would be garbage waiting for a collection of a small heap: tens of MiB per
+ * thread): as many are made as are in flight at once, not one per chunk.
+ */
+class CopyBuffers {
+  private readonly spares: Array<ArrayBuffer> = []
+  private made = 0
+
+  /** `bytes` copied into a spare buffer that holds them, or a new one. */
+  copy(bytes: Uint8Array): ArrayBuffer {
+    const at = this.spares.findIndex((spare) => spare.byteLength >= bytes.length)
+    if (at === -1) this.made++
+    // a chunk is at most a MiB (the tar's buffers, diff/layer.ts; a download's, registry/pull.ts):
+    // a spare of one holds any chunk after it
+    const buffer = at === -1 ? new ArrayBuffer(Math.max(bytes.length, 1 << 20)) : this.spares.splice(at, 1)[0]!
+    new Uint8Array(buffer).set(bytes)
+    return buffer
+  }
+
+  /** A buffer back from the thread. */
+  back(buffer: ArrayBuffer): void {
+    if (this.spares.length < inFlight) this.spares.push(buffer)
+  }
+
+  /** Buffers made so far. */
+  get count(): number {
+    return this.made
+  }
+}
+
+/**
  * A layer's tar hashed on a hash thread: the whole (the diffID) and each file's contents within
  * it (for the content-hash index), so that the thread that reads the files does no hashing.
  * Chunks are copied over (the tar's own buffers go on to the compressor), or, with `recycle`
  * (nothing else reads them), handed over and given back to it once hashed: copying a layer's
- * every MiB on the event loop cost as much as reading its files (bench tree: 0.5 s of 2).
+ * every MiB on the event loop cost as much as reading its files (bench tree: 0.5 s of 2). A copy's
+ * buffer comes back too, for the next copy.
  */
 export class LayerHashing {
   private readonly waiting = new Set<Promise<void>>()
   private readonly files = new Map<number, (digest: string) => void>()
   private failed: Error | undefined
   private nextFile = 0
+  private readonly copies = new CopyBuffers()
 
   constructor(
     private readonly worker: EvalWorker<Reply>,
@@ -154,11 +189,14 @@ export class LayerHashing {
   chunk(bytes: Uint8Array, spans: ReadonlyArray<number>): void {
     if (this.failed !== undefined) return
     const handOver = this.recycle !== undefined && bytes.byteOffset === 0
-    const buffer = handOver ? bytes.buffer as ArrayBuffer : new Uint8Array(bytes).buffer
-    const message = { op: "chunk", session: this.session, buffer, length: bytes.length, spans, recycle: handOver }
+    const buffer = handOver ? bytes.buffer as ArrayBuffer : this.copies.copy(bytes)
+    const message = { op: "chunk", session: this.session, buffer, length: bytes.length, spans }
     const sent: Promise<void> = this.worker.ask(message, [buffer], this.thread)
       .then((reply) => {
-        if (reply.buffer !== undefined) this.recycle?.(Buffer.from(reply.buffer))
+        if (reply.buffer !== undefined) {
+          if (handOver) this.recycle?.(Buffer.from(reply.buffer))
+          else this.copies.back(reply.buffer)
+        }
         const done = reply.done ?? []
         for (let i = 0; i < done.length; i += 2) {
           const file = done[i] as number
@@ -170,6 +208,11 @@ export class LayerHashing {
       })
       .finally(() => this.waiting.delete(sent))
     this.waiting.add(sent)
+  }
+
+  /** Buffers made for copies so far: as many as were in flight at once, not one per chunk. */
+  get copyBuffers(): number {
+    return this.copies.count
   }
 
   /** Resolves once few enough chunks are in flight; rejects when the thread failed. */
@@ -202,6 +245,7 @@ export class LayerHashing {
 export class ThreadTap implements DiffIdTap {
   readonly keeps = false
   private readonly waiting = new Set<Promise<void>>()
+  private readonly copies = new CopyBuffers()
   // the blob's fault (it does not decompress), or the thread's
   private failure: Error | undefined
   private lost: CheckLost | undefined
@@ -231,13 +275,20 @@ export class ThreadTap implements DiffIdTap {
 
   async write(chunk: Uint8Array): Promise<void> {
     this.settle()
-    const copy = new Uint8Array(chunk)
-    const sent: Promise<void> = this.asked({ op: "unzip", buffer: copy.buffer }, [copy.buffer])
-      .then(() => undefined, () => undefined)
+    const buffer = this.copies.copy(chunk)
+    const sent: Promise<void> = this.asked({ op: "unzip", buffer, length: chunk.length }, [buffer])
+      .then((reply) => {
+        if (reply.buffer !== undefined) this.copies.back(reply.buffer)
+      }, () => undefined)
       .finally(() => this.waiting.delete(sent))
     this.waiting.add(sent)
     while (this.waiting.size >= inFlight && this.failure === undefined && this.lost === undefined) await Promise.race(this.waiting)
     this.settle()
+  }
+
+  /** Buffers made for copies so far: as many as were in flight at once, not one per write. */
+  get copyBuffers(): number {
+    return this.copies.count
   }
 
   async end(): Promise<string> {
@@ -309,9 +360,14 @@ export interface HashThreads {
   readonly close: () => Promise<void>
 }
 
+// what a thread keeps is a session's few hashes: a batch's file list, and the messages, die young.
+// V8's default young generation kept 40 MiB committed per thread through a root filesystem's
+// build (9 MiB used); a smaller one, 13 MiB
+const limits = { maxYoungGenerationSizeMb: 8 }
+
 /** Two hash threads; a batch is shared between them by bytes, the largest files placed first. */
 export const makeHashThreads = (): HashThreads => {
-  const threads = [0, 1].map((n) => evalWorker<Reply>(source, `blobchain hashes ${n + 1}`))
+  const threads = [0, 1].map((n) => evalWorker<Reply>(source, `blobchain hashes ${n + 1}`, { limits }))
   const digestFiles = async (files: ReadonlyArray<FileToHash>): Promise<ReadonlyArray<string | undefined>> => {
     const shares = threads.map(() => ({ bytes: 0, at: [] as Array<number> }))
     const bySize = files.map((_, i) => i).sort((a, b) => files[b]!.size - files[a]!.size)

@@ -94,15 +94,17 @@ export interface PrintThreads {
 }
 
 // a print's strings outlive the young generation (they are its lines): a smaller one takes no
-// longer (a 139 000-entry walk, 1.24-1.33 s either way) and keeps 14 MB committed, not 38 MB
-const limits = { maxYoungGenerationSizeMb: 8 }
+// longer (a 139 000-entry walk, 1.24-1.33 s either way) and keeps 14 MB committed, not 38 MB.
+// A thread stops once it has no print to take: a root filesystem's walk leaves its heap at 40 MB
+// committed after a full collection, which a chain's build would keep to its end, per thread
+const options = { limits: { maxYoungGenerationSizeMb: 8 }, exitWhenIdle: true }
 
 /**
  * Two print threads: a chain's prints, and a diff's check of both its directories, are taken two
  * at a time (a print is system calls, which a second core makes as fast as the first).
  */
 export const makePrintThreads = (): PrintThreads => {
-  const threads = [0, 1].map((n) => ({ worker: evalWorker<Reply>(source, `blobchain fingerprints ${n + 1}`, undefined, limits), busy: 0 }))
+  const threads = [0, 1].map((n) => ({ worker: evalWorker<Reply>(source, `blobchain fingerprints ${n + 1}`, options), busy: 0 }))
   // a request to the thread with the fewest waiting
   const ask = (request: object): Promise<Reply> => {
     const thread = threads.reduce((a, b) => (b.busy < a.busy ? b : a))

@@ -37,16 +37,23 @@ export interface EvalWorker<R extends Reply> {
   readonly running: () => boolean
 }
 
-/**
- * A worker thread for `source`, started on first request. `onReply` sees every reply first,
- * awaited or not (to take back transferred buffers); `limits` are the thread's heap's.
- */
-export const evalWorker = <R extends Reply>(
-  source: string,
-  name: string,
-  onReply?: (reply: R) => void,
-  limits?: ResourceLimits
-): EvalWorker<R> => {
+/** How a worker thread is run (see {@link evalWorker}). */
+export interface Options<R extends Reply> {
+  /** Sees every reply first, awaited or not (to take back transferred buffers). */
+  readonly onReply?: (reply: R) => void
+  /** The thread's heap's limits. */
+  readonly limits?: ResourceLimits
+  /**
+   * Stop the thread once nothing is awaited, and start a fresh one for the next request: for a
+   * thread whose heap a request grows (a root filesystem's walk) and that is asked seldom, its
+   * memory given back is worth a start-up (tens of milliseconds) per request.
+   */
+  readonly exitWhenIdle?: boolean
+}
+
+/** A worker thread for `source`, started on first request. */
+export const evalWorker = <R extends Reply>(source: string, name: string, options: Options<R> = {}): EvalWorker<R> => {
+  const { exitWhenIdle = false, limits, onReply } = options
   let worker: Worker | undefined
   let closed = false
   let nextId = 0
@@ -55,8 +62,16 @@ export const evalWorker = <R extends Reply>(
 
   const failAll = (error: Error): void => {
     worker = undefined
-    for (const waiter of waiting.values()) waiter.reject(error)
+    // a copy: a waiter's rejection may send the next request, to a fresh thread
+    const failed = [...waiting.values()]
     waiting.clear()
+    for (const waiter of failed) waiter.reject(error)
+  }
+
+  // the thread stopped by its owner or for being idle: what it answers no more is not its failure
+  const retire = (w: Worker): Promise<number> => {
+    if (worker === w) worker = undefined
+    return w.terminate()
   }
 
   const started = (): Worker => {
@@ -69,11 +84,15 @@ export const evalWorker = <R extends Reply>(
       const waiter = waiting.get(reply.id)
       if (waiter === undefined) return
       waiting.delete(reply.id)
-      if (waiting.size === 0) w.unref()
+      if (waiting.size === 0) {
+        w.unref()
+        if (exitWhenIdle) void retire(w)
+      }
       waiter.resolve(reply)
     })
-    w.on("error", (error) => failAll(error))
-    w.on("exit", (code) => failAll(new Error(`the thread "${name}" exited (${code})`)))
+    // only the running thread's end fails what is awaited: one retired has nothing awaited
+    w.on("error", (error) => worker === w && failAll(error))
+    w.on("exit", (code) => worker === w && failAll(new Error(`the thread "${name}" exited (${code})`)))
     worker = w
     return w
   }
@@ -97,7 +116,7 @@ export const evalWorker = <R extends Reply>(
     const w = worker
     if (w === undefined) return
     failAll(new Error(`the thread "${name}" was closed`))
-    await w.terminate()
+    await retire(w)
   }
 
   const kill = async (): Promise<void> => {
