@@ -179,6 +179,21 @@ export const directoryRef = (
   const { hashes, index, parentSource, prints } = options
   const id = directoryId(Option.getOrUndefined(parent)?.id, source.print.digest)
   let known: { readonly changed: ChangedNames; readonly count: number } | undefined
+  // the two prints' lines are this ref's until its check after the diff (the changed names are
+  // known by then): a chain's build keeps a tree's lines while the two layers that read them are
+  // made, not to its end (a root filesystem's: 20 MB each). A check after that looks at the whole
+  // tree's digest
+  let holding = parentSource !== undefined
+  if (holding) {
+    parentSource!.print.lines.hold()
+    source.print.lines.hold()
+  }
+  const letGo = Effect.sync(() => {
+    if (!holding) return
+    holding = false
+    parentSource!.print.lines.letGo()
+    source.print.lines.letGo()
+  })
   const changedNames = Effect.suspend(() => {
     if (known !== undefined) return Effect.succeed(known)
     return Effect.map(sameContents(parentSource!, source, index, hashes), (same) => {
@@ -204,7 +219,7 @@ export const directoryRef = (
           Effect.all([verifyChanged(prints, parentSource, changed, count), verifyChanged(prints, source, changed, count)], {
             concurrency: 2,
             discard: true
-          }))
+          })).pipe(Effect.zipLeft(letGo))
       })
   }
   return ref

@@ -272,12 +272,12 @@ const lstatIfAny = (path: string): fs.BigIntStats | undefined => {
 /**
  * Whether every path in `changed` (and the root) still has the line `print` gave it in the tree
  * at `dir`, from a stat of those paths alone; `undefined` when that cannot be told so (hard
- * links: a group's first name depends on the whole walk). A diff given `changed` read nothing
+ * links: a group's first name depends on the whole walk; lines given up). A diff given `changed` read nothing
  * else of either tree: once these paths are as printed on both sides, its layer is the one
  * between the two prints.
  */
 export const stillAsPrinted = (dir: string, print: Print, changed: ChangedNames): boolean | undefined => {
-  if (print.linked.size > 0) return undefined
+  if (print.linked.size > 0 || print.lines.isGivenUp) return undefined
   // a name is in the tree only below real directories: lstat follows a link on the way (to a
   // directory elsewhere, or round a loop), which the walk never does
   const realDirs = new Map<string, boolean>([["", true]])

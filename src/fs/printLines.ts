@@ -49,15 +49,45 @@ const comparePaths = (a: Uint8Array, aStart: number, aEnd: number, b: Uint8Array
   return (aEnd - aStart) - (bEnd - bStart)
 }
 
-/** The lines of a print: a read-only map from each path ("" is the root) to its line. */
+/**
+ * The lines of a print: a read-only map from each path ("" is the root) to its line. Those that
+ * read them may {@link hold} them and {@link letGo} once done: when the last lets go, the lines
+ * are given up (a chain's build keeps a tree's lines while the two layers that read them are
+ * made, not to its end). Lines given up answer nothing: every look at them throws.
+ */
 export class PrintLines implements Iterable<[string, string]> {
-  private readonly bytes: Buffer
-  private readonly ends: Uint32Array
+  private bytes: Buffer
+  private ends: Uint32Array
+  private holders = 0
+  private givenUp = false
 
   constructor(packed: PackedLines) {
     const { bytes, ends } = packed
     this.bytes = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     this.ends = ends
+  }
+
+  /** One more reader of the lines, who will {@link letGo} of them. */
+  hold(): void {
+    this.holders++
+  }
+
+  /** A reader done with the lines; the last one's letting go gives them up. */
+  letGo(): void {
+    if (this.holders === 0 || --this.holders > 0) return
+    this.givenUp = true
+    this.bytes = Buffer.alloc(0)
+    this.ends = new Uint32Array(0)
+  }
+
+  /** Whether the lines were given up (see {@link letGo}). */
+  get isGivenUp(): boolean {
+    return this.givenUp
+  }
+
+  // a look at lines given up is a defect of the caller: never an empty print's answer
+  private live(): void {
+    if (this.givenUp) throw new Error("a print's lines were looked at after they were given up")
   }
 
   /** Lines given as strings, in the walk's order. */
@@ -67,6 +97,7 @@ export class PrintLines implements Iterable<[string, string]> {
 
   /** How many paths. */
   get size(): number {
+    this.live()
     return this.ends.length
   }
 
@@ -81,16 +112,19 @@ export class PrintLines implements Iterable<[string, string]> {
 
   /** The path of the `i`th line. */
   pathAt(i: number): string {
+    this.live()
     return this.bytes.toString("utf8", this.start(i), this.pathEnd(i))
   }
 
   /** The `i`th line. */
   lineAt(i: number): string {
+    this.live()
     return this.bytes.toString("utf8", this.start(i), this.ends[i]!)
   }
 
   /** Where `path`'s line is, or -1. */
   indexOf(path: string): number {
+    this.live()
     const key = Buffer.from(path, "utf8")
     let low = 0
     let high = this.ends.length - 1
@@ -114,10 +148,12 @@ export class PrintLines implements Iterable<[string, string]> {
   }
 
   *keys(): Generator<string> {
+    this.live()
     for (let i = 0; i < this.ends.length; i++) yield this.pathAt(i)
   }
 
   *entries(): Generator<[string, string]> {
+    this.live()
     for (let i = 0; i < this.ends.length; i++) yield [this.pathAt(i), this.lineAt(i)]
   }
 
@@ -131,6 +167,8 @@ export class PrintLines implements Iterable<[string, string]> {
    * walked side by side, so that the paths they share cost no string.
    */
   static *differing(before: PrintLines, after: PrintLines): Generator<readonly [string, string | undefined, string | undefined]> {
+    before.live()
+    after.live()
     const a = before.bytes
     const b = after.bytes
     let i = 0
