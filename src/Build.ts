@@ -162,7 +162,7 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
   return yield* Effect.scoped(Effect.gen(function*() {
     const baseTop = base[base.length - 1]
     let top: Option.Option<ImmutableRef> = baseTop === undefined ? Option.none() : Option.some(yield* refs.get(baseTop.id))
-    // the directories are stat'ed on the print threads, two at a time, in order
+    // the directories are stat'ed on the print threads, all at once (one thread more than cores)
     const ahead = yield* Effect.forEach(sources, (dir) => Effect.fork(Source.printOffThread(dir)))
     const chain: Array<{ readonly dir: string; readonly ref: ImmutableRef }> = []
     let previous: Source.Printed | undefined
