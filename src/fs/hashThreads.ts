@@ -362,7 +362,7 @@ export interface HashThreads {
 
 // what a thread keeps is a session's few hashes: a batch's file list, and the messages, die young.
 // V8's default young generation kept 40 MiB committed per thread through a root filesystem's
-// build (9 MiB used); a smaller one, 13 MiB
+// build (9 MiB used); a smaller one, 18 MiB
 const limits = { maxYoungGenerationSizeMb: 8 }
 
 /** Two hash threads; a batch is shared between them by bytes, the largest files placed first. */
