@@ -183,16 +183,11 @@ export const directoryRef = (
   // known by then): a chain's build keeps a tree's lines while the two layers that read them are
   // made, not to its end (a root filesystem's: 20 MB each). A check after that looks at the whole
   // tree's digest
-  let holding = parentSource !== undefined
-  if (holding) {
-    parentSource!.print.lines.hold()
-    source.print.lines.hold()
-  }
+  const held = parentSource === undefined ? [] : [parentSource.print.lines, source.print.lines]
+  for (const lines of held) lines.hold()
+  // once: what a second check finds here is nothing left to let go of
   const letGo = Effect.sync(() => {
-    if (!holding) return
-    holding = false
-    parentSource!.print.lines.letGo()
-    source.print.lines.letGo()
+    for (const lines of held.splice(0)) lines.letGo()
   })
   const changedNames = Effect.suspend(() => {
     if (known !== undefined) return Effect.succeed(known)

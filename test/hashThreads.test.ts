@@ -55,6 +55,20 @@ const layerOf = (lower: string, upper: string, digestFiles?: DigestFiles, hashin
     return { diffId, read: contents.takeRead(), tarSize }
   })
 
+// an empty directory and a tree beside it, under `dir`
+const emptyAndTree = (dir: string) => {
+  const empty = NodePath.join(dir, "empty")
+  const tree = NodePath.join(dir, "tree")
+  fs.mkdirSync(empty)
+  fs.mkdirSync(tree)
+  return { empty, tree }
+}
+
+// `count` files of a MiB each in `tree`, each of its own byte
+const mibFiles = (tree: string, count: number) => {
+  for (let i = 0; i < count; i++) fs.writeFileSync(NodePath.join(tree, `f${i}`), Buffer.alloc(1 << 20, i))
+}
+
 const byFile = (records: ReadonlyArray<{ readonly key: { readonly ino: bigint }; readonly digest: string }>) =>
   records.map((r) => `${r.key.ino} ${r.digest}`).sort()
 
@@ -129,10 +143,7 @@ describe("hash threads", () => {
       Effect.gen(function*() {
         const dir = yield* scratch
         const hashes = yield* threads
-        const empty = NodePath.join(dir, "empty")
-        const tree = NodePath.join(dir, "tree")
-        fs.mkdirSync(empty)
-        fs.mkdirSync(tree)
+        const { empty, tree } = emptyAndTree(dir)
         const spec: Spec = applyOps(new Map(), ops)
         materialize(spec, tree)
         // files over a chunk, so that spans cross chunks
@@ -159,11 +170,8 @@ describe("hash threads", () => {
     Effect.gen(function*() {
       const dir = yield* scratch
       const hashes = yield* threads
-      const tree = NodePath.join(dir, "tree")
-      const empty = NodePath.join(dir, "empty")
-      fs.mkdirSync(tree)
-      fs.mkdirSync(empty)
-      for (let i = 0; i < 24; i++) fs.writeFileSync(NodePath.join(tree, `f${i}`), Buffer.alloc(1 << 20, i))
+      const { empty, tree } = emptyAndTree(dir)
+      mibFiles(tree, 24)
       const hashing = (yield* Effect.promise(() => hashes.layerHashing()))!
       const { diffId, tarSize } = yield* layerOf(empty, tree, undefined, hashing)
       expect(diffId).toMatch(/^sha256:/)
@@ -179,7 +187,7 @@ describe("hash threads", () => {
       const hashes = yield* threads
       const tree = NodePath.join(dir, "tree")
       fs.mkdirSync(tree)
-      for (let i = 0; i < 24; i++) fs.writeFileSync(NodePath.join(tree, `f${i}`), Buffer.alloc(1 << 20, i))
+      mibFiles(tree, 24)
       const hashing = (yield* Effect.promise(() => hashes.layerHashing()))!
       const outcome = yield* Effect.promise(async () => {
         let chunks = 0

@@ -64,7 +64,8 @@ const unzip = (m) => {
   // the stream is done with the bytes once it calls back: the buffer goes back, for the next copy
   u.stream.write(new Uint8Array(m.buffer, 0, m.length), () => {
     if (!u.pending.delete(m.id)) return
-    parentPort.postMessage(u.failure === undefined ? { id: m.id, buffer: m.buffer } : { id: m.id, failure: u.failure }, u.failure === undefined ? [m.buffer] : [])
+    if (u.failure !== undefined) return parentPort.postMessage({ id: m.id, failure: u.failure })
+    parentPort.postMessage({ id: m.id, buffer: m.buffer }, [m.buffer])
   })
 }
 const unzipEnd = (m) => {
