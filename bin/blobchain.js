@@ -21,6 +21,10 @@ if (args.length === 1 && args[0] === "--version") {
   // gc() for the print threads to collect a walk's garbage between prints (fs/printThread.ts),
   // set before any code is compiled: V8 refuses a code cache made under other flags
   v8.setFlagsFromString("--expose-gc")
+  // V8 lets the old generation grow up to four times what survived the last full collection
+  // before collecting again; a build's garbage (paths, stats, records) is short-lived and its
+  // survivors few, so a limit of 1.6 times keeps tens of MiB less resident at no measured cost
+  v8.setFlagsFromString("--heap-growing-percent=60")
   const bundled = mtime("../dist/bundle/cli.cjs")
   const compiled = mtime("../dist/cli/main.js")
   if (bundled !== undefined && (compiled === undefined || bundled >= compiled)) runBundle()
