@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
-import { packLines, PrintLines } from "../src/fs/printLines.js"
+import { packLines, PrintLines, restartEvery } from "../src/fs/printLines.js"
 import { compareNames } from "../src/fs/tree.js"
 
 // names that sort around "/" (0x2f) and NUL's neighbours, multi-byte, and with line breaks
@@ -40,7 +40,8 @@ const walkOrder = (paths: ReadonlyArray<ReadonlyArray<string>>): Array<string> =
 }
 
 const treeArb = fc.record({
-  paths: fc.array(pathArb, { maxLength: 30 }),
+  // past several whole lines (restartEvery) now and then
+  paths: fc.array(pathArb, { maxLength: 60 }),
   contents: fc.array(fc.constantFrom("x", "y", "é\n", ""), { minLength: 1, maxLength: 5 })
 }).map(({ paths, contents }) => walkOrder(paths).map((path, i) => `${path}\0${contents[i % contents.length]}\n`))
 
@@ -73,9 +74,28 @@ describe("a print's packed lines", () => {
   })
 
   it("packs into a buffer of its own, lines ending where each ends in UTF-8", () => {
-    const { bytes, ends } = packLines(["\0d\n", "é\0f\n", "😀\0f\n"])
+    const { bytes, ends, shared } = packLines(["\0d\n", "é\0f\n", "😀\0f\n"])
     expect(bytes.byteOffset).toBe(0)
     expect(bytes.buffer.byteLength).toBe(bytes.byteLength)
     expect([...ends]).toEqual([3, 8, 15])
+    expect([...shared]).toEqual([0, 0, 0])
+  })
+
+  it("leaves out the start of a path the line before begins with, in ASCII, and keeps every restartEvery-th line whole", () => {
+    const lines = Array.from({ length: 2 * restartEvery + 3 }, (_, i) => `usr/lib/x${String(i).padStart(3, "0")}\0f\n`)
+    const { bytes, ends, shared } = packLines(["\0d\n", "usr\0d\n", "usr/lib\0d\n", "usr/libé\0f\n", "usr/libé/a\0f\n", ...lines])
+    expect([...shared].slice(0, 5)).toEqual([0, 0, 3, 7, 7])
+    expect([...shared].filter((_, i) => i % restartEvery === 0)).toEqual([0, 0, 0])
+    const paths = ["", "usr", "usr/lib", "usr/libé", "usr/libé/a", ...lines.map(pathOf)]
+    const common = (a: string, b: string) => {
+      let n = 0
+      while (n < a.length && n < b.length && a[n] === b[n] && a.charCodeAt(n) < 0x80) n++
+      return n
+    }
+    expect([...shared]).toEqual(paths.map((p, i) => (i % restartEvery === 0 ? 0 : common(p, paths[i - 1]!))))
+    // a root filesystem's paths: the bytes kept are far fewer than the lines'
+    const whole = lines.reduce((n, line) => n + Buffer.byteLength(line), 0)
+    expect(ends[ends.length - 1]! - ends[4]!).toBeLessThan(whole / 2)
+    expect(Buffer.from(bytes).toString("utf8", ends[3]!, ends[4]!)).toBe("é/a\0f\n")
   })
 })

@@ -54,7 +54,7 @@ parentPort.on("message", (m) => {
       reply = { id: m.id, digest: print.digest }
     } else {
       const lines = packLines(print.lines)
-      transfer = [lines.bytes.buffer, lines.ends.buffer]
+      transfer = [lines.bytes.buffer, lines.ends.buffer, lines.shared.buffer]
       reply = { id: m.id, print: { digest: print.digest, linked: print.linked, lines } }
     }
   } catch (error) {
