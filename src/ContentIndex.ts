@@ -7,6 +7,7 @@ import { Array as Arr, Context, Effect, Layer, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import type * as fs from "node:fs"
 import * as Digest from "./Digest.js"
+import { messageOf } from "./internal/messageOf.js"
 
 /** What identifies a file's contents without reading it (git's index key). */
 export interface StatKey {
@@ -85,10 +86,9 @@ export interface Backend<E = never> {
   readonly write: (records: NonEmptyReadonlyArray<IndexRecord>) => Effect.Effect<void, E>
 }
 
-const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
 export const failure = (op: ContentIndexError["op"]) => (cause: unknown) =>
-  new ContentIndexError({ op, reason: reasonOf(cause), cause })
+  new ContentIndexError({ op, reason: messageOf(cause), cause })
 
 /** The first record whose digest is not a digest, as a failure. */
 const checkDigests = (records: ReadonlyArray<IndexRecord>): Effect.Effect<void, ContentIndexError> => {

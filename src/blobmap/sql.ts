@@ -10,6 +10,7 @@ import { DiffPair } from "../DiffPair.js"
 import * as BlobMapSchema from "./schema.js"
 import { chunks } from "../internal/chunks.js"
 import { createConcurrently } from "../internal/createTable.js"
+import { messageOf } from "../internal/messageOf.js"
 
 /** Keys per statement: well under SQLite's smallest limit on bound variables (999). */
 export const chunkSize = 500
@@ -18,7 +19,6 @@ const Row = Schema.Struct({ key: Schema.String, diff_id: Schema.String, blobsum:
 const decodeRows = Schema.decodeUnknown(Schema.Array(Row))
 const decodePair = Schema.decodeUnknownOption(DiffPair)
 
-const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
 /**
  * A backend on the SqlClient in context. Its table is created when missing, since the client
@@ -27,7 +27,7 @@ const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.mes
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const failure = (op: string, keys: ReadonlyArray<string>) => (cause: unknown) =>
-    new BlobMapperError({ op, keys, reason: reasonOf(cause), cause })
+    new BlobMapperError({ op, keys, reason: messageOf(cause), cause })
 
   yield* createConcurrently(BlobMapSchema.migration).pipe(Effect.mapError(failure("open", [])))
 

@@ -10,6 +10,7 @@ import * as ContentStore from "../ContentStore.js"
 import type * as Digest from "../Digest.js"
 import { labelTable } from "../internal/labelTable.js"
 import { Millis } from "../internal/millis.js"
+import { messageOf } from "../internal/messageOf.js"
 
 // better-sqlite3 returns BIGINT as number, PostgreSQL as string
 const ContentRow = Schema.Struct({ digest: Schema.String, created_at: Millis, updated_at: Millis })
@@ -25,7 +26,7 @@ export interface Rows {
 
 /** A database failure as the store's error. */
 export const dbError = (op: string, subject: string) => (cause: SqlError | { readonly message: string }) =>
-  new ContentStore.ContentStoreError({ op, subject, reason: `metadata database: ${cause.message}`, cause })
+  new ContentStore.ContentStoreError({ op, subject, reason: `metadata database: ${messageOf(cause)}`, cause })
 
 /** The row operations of a store over `sql`. */
 export const makeRows = (sql: SqlClient.SqlClient) => {

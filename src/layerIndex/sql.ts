@@ -7,6 +7,7 @@ import { Clock, Effect, Option, Schema } from "effect"
 import { LayerEntry, LayerIndexError, type LayerIndexService } from "../LayerIndex.js"
 import { chunks } from "../internal/chunks.js"
 import { createConcurrently } from "../internal/createTable.js"
+import { messageOf } from "../internal/messageOf.js"
 
 /** `(diff_id, compression, level) → (blobsum, size, media_type)`. */
 export const migration = Effect.gen(function*() {
@@ -27,13 +28,12 @@ const Row = Schema.Struct({ blobsum: Schema.String, size: Schema.String, media_t
 const decodeRows = Schema.decodeUnknown(Schema.Array(Row))
 
 const levelText = (level: number | undefined): string => (level === undefined ? "" : String(level))
-const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
 /** The index on the SqlClient in context; its table is created when missing. */
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const failure = (op: string, diffId: string) => (cause: unknown) =>
-    new LayerIndexError({ op, diffId, reason: reasonOf(cause), cause })
+    new LayerIndexError({ op, diffId, reason: messageOf(cause), cause })
   yield* createConcurrently(migration).pipe(Effect.mapError(failure("open", "")))
 
   const service: LayerIndexService = {

@@ -28,11 +28,12 @@ import { LabelUncompressed } from "../Oci.js"
 import { Snapshotter } from "../Snapshotter.js"
 import { usage } from "../fs/usage.js"
 import { isRunning, self } from "../internal/owner.js"
+import { messageOf } from "../internal/messageOf.js"
 
 const kinds: ReadonlyArray<Kind> = ["layer", "blob", "ingest", "snapshot", "database"]
 
 const failure = (op: string) => (cause: unknown) =>
-  new LifecycleError({ op, reason: cause instanceof Error ? cause.message : String(cause), cause })
+  new LifecycleError({ op, reason: messageOf(cause), cause })
 
 // the rows of a table, or none when it does not exist (yet)
 const countOf = (sql: SqlClient.SqlClient, table: string) =>

@@ -26,6 +26,7 @@ import { usage } from "../fs/usage.js"
 import { labelTable } from "../internal/labelTable.js"
 import { orphaned, ownerFile, writeOwner } from "./owner.js"
 import { Millis } from "../internal/millis.js"
+import { messageOf } from "../internal/messageOf.js"
 
 /** Where the snapshots live and how trees are copied. */
 export interface NativeOptions {
@@ -142,7 +143,7 @@ export const makeWithLayout = (root: string, layout: Layout) =>
     const snapshotsDir = NodePath.join(root, "snapshots")
 
     const dbError = (op: string, key: string) => (cause: unknown) =>
-      new SnapshotterError({ op, key, reason: `database: ${reasonOf(cause)}`, cause })
+      new SnapshotterError({ op, key, reason: `database: ${messageOf(cause)}`, cause })
 
     // trees of removed snapshots whose deletion was cut short (nothing refers to them), and
     // copies cut short by a crash; a younger copy may be another process's prepare in progress
