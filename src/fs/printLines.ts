@@ -24,11 +24,10 @@ export interface PackedLines {
 }
 
 /**
- * Lines packed into one buffer. Self-contained (nothing from outside but `Buffer`): the print
- * threads run its source. Throws past 4 GiB of lines, which offsets of 32 bits cannot reach.
+ * Lines packed into one buffer. Self-contained (nothing from outside but `Buffer` and
+ * {@link restartEvery}, which the print threads' source defines beside it): they run its source. Throws past 4 GiB of lines, which offsets of 32 bits cannot reach.
  */
 export function packLines(lines: ReadonlyArray<string>): PackedLines {
-  const every = 16 // restartEvery, here too: the print threads have only this function's source
   const ends = new Uint32Array(lines.length)
   const shared = new Uint16Array(lines.length)
   let length = 0
@@ -40,7 +39,7 @@ export function packLines(lines: ReadonlyArray<string>): PackedLines {
     const end = pathEnd < 0 ? line.length : pathEnd
     // the shared start in ASCII alone, where a character is a byte; at most a path's bytes
     let same = 0
-    if (i % every !== 0) {
+    if (i % restartEvery !== 0) {
       const most = Math.min(end, previousEnd, 0xffff)
       while (same < most && line.charCodeAt(same) === previous.charCodeAt(same) && line.charCodeAt(same) < 0x80) same++
     }
@@ -178,8 +177,9 @@ export class PrintLines implements Iterable<[string, string]> {
     return at.path.toString("utf8", 0, at.length)
   }
 
-  private lineOf(at: Cursor): string {
-    return this.pathOf(at) + this.bytes.toString("utf8", this.pathEnd(at.index), this.ends[at.index]!)
+  // the line at the cursor, given its path as pathOf decoded it
+  private lineOf(at: Cursor, path: string = this.pathOf(at)): string {
+    return path + this.bytes.toString("utf8", this.pathEnd(at.index), this.ends[at.index]!)
   }
 
   /** The path of the `i`th line. */
@@ -235,7 +235,12 @@ export class PrintLines implements Iterable<[string, string]> {
   }
 
   *keys(): Generator<string> {
-    for (const [path] of this.entries()) yield path
+    this.live()
+    const at = this.cursor()
+    while (at.index + 1 < this.ends.length) {
+      this.step(at)
+      yield this.pathOf(at)
+    }
   }
 
   *entries(): Generator<[string, string]> {
@@ -243,7 +248,8 @@ export class PrintLines implements Iterable<[string, string]> {
     const at = this.cursor()
     while (at.index + 1 < this.ends.length) {
       this.step(at)
-      yield [this.pathOf(at), this.lineOf(at)]
+      const path = this.pathOf(at)
+      yield [path, this.lineOf(at, path)]
     }
   }
 
@@ -271,9 +277,11 @@ export class PrintLines implements Iterable<[string, string]> {
     while (a.index < aSize || b.index < bSize) {
       const order = b.index === bSize ? -1 : a.index === aSize ? 1 : comparePaths(a.path, 0, a.length, b.path, 0, b.length)
       if (order < 0) {
-        yield [before.pathOf(a), before.lineOf(a), undefined]
+        const path = before.pathOf(a)
+        yield [path, before.lineOf(a, path), undefined]
       } else if (order > 0) {
-        yield [after.pathOf(b), undefined, after.lineOf(b)]
+        const path = after.pathOf(b)
+        yield [path, undefined, after.lineOf(b, path)]
       } else {
         // the same path: the lines are the same where the rest of each is
         const aFrom = before.pathEnd(a.index)
@@ -281,7 +289,8 @@ export class PrintLines implements Iterable<[string, string]> {
         const bFrom = after.pathEnd(b.index)
         const bEnd = after.ends[b.index]!
         if (aEnd - aFrom !== bEnd - bFrom || before.bytes.compare(after.bytes, bFrom, bEnd, aFrom, aEnd) !== 0) {
-          yield [after.pathOf(b), before.lineOf(a), after.lineOf(b)]
+          const path = after.pathOf(b)
+          yield [path, before.lineOf(a, path), after.lineOf(b, path)]
         }
       }
       if (order <= 0) {

@@ -11,7 +11,7 @@ import { compareNames } from "./tree.js"
 import { walkAddonPath } from "./walk.js"
 import { addonPath, isCarried } from "./xattr.js"
 import { makeFingerprinter, type Print } from "./fingerprint.js"
-import { packLines, PrintLines, type PackedLines } from "./printLines.js"
+import { packLines, PrintLines, restartEvery, type PackedLines } from "./printLines.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not
 const source = `
@@ -38,6 +38,7 @@ const { fingerprintOf } = (${makeFingerprinter.toString()})(
 )
 // a print's lines handed over as one buffer and where each line ends (moved, not copied), instead
 // of a Map of a string per path (for a root filesystem, 140 000 objects to copy and keep)
+const restartEvery = ${restartEvery}
 const packLines = ${packLines.toString()}
 // a full collection after each print: the walk's strings are garbage once its lines are handed
 // over, and a thread waiting for its next request collects nothing (40 to 120 MB of a root
