@@ -74,7 +74,7 @@ export const digestOf = (dir: string): Effect.Effect<string, InvalidSource, Thre
   Effect.flatMap(Threads, (threads) => digestWith(threads.prints, dir))
 
 const digestWith = (prints: Prints | undefined, dir: string): Effect.Effect<string, InvalidSource> => {
-  const here = Effect.map(print(dir), (p) => p.digest)
+  const here = Effect.try({ try: () => Fingerprint.digestOf(dir), catch: invalidSource(dir) })
   return prints === undefined ? here : offThread(dir, prints.digest, here)
 }
 

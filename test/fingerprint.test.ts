@@ -237,6 +237,36 @@ describe("the native walk", () => {
     expect(() => fingerprintOf(dir)).toThrow(`${dir}/d/bad-\\xff: the name is not valid UTF-8`)
     expect(() => fingerprintHere(dir)).toThrow(`${dir}/d/bad-\\xff: the name is not valid UTF-8`)
   })
+
+  it.effect("leaves a link whose target is not UTF-8 to the walk in JavaScript, which reads the target as it reads it, here and on the print thread", () => Effect.gen(function*() {
+    const dir = work.fresh("target-not-utf8")
+    fs.mkdirSync(path.join(dir, "d"), { recursive: true })
+    fs.writeFileSync(path.join(dir, "d", "f"), "x")
+    fs.symlinkSync(Buffer.concat([Buffer.from("to-"), Buffer.from([0xc3, 0x28, 0xff])]), path.join(dir, "d", "link"))
+    // a target that is cut short in a character, at its very end
+    fs.symlinkSync(Buffer.concat([Buffer.from("cut-"), Buffer.from([0xe2, 0x82])]), path.join(dir, "d", "short"))
+    expect(() => nativeWalk!(dir)).toThrow(/link's target is not UTF-8/)
+    const native = fingerprintOf(dir)
+    const here = fingerprintHere(dir)
+    expect([...native.lines]).toEqual([...here.lines])
+    expect(native.digest).toBe(here.digest)
+    const there = yield* Effect.promise(() => prints.fingerprint(dir))
+    expect([...there.lines]).toEqual([...here.lines])
+    expect(there.digest).toBe(here.digest)
+  }))
+
+  it("gives the lines as one buffer and where each ends, as the walk in JavaScript gives them", () => {
+    const dir = work.fresh("native-bytes")
+    fs.mkdirSync(path.join(dir, "é", "sub"), { recursive: true })
+    fs.writeFileSync(path.join(dir, "é", "sub", "ü"), "x")
+    fs.symlinkSync("→ target", path.join(dir, "é", "link"))
+    const walked = nativeWalk!(dir)
+    const here = [...fingerprintHere(dir).lines].map(([, line]) => line)
+    expect(walked.ends.length).toBe(here.length)
+    const text = Buffer.from(walked.bytes).toString("utf8")
+    expect(text).toBe(here.join(""))
+    expect([...walked.ends]).toEqual(here.map((_, i) => Buffer.byteLength(here.slice(0, i + 1).join(""))))
+  })
 })
 
 describe("the order of names", () => {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
-import { packLines, PrintLines, restartEvery } from "../src/fs/printLines.js"
+import { packBytes, packLines, PrintLines, restartEvery } from "../src/fs/printLines.js"
 import { compareNames } from "../src/fs/tree.js"
 
 // names that sort around "/" (0x2f) and NUL's neighbours, multi-byte, and with line breaks
@@ -97,5 +97,28 @@ describe("a print's packed lines", () => {
     const whole = lines.reduce((n, line) => n + Buffer.byteLength(line), 0)
     expect(ends[ends.length - 1]! - ends[4]!).toBeLessThan(whole / 2)
     expect(Buffer.from(bytes).toString("utf8", ends[3]!, ends[4]!)).toBe("é/a\0f\n")
+  })
+
+  // the native walk's lines come as one buffer, some of them replaced (their attributes filled in)
+  it.prop("packs lines given as one buffer, some replaced, as it packs them given as strings", [
+    treeArb,
+    fc.array(fc.record({ at: fc.nat(), attributes: fc.constantFrom("user.a=AA==", "é!x", "") }), { maxLength: 6 })
+  ], ([lines, replacements]) => {
+    const ends = new Uint32Array(lines.length)
+    lines.reduce((n, line, i) => (ends[i] = n + Buffer.byteLength(line)), 0)
+    const whole = new Uint8Array(Buffer.from(lines.join("")))
+    const replaced = new Map<number, string>()
+    const after = [...lines]
+    for (const { at, attributes } of lines.length === 0 ? [] : replacements) {
+      const i = at % lines.length
+      after[i] = `${pathOf(lines[i]!)}\0${attributes}\n`
+      replaced.set(i, after[i]!)
+    }
+    const packed = packBytes(whole, ends, replaced)
+    const expected = packLines(after)
+    expect([...packed.shared]).toEqual([...expected.shared])
+    expect([...packed.ends]).toEqual([...expected.ends])
+    expect(Buffer.from(packed.bytes).equals(Buffer.from(expected.bytes))).toBe(true)
+    expect([...new PrintLines(packed)]).toEqual(after.map((line) => [pathOf(line), line]))
   })
 })

@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import type { ChangedNames } from "../Differ.js"
 import type { StatKey } from "../ContentIndex.js"
-import { PrintLines } from "./printLines.js"
+import { packBytes, packLines, type PackedLines, PrintLines } from "./printLines.js"
 import { compareNames } from "./tree.js"
 import { parentOf } from "../internal/posix.js"
 import * as Walk from "./walk.js"
@@ -23,16 +23,24 @@ export interface Print {
   readonly linked: ReadonlySet<string>
 }
 
-/** A print as walked: its lines as strings, in the walk's order (a directory, then its children by name). */
+/** A print as walked: its lines packed, in the walk's order (a directory, then its children by name). */
 export interface Walked {
   readonly digest: string
-  readonly lines: Array<string>
+  readonly lines: PackedLines
   readonly linked: ReadonlySet<string>
+}
+
+/** How a walk's lines are packed (printLines.ts): self-contained functions, given to the print threads as source. */
+export interface Packing {
+  readonly packLines: (lines: ReadonlyArray<string>) => PackedLines
+  readonly packBytes: (whole: Uint8Array, ends: Uint32Array, replaced?: ReadonlyMap<number, string>) => PackedLines
 }
 
 /** What fingerprinting is made of; see {@link makeFingerprinter}. */
 export interface Fingerprinter {
   readonly fingerprintOf: (dir: string) => Walked
+  /** The digest alone: the lines are not packed. */
+  readonly digestOf: (dir: string) => string
   readonly typeOf: (stat: fs.BigIntStats) => string
   readonly lineOf: (relative: string, path: string, stat: fs.BigIntStats, type: string, extra: string) => string
 }
@@ -48,10 +56,11 @@ export type RawXattrs = (path: string) => ReadonlyArray<readonly [string, Buffer
  */
 export function makeFingerprinter(
   files: typeof fs,
-  hashOf: (algorithm: string) => { update(data: string): unknown; digest(encoding: "hex"): string },
+  hashOf: (algorithm: string) => { update(data: string | Uint8Array): unknown; digest(encoding: "hex"): string },
   compareNames: (a: string, b: string) => number,
   listXattrs: RawXattrs,
   isCarried: (name: string) => boolean,
+  packing: Packing,
   nativeWalk?: Walk.NativeWalk
 ): Fingerprinter {
   const typeOf = (stat: fs.BigIntStats): string =>
@@ -88,31 +97,42 @@ export function makeFingerprinter(
     }
   }
 
-  // the same print from the native walk's lines, the attributes it left out filled in here
-  const fromNative = (dir: string, walk: Walk.NativeWalk): Walked => {
-    const walked = walk(dir)
-    const prefix = dir.endsWith("/") ? dir : `${dir}/`
-    for (const i of walked.xattrs) {
-      const fields = walked.lines[i]!.split("\0")
-      fields[9] = xattrsOf(fields[0] === "" ? dir : prefix + fields[0])
-      walked.lines[i] = fields.join("\0")
-    }
-    const hash = hashOf("sha256")
-    for (const line of walked.lines) hash.update(line)
-    const linked = new Set<string>()
-    for (const i of walked.linked) {
-      const line = walked.lines[i]!
-      linked.add(line.slice(0, line.indexOf("\0")))
-    }
-    return { digest: hash.digest("hex"), lines: walked.lines, linked }
+  // a walk done, its lines packed only when asked for
+  interface Done {
+    readonly digest: string
+    readonly linked: ReadonlySet<string>
+    readonly pack: () => PackedLines
   }
 
-  /**
-   * The fingerprint of the tree at `dir`: paths, types, modes, owners, sizes, nanosecond mtimes,
-   * devices, link targets, hard-link groups. Throws the file system's error. The native walk
-   * when there is one; whatever it cannot do, this walk does (or fails as it fails).
-   */
-  const fingerprintOf = (dir: string): Walked => {
+  // the same print from the native walk's lines, the attributes it left out filled in here
+  const fromNative = (dir: string, walk: Walk.NativeWalk): Done => {
+    const walked = walk(dir)
+    const whole = Buffer.from(walked.bytes.buffer, walked.bytes.byteOffset, walked.bytes.byteLength)
+    const ends = walked.ends
+    const startOf = (i: number) => (i === 0 ? 0 : ends[i - 1]!)
+    const prefix = dir.endsWith("/") ? dir : `${dir}/`
+    // in walk order, as the walk lists them
+    const replaced = new Map<number, string>()
+    for (const i of walked.xattrs) {
+      const fields = whole.toString("utf8", startOf(i), ends[i]).split("\0")
+      fields[9] = xattrsOf(fields[0] === "" ? dir : prefix + fields[0])
+      replaced.set(i, fields.join("\0"))
+    }
+    const hash = hashOf("sha256")
+    let from = 0
+    for (const [i, line] of replaced) {
+      hash.update(whole.subarray(from, startOf(i)))
+      hash.update(line)
+      from = ends[i]!
+    }
+    hash.update(whole.subarray(from, ends.length === 0 ? 0 : ends[ends.length - 1]))
+    const linked = new Set<string>()
+    for (const i of walked.linked) linked.add(whole.toString("utf8", startOf(i), whole.indexOf(0, startOf(i))))
+    return { digest: hash.digest("hex"), linked, pack: () => packing.packBytes(whole, ends, replaced) }
+  }
+
+  // the native walk when there is one; whatever it cannot do, this walk does (or fails as it fails)
+  const walkOf = (dir: string): Done => {
     if (nativeWalk !== undefined) {
       try {
         return fromNative(dir, nativeWalk)
@@ -120,10 +140,22 @@ export function makeFingerprinter(
         // walked again below, which fails or not as the file system says
       }
     }
-    return walkHere(dir)
+    const { digest, lines, linked } = walkHere(dir)
+    return { digest, linked, pack: () => packing.packLines(lines) }
   }
 
-  const walkHere = (dir: string): Walked => {
+  /**
+   * The fingerprint of the tree at `dir`: paths, types, modes, owners, sizes, nanosecond mtimes,
+   * devices, link targets, hard-link groups. Throws the file system's error.
+   */
+  const fingerprintOf = (dir: string): Walked => {
+    const { digest, linked, pack } = walkOf(dir)
+    return { digest, lines: pack(), linked }
+  }
+
+  const digestOf = (dir: string): string => walkOf(dir).digest
+
+  const walkHere = (dir: string): { readonly digest: string; readonly lines: Array<string>; readonly linked: ReadonlySet<string> } => {
     const hash = hashOf("sha256")
     const lines: Array<string> = []
     const linked = new Set<string>()
@@ -155,20 +187,25 @@ export function makeFingerprinter(
     return { digest: hash.digest("hex"), lines, linked }
   }
 
-  return { fingerprintOf, typeOf, lineOf }
+  return { fingerprintOf, digestOf, typeOf, lineOf }
 }
 
-const here = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried, Walk.nativeWalk)
+const packing: Packing = { packLines, packBytes }
+
+const here = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried, packing, Walk.nativeWalk)
 
 /** A walked print with its lines packed. */
-export const printOf = ({ digest, lines, linked }: Walked): Print => ({ digest, lines: PrintLines.of(lines), linked })
+export const printOf = ({ digest, lines, linked }: Walked): Print => ({ digest, lines: new PrintLines(lines), linked })
 
 /** The print of the tree at `dir`, taken on this thread (see {@link makeFingerprinter}). */
 export const fingerprintOf = (dir: string): Print => printOf(here.fingerprintOf(dir))
 
+/** The digest of the print of the tree at `dir`, taken on this thread. */
+export const digestOf = (dir: string): string => here.digestOf(dir)
+
 export const { typeOf, lineOf } = here
 
-const inJavaScript = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried)
+const inJavaScript = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried, packing)
 
 /** Fingerprinting in JavaScript alone, never the native walk: what the native one must agree with. */
 export const fingerprintHere = (dir: string): Print => printOf(inJavaScript.fingerprintOf(dir))

@@ -24,37 +24,84 @@ export interface PackedLines {
 }
 
 /**
- * Lines packed into one buffer. Self-contained (nothing from outside but `Buffer` and
- * {@link restartEvery}, which the print threads' source defines beside it): they run its source. Throws past 4 GiB of lines, which offsets of 32 bits cannot reach.
+ * Lines given as one buffer of whole lines (`whole`, each ending at `ends[i]`), packed: each
+ * leaves out the start of its path that the line before begins with. A line in `replaced` (by
+ * index) is that string instead. Self-contained (nothing from outside but `Buffer` and
+ * {@link restartEvery}, which the print threads' source defines beside it): they run its source.
+ * Throws past 4 GiB of lines, which offsets of 32 bits cannot reach.
  */
-export function packLines(lines: ReadonlyArray<string>): PackedLines {
-  const ends = new Uint32Array(lines.length)
-  const shared = new Uint16Array(lines.length)
+export function packBytes(whole: Uint8Array, ends: Uint32Array, replaced?: ReadonlyMap<number, string>): PackedLines {
+  const source = Buffer.isBuffer(whole) ? whole : Buffer.from(whole.buffer, whole.byteOffset, whole.byteLength)
+  const count = ends.length
+  const packedEnds = new Uint32Array(count)
+  const shared = new Uint16Array(count)
+  // each line as a buffer and a range of it: `source`'s, or its replacement's own
+  const swapped = new Map<number, Buffer>()
+  if (replaced !== undefined) for (const [i, line] of replaced) swapped.set(i, Buffer.from(line, "utf8"))
+  let buffer: Buffer = source
+  let start = 0
+  let end = 0
+  const take = (i: number): void => {
+    const own = swapped.get(i)
+    if (own === undefined) {
+      buffer = source
+      start = i === 0 ? 0 : ends[i - 1]!
+      end = ends[i]!
+    } else {
+      buffer = own
+      start = 0
+      end = own.length
+    }
+  }
   let length = 0
-  let previous = ""
-  let previousEnd = 0
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!
-    const pathEnd = line.indexOf("\0")
-    const end = pathEnd < 0 ? line.length : pathEnd
-    // the shared start in ASCII alone, where a character is a byte; at most a path's bytes
+  let previous: Buffer = source
+  let previousStart = 0
+  let previousPath = 0
+  for (let i = 0; i < count; i++) {
+    take(i)
+    const nul = buffer.indexOf(0, start)
+    const path = (nul < 0 || nul > end ? end : nul) - start
+    // the shared start in ASCII alone (a character is a byte there, as a string's index counts
+    // it); at most a path's bytes
     let same = 0
     if (i % restartEvery !== 0) {
-      const most = Math.min(end, previousEnd, 0xffff)
-      while (same < most && line.charCodeAt(same) === previous.charCodeAt(same) && line.charCodeAt(same) < 0x80) same++
+      const most = Math.min(path, previousPath, 0xffff)
+      while (same < most && buffer[start + same] === previous[previousStart + same] && buffer[start + same]! < 0x80) same++
     }
     shared[i] = same
-    length += Buffer.byteLength(line, "utf8") - same
-    if (length > 0xffffffff) throw new Error(`a print of more than 4 GiB of lines (${lines.length} paths) is more than this tool can hold`)
-    ends[i] = length
-    previous = line
-    previousEnd = end
+    length += end - start - same
+    if (length > 0xffffffff) throw new Error(`a print of more than 4 GiB of lines (${count} paths) is more than this tool can hold`)
+    packedEnds[i] = length
+    previous = buffer
+    previousStart = start
+    previousPath = path
   }
   // a buffer of its own (not a slice of Node's pool): a thread can hand it over whole
   const bytes = Buffer.allocUnsafeSlow(length)
   let at = 0
-  for (let i = 0; i < lines.length; i++) at += bytes.write(shared[i] === 0 ? lines[i]! : lines[i]!.slice(shared[i]), at, "utf8")
-  return { bytes, ends, shared }
+  for (let i = 0; i < count; i++) {
+    take(i)
+    at += buffer.copy(bytes, at, start + shared[i]!, end)
+  }
+  return { bytes, ends: packedEnds, shared }
+}
+
+/**
+ * Lines given as strings, packed as {@link packBytes} packs them. Self-contained but for
+ * `packBytes`, which the print threads' source defines beside it.
+ */
+export function packLines(lines: ReadonlyArray<string>): PackedLines {
+  const ends = new Uint32Array(lines.length)
+  let length = 0
+  for (let i = 0; i < lines.length; i++) {
+    length += Buffer.byteLength(lines[i]!, "utf8")
+    if (length > 0xffffffff) throw new Error(`a print of more than 4 GiB of lines (${lines.length} paths) is more than this tool can hold`)
+    ends[i] = length
+  }
+  const whole = Buffer.allocUnsafeSlow(length)
+  let at = 0
+  for (const line of lines) at += whole.write(line, at, "utf8")
+  return packBytes(whole, ends)
 }
 
 const slash = 0x2f

@@ -11,7 +11,7 @@ import { compareNames } from "./tree.js"
 import { walkAddonPath } from "./walk.js"
 import { addonPath, isCarried } from "./xattr.js"
 import { makeFingerprinter, type Print } from "./fingerprint.js"
-import { packLines, PrintLines, restartEvery, type PackedLines } from "./printLines.js"
+import { packBytes, packLines, PrintLines, restartEvery, type PackedLines } from "./printLines.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not
 const source = `
@@ -28,21 +28,23 @@ try {
 } catch {
   // the walk in JavaScript, as on the main thread (walk.ts says why)
 }
-const { fingerprintOf } = (${makeFingerprinter.toString()})(
+// a print's lines handed over as one buffer and where each line ends (moved, not copied), instead
+// of a Map of a string per path (for a root filesystem, 140 000 objects to copy and keep)
+const restartEvery = ${restartEvery}
+const packBytes = ${packBytes.toString()}
+const packLines = ${packLines.toString()}
+const { fingerprintOf, digestOf } = (${makeFingerprinter.toString()})(
   require("node:fs"),
   require("node:crypto").createHash,
   ${compareNames.toString()},
   listXattrs,
   ${isCarried.toString()},
+  { packLines, packBytes },
   nativeWalk
 )
-// a print's lines handed over as one buffer and where each line ends (moved, not copied), instead
-// of a Map of a string per path (for a root filesystem, 140 000 objects to copy and keep)
-const restartEvery = ${restartEvery}
-const packLines = ${packLines.toString()}
-// a full collection after each print: the walk's strings are garbage once its lines are handed
-// over, and a thread waiting for its next request collects nothing (40 to 120 MB of a root
-// filesystem's print kept for the whole build). gc() is there when the process started with
+// a full collection after each print: the walk's buffer of whole lines (20 MB for a root
+// filesystem, outside the heap) is garbage once the packed lines are handed over, and a thread
+// waiting for its next request collects nothing: it would be kept for the whole build. gc() is there when the process started with
 // --expose-gc, as the command-line tool does (bin/blobchain.js); V8's flags are not changed
 // here: a code cache made under other flags than a process started with is refused
 const collect = typeof globalThis.gc === "function" ? globalThis.gc : () => {}
@@ -50,11 +52,11 @@ parentPort.on("message", (m) => {
   let reply
   let transfer = []
   try {
-    const print = fingerprintOf(m.dir)
     if (m.digestOnly) {
-      reply = { id: m.id, digest: print.digest }
+      reply = { id: m.id, digest: digestOf(m.dir) }
     } else {
-      const lines = packLines(print.lines)
+      const print = fingerprintOf(m.dir)
+      const lines = print.lines
       transfer = [lines.bytes.buffer, lines.ends.buffer, lines.shared.buffer]
       reply = { id: m.id, print: { digest: print.digest, linked: print.linked, lines } }
     }

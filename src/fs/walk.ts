@@ -6,12 +6,16 @@
 import { createRequire } from "node:module"
 import { fileURLToPath } from "node:url"
 
-/** What the addon gives for a tree: each entry's print line (attributes left out), and which entries need more. */
+/**
+ * What the addon gives for a tree: each entry's print line (attributes left out), one after
+ * another in `bytes`, each ending at `ends[i]`; and which entries need more.
+ */
 export interface Walked {
-  readonly lines: Array<string>
+  readonly bytes: Uint8Array
+  readonly ends: Uint32Array
   /** Entries that are not directories and have other links. */
   readonly linked: ReadonlyArray<number>
-  /** Entries with an attribute a layer carries: their attribute field is to be filled. */
+  /** Entries with an attribute a layer carries, in walk order: their attribute field is to be filled. */
   readonly xattrs: ReadonlyArray<number>
 }
 
