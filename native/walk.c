@@ -12,6 +12,8 @@
 // Anything it cannot do the way the caller's own walk would (a failed system call, a name or a
 // link's target that is not UTF-8, more than 4 GiB of lines) is thrown, and the caller walks
 // again its own way, which fails or not as it does.
+// mremap(2)
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -49,6 +52,36 @@ static int append(text* t, const char* bytes, size_t n) {
   t->length += n;
   t->data[t->length] = 0;
   return 0;
+}
+
+// Memory mapped for the walk's output, grown by remapping: not malloc's, whose threshold for
+// mapping a block rises to the size of the largest one freed (a print's lines: tens of MB), so
+// that after one walk the process's other big buffers (tar and deflate's) stayed in its heap.
+typedef struct {
+  char* data;
+  size_t length;
+  size_t capacity;
+} mapped;
+
+static int mapped_append(mapped* m, const void* bytes, size_t n) {
+  if (m->length + n > m->capacity) {
+    size_t capacity = m->capacity == 0 ? (size_t)1 << 20 : m->capacity;
+    while (capacity < m->length + n) capacity *= 2;
+    void* data = m->data == NULL
+      ? mmap(NULL, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+      : mremap(m->data, m->capacity, capacity, MREMAP_MAYMOVE);
+    if (data == MAP_FAILED) return -1;
+    m->data = data;
+    m->capacity = capacity;
+  }
+  memcpy(m->data + m->length, bytes, n);
+  m->length += n;
+  return 0;
+}
+
+static void mapped_free(mapped* m) {
+  if (m->data != NULL) munmap(m->data, m->capacity);
+  m->data = NULL;
 }
 
 // a signed 128-bit number in decimal: nanosecond times pass 2^63 for far dates, as BigInt does
@@ -163,9 +196,8 @@ typedef struct {
   napi_env env;
   napi_value linked, xattrs;
   uint32_t count, linked_count, xattrs_count;
-  text all;       // every line so far
-  uint32_t* ends; // where each ends in `all`
-  size_t ends_capacity;
+  mapped all;  // every line so far
+  mapped ends; // where each ends in `all`, uint32_t each
   text path;      // the entry's path; its relative part starts at `root` (past the slash)
   size_t root;
   text line;
@@ -331,15 +363,10 @@ static int visit(walker* w, int parent, const char* name) {
       append(line, "\n", 1) != 0) return fail(w, "malloc");
 
   if (w->all.length + line->length > UINT32_MAX) { w->failed = "more than 4 GiB of lines"; w->code = 0; return -1; }
-  if (append(&w->all, line->data, line->length) != 0) return fail(w, "malloc");
-  if (w->count == w->ends_capacity) {
-    size_t capacity = w->ends_capacity == 0 ? 1024 : w->ends_capacity * 2;
-    uint32_t* ends = realloc(w->ends, capacity * sizeof(uint32_t));
-    if (ends == NULL) return fail(w, "malloc");
-    w->ends = ends;
-    w->ends_capacity = capacity;
-  }
-  w->ends[w->count++] = (uint32_t)w->all.length;
+  if (mapped_append(&w->all, line->data, line->length) != 0) return fail(w, "mmap");
+  uint32_t end = (uint32_t)w->all.length;
+  if (mapped_append(&w->ends, &end, sizeof end) != 0) return fail(w, "mmap");
+  w->count++;
 
   if (type != 'd') return 0;
   // the root as opendir would open it; below it, a name that is no longer a directory fails
@@ -364,26 +391,22 @@ static int visit(walker* w, int parent, const char* name) {
   return result;
 }
 
-static void free_data(napi_env env, void* data, void* hint) {
+static void unmap(napi_env env, void* data, void* hint) {
   (void)env;
-  (void)hint;
-  free(data);
+  munmap(data, (size_t)hint);
 }
 
-// an ArrayBuffer over `*data` (its first `length` bytes, the rest given back), which it owns from
-// now on (*data is NULL after); a copy where the runtime allows no external buffers
-static int external(napi_env env, void** data, size_t length, napi_value* buffer) {
-  if (length > 0) {
-    void* exact = realloc(*data, length);
-    if (exact != NULL) *data = exact;
-    if (napi_create_external_arraybuffer(env, *data, length, free_data, NULL, buffer) == napi_ok) {
-      *data = NULL;
-      return 0;
-    }
+// an ArrayBuffer over `m`'s bytes, which it owns from now on (m is empty after); a copy where
+// the runtime allows no external buffers
+static int external(napi_env env, mapped* m, napi_value* buffer) {
+  if (m->length > 0 &&
+      napi_create_external_arraybuffer(env, m->data, m->length, unmap, (void*)m->capacity, buffer) == napi_ok) {
+    m->data = NULL;
+    return 0;
   }
   void* copy;
-  if (napi_create_arraybuffer(env, length, &copy, buffer) != napi_ok) return -1;
-  if (length > 0) memcpy(copy, *data, length);
+  if (napi_create_arraybuffer(env, m->length, &copy, buffer) != napi_ok) return -1;
+  if (m->length > 0) memcpy(copy, m->data, m->length);
   return 0;
 }
 
@@ -417,15 +440,10 @@ static napi_value walk(napi_env env, napi_callback_info info) {
   if (result == 0) {
     // handed over as they are, not copied: freed when the arrays are collected
     napi_value bytes_buffer, bytes, ends_buffer, ends;
-    void* all = w.all.data;
-    void* ends_data = w.ends;
-    int handed = external(env, &all, w.all.length, &bytes_buffer) == 0 &&
-      external(env, &ends_data, w.count * sizeof(uint32_t), &ends_buffer) == 0;
-    w.all.data = all;
-    w.ends = ends_data;
-    if (!handed) result = fail(&w, "napi");
+    size_t length = w.all.length;
+    if (external(env, &w.all, &bytes_buffer) != 0 || external(env, &w.ends, &ends_buffer) != 0) result = fail(&w, "napi");
     else {
-      napi_create_typedarray(env, napi_uint8_array, w.all.length, bytes_buffer, 0, &bytes);
+      napi_create_typedarray(env, napi_uint8_array, length, bytes_buffer, 0, &bytes);
       napi_create_typedarray(env, napi_uint32_array, w.count, ends_buffer, 0, &ends);
       napi_create_object(env, &out);
       napi_set_named_property(env, out, "bytes", bytes);
@@ -434,8 +452,8 @@ static napi_value walk(napi_env env, napi_callback_info info) {
       napi_set_named_property(env, out, "xattrs", w.xattrs);
     }
   }
-  free(w.all.data);
-  free(w.ends);
+  mapped_free(&w.all);
+  mapped_free(&w.ends);
   if (result != 0) {
     char message[4352];
     if (w.code != 0) snprintf(message, sizeof message, "%s: %s, %s", where, w.failed, strerror(w.code));
