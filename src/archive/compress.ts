@@ -2,10 +2,11 @@
  * The layer compressions as Node transforms: gzip (parallel, one member) and zstd (the library's
  * worker threads), and none; plus recognising a compression by its magic bytes.
  */
+import { createRequire } from "node:module"
 import * as os from "node:os"
 import type { Transform } from "node:stream"
 import * as zlib from "node:zlib"
-import { CompressStream, DecompressStream } from "zstd-napi"
+import type * as Zstd from "zstd-napi"
 import type { Compression } from "../Oci.js"
 import { defaultConcurrency, parallelGzip } from "./pgzip.js"
 import type { StoredThread } from "./storedThread.js"
@@ -13,6 +14,11 @@ import type { ZstdOffThread, ZstdThread } from "./zstdThread.js"
 
 /** Default levels: gzip 6 (as `gzip -6`), zstd 3 (the library's own default). */
 export const defaultLevel = { gzip: 6, zstd: 3 } as const
+
+// process-wide, as a module is: the zstd library, loaded when first used (about 20 ms at every
+// start, for builds that never use it)
+let zstdLoaded: typeof Zstd | undefined
+const zstd = (): typeof Zstd => (zstdLoaded ??= createRequire(import.meta.url)("zstd-napi") as typeof Zstd)
 
 // zlib's output chunk when decompressing
 const outputChunk = 256 * 1024
@@ -50,7 +56,7 @@ export const compressor = (
         ...(stored === undefined ? {} : { isIncompressible: stored.isIncompressible })
       })
     case "zstd":
-      return new CompressStream({
+      return new (zstd().CompressStream)({
         compressionLevel: level ?? defaultLevel.zstd,
         checksumFlag: true,
         nbWorkers: zstdWorkers(threads)
@@ -88,7 +94,7 @@ export const decompressor = (compression: Compression, buffered?: number): Trans
     case "gzip":
       return zlib.createGunzip({ chunkSize: buffered === undefined ? outputChunk : 4 << 20, ...(buffered === undefined ? {} : { writableHighWaterMark: buffered }) })
     case "zstd":
-      return new DecompressStream()
+      return new (zstd().DecompressStream)()
     case "none":
       return undefined
   }

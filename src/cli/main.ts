@@ -8,7 +8,6 @@ import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import { Cause, Config, Console, Effect, Either, Exit, Layer, Logger, LogLevel, Option, Redacted, Schema } from "effect"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
@@ -294,6 +293,9 @@ const shownUrl = (url: string): string => url.replace(/^(\w+:\/\/[^:/@]*):[^@]*@
  */
 const sharedOrAlone = (options: Parameters<typeof Blobchain.layerShared>[0], url: string, alone: string) =>
   Layer.unwrapScoped(Effect.gen(function*() {
+    // loaded here, not with the tool: PostgreSQL's client takes 50-90 ms to load, paid by every
+    // run when it was loaded at start
+    const PgClient = yield* Effect.promise(() => import("@effect/sql-pg/PgClient"))
     const db = yield* Layer.build(PgClient.layer({ url: Redacted.make(url), connectTimeout: "10 seconds" })).pipe(Effect.either)
     if (Either.isLeft(db)) {
       yield* Console.error(`blobchain: the shared cache ${shownUrl(url)} cannot be reached (${db.left.message}): ${alone}`)
