@@ -44,9 +44,10 @@ const { fingerprintOf, digestOf } = (${makeFingerprinter.toString()})(
 )
 // a full collection after each print: the walk's buffer of whole lines (20 MB for a root
 // filesystem, outside the heap) is garbage once the packed lines are handed over, and a thread
-// waiting for its next request collects nothing: it would be kept for the whole build. gc() is there when the process started with
-// --expose-gc, as the command-line tool does (bin/blobchain.js); V8's flags are not changed
-// here: a code cache made under other flags than a process started with is refused
+// waiting for its next request collects nothing: it would be kept for the whole build. gc() is
+// there when the process started with --expose-gc, as the command-line tool does
+// (bin/blobchain.js); V8's flags are not changed here: a code cache made under other flags than
+// a process started with is refused
 const collect = typeof globalThis.gc === "function" ? globalThis.gc : () => {}
 parentPort.on("message", (m) => {
   let reply
