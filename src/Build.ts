@@ -162,13 +162,13 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
   return yield* Effect.scoped(Effect.gen(function*() {
     const baseTop = base[base.length - 1]
     let top: Option.Option<ImmutableRef> = baseTop === undefined ? Option.none() : Option.some(yield* refs.get(baseTop.id))
-    // the directories are stat'ed on the print threads, all at once (one thread more than cores)
-    const ahead = yield* Effect.forEach(sources, (dir) => Effect.fork(Source.printOffThread(dir)))
+    // the directories are stat'ed on the print threads, all at once (one thread more than cores),
+    // for their digests: a layer to be made takes the lines it compares when it starts
+    const ahead = yield* Effect.forEach(sources, (dir) => Effect.fork(Source.printedOffThread(dir)))
     const chain: Array<{ readonly dir: string; readonly ref: ImmutableRef }> = []
     let previous: Source.Printed | undefined
     for (const [i, dir] of sources.entries()) {
-      const print = yield* Fiber.join(ahead[i]!)
-      const printed = { dir, print }
+      const printed = yield* Fiber.join(ahead[i]!)
       const ref = Source.directoryRef(printed, top, { parentSource: previous, index, prints: threads.prints, hashes: threads.hashes })
       chain.push({ dir, ref })
       options.onSnapshot?.(chain.length, total, { dir, id: ref.id, reused: false })
@@ -176,8 +176,8 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
       previous = printed
     }
     for (const put of puts) {
-      const print = yield* Source.printOffThread(put.src)
-      const ref = Source.putRef({ dir: put.src, print }, put.dest, top, { parentSource: previous, prints: threads.prints })
+      const printed = yield* Source.printedOffThread(put.src)
+      const ref = Source.putRef(printed, put.dest, top, { parentSource: previous, prints: threads.prints })
       previous = undefined
       chain.push({ dir: put.src, ref })
       options.onSnapshot?.(chain.length, total, { dir: put.src, id: ref.id, reused: false })

@@ -62,8 +62,9 @@ export interface ImmutableRef {
   /**
    * The names at which this ref's tree may differ from its parent's, when the ref knows them
    * (a source directory over the previous one: their prints say it). A diff looks nowhere else.
+   * Fails as {@link verify} does when a tree no longer is what the ref's id names.
    */
-  readonly changed?: Effect.Effect<ChangedNames>
+  readonly changed?: Effect.Effect<ChangedNames, InvalidSource>
   /**
    * For trees that others may change (source directories read where they are): fails when what
    * a diff of this ref against its parent reads of the two is no longer what the ref's id names.

@@ -16,7 +16,6 @@ import * as Mount from "./Mount.js"
 import { type ImmutableRef, MountFailed } from "./RefManager.js"
 import { SnapshotInfo } from "./Snapshotter.js"
 import * as Fingerprint from "./fs/fingerprint.js"
-import { Threads, type ThreadsService } from "./Threads.js"
 import { type ContentIndexService, type IndexRecord, type StatKey, trusted } from "./ContentIndex.js"
 import { digestOfFile, now, readAheadFrom } from "./fs/contents.js"
 import { digestAsGiven, type FileToHash } from "./fs/hashThreads.js"
@@ -24,19 +23,13 @@ import * as Put from "./snapshot/put.js"
 import { removeTreeInSteps } from "./fs/remove.js"
 import { run } from "./internal/process.js"
 import { InvalidSource } from "./InvalidSource.js"
+import { changedWhileRead, digestWith, type Hashes, invalidSource, type Printed, type Prints } from "./Printed.js"
 
 export { InvalidSource }
+export { digestOf, type Hashes, print, Printed, printedOffThread, printOffThread, type Prints } from "./Printed.js"
 
 /** Label on a ref (or snapshot) made from a directory: the directory it came from. */
 export const LabelSource = "blobchain.io/source"
-
-const changedWhileRead = (path: string) => new InvalidSource({ path, reason: "the directory changed while it was read" })
-
-const invalidSource = (dir: string) => (cause: unknown): InvalidSource => {
-  const error = cause instanceof Error ? cause : new Error(String(cause))
-  const path = "path" in error && typeof error.path === "string" ? error.path : dir
-  return new InvalidSource({ path, reason: error.message.replace(/^\w+: /, "") })
-}
 
 /** Check that `dir` is a readable directory; its absolute path. */
 export const check = (dir: string): Effect.Effect<string, InvalidSource> =>
@@ -51,49 +44,6 @@ export const check = (dir: string): Effect.Effect<string, InvalidSource> =>
     },
     catch: invalidSource(dir)
   })
-
-/** The print of `dir`, taken on this thread. */
-export const print = (dir: string): Effect.Effect<Fingerprint.Print, InvalidSource> =>
-  Effect.try({ try: () => Fingerprint.fingerprintOf(dir), catch: invalidSource(dir) })
-
-/** The print threads of a stack (see {@link Threads}). */
-export type Prints = ThreadsService["prints"]
-
-/** The hash threads of a stack (see {@link Threads}). */
-export type Hashes = Pick<ThreadsService["hashes"], "digestFiles">
-
-/**
- * The print of `dir`, taken on a print thread (the event loop stays free for a big tree); on
- * this thread when no thread can run it.
- */
-export const printOffThread = (dir: string): Effect.Effect<Fingerprint.Print, InvalidSource, Threads> =>
-  Effect.flatMap(Threads, (threads) => offThread(dir, threads.prints.fingerprint, print(dir)))
-
-/** The digest of the print of `dir`, taken as {@link printOffThread} takes a print. */
-export const digestOf = (dir: string): Effect.Effect<string, InvalidSource, Threads> =>
-  Effect.flatMap(Threads, (threads) => digestWith(threads.prints, dir))
-
-const digestWith = (prints: Prints | undefined, dir: string): Effect.Effect<string, InvalidSource> => {
-  const here = Effect.try({ try: () => Fingerprint.digestOf(dir), catch: invalidSource(dir) })
-  return prints === undefined ? here : offThread(dir, prints.digest, here)
-}
-
-// what the print thread answers for `dir`: a file system error names its path; anything else is
-// the thread's, and `here` takes the print on this thread instead
-const offThread = <A>(
-  dir: string,
-  ask: (dir: string) => Promise<A>,
-  here: Effect.Effect<A, InvalidSource>
-): Effect.Effect<A, InvalidSource> =>
-  Effect.tryPromise({ try: () => ask(dir), catch: (error) => error }).pipe(
-    Effect.catchAll((error) => error instanceof Error && "path" in error ? Effect.fail(invalidSource(dir)(error)) : here)
-  )
-
-/** A directory printed: where it is and what it held when printed. */
-export interface Printed {
-  readonly dir: string
-  readonly print: Fingerprint.Print
-}
 
 const idOf = (...parts: ReadonlyArray<string>): string => `sha256:${createHash("sha256").update(parts.join("\n")).digest("hex")}`
 
@@ -131,21 +81,22 @@ const checkedHere = 4096
 
 /**
  * Fails when what a diff given `changed` read of `source` is no longer as printed: those names
- * alone when they are few and no hard link is among them, else the whole tree's print.
+ * alone, against the lines kept for them, when there are some (few names, no hard link among
+ * them), else the whole tree's print.
  */
 const verifyChanged = (
   prints: Prints | undefined,
   source: Printed,
   changed: ChangedNames,
-  count: number
+  expected: Fingerprint.ExpectedLines | undefined
 ): Effect.Effect<void, InvalidSource> =>
   Effect.flatMap(
-    count > checkedHere
+    expected === undefined
       ? Effect.succeed(undefined)
-      : Effect.try({ try: () => Fingerprint.stillAsPrinted(source.dir, source.print, changed), catch: invalidSource(source.dir) }),
+      : Effect.try({ try: () => Fingerprint.stillAsExpected(source.dir, expected, changed), catch: invalidSource(source.dir) }),
     (same) =>
       same === undefined
-        ? verifyPrint(prints, source.dir, source.print.digest)
+        ? verifyPrint(prints, source.dir, source.digest)
         : same
         ? Effect.void
         : Effect.fail(changedWhileRead(source.dir))
@@ -177,26 +128,27 @@ export const directoryRef = (
   options: RefOptions = {}
 ): ImmutableRef => {
   const { hashes, index, parentSource, prints } = options
-  const id = directoryId(Option.getOrUndefined(parent)?.id, source.print.digest)
-  let known: { readonly changed: ChangedNames; readonly count: number } | undefined
-  // the two prints' lines are this ref's until its check after the diff (the changed names are
-  // known by then): a chain's build keeps a tree's lines while the two layers that read them are
-  // made, not to its end (a root filesystem's: 20 MB each). A check after that looks at the whole
-  // tree's digest
-  const held = parentSource === undefined ? [] : [parentSource.print.lines, source.print.lines]
-  for (const lines of held) lines.hold()
-  // once: what a second check finds here is nothing left to let go of
-  const letGo = Effect.sync(() => {
-    for (const lines of held.splice(0)) lines.letGo()
-  })
+  const id = directoryId(Option.getOrUndefined(parent)?.id, source.digest)
+  interface Known {
+    readonly changed: ChangedNames
+    // the lines the check after the diff compares with, per side (see verifyChanged)
+    readonly expected: readonly [Fingerprint.ExpectedLines | undefined, Fingerprint.ExpectedLines | undefined]
+  }
+  let known: Known | undefined
+  // the two prints' lines are taken when the diff asks for the changed names and let go of once
+  // they are known: what the check after it needs of them is kept (a few lines, see expectedLines)
   const changedNames = Effect.suspend(() => {
     if (known !== undefined) return Effect.succeed(known)
-    return Effect.map(sameContents(parentSource!, source, index, hashes), (same) => {
-      const changed = Fingerprint.changedNames(parentSource!.print, source.print, same)
+    return Effect.scoped(Effect.gen(function*() {
+      const [before, after] = yield* Effect.all([parentSource!.use, source.use], { concurrency: 2 })
+      const same = yield* sameContents(parentSource!.dir, before, source.dir, after, index, hashes)
+      const changed = Fingerprint.changedNames(before, after, same)
       let count = 0
       for (const names of changed.values()) count += names.length
-      return known = { changed, count }
-    })
+      // past this many changed names a check of them costs about a walk: the print thread takes it whole
+      const expectedOf = (print: Fingerprint.Print) => count > checkedHere ? undefined : Fingerprint.expectedLines(print, changed)
+      return known = { changed, expected: [expectedOf(before), expectedOf(after)] }
+    }))
   })
   const ref: ImmutableRef = {
     id,
@@ -206,15 +158,15 @@ export const directoryRef = (
     clone: Effect.sync(() => ref),
     ...(parentSource === undefined
       // the diff walked this tree whole (and the parent is a snapshot, or nothing)
-      ? { verify: verifyPrint(prints, source.dir, source.print.digest) }
+      ? { verify: verifyPrint(prints, source.dir, source.digest) }
       : {
         changed: Effect.map(changedNames, (k) => k.changed),
         // the diff read both directories at the changed names alone
-        verify: Effect.flatMap(changedNames, ({ changed, count }) =>
-          Effect.all([verifyChanged(prints, parentSource, changed, count), verifyChanged(prints, source, changed, count)], {
+        verify: Effect.flatMap(changedNames, ({ changed, expected }) =>
+          Effect.all([verifyChanged(prints, parentSource, changed, expected[0]), verifyChanged(prints, source, changed, expected[1])], {
             concurrency: 2,
             discard: true
-          })).pipe(Effect.zipLeft(letGo))
+          }))
       })
   }
   return ref
@@ -230,8 +182,10 @@ export const directoryRef = (
  * An index or a thread that cannot answer costs reads, never a layer.
  */
 const sameContents = (
-  before: Printed,
-  after: Printed,
+  beforeDir: string,
+  before: Fingerprint.Print,
+  afterDir: string,
+  after: Fingerprint.Print,
   index: ContentIndexService | undefined,
   hashes: Hashes | undefined
 ): Effect.Effect<ReadonlySet<string>> => {
@@ -252,11 +206,11 @@ const sameContents = (
         const b = digests[2 * i + 1]
         if ((a !== undefined && b !== undefined) || !worthReading(c.before) || !worthReading(c.after)) return
         if (a === undefined) {
-          files.push({ path: NodePath.join(before.dir, c.path), size: Number(c.before.size), key: c.before })
+          files.push({ path: NodePath.join(beforeDir, c.path), size: Number(c.before.size), key: c.before })
           at.push(2 * i)
         }
         if (b === undefined) {
-          files.push({ path: NodePath.join(after.dir, c.path), size: Number(c.after.size), key: c.after })
+          files.push({ path: NodePath.join(afterDir, c.path), size: Number(c.after.size), key: c.after })
           at.push(2 * i + 1)
         }
       })
@@ -298,7 +252,7 @@ const sameContents = (
   // in batches: a tree's candidates and their keys at once would be a tree's worth of objects
   return Effect.gen(function*() {
     let batch: Array<Fingerprint.Candidate> = []
-    for (const candidate of Fingerprint.eachCandidate(before.print, after.print)) {
+    for (const candidate of Fingerprint.eachCandidate(before, after)) {
       batch.push(candidate)
       if (batch.length === candidateBatch) {
         yield* lookUp(batch)
@@ -347,7 +301,7 @@ export const putRef = (
   options: Omit<RefOptions, "index"> = {}
 ): ImmutableRef => {
   const { parentSource, prints } = options
-  const id = putId(Option.getOrUndefined(parent)?.id, dest, source.print.digest)
+  const id = putId(Option.getOrUndefined(parent)?.id, dest, source.digest)
   const failed = (reason: string, cause?: unknown) => new MountFailed({ ref: id, reason, cause })
   const stage = Effect.gen(function*() {
     const below = Option.isSome(parent) ? yield* parent.value.mount(true) : []
@@ -383,8 +337,8 @@ export const putRef = (
     // the copy was taken after the print: the source must still print the same after the diff,
     // and so must the parent, when it is a directory read where it is
     verify: Effect.zipRight(
-      verifyPrint(prints, source.dir, source.print.digest),
-      parentSource === undefined ? Effect.void : verifyPrint(prints, parentSource.dir, parentSource.print.digest)
+      verifyPrint(prints, source.dir, source.digest),
+      parentSource === undefined ? Effect.void : verifyPrint(prints, parentSource.dir, parentSource.digest)
     )
   }
   return ref

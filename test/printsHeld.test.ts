@@ -1,13 +1,15 @@
 /**
- * A chain's prints are kept while the layers that read them are made, not to the build's end: a
- * ref holds its parent's and its own lines until its check after the diff, the last to let go
- * gives them up, and a check after that still finds an edit (it looks at the whole tree).
+ * A chain's lines are in memory only while a layer works out its changed names: a build keeps
+ * each directory's digest, a ref takes its parent's and its own lines when asked for its changed
+ * names (again, checked against the digest) and lets go of them once they are known; refs asking
+ * at once share one take. The check after the diff compares the changed names with the lines
+ * kept for them.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, FastCheck as fc, Option } from "effect"
+import { Deferred, Effect, Exit, FastCheck as fc, Fiber, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fingerprintOf } from "../src/fs/fingerprint.js"
+import { fingerprintOf, type Print } from "../src/fs/fingerprint.js"
 import { PrintLines } from "../src/fs/printLines.js"
 import * as Source from "../src/Source.js"
 import { scratch, write } from "./support/scratch.js"
@@ -51,7 +53,7 @@ describe("a print's lines", () => {
 })
 
 // three trees, each a copy of the one before with one file edited
-const chain = () => {
+const trees = () => {
   const dirs = [work.fresh("v1"), work.fresh("v2"), work.fresh("v3")]
   const time = new Date("2024-01-01T00:00:00Z")
   dirs.forEach((dir, v) => {
@@ -63,44 +65,120 @@ const chain = () => {
     fs.mkdirSync(path.join(dir, "e"))
     fs.utimesSync(path.join(dir, "e"), time, time)
   })
-  const printed = dirs.map((dir) => ({ dir, print: fingerprintOf(dir) }))
+  return dirs
+}
+
+// each directory printed for its digest, its lines taken by `take` (counted, and every print
+// taken kept to look at)
+const chainOf = (dirs: ReadonlyArray<string>, take: (dir: string) => Effect.Effect<Print> = (dir) => Effect.sync(() => fingerprintOf(dir))) => {
+  const takes = dirs.map(() => 0)
+  const taken: Array<Print> = []
+  const printed = dirs.map((dir, i) =>
+    new Source.Printed(
+      dir,
+      fingerprintOf(dir).digest,
+      Effect.tap(Effect.suspend(() => {
+        takes[i]!++
+        return take(dir)
+      }), (print) => Effect.sync(() => taken.push(print)))
+    )
+  )
   const r1 = Source.directoryRef(printed[0]!, Option.none())
   const r2 = Source.directoryRef(printed[1]!, Option.some(r1), { parentSource: printed[0] })
   const r3 = Source.directoryRef(printed[2]!, Option.some(r2), { parentSource: printed[1] })
-  return { dirs, lines: printed.map((p) => p.print.lines), r2, r3 }
+  return { takes, taken, r2, r3 }
 }
 
 describe("a chain's refs", () => {
   it.effect.prop(
-    "give up each tree's lines once both refs that read them are checked, in either order",
+    "take a tree's lines when asked for their changed names and give them up once those are known, in either order",
     [fc.boolean()],
     ([topFirst]) =>
       Effect.gen(function*() {
-        const { lines, r2, r3 } = chain()
+        const { r2, r3, takes, taken } = chainOf(trees())
         const [first, second] = topFirst ? [r3, r2] : [r2, r3]
-        yield* first.verify!
-        // the middle tree's lines are read by both refs: kept until the second is checked
-        expect(lines.map((l) => l.isGivenUp)).toEqual(topFirst ? [false, false, true] : [true, false, false])
-        yield* second.verify!
-        expect(lines.map((l) => l.isGivenUp)).toEqual([true, true, true])
-        // changed names were known before: asking again needs no lines
+        // nothing is taken before a diff asks
+        expect(takes).toEqual([0, 0, 0])
+        yield* first.changed!
+        expect(takes).toEqual(topFirst ? [0, 1, 1] : [1, 1, 0])
+        expect(taken.every((print) => print.lines.isGivenUp)).toBe(true)
+        yield* second.changed!
+        // the middle tree's lines were given up in between: the second ref takes them again
+        expect(takes).toEqual([1, 2, 1])
+        expect(taken.every((print) => print.lines.isGivenUp)).toBe(true)
+        // known now: asking again, or checking, takes nothing
         expect([...(yield* r3.changed!).get("d")!].sort()).toEqual(["a", "b", "c"])
+        yield* Effect.all([r2.verify!, r3.verify!])
+        expect(takes).toEqual([1, 2, 1])
       }),
     { fastCheck: { numRuns: 4 } }
   )
 
-  it.effect("checked again once the lines are given up, finds an edit (by the tree's digest) and passes without one", () =>
+  it.effect("asking at once, share one take of the tree both read", () =>
     Effect.gen(function*() {
-      const { dirs, lines, r2, r3 } = chain()
+      const started = yield* Effect.all([Deferred.make<void>(), Deferred.make<void>()])
+      const open = yield* Deferred.make<void>()
+      const dirs = trees()
+      // the middle tree's take says it started; the top tree's waits for `open` once started
+      const { r2, r3, takes, taken } = chainOf(dirs, (dir) =>
+        dir === dirs[1]
+          ? Effect.zipLeft(Effect.sync(() => fingerprintOf(dir)), Deferred.succeed(started[0], undefined))
+          : dir === dirs[2]
+          ? Effect.zipRight(Deferred.succeed(started[1], undefined), Effect.zipRight(Deferred.await(open), Effect.sync(() => fingerprintOf(dir))))
+          : Effect.sync(() => fingerprintOf(dir)))
+      const top = yield* Effect.fork(r3.changed!)
+      yield* Effect.all(started.map(Deferred.await))
+      // the top ref holds the middle tree's lines while it waits for its own: the other ref uses them
+      yield* r2.changed!
+      expect(takes).toEqual([1, 1, 1])
+      expect(taken.map((print) => print.lines.isGivenUp)).toEqual([false, true])
+      yield* Deferred.succeed(open, undefined)
+      yield* Fiber.join(top)
+      expect(takes).toEqual([1, 1, 1])
+      expect(taken.every((print) => print.lines.isGivenUp)).toBe(true)
+    }))
+
+  it.effect("a take given up halfway is stopped, and the next ask takes the lines afresh", () =>
+    Effect.gen(function*() {
+      let interrupted = 0
+      let hang = true
+      const started = yield* Deferred.make<void>()
+      const dirs = trees()
+      const { r3, takes } = chainOf(dirs, (dir) =>
+        dir === dirs[2] && hang
+          ? Effect.zipRight(Deferred.succeed(started, undefined), Effect.onInterrupt(Effect.never, () => Effect.sync(() => interrupted++)))
+          : Effect.sync(() => fingerprintOf(dir)))
+      const asking = yield* Effect.fork(r3.changed!)
+      yield* Deferred.await(started)
+      yield* Fiber.interrupt(asking)
+      expect(interrupted).toBe(1)
+      hang = false
+      expect([...(yield* r3.changed!).get("d")!].sort()).toEqual(["a", "b", "c"])
+      expect(takes).toEqual([0, 2, 2])
+    }))
+
+  it.effect("a tree that prints otherwise when its lines are taken is refused: it changed since its digest", () =>
+    Effect.gen(function*() {
+      const dirs = trees()
+      const { r2 } = chainOf(dirs)
+      write(dirs[1]!, "d/new", "written after the digest\n")
+      const exit = yield* Effect.exit(r2.changed!)
+      expect(Exit.isFailure(exit)).toBe(true)
+      expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/changed while it was read/)
+    }))
+
+  it.effect("the check after the diff compares the changed names with the lines kept: an edit there fails it", () =>
+    Effect.gen(function*() {
+      const dirs = trees()
+      const { r2, r3, takes } = chainOf(dirs)
+      yield* r2.changed!
+      yield* r3.changed!
       yield* r2.verify!
-      yield* r3.verify!
-      expect(lines.every((l) => l.isGivenUp)).toBe(true)
-      yield* r3.verify!
-      // an edit the changed names do not cover: only a look at the whole tree can see it
-      expect((yield* r3.changed!).has("e")).toBe(false)
-      write(dirs[1]!, "e/new", "written after the diff\n")
-      const again = yield* Effect.exit(r3.verify!)
-      expect(Exit.isFailure(again)).toBe(true)
-      expect(String(Exit.isFailure(again) ? again.cause : "")).toMatch(/changed/)
+      // an edit at a name the diff read
+      fs.writeFileSync(path.join(dirs[2]!, "d", "c"), "c edited after the diff\n")
+      const exit = yield* Effect.exit(r3.verify!)
+      expect(Exit.isFailure(exit)).toBe(true)
+      expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/changed/)
+      expect(takes).toEqual([1, 2, 1])
     }))
 })

@@ -149,8 +149,8 @@ describe("a put over a directory", () => {
       const src = fresh("src")
       write(src, "f", "put\n")
       write(src, "d/keep", "put\n")
-      const parent = Source.directoryRef({ dir: root, print: fingerprintOf(root) }, Option.none())
-      const put = Source.putRef({ dir: src, print: fingerprintOf(src) }, "srv", Option.some(parent))
+      const parent = Source.directoryRef(Source.Printed.of(root, fingerprintOf(root)), Option.none())
+      const put = Source.putRef(Source.Printed.of(src, fingerprintOf(src)), "srv", Option.some(parent))
       const tree = fromMounts(yield* put.mount(true))
       if (typeof tree === "string") throw new Error(tree)
       // the image's tree as the put's layer sees it: each name looked up in the merged directories

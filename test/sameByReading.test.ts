@@ -49,9 +49,9 @@ const makeCase = (edits: ReadonlyArray<number>, wholeSeconds: boolean, padding =
 // the files among the names the ref of v2 over v1 says may differ
 const changedFiles = (v1: string, v2: string, hashes: Source.Hashes | undefined, index: ContentIndex.ContentIndexService) =>
   Effect.gen(function*() {
-    const parent = Source.directoryRef({ dir: v1, print: fingerprintOf(v1) }, Option.none())
-    const ref = Source.directoryRef({ dir: v2, print: fingerprintOf(v2) }, Option.some(parent), {
-      parentSource: { dir: v1, print: fingerprintOf(v1) },
+    const parent = Source.directoryRef(Source.Printed.of(v1, fingerprintOf(v1)), Option.none())
+    const ref = Source.directoryRef(Source.Printed.of(v2, fingerprintOf(v2)), Option.some(parent), {
+      parentSource: Source.Printed.of(v1, fingerprintOf(v1)),
       index,
       ...(hashes === undefined ? {} : { hashes })
     })
@@ -127,13 +127,13 @@ describe("files the index does not know, read before the diff", () => {
       const { v1, v2, time } = makeCase([0, 4], false)
       yield* ripe()
       const index = ContentIndex.make(ContentIndex.memoryBackend())
-      const printed = { dir: v2, print: fingerprintOf(v2) }
-      const parent = Source.directoryRef({ dir: v1, print: fingerprintOf(v1) }, Option.none())
+      const printed = Source.Printed.of(v2, fingerprintOf(v2))
+      const parent = Source.directoryRef(Source.Printed.of(v1, fingerprintOf(v1)), Option.none())
       // after the print, f0 gets v1's contents back, size and mtime as printed
       fs.writeFileSync(path.join(v2, names[0]!), fs.readFileSync(path.join(v1, names[0]!)))
       fs.utimesSync(path.join(v2, names[0]!), time, time)
       const ref = Source.directoryRef(printed, Option.some(parent), {
-        parentSource: { dir: v1, print: fingerprintOf(v1) },
+        parentSource: Source.Printed.of(v1, fingerprintOf(v1)),
         index,
         hashes: threads
       })
