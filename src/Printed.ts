@@ -51,6 +51,7 @@ export const printedOffThread = (dir: string): Effect.Effect<Printed, InvalidSou
 export const digestOf = (dir: string): Effect.Effect<string, InvalidSource, Threads> =>
   Effect.flatMap(Threads, (threads) => digestWith(threads.prints, dir))
 
+/** The digest of the print of `dir`, on `prints` when given (else here). */
 export const digestWith = (prints: Prints | undefined, dir: string): Effect.Effect<string, InvalidSource> => {
   const here = Effect.try({ try: () => Fingerprint.digestOf(dir), catch: invalidSource(dir) })
   return prints === undefined ? here : offThread(dir, prints.digest, here)
