@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option } from "effect"
+import { Context, Effect, Fiber, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { BlobMapper, Blobchain, Build, Digest, Image, Oci, Progress, Snapshotter } from "../src/index.js"
 import * as Source from "../src/Source.js"
+import { Threads } from "../src/Threads.js"
 import { scratch, write } from "./support/scratch.js"
 import { haveTool, run } from "./support/tools.js"
 
@@ -110,6 +111,39 @@ describe("Build", () => {
       expect(names).toContain("srv/app/extra/")
       expect(names.filter((n) => !n.startsWith("srv/app/extra/") && n !== "srv/" && n !== "srv/app/")).toEqual([])
     })))
+
+  it.scoped("a build takes every directory's digest, and lines only for a layer it makes: a rerun takes none", () =>
+    Effect.gen(function*() {
+      const root = work.fresh("state")
+      const v1 = tree(30)
+      const v2 = work.fresh("tree")
+      fs.cpSync(v1, v2, { recursive: true, preserveTimestamps: true })
+      write(v2, "d3/f3", "edited\n")
+      write(v2, "new/file", "added\n")
+      const context = yield* Layer.build(Blobchain.layerLocal({ root }))
+      // the stack's print threads, each request to them counted by kind and directory
+      const asked: Array<string> = []
+      const threads = Context.get(context, Threads)
+      const counted = Context.add(context, Threads, {
+        ...threads,
+        prints: {
+          ...threads.prints,
+          fingerprint: (dir) => (asked.push(`lines ${dir}`), threads.prints.fingerprint(dir)),
+          digest: (dir) => (asked.push(`digest ${dir}`), threads.prints.digest(dir))
+        }
+      })
+      const built = yield* Build.build([v1, v2]).pipe(Effect.provide(counted))
+      expect(built.snapshots.map((s) => s.reused)).toEqual([false, false])
+      // the lines of the two trees the second layer compares, once each; the first layer walked
+      // its tree whole and checks it by its digest after
+      expect(asked.filter((a) => a.startsWith("lines")).sort()).toEqual([`lines ${v1}`, `lines ${v2}`].sort())
+      expect(asked.filter((a) => a === `digest ${v1}`).length).toBe(2)
+      asked.length = 0
+      const again = yield* Build.build([v1, v2]).pipe(Effect.provide(counted))
+      expect(again.snapshots.map((s) => s.reused)).toEqual([true, true])
+      expect(again.image.manifest.digest).toBe(built.image.manifest.digest)
+      expect(asked.sort()).toEqual([`digest ${v1}`, `digest ${v2}`].sort())
+    }))
 
   it.scoped("an edit in place that keeps size and mtime is a new layer, not a reused one", () =>
     Effect.gen(function*() {
