@@ -145,7 +145,6 @@ export const directoryRef = (
       const changed = Fingerprint.changedNames(before, after, same)
       let count = 0
       for (const names of changed.values()) count += names.length
-      // past this many changed names a check of them costs about a walk: the print thread takes it whole
       const expectedOf = (print: Fingerprint.Print) => count > checkedHere ? undefined : Fingerprint.expectedLines(print, changed)
       return known = { changed, expected: [expectedOf(before), expectedOf(after)] }
     }))
