@@ -9,6 +9,9 @@
 //   linked: number[], the entries that are not directories and have more than one link;
 //   xattrs: number[], the entries listing an attribute a layer carries (or too many names to
 //           list here), in walk order: their attribute field is the caller's to fill.
+// walk(dir, onChunk) → undefined: the same, handed to onChunk in stretches of about 1 MiB of
+// lines, each a copy with ends, linked and xattrs of its own (counted from its first line), for a
+// caller that only hashes them: its memory is one stretch, not the whole tree's lines.
 // Anything it cannot do the way the caller's own walk would (a failed system call, a name or a
 // link's target that is not UTF-8, more than 4 GiB of lines) is thrown, and the caller walks
 // again its own way, which fails or not as it does.
@@ -17,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,7 +199,9 @@ static const char* first_name(inodes* m, dev_t dev, ino_t ino, const char* relat
 typedef struct {
   napi_env env;
   napi_value linked, xattrs;
+  napi_value on_chunk; // NULL: every line in `all`, handed over at the end
   uint32_t count, linked_count, xattrs_count;
+  uint32_t first;     // the first entry of the stretch in `all`
   mapped all;  // every line so far
   mapped ends; // where each ends in `all`, uint32_t each
   text path;      // the entry's path; its relative part starts at `root` (past the slash)
@@ -214,7 +220,7 @@ static int fail(walker* w, const char* what) {
 
 static int push_index(walker* w, napi_value array, uint32_t* count) {
   napi_value index;
-  if (napi_create_uint32(w->env, w->count, &index) != napi_ok) return fail(w, "napi");
+  if (napi_create_uint32(w->env, w->count - w->first, &index) != napi_ok) return fail(w, "napi");
   if (napi_set_element(w->env, array, (*count)++, index) != napi_ok) return fail(w, "napi");
   return 0;
 }
@@ -224,6 +230,49 @@ static int by_bytes(const void* a, const void* b) {
 }
 
 static int visit(walker* w, int parent, const char* name);
+
+// the lines a stretch holds before it is handed over
+#define STRETCH ((size_t)1 << 20)
+
+// the stretch so far to w->on_chunk, as copies in a handle scope of their own (released when the
+// callback returns, so that a walk holds no stretch but the one it is making); `all` and `ends`
+// are then emptied and used again, and the next stretch's own index arrays made
+static int hand_over(walker* w) {
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return fail(w, "napi");
+  napi_value bytes, ends_buffer, ends, chunk, global, ignored;
+  void* data = NULL;
+  uint32_t lines = w->count - w->first;
+  int result = 0;
+  if (napi_create_buffer_copy(env, w->all.length, w->all.length == 0 ? "" : w->all.data, NULL, &bytes) != napi_ok ||
+      napi_create_arraybuffer(env, (size_t)lines * sizeof(uint32_t), &data, &ends_buffer) != napi_ok ||
+      napi_create_typedarray(env, napi_uint32_array, lines, ends_buffer, 0, &ends) != napi_ok ||
+      napi_create_object(env, &chunk) != napi_ok) result = fail(w, "napi");
+  else {
+    if (lines > 0) memcpy(data, w->ends.data, (size_t)lines * sizeof(uint32_t));
+    napi_set_named_property(env, chunk, "bytes", bytes);
+    napi_set_named_property(env, chunk, "ends", ends);
+    napi_set_named_property(env, chunk, "linked", w->linked);
+    napi_set_named_property(env, chunk, "xattrs", w->xattrs);
+    napi_get_global(env, &global);
+    // a callback that throws leaves its exception pending: the walk stops and walk() rethrows it
+    if (napi_call_function(env, global, w->on_chunk, 1, &chunk, &ignored) != napi_ok) {
+      w->failed = "the chunk callback threw";
+      w->code = 0;
+      result = -1;
+    }
+  }
+  napi_close_handle_scope(env, scope);
+  if (result != 0) return -1;
+  w->all.length = 0;
+  w->ends.length = 0;
+  w->first = w->count;
+  w->linked_count = 0;
+  w->xattrs_count = 0;
+  if (napi_create_array(env, &w->linked) != napi_ok || napi_create_array(env, &w->xattrs) != napi_ok) return fail(w, "napi");
+  return 0;
+}
 
 // a record of getdents64(2): glibc's struct dirent64 where it has one, the kernel's layout always
 struct entry64 {
@@ -367,6 +416,7 @@ static int visit(walker* w, int parent, const char* name) {
   uint32_t end = (uint32_t)w->all.length;
   if (mapped_append(&w->ends, &end, sizeof end) != 0) return fail(w, "mmap");
   w->count++;
+  if (w->on_chunk != NULL && w->all.length >= STRETCH && hand_over(w) != 0) return -1;
 
   if (type != 'd') return 0;
   // the root as opendir would open it; below it, a name that is no longer a directory fails
@@ -411,17 +461,21 @@ static int external(napi_env env, mapped* m, napi_value* buffer) {
 }
 
 static napi_value walk(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   size_t length = 0;
-  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], NULL, 0, &length) != napi_ok || length == 0) {
-    napi_throw_type_error(env, NULL, "walk(dir: string)");
+  napi_valuetype callback = napi_undefined;
+  if (argc >= 2) napi_typeof(env, argv[1], &callback);
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], NULL, 0, &length) != napi_ok || length == 0 ||
+      (callback != napi_undefined && callback != napi_function)) {
+    napi_throw_type_error(env, NULL, "walk(dir: string, onChunk?: (chunk) => void)");
     return NULL;
   }
   walker w;
   memset(&w, 0, sizeof w);
   w.env = env;
+  w.on_chunk = callback == napi_function ? argv[1] : NULL;
   if (reserve(&w.path, length + 1) != 0) { napi_throw_error(env, NULL, "out of memory"); return NULL; }
   napi_get_value_string_utf8(env, argv[0], w.path.data, length + 1, &length);
   w.path.length = length;
@@ -430,6 +484,8 @@ static napi_value walk(napi_env env, napi_callback_info info) {
   napi_create_array(env, &w.linked);
   napi_create_array(env, &w.xattrs);
   int result = visit(&w, AT_FDCWD, w.path.data);
+  // the last stretch, even an empty one: the caller hears of every walk at least once
+  if (result == 0 && w.on_chunk != NULL) result = hand_over(&w);
   char where[4096];
   snprintf(where, sizeof where, "%s", w.path.data);
   free(w.path.data);
@@ -437,7 +493,8 @@ static napi_value walk(napi_env env, napi_callback_info info) {
   for (size_t i = 0; i < w.groups.capacity; i++) free(w.groups.slots[i].first);
   free(w.groups.slots);
   napi_value out = NULL;
-  if (result == 0) {
+  if (result == 0 && w.on_chunk != NULL) napi_get_undefined(env, &out);
+  else if (result == 0) {
     // handed over as they are, not copied: freed when the arrays are collected
     napi_value bytes_buffer, bytes, ends_buffer, ends;
     size_t length = w.all.length;
@@ -454,6 +511,8 @@ static napi_value walk(napi_env env, napi_callback_info info) {
   }
   mapped_free(&w.all);
   mapped_free(&w.ends);
+  bool pending = false;
+  if (result != 0 && napi_is_exception_pending(env, &pending) == napi_ok && pending) return NULL;
   if (result != 0) {
     char message[4352];
     if (w.code != 0) snprintf(message, sizeof message, "%s: %s, %s", where, w.failed, strerror(w.code));

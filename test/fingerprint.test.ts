@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { statKeyOf } from "../src/fs/contents.js"
 import { compareNames } from "../src/fs/tree.js"
-import { candidates, changedNames, fingerprintHere, fingerprintOf, stillAsPrinted } from "../src/fs/fingerprint.js"
+import { candidates, changedNames, digestOf, fingerprintHere, fingerprintOf, stillAsPrinted } from "../src/fs/fingerprint.js"
 import { nativeWalk } from "../src/fs/walk.js"
 import * as Xattr from "../src/fs/xattr.js"
 import { makePrintThreads } from "../src/fs/printThread.js"
@@ -225,6 +225,7 @@ describe("the native walk", () => {
         expect([...native.lines]).toEqual([...here.lines])
         expect([...native.linked]).toEqual([...here.linked])
         expect(native.digest).toBe(here.digest)
+        expect(digestOf(dir)).toBe(here.digest)
       }
       fs.rmSync(base, { recursive: true, force: true })
     }), { fastCheck: { numRuns: 15 } })
@@ -266,6 +267,74 @@ describe("the native walk", () => {
     const text = Buffer.from(walked.bytes).toString("utf8")
     expect(text).toBe(here.join(""))
     expect([...walked.ends]).toEqual(here.map((_, i) => Buffer.byteLength(here.slice(0, i + 1).join(""))))
+  })
+})
+
+describe("the native walk in stretches (a digest's walk)", () => {
+  // about 1.8 MB of lines in 730 entries (paths of ~2 400 bytes), so several stretches of 1 MiB,
+  // with hard links and carried attributes in each
+  const longTree = () => {
+    const dir = work.fresh("stretches")
+    let deep = dir
+    for (let i = 0; i < 9; i++) deep = path.join(deep, `${String.fromCharCode(97 + i)}${"d".repeat(240)}`)
+    fs.mkdirSync(deep, { recursive: true })
+    for (let i = 0; i < 720; i++) {
+      const file = path.join(deep, `${String(i).padStart(4, "0")}${"f".repeat(200)}`)
+      if (i % 97 === 5) fs.linkSync(path.join(deep, `${String(i - 1).padStart(4, "0")}${"f".repeat(200)}`), file)
+      else fs.writeFileSync(file, String(i))
+      if (i % 61 === 7) Xattr.set(file, "user.stretch", Buffer.from(`value ${i}`))
+    }
+    return dir
+  }
+
+  it("hands over the whole walk's lines in stretches, each with indexes of its own, and the same digest", () => {
+    const dir = longTree()
+    const whole = nativeWalk!(dir)
+    const stretches: Array<{ bytes: Buffer; ends: Array<number>; linked: Array<number>; xattrs: Array<number> }> = []
+    expect(nativeWalk!(dir, (s) => {
+      stretches.push({ bytes: Buffer.from(s.bytes), ends: [...s.ends], linked: [...s.linked], xattrs: [...s.xattrs] })
+    })).toBeUndefined()
+    expect(stretches.length).toBeGreaterThanOrEqual(2)
+    for (const s of stretches.slice(0, -1)) expect(s.bytes.length).toBeGreaterThanOrEqual(1 << 20)
+    expect(Buffer.concat(stretches.map((s) => s.bytes)).equals(Buffer.from(whole.bytes))).toBe(true)
+    let offset = 0
+    let first = 0
+    const ends: Array<number> = []
+    const linked: Array<number> = []
+    const xattrs: Array<number> = []
+    for (const s of stretches) {
+      ends.push(...s.ends.map((end) => end + offset))
+      linked.push(...s.linked.map((i) => i + first))
+      xattrs.push(...s.xattrs.map((i) => i + first))
+      expect(s.ends.at(-1) ?? 0).toBe(s.bytes.length)
+      offset += s.bytes.length
+      first += s.ends.length
+    }
+    expect(ends).toEqual([...whole.ends])
+    expect(linked).toEqual([...whole.linked])
+    expect(xattrs).toEqual([...whole.xattrs])
+    expect(linked.length).toBeGreaterThan(0)
+    expect(xattrs.length).toBeGreaterThan(0)
+    expect(digestOf(dir)).toBe(fingerprintHere(dir).digest)
+  })
+
+  it("stops at a callback that throws, and throws what it threw", () => {
+    const dir = longTree()
+    let calls = 0
+    const stop = new Error("enough")
+    expect(() => nativeWalk!(dir, () => {
+      calls++
+      throw stop
+    })).toThrow(stop)
+    expect(calls).toBe(1)
+  })
+
+  it("hands over an empty tree once", () => {
+    const dir = work.fresh("empty-stretch")
+    fs.mkdirSync(dir, { recursive: true })
+    const seen: Array<number> = []
+    nativeWalk!(dir, (s) => void seen.push(s.ends.length))
+    expect(seen).toEqual([1])
   })
 })
 

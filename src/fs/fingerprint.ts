@@ -48,6 +48,9 @@ export interface Fingerprinter {
 /** An attribute lister as the xattr addon gives it: every name, the bytes or why they could not be read. */
 export type RawXattrs = (path: string) => ReadonlyArray<readonly [string, Buffer | string]>
 
+/** A running digest: node:crypto's Hash, or whatever a worker passes for it. */
+type Hash = { update(data: string | Uint8Array): unknown; digest(encoding: "hex"): string }
+
 /**
  * Fingerprinting, built by a self-contained function (nothing from outside it but its
  * arguments and `Buffer`), so that a worker thread (printThread.ts) runs exactly this code.
@@ -56,7 +59,7 @@ export type RawXattrs = (path: string) => ReadonlyArray<readonly [string, Buffer
  */
 export function makeFingerprinter(
   files: typeof fs,
-  hashOf: (algorithm: string) => { update(data: string | Uint8Array): unknown; digest(encoding: "hex"): string },
+  hashOf: (algorithm: string) => Hash,
   compareNames: (a: string, b: string) => number,
   listXattrs: RawXattrs,
   isCarried: (name: string) => boolean,
@@ -104,9 +107,9 @@ export function makeFingerprinter(
     readonly pack: () => PackedLines
   }
 
-  // the same print from the native walk's lines, the attributes it left out filled in here
-  const fromNative = (dir: string, walk: Walk.NativeWalk): Done => {
-    const walked = walk(dir)
+  // the native walk's lines (the whole tree's, or one stretch of them) into `hash`, the
+  // attributes it left out filled in here; the lines replaced, by index, and the linked names
+  const hashNative = (dir: string, walked: Walk.Walked, hash: Hash, linked: Set<string>) => {
     const whole = Buffer.from(walked.bytes.buffer, walked.bytes.byteOffset, walked.bytes.byteLength)
     const ends = walked.ends
     const startOf = (i: number) => (i === 0 ? 0 : ends[i - 1]!)
@@ -118,7 +121,6 @@ export function makeFingerprinter(
       fields[9] = xattrsOf(fields[0] === "" ? dir : prefix + fields[0])
       replaced.set(i, fields.join("\0"))
     }
-    const hash = hashOf("sha256")
     let from = 0
     for (const [i, line] of replaced) {
       hash.update(whole.subarray(from, startOf(i)))
@@ -126,9 +128,24 @@ export function makeFingerprinter(
       from = ends[i]!
     }
     hash.update(whole.subarray(from, ends.length === 0 ? 0 : ends[ends.length - 1]))
-    const linked = new Set<string>()
     for (const i of walked.linked) linked.add(whole.toString("utf8", startOf(i), whole.indexOf(0, startOf(i))))
+    return { whole, ends, replaced }
+  }
+
+  // the same print from the native walk's lines
+  const fromNative = (dir: string, walk: Walk.NativeWalk): Done => {
+    const hash = hashOf("sha256")
+    const linked = new Set<string>()
+    const { whole, ends, replaced } = hashNative(dir, walk(dir), hash, linked)
     return { digest: hash.digest("hex"), linked, pack: () => packing.packBytes(whole, ends, replaced) }
+  }
+
+  // the same digest from the native walk's lines a stretch at a time, none of them kept
+  const digestNative = (dir: string, walk: Walk.NativeWalk): string => {
+    const hash = hashOf("sha256")
+    const linked = new Set<string>()
+    walk(dir, (stretch) => void hashNative(dir, stretch, hash, linked))
+    return hash.digest("hex")
   }
 
   // the native walk when there is one; whatever it cannot do, this walk does (or fails as it fails)
@@ -153,7 +170,16 @@ export function makeFingerprinter(
     return { digest, lines: pack(), linked }
   }
 
-  const digestOf = (dir: string): string => walkOf(dir).digest
+  const digestOf = (dir: string): string => {
+    if (nativeWalk !== undefined) {
+      try {
+        return digestNative(dir, nativeWalk)
+      } catch {
+        // walked again below, from the start, as walkOf does
+      }
+    }
+    return walkOf(dir).digest
+  }
 
   const walkHere = (dir: string): { readonly digest: string; readonly lines: Array<string>; readonly linked: ReadonlySet<string> } => {
     const hash = hashOf("sha256")

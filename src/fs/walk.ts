@@ -19,8 +19,16 @@ export interface Walked {
   readonly xattrs: ReadonlyArray<number>
 }
 
-/** The addon's walk; throws when it cannot walk the tree as the print's own walk would. */
-export type NativeWalk = (dir: string) => Walked
+/**
+ * The addon's walk; throws when it cannot walk the tree as the print's own walk would. Given
+ * `onChunk`, it hands the lines over in stretches of about 1 MiB instead, each with indexes of its
+ * own (counted from its first line), and keeps none: for a digest, whose memory is then one
+ * stretch, not the whole tree's lines (20 MB for a root filesystem).
+ */
+export interface NativeWalk {
+  (dir: string): Walked
+  (dir: string, onChunk: (stretch: Walked) => void): undefined
+}
 
 /** Where the addon is: the same two levels up from `src/internal`, `dist/internal` and `dist/bundle`. */
 export const walkAddonPath: string = fileURLToPath(new URL("../../build/Release/walk.node", import.meta.url))
