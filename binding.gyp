@@ -11,11 +11,6 @@
       "cflags": ["-O2", "-Wall"]
     },
     {
-      "target_name": "heap",
-      "sources": ["native/heap.c"],
-      "cflags": ["-O2", "-Wall"]
-    },
-    {
       "target_name": "guard",
       "type": "executable",
       "sources": ["native/guard.c"],

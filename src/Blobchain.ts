@@ -24,7 +24,6 @@ import * as MemoryContentStore from "./MemoryContentStore.js"
 import * as LocalContentStore from "./LocalContentStore.js"
 import * as SqlContentIndex from "./SqlContentIndex.js"
 import * as SqlBlobMapper from "./SqlBlobMapper.js"
-import { tuneForBuilds } from "./internal/heap.js"
 import { warnOnce } from "./internal/warnOnce.js"
 import type * as LayerIndex from "./LayerIndex.js"
 import * as SqlLayerIndex from "./SqlLayerIndex.js"
@@ -269,11 +268,3 @@ export const layerMemory = (snapshotter: Layer.Layer<Snapshotter.Snapshotter>) =
   )
   return Blobs.layer.pipe(Layer.provideMerge(work))
 }
-
-/**
- * The bound on the C heap's arenas the command-line tool sets before it builds (one per core,
- * where glibc's default is eight): a process-wide choice, so a library leaves it to the
- * application. Call it once, before the stack starts its threads; `false` where it cannot be set
- * (the addon not built, or a C library other than glibc).
- */
-export const tuneHeap: () => boolean = tuneForBuilds

@@ -25,7 +25,6 @@ import { credentialsOf, push } from "./push.js"
 import * as Sources from "./sources.js"
 import { checkCacheDb, checkPlaces } from "./places.js"
 import { UsageError } from "./usage.js"
-import { tuneForBuilds } from "../internal/heap.js"
 
 
 const StringArray = Schema.parseJson(Schema.Array(Schema.String))
@@ -426,9 +425,6 @@ export const main = (argv: ReadonlyArray<string>) =>
     })
   )
 
-// before the stack starts its threads: the limits on arenas apply to threads started from now on
-// (BLOBCHAIN_TUNE_HEAP=0 leaves glibc's default as it is; a MALLOC_ARENA_MAX set is kept)
-if (process.env.BLOBCHAIN_TUNE_HEAP !== "0") tuneForBuilds()
 NodeRuntime.runMain(
   main(process.argv).pipe(Effect.map((code) => void (process.exitCode = code))),
   { disableErrorReporting: true, disablePrettyLogger: true }
