@@ -10,8 +10,9 @@
 //   xattrs: number[], the entries listing an attribute a layer carries (or too many names to
 //           list here), in walk order: their attribute field is the caller's to fill.
 // walk(dir, onChunk) → undefined: the same, handed to onChunk in stretches of about 1 MiB of
-// lines, each a copy with ends, linked and xattrs of its own (counted from its first line), for a
-// caller that only hashes them: its memory is one stretch, not the whole tree's lines.
+// lines, each with ends, linked and xattrs of its own (counted from its first line), its bytes a
+// view of one buffer used again for the next (good until onChunk returns): for a caller that only
+// hashes them, whose memory is then one stretch, not the whole tree's lines.
 // Anything it cannot do the way the caller's own walk would (a failed system call, a name or a
 // link's target that is not UTF-8, more than 4 GiB of lines) is thrown, and the caller walks
 // again its own way, which fails or not as it does.
@@ -202,6 +203,8 @@ typedef struct {
   napi_value on_chunk; // NULL: every line in `all`, handed over at the end
   uint32_t count, linked_count, xattrs_count;
   uint32_t first;     // the first entry of the stretch in `all`
+  napi_ref scratch;   // the ArrayBuffer every stretch's bytes are handed over in
+  size_t scratch_size;
   mapped all;  // every line so far
   mapped ends; // where each ends in `all`, uint32_t each
   text path;      // the entry's path; its relative part starts at `root` (past the slash)
@@ -234,22 +237,46 @@ static int visit(walker* w, int parent, const char* name);
 // the lines a stretch holds before it is handed over
 #define STRETCH ((size_t)1 << 20)
 
-// the stretch so far to w->on_chunk, as copies in a handle scope of their own (released when the
-// callback returns, so that a walk holds no stretch but the one it is making); `all` and `ends`
-// are then emptied and used again, and the next stretch's own index arrays made
+// the ArrayBuffer of at least `size` bytes the stretches are handed over in, and its bytes: one
+// for the whole walk (a fresh copy per stretch stayed garbage until a collection, which an idle
+// young generation puts off: the whole tree's lines again, by the walk's end)
+static int scratch_of(walker* w, size_t size, napi_value* buffer, void** data) {
+  napi_env env = w->env;
+  if (w->scratch != NULL && w->scratch_size >= size) {
+    if (napi_get_reference_value(env, w->scratch, buffer) != napi_ok ||
+        napi_get_arraybuffer_info(env, *buffer, data, NULL) != napi_ok) return fail(w, "napi");
+    return 0;
+  }
+  size_t capacity = size > 2 * STRETCH ? size : 2 * STRETCH;
+  if (napi_create_arraybuffer(env, capacity, data, buffer) != napi_ok) return fail(w, "napi");
+  if (w->scratch != NULL) napi_delete_reference(env, w->scratch);
+  w->scratch = NULL;
+  if (napi_create_reference(env, *buffer, 1, &w->scratch) != napi_ok) return fail(w, "napi");
+  w->scratch_size = capacity;
+  return 0;
+}
+
+// the stretch so far to w->on_chunk in a handle scope of its own: its bytes in the walk's one
+// scratch buffer (the callback's view of them good until it returns), its ends and indexes fresh;
+// `all` and `ends` are then emptied and used again, and the next stretch's index arrays made
 static int hand_over(walker* w) {
   napi_env env = w->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return fail(w, "napi");
-  napi_value bytes, ends_buffer, ends, chunk, global, ignored;
+  napi_value scratch, bytes, ends_buffer, ends, chunk, global, ignored;
   void* data = NULL;
+  void* into = NULL;
   uint32_t lines = w->count - w->first;
   int result = 0;
-  if (napi_create_buffer_copy(env, w->all.length, w->all.length == 0 ? "" : w->all.data, NULL, &bytes) != napi_ok ||
-      napi_create_arraybuffer(env, (size_t)lines * sizeof(uint32_t), &data, &ends_buffer) != napi_ok ||
-      napi_create_typedarray(env, napi_uint32_array, lines, ends_buffer, 0, &ends) != napi_ok ||
-      napi_create_object(env, &chunk) != napi_ok) result = fail(w, "napi");
+  if (scratch_of(w, w->all.length, &scratch, &into) != 0) result = -1;
   else {
+    if (w->all.length > 0) memcpy(into, w->all.data, w->all.length);
+    if (napi_create_typedarray(env, napi_uint8_array, w->all.length, scratch, 0, &bytes) != napi_ok ||
+        napi_create_arraybuffer(env, (size_t)lines * sizeof(uint32_t), &data, &ends_buffer) != napi_ok ||
+        napi_create_typedarray(env, napi_uint32_array, lines, ends_buffer, 0, &ends) != napi_ok ||
+        napi_create_object(env, &chunk) != napi_ok) result = fail(w, "napi");
+  }
+  if (result == 0) {
     if (lines > 0) memcpy(data, w->ends.data, (size_t)lines * sizeof(uint32_t));
     napi_set_named_property(env, chunk, "bytes", bytes);
     napi_set_named_property(env, chunk, "ends", ends);
@@ -492,6 +519,7 @@ static napi_value walk(napi_env env, napi_callback_info info) {
   free(w.line.data);
   for (size_t i = 0; i < w.groups.capacity; i++) free(w.groups.slots[i].first);
   free(w.groups.slots);
+  if (w.scratch != NULL) napi_delete_reference(env, w.scratch);
   napi_value out = NULL;
   if (result == 0 && w.on_chunk != NULL) napi_get_undefined(env, &out);
   else if (result == 0) {

@@ -291,10 +291,14 @@ describe("the native walk in stretches (a digest's walk)", () => {
     const dir = longTree()
     const whole = nativeWalk!(dir)
     const stretches: Array<{ bytes: Buffer; ends: Array<number>; linked: Array<number>; xattrs: Array<number> }> = []
+    const buffers = new Set<ArrayBufferLike>()
     expect(nativeWalk!(dir, (s) => {
+      buffers.add(s.bytes.buffer)
       stretches.push({ bytes: Buffer.from(s.bytes), ends: [...s.ends], linked: [...s.linked], xattrs: [...s.xattrs] })
     })).toBeUndefined()
     expect(stretches.length).toBeGreaterThanOrEqual(2)
+    // one buffer for every stretch: no garbage of the whole tree's lines left to a collection
+    expect(buffers.size).toBe(1)
     for (const s of stretches.slice(0, -1)) expect(s.bytes.length).toBeGreaterThanOrEqual(1 << 20)
     expect(Buffer.concat(stretches.map((s) => s.bytes)).equals(Buffer.from(whole.bytes))).toBe(true)
     let offset = 0

@@ -175,10 +175,10 @@ export function makeFingerprinter(
       try {
         return digestNative(dir, nativeWalk)
       } catch {
-        // walked again below, from the start, as walkOf does
+        // walked again in JavaScript from the start, which fails or not as the file system says
       }
     }
-    return walkOf(dir).digest
+    return walkHere(dir).digest
   }
 
   const walkHere = (dir: string): { readonly digest: string; readonly lines: Array<string>; readonly linked: ReadonlySet<string> } => {

@@ -22,8 +22,9 @@ export interface Walked {
 /**
  * The addon's walk; throws when it cannot walk the tree as the print's own walk would. Given
  * `onChunk`, it hands the lines over in stretches of about 1 MiB instead, each with indexes of its
- * own (counted from its first line), and keeps none: for a digest, whose memory is then one
- * stretch, not the whole tree's lines (20 MB for a root filesystem).
+ * own (counted from its first line), its bytes a view of one buffer the next stretch is written
+ * into (good until `onChunk` returns): for a digest, whose memory is then one stretch, not the
+ * whole tree's lines (20 MB for a root filesystem).
  */
 export interface NativeWalk {
   (dir: string): Walked
