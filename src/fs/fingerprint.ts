@@ -109,7 +109,8 @@ export function makeFingerprinter(
 
   // the native walk's lines (the whole tree's, or one stretch of them) into `hash`, the
   // attributes it left out filled in here; the lines replaced, by index, and the linked names
-  const hashNative = (dir: string, walked: Walk.Walked, hash: Hash, linked: Set<string>) => {
+  // into `linked` when given (a digest alone has no use for them)
+  const hashNative = (dir: string, walked: Walk.Walked, hash: Hash, linked?: Set<string>) => {
     const whole = Buffer.from(walked.bytes.buffer, walked.bytes.byteOffset, walked.bytes.byteLength)
     const ends = walked.ends
     const startOf = (i: number) => (i === 0 ? 0 : ends[i - 1]!)
@@ -128,7 +129,7 @@ export function makeFingerprinter(
       from = ends[i]!
     }
     hash.update(whole.subarray(from, ends.length === 0 ? 0 : ends[ends.length - 1]))
-    for (const i of walked.linked) linked.add(whole.toString("utf8", startOf(i), whole.indexOf(0, startOf(i))))
+    if (linked !== undefined) for (const i of walked.linked) linked.add(whole.toString("utf8", startOf(i), whole.indexOf(0, startOf(i))))
     return { whole, ends, replaced }
   }
 
@@ -143,8 +144,7 @@ export function makeFingerprinter(
   // the same digest from the native walk's lines a stretch at a time, none of them kept
   const digestNative = (dir: string, walk: Walk.NativeWalk): string => {
     const hash = hashOf("sha256")
-    const linked = new Set<string>()
-    walk(dir, (stretch) => void hashNative(dir, stretch, hash, linked))
+    walk(dir, (stretch) => void hashNative(dir, stretch, hash))
     return hash.digest("hex")
   }
 
