@@ -11,6 +11,11 @@
       "cflags": ["-O2", "-Wall"]
     },
     {
+      "target_name": "memory",
+      "sources": ["native/memory.c"],
+      "cflags": ["-O2", "-Wall"]
+    },
+    {
       "target_name": "guard",
       "type": "executable",
       "sources": ["native/guard.c"],

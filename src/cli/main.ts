@@ -25,6 +25,7 @@ import { credentialsOf, push } from "./push.js"
 import * as Sources from "./sources.js"
 import { checkCacheDb, checkPlaces } from "./places.js"
 import { UsageError } from "./usage.js"
+import { keepResidentSmall } from "../internal/resident.js"
 
 
 const StringArray = Schema.parseJson(Schema.Array(Schema.String))
@@ -409,7 +410,9 @@ export const describeFailure = (cause: Cause.Cause<unknown>): { readonly line: s
 
 /** Run the tool on `argv` (as process.argv); resolves to the exit code. */
 export const main = (argv: ReadonlyArray<string>) =>
-  cli(argv).pipe(
+  keepResidentSmall().pipe(
+    Effect.zipRight(cli(argv)),
+    Effect.scoped,
     Effect.provide(NodeContext.layer),
     // what a user should know of goes to standard error, one line each: standard output is the result
     Effect.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => {

@@ -6,6 +6,7 @@
  * scope's finaliser): the thread is stopped and nothing starts one again.
  */
 import { type ResourceLimits, Worker } from "node:worker_threads"
+import { holdYoungGeneration } from "./resident.js"
 
 /** What a worker's script posts back: at least the id of the request it answers. */
 export interface Reply {
@@ -79,6 +80,8 @@ export const evalWorker = <R extends Reply>(source: string, name: string, option
     const w = new Worker(source, { eval: true, name, ...(limits === undefined ? {} : { resourceLimits: limits }) })
     threads++
     w.unref()
+    // its isolate's start put V8's young-generation growth back (see resident.ts)
+    w.once("online", holdYoungGeneration)
     w.on("message", (reply: R) => {
       onReply?.(reply)
       const waiter = waiting.get(reply.id)
