@@ -3,8 +3,7 @@
  * one call per tree instead of a BigIntStats object and a crossing per system call. Where it was
  * not built, or cannot walk a tree the way the print's own walk does, prints walk in JavaScript.
  */
-import { createRequire } from "node:module"
-import { fileURLToPath } from "node:url"
+import { addonPath, loadAddon } from "../internal/addon.js"
 
 /**
  * What the addon gives for a tree: each entry's print line (attributes left out), one after
@@ -31,8 +30,8 @@ export interface NativeWalk {
   (dir: string, onChunk: (stretch: Walked) => void): undefined
 }
 
-/** Where the addon is: the same two levels up from `src/internal`, `dist/internal` and `dist/bundle`. */
-export const walkAddonPath: string = fileURLToPath(new URL("../../build/Release/walk.node", import.meta.url))
+/** Where the addon is (see internal/addon.ts). */
+export const walkAddonPath: string = addonPath("walk")
 
 /**
  * One directory's entries in readdir's order and their lstat, 13 fields each in `stats` (dev,
@@ -53,11 +52,8 @@ interface Addon {
 
 const load = (): Addon | undefined => {
   if (process.env.BLOBCHAIN_NATIVE_WALK === "0") return undefined
-  try {
-    return createRequire(import.meta.url)(walkAddonPath) as Addon
-  } catch {
-    return undefined
-  }
+  const loaded = loadAddon<Addon>(walkAddonPath)
+  return "addon" in loaded ? loaded.addon : undefined
 }
 
 const addon = load()

@@ -9,8 +9,7 @@
  * directory, not of the file), SELinux labels (`security.selinux`: the policy of the machine
  * that read the file, not of the image), and POSIX ACLs (`system.*`, a tar format of their own).
  */
-import { createRequire } from "node:module"
-import { fileURLToPath } from "node:url"
+import { addonPath as pathOf, loadAddon } from "../internal/addon.js"
 
 /** One attribute: its name and its bytes. */
 export type Xattr = readonly [name: string, value: Buffer]
@@ -20,21 +19,18 @@ interface Addon {
   readonly set: (path: string, name: string, value: Buffer) => void
 }
 
-/** Where the addon is: the same two levels up from `src/internal`, `dist/internal` and `dist/bundle`. */
-export const addonPath: string = fileURLToPath(new URL("../../build/Release/xattr.node", import.meta.url))
+/** Where the addon is (see internal/addon.ts). */
+export const addonPath: string = pathOf("xattr")
 
 const none: ReadonlyArray<Xattr> = []
 
-// process-wide: the addon loads once per process, or not at all
-let addon: Addon | undefined
+// the addon loads once per process, or not at all
+const loaded = loadAddon<Addon>(addonPath)
+const addon: Addon | undefined = "addon" in loaded ? loaded.addon : undefined
 /** Why attributes cannot be read or written here, or `undefined` when they can. */
-// process-wide, as the addon
-export let unavailable: string | undefined
-try {
-  addon = createRequire(import.meta.url)(addonPath) as Addon
-} catch (cause) {
-  unavailable = `the xattr addon (${addonPath}) did not load: ${cause instanceof Error ? cause.message.split("\n")[0] : String(cause)}`
-}
+export const unavailable: string | undefined = "error" in loaded
+  ? `the xattr addon (${addonPath}) did not load: ${loaded.error instanceof Error ? loaded.error.message.split("\n")[0] : String(loaded.error)}`
+  : undefined
 
 /** Every attribute of `path` as the addon gives it (`[]` without the addon): for prints. */
 export const listRaw = (path: string): ReadonlyArray<readonly [string, Buffer | string]> =>

@@ -15,26 +15,15 @@
  * peak 351–365 MiB without either, 328 with the trim alone, 295 with both, in the same time.
  */
 import { Effect, Schedule, type Scope } from "effect"
-import { createRequire } from "node:module"
-import { fileURLToPath } from "node:url"
 import * as v8 from "node:v8"
-
-/** Where the addon is: the same two levels up from `src/internal`, `dist/internal` and `dist/bundle`. */
-export const memoryAddonPath: string = fileURLToPath(new URL("../../build/Release/memory.node", import.meta.url))
+import { addonPath, loadAddon } from "./addon.js"
 
 interface Addon {
   readonly trim: (done: (released: boolean) => void) => void
 }
 
-const load = (): Addon | undefined => {
-  try {
-    return createRequire(import.meta.url)(memoryAddonPath) as Addon
-  } catch {
-    return undefined
-  }
-}
-
-const addon = load()
+const loaded = loadAddon<Addon>(addonPath("memory"))
+const addon = "addon" in loaded ? loaded.addon : undefined
 
 /** Whether {@link trimMalloc} can trim here (the addon loaded). */
 export const canTrim: boolean = addon !== undefined
