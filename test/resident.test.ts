@@ -4,6 +4,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { execFile } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { promisify } from "node:util"
 import { Effect } from "effect"
 import { canTrim } from "../src/internal/resident.js"
@@ -81,5 +84,32 @@ describe("keepResidentSmall", () => {
       expect(held.size).toBeLessThanOrEqual(4 * 1024 * 1024)
       // the flag set once, as at start: the worker's isolate put the growth back
       expect(alone.size).toBeGreaterThanOrEqual(16 * 1024 * 1024)
+    }))
+})
+
+describe("the command", () => {
+  it.effect("runs a build with the main thread's young generation at its first size, loading included", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "blobchain-resident-"))
+      try {
+        // the young generation's size as the build ends (a short run never shrinks it)
+        const probe = path.join(dir, "probe.mjs")
+        fs.writeFileSync(probe, `
+          import * as fs from "node:fs"
+          import * as v8 from "node:v8"
+          process.on("exit", () => fs.writeFileSync(${JSON.stringify(path.join(dir, "young"))},
+            String(v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size)))
+        `)
+        yield* Effect.promise(() =>
+          promisify(execFile)(process.execPath, [
+            "--import", probe, "bin/blobchain.js", "build", "examples/webapp/1-base", "examples/webapp/2-app",
+            "--state", path.join(dir, "state"), "--out", path.join(dir, "out")
+          ], { cwd: process.cwd(), timeout: 120_000 })
+        )
+        // loading the tool alone grows it to 16 MiB without the flag bin/blobchain.js sets
+        expect(Number(fs.readFileSync(path.join(dir, "young"), "utf8"))).toBeLessThanOrEqual(4 * 1024 * 1024)
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
     }))
 })
