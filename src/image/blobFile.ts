@@ -11,6 +11,7 @@ import { ContentIndex, keyOf } from "../ContentIndex.js"
 import { ContentStore } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
 import { now } from "../fs/contents.js"
+import { Threads } from "../Threads.js"
 import { ImageError } from "./model.js"
 
 const fail = (path: string, step: string) => (cause: unknown) =>
@@ -52,7 +53,16 @@ const holds = (path: string, stat: BigIntStats, digest: Digest.Digest) =>
     const [known] = yield* index.lookup([key]).pipe(Effect.orElseSucceed(() => [undefined]))
     if (known === digest) return true
     const readAtNs = now()
-    const found = yield* hashFile(path, digest)
+    // read on a hash thread when the stack has them: a layer's blob is gigabytes, which on the
+    // event loop is seconds of its time and a collection every few MiB. No answer from there (the
+    // file changed while read, or the thread is gone) and it is read here.
+    const threads = Option.getOrUndefined(yield* Effect.serviceOption(Threads))
+    const [onThread] = threads === undefined
+      ? [undefined]
+      : yield* Effect.promise(() =>
+        threads.hashes.digestFiles([{ path, size: Number(stat.size), key }]).catch(() => [undefined])
+      )
+    const found = onThread ?? (yield* hashFile(path, digest))
     yield* index.record([{ key, digest: found, readAtNs }]).pipe(Effect.ignore)
     return found === digest
   })
