@@ -46,6 +46,20 @@ const racyWindowNs = 1_000_000_000n
 export const trusted = (record: IndexRecord): boolean =>
   record.readAtNs - record.key.mtimeNs > racyWindowNs && record.readAtNs - record.key.ctimeNs > racyWindowNs
 
+/**
+ * The record of a file this process has just written whole (its last write ended by `wroteAtNs`)
+ * and whose mtime it then set back more than the racy second: any later write to it moves its
+ * mtime to that write's time, so its key cannot stay the same while its bytes change. (Only a
+ * write that also put the mtime back, within the clock tick of the ctime, gets past that: no
+ * accident does both.) The ctime is of the setting back and later (a rename), so it is recorded as
+ * read a racy second after that ctime: true, since nothing could have changed the bytes unseen.
+ * `undefined` when the mtime was not set back far enough.
+ */
+export const writtenRecord = (key: StatKey, digest: string, wroteAtNs: bigint): IndexRecord | undefined =>
+  wroteAtNs - key.mtimeNs > racyWindowNs
+    ? { key, digest, readAtNs: (key.ctimeNs > wroteAtNs ? key.ctimeNs : wroteAtNs) + racyWindowNs + 1n }
+    : undefined
+
 const sameKey = (a: StatKey, b: StatKey): boolean =>
   a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs
 

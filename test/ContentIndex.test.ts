@@ -7,6 +7,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { recordingStatements } from "./support/statements.js"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Effect, Layer } from "effect"
+import * as fc from "fast-check"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
@@ -46,6 +47,34 @@ describe("ContentIndex.trusted", () => {
     expect(readAt(far + second + 1n, k)).toBe(true)
     expect(readAt(far + second, k)).toBe(false)
   })
+})
+
+describe("ContentIndex.writtenRecord", () => {
+  const at = (mtimeNs: bigint, ctimeNs: bigint) => ({ dev: 1n, ino: 2n, size: 3n, mtimeNs, ctimeNs })
+
+  it("a file whose mtime was set back past the racy second: trusted, read after its ctime's second", () =>
+    fc.assert(fc.property(
+      fc.bigInt({ min: 0n, max: 2n ** 62n }),
+      fc.bigInt({ min: second + 1n, max: 1000n * second }),
+      fc.bigInt({ min: 0n, max: 10n * second }),
+      (wroteAt, back, later) => {
+        const key = at(wroteAt - back, wroteAt + later)
+        const record = ContentIndex.writtenRecord(key, digestOf(0), wroteAt)
+        expect(record).toBeDefined()
+        expect(ContentIndex.trusted(record!)).toBe(true)
+        // but not a moment earlier than that: what the racy rule asks of any record
+        expect(ContentIndex.trusted({ ...record!, readAtNs: key.ctimeNs + second })).toBe(false)
+      }
+    )))
+
+  it("a file whose mtime is within the racy second of its write: no record", () =>
+    fc.assert(fc.property(
+      fc.bigInt({ min: 2n * second, max: 2n ** 62n }),
+      fc.bigInt({ min: 0n, max: second }),
+      (wroteAt, back) => {
+        expect(ContentIndex.writtenRecord(at(wroteAt - back, wroteAt), digestOf(0), wroteAt)).toBeUndefined()
+      }
+    )))
 })
 
 describe("ContentIndex.keyOf", () => {

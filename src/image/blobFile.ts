@@ -7,7 +7,7 @@ import { Effect, Option, Stream } from "effect"
 import { type BigIntStats, constants as fsConstants, createReadStream } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as NodePath from "node:path"
-import { ContentIndex, keyOf } from "../ContentIndex.js"
+import { ContentIndex, keyOf, writtenRecord } from "../ContentIndex.js"
 import { ContentStore } from "../ContentStore.js"
 import * as Digest from "../Digest.js"
 import { now } from "../fs/contents.js"
@@ -67,6 +67,30 @@ const holds = (path: string, stat: BigIntStats, digest: Digest.Digest) =>
     return found === digest
   })
 
+// how far before its write an output copy's mtime is set, at least: past the content-hash index's
+// racy second (ContentIndex.writtenRecord)
+const setBackNs = 2_000_000_000n
+
+/**
+ * A copy at `temp`, written whole by now, published at `dest` and recorded in the content-hash
+ * index: its mtime is set back first (to its blob's in the store when that is older), so that the
+ * next build that finds it does not read it again (a root filesystem's layer: gigabytes). Without
+ * an index, or when it cannot record, the copy is published all the same.
+ */
+const publish = (temp: string, dest: string, digest: Digest.Digest, storedMtimeNs: bigint | undefined) =>
+  Effect.gen(function*() {
+    const wroteAtNs = now()
+    const backNs = storedMtimeNs !== undefined && storedMtimeNs < wroteAtNs - setBackNs ? storedMtimeNs : wroteAtNs - setBackNs
+    const back = new Date(Number(backNs / 1_000_000n))
+    yield* Effect.tryPromise({ try: () => fs.utimes(temp, back, back), catch: fail(temp, "utimes") })
+    yield* Effect.tryPromise({ try: () => fs.rename(temp, dest), catch: fail(dest, "rename") })
+    const index = Option.getOrUndefined(yield* Effect.serviceOption(ContentIndex))
+    if (index === undefined || Digest.algorithm(digest) !== "sha256") return
+    const stat = yield* Effect.promise(() => fs.lstat(dest, { bigint: true }).catch(() => undefined))
+    const record = stat === undefined ? undefined : writtenRecord(keyOf(stat), digest, wroteAtNs)
+    if (record !== undefined) yield* index.record([record]).pipe(Effect.ignore)
+  })
+
 /**
  * Make `dest` hold blob `digest` of `size` bytes. A file already there is kept when it is the
  * store's own (linked before, where links are safe) or holds exactly the blob's bytes (read
@@ -94,12 +118,16 @@ export const place = (digest: Digest.Digest, size: number, dest: string, linkFro
         if (linked) return "linked" as const
       } else {
         const copied = yield* Effect.promise(() =>
-          fs.copyFile(source, temp, fsConstants.COPYFILE_FICLONE).then(() => fs.chmod(temp, 0o644)).then(() => fs.rename(temp, dest)).then(
+          fs.copyFile(source, temp, fsConstants.COPYFILE_FICLONE).then(() => fs.chmod(temp, 0o644)).then(
             () => true,
             () => fs.rm(temp, { force: true }).then(() => false)
           )
         )
-        if (copied) return "copied" as const
+        if (copied) {
+          const stored = yield* Effect.promise(() => fs.stat(source, { bigint: true }).then((s) => s.mtimeNs, () => undefined))
+          yield* publish(temp, dest, digest, stored).pipe(Effect.onError(() => Effect.promise(() => fs.rm(temp, { force: true }))))
+          return "copied" as const
+        }
       }
     }
     const store = yield* ContentStore
@@ -111,7 +139,7 @@ export const place = (digest: Digest.Digest, size: number, dest: string, linkFro
         ).pipe(Effect.zipRight(Effect.tryPromise({ try: () => handle.sync(), catch: fail(temp, "sync") }))),
       (handle) => Effect.promise(() => handle.close())
     ).pipe(
-      Effect.zipRight(Effect.tryPromise({ try: () => fs.rename(temp, dest), catch: fail(dest, "rename") })),
+      Effect.zipRight(publish(temp, dest, digest, undefined)),
       Effect.onError(() => Effect.promise(() => fs.rm(temp, { force: true })))
     )
     return "copied" as const
