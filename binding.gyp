@@ -16,6 +16,11 @@
       "cflags": ["-O2", "-Wall"]
     },
     {
+      "target_name": "readahead",
+      "sources": ["native/readahead.c"],
+      "cflags": ["-O2", "-Wall"]
+    },
+    {
       "target_name": "guard",
       "type": "executable",
       "sources": ["native/guard.c"],

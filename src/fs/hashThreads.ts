@@ -13,6 +13,7 @@ import { type EvalWorker, evalWorker, type Reply as WorkerReply } from "../inter
 import type { createHash } from "node:crypto"
 import type * as fs from "node:fs"
 import { digestOfFile } from "./contents.js"
+import { advising, readaheadAddonPath } from "./readahead.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not
 const source = `
@@ -24,6 +25,13 @@ const buffer = Buffer.allocUnsafe(1 << 20)
 const digestOfFile = (${digestOfFile.toString()})
 const digestAsGiven = (${digestAsGiven.toString()})
 const digestOf = (path, size, key) => digestAsGiven(fs, createHash, digestOfFile, buffer, { path, size, key })
+let willNeed
+try {
+  willNeed = require(${JSON.stringify(readaheadAddonPath)}).willNeed
+} catch {
+  // without the addon each file is read when its turn comes, as before
+}
+const advising = (${advising.toString()})
 // a layer's tar, hashed whole and file by file: each chunk comes with the spans of the files it
 // holds (sequence number, from, to, whether the file ends there), flat
 const sessions = new Map()
@@ -101,7 +109,9 @@ parentPort.on("message", (m) => {
     sessions.delete(m.session)
     return parentPort.postMessage({ id: m.id })
   }
-  const digests = m.files.map(({ path, size, key }) => {
+  const advise = willNeed === undefined ? () => {} : advising(m.files, willNeed)
+  const digests = m.files.map(({ path, size, key }, i) => {
+    advise(i)
     try {
       return digestOf(path, size, key)
     } catch {

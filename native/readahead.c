@@ -1,0 +1,107 @@
+// Reading a tree's files cold is a wait per file: its inode, then its first blocks, one request at
+// a time from a thread that then hashes them. Asking the kernel for the next files' bytes ahead
+// (posix_fadvise WILLNEED starts their reads and returns) keeps several requests in flight while
+// the thread hashes the file before them.
+//   willNeed(paths: string[], done: () => void): undefined
+// opens each path (never following a symlink), advises WILLNEED on the whole file and closes it,
+// on the thread pool (an open may wait for its inode to be read), then calls done(). A path that
+// cannot be opened is passed over: this is advice, the read that follows says what is wrong.
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <node_api.h>
+
+typedef struct {
+  napi_async_work work;
+  napi_ref done_ref;
+  char** paths;
+  uint32_t count;
+} Job;
+
+static void execute(napi_env env, void* data) {
+  (void)env;
+  Job* job = data;
+  for (uint32_t i = 0; i < job->count; i++) {
+    int fd = open(job->paths[i], O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+    close(fd);
+  }
+}
+
+static void release(Job* job) {
+  for (uint32_t i = 0; i < job->count; i++) free(job->paths[i]);
+  free(job->paths);
+  free(job);
+}
+
+static void complete(napi_env env, napi_status status, void* data) {
+  (void)status;
+  Job* job = data;
+  napi_value done, global, ignored;
+  napi_get_reference_value(env, job->done_ref, &done);
+  napi_get_global(env, &global);
+  napi_delete_reference(env, job->done_ref);
+  napi_delete_async_work(env, job->work);
+  release(job);
+  napi_call_function(env, global, done, 0, NULL, &ignored);
+}
+
+static napi_value will_need(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], name;
+  napi_valuetype kind;
+  bool is_array = false;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
+      napi_typeof(env, argv[1], &kind) != napi_ok || kind != napi_function) {
+    napi_throw_type_error(env, NULL, "willNeed(paths: string[], done: () => void)");
+    return NULL;
+  }
+  Job* job = calloc(1, sizeof(Job));
+  uint32_t length = 0;
+  napi_get_array_length(env, argv[0], &length);
+  if (job == NULL || (length > 0 && (job->paths = calloc(length, sizeof(char*))) == NULL)) {
+    free(job);
+    napi_throw_error(env, NULL, "willNeed: out of memory");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < length; i++) {
+    napi_value item;
+    size_t size = 0;
+    if (napi_get_element(env, argv[0], i, &item) != napi_ok ||
+        napi_get_value_string_utf8(env, item, NULL, 0, &size) != napi_ok) {
+      release(job);
+      napi_throw_type_error(env, NULL, "willNeed: every path must be a string");
+      return NULL;
+    }
+    char* path = malloc(size + 1);
+    if (path == NULL) {
+      release(job);
+      napi_throw_error(env, NULL, "willNeed: out of memory");
+      return NULL;
+    }
+    napi_get_value_string_utf8(env, item, path, size + 1, &size);
+    job->paths[job->count++] = path;
+  }
+  napi_create_string_utf8(env, "blobchain:willNeed", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[1], 1, &job->done_ref);
+  bool made = napi_create_async_work(env, NULL, name, execute, complete, job, &job->work) == napi_ok;
+  if (!made || napi_queue_async_work(env, job->work) != napi_ok) {
+    if (made) napi_delete_async_work(env, job->work);
+    napi_delete_reference(env, job->done_ref);
+    release(job);
+    napi_throw_error(env, NULL, "willNeed: the job could not be queued");
+  }
+  return NULL;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_create_function(env, "willNeed", NAPI_AUTO_LENGTH, will_need, NULL, &fn);
+  napi_set_named_property(env, exports, "willNeed", fn);
+  return exports;
+}
