@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
 import { Contents, type DigestFiles } from "../src/fs/contents.js"
-import { type LayerHashing, makeHashThreads } from "../src/fs/hashThreads.js"
+import { type LayerHashing, makeHashThreads, piecesOf } from "../src/fs/hashThreads.js"
 import { applyOps, materialize, opArb, type Spec } from "./support/trees.js"
 import { BufferPool, layerTar } from "../src/diff/layer.js"
 import * as Digest from "../src/Digest.js"
@@ -71,6 +71,28 @@ const mibFiles = (tree: string, count: number) => {
 
 const byFile = (records: ReadonlyArray<{ readonly key: { readonly ino: bigint }; readonly digest: string }>) =>
   records.map((r) => `${r.key.ino} ${r.digest}`).sort()
+
+describe("a batch's pieces", () => {
+  it("hold every file once, the largest first, each up to an eighth of the batch (1–32 MiB) or 512 files", () =>
+    fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 40 << 20 }), { maxLength: 3000 }), (sizes) => {
+      const files = sizes.map((size) => ({ size }))
+      const pieces = piecesOf(files)
+      const order = pieces.flat()
+      expect([...order].sort((a, b) => a - b)).toEqual(sizes.map((_, i) => i))
+      for (let k = 1; k < order.length; k++) expect(sizes[order[k - 1]!]!).toBeGreaterThanOrEqual(sizes[order[k]!]!)
+      const total = sizes.reduce((a, b) => a + b, 0)
+      const most = Math.max(1 << 20, Math.min(32 << 20, Math.ceil(total / 8)))
+      for (const piece of pieces) {
+        expect(piece.length).toBeGreaterThan(0)
+        expect(piece.length).toBeLessThanOrEqual(512)
+        // it closes at the file that reaches the bound
+        const before = piece.slice(0, -1).reduce((a, i) => a + sizes[i]!, 0)
+        expect(before).toBeLessThan(most)
+      }
+      // a batch of more than a piece's bytes is shared: at least two pieces for two threads
+      if (total >= 2 * most && sizes.length >= 2) expect(pieces.length).toBeGreaterThanOrEqual(2)
+    })))
+})
 
 describe("hash threads", () => {
   it.scopedLive("give each file's sha256; a file gone or of another size than asked is left undefined", () =>

@@ -172,3 +172,33 @@ export function digestOfFile(
 
 /** The wall clock in nanoseconds since the epoch, for a record's read time. */
 export const now = (): bigint => BigInt(Date.now()) * 1_000_000n
+
+/**
+ * The digest of `file` when it still holds the size its stat gave and, with a key, still has
+ * that stat key once read (a write since would have changed it); else `undefined`. Throws as
+ * reading throws. Self-contained (nothing but its arguments), so that the hash threads run
+ * exactly this code.
+ */
+export function digestAsGiven(
+  files: typeof fs,
+  hashOf: typeof createHash,
+  digestOf: typeof digestOfFile,
+  buffer: Buffer,
+  file: FileToHash
+): string | undefined {
+  const { digest, total } = digestOf(files, hashOf, buffer, file.path)
+  const key = file.key
+  if (total !== file.size) return undefined
+  if (key === undefined) return digest
+  const s = files.lstatSync(file.path, { bigint: true })
+  const same = s.dev === key.dev && s.ino === key.ino && s.size === key.size && s.mtimeNs === key.mtimeNs && s.ctimeNs === key.ctimeNs
+  return same ? digest : undefined
+}
+
+/** A file to hash: its path and the size its stat gave. */
+export interface FileToHash {
+  readonly path: string
+  readonly size: number
+  /** When given, the file's stat key after it is read must be this one, or no digest is given. */
+  readonly key?: StatKey
+}

@@ -6,13 +6,10 @@
  * service), which closes them.
  */
 import { CheckLost, type DiffIdTap } from "../internal/diffIdTap.js"
-import type { StatKey } from "../ContentIndex.js"
 import type * as Digest from "../Digest.js"
 import type { Compression } from "../Oci.js"
 import { type EvalWorker, evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js"
-import type { createHash } from "node:crypto"
-import type * as fs from "node:fs"
-import { digestOfFile } from "./contents.js"
+import { digestAsGiven, digestOfFile, type FileToHash } from "./contents.js"
 import { advising, readaheadAddonPath } from "./readahead.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not
@@ -315,36 +312,6 @@ export class ThreadTap implements DiffIdTap {
   }
 }
 
-/**
- * The digest of `file` when it still holds the size its stat gave and, with a key, still has
- * that stat key once read (a write since would have changed it); else `undefined`. Throws as
- * reading throws. Self-contained (nothing but its arguments), so that the hash threads run
- * exactly this code.
- */
-export function digestAsGiven(
-  files: typeof fs,
-  hashOf: typeof createHash,
-  digestOf: typeof digestOfFile,
-  buffer: Buffer,
-  file: FileToHash
-): string | undefined {
-  const { digest, total } = digestOf(files, hashOf, buffer, file.path)
-  const key = file.key
-  if (total !== file.size) return undefined
-  if (key === undefined) return digest
-  const s = files.lstatSync(file.path, { bigint: true })
-  const same = s.dev === key.dev && s.ino === key.ino && s.size === key.size && s.mtimeNs === key.mtimeNs && s.ctimeNs === key.ctimeNs
-  return same ? digest : undefined
-}
-
-/** A file to hash: its path and the size its stat gave. */
-export interface FileToHash {
-  readonly path: string
-  readonly size: number
-  /** When given, the file's stat key after it is read must be this one, or no digest is given. */
-  readonly key?: StatKey
-}
-
 /** Contents hashed on two worker threads. */
 export interface HashThreads {
   /**
@@ -376,23 +343,52 @@ export interface HashThreads {
 // build (9 MiB used); a smaller one, 18 MiB
 const limits = { maxYoungGenerationSizeMb: 8 }
 
-/** Two hash threads; a batch is shared between them by bytes, the largest files placed first. */
+/**
+ * A batch's pieces: the largest files first, each piece up to an eighth of the batch's bytes (at
+ * least 1 MiB, at most 32 MiB) or 512 files, for whichever thread is free to take next.
+ */
+export const piecesOf = (files: ReadonlyArray<{ readonly size: number }>): Array<Array<number>> => {
+  const total = files.reduce((sum, f) => sum + f.size, 0)
+  const most = Math.max(1 << 20, Math.min(32 << 20, Math.ceil(total / 8)))
+  const pieces: Array<Array<number>> = []
+  let piece: Array<number> = []
+  let bytes = 0
+  for (const i of files.map((_, i) => i).sort((a, b) => files[b]!.size - files[a]!.size)) {
+    piece.push(i)
+    bytes += files[i]!.size
+    if (bytes >= most || piece.length >= 512) {
+      pieces.push(piece)
+      piece = []
+      bytes = 0
+    }
+  }
+  if (piece.length > 0) pieces.push(piece)
+  return pieces
+}
+
+/**
+ * Two hash threads; a batch is cut in pieces that each thread takes as it is free. (A fixed share
+ * per thread, even by bytes, left one thread idle for seconds at the end of a cold tree while the
+ * other was still reading its share: cold files do not read at the same speed.)
+ */
 export const makeHashThreads = (): HashThreads => {
   const threads = [0, 1].map((n) => evalWorker<Reply>(source, `blobchain hashes ${n + 1}`, { limits }))
   const digestFiles = async (files: ReadonlyArray<FileToHash>): Promise<ReadonlyArray<string | undefined>> => {
-    const shares = threads.map(() => ({ bytes: 0, at: [] as Array<number> }))
-    const bySize = files.map((_, i) => i).sort((a, b) => files[b]!.size - files[a]!.size)
-    for (const i of bySize) {
-      const share = shares.reduce((a, b) => (b.bytes < a.bytes ? b : a))
-      share.bytes += files[i]!.size
-      share.at.push(i)
-    }
+    const pieces = piecesOf(files)
     const digests: Array<string | undefined> = files.map(() => undefined)
-    await Promise.all(shares.map((share, n) =>
-      share.at.length === 0 ? undefined : threads[n]!.ask({ files: share.at.map((i) => files[i]) }).then((reply) => {
-        share.at.forEach((i, k) => (digests[i] = reply.digests?.[k]))
-      })
-    ))
+    let next = 0
+    let failed = false
+    await Promise.all(threads.map(async (thread) => {
+      while (next < pieces.length && !failed) {
+        const piece = pieces[next++]!
+        // a thread gone fails the batch: the other takes no more
+        const reply = await thread.ask({ files: piece.map((i) => files[i]) }).catch((error) => {
+          failed = true
+          throw error
+        })
+        piece.forEach((i, k) => (digests[i] = reply.digests?.[k]))
+      }
+    }))
     return digests
   }
   let sessions = 0
