@@ -121,13 +121,18 @@ describe("placing an output blob over a file already there", () => {
 
   // a copy made here was read again by the next build that found it: 2 GB for a root filesystem's
   // first layer, from disk when the page cache had moved on (6.6 s here)
+  // the blob in the store, nothing yet at `dest`, and a place there that counts what it reads on a thread
+  const nothingThere = Effect.gen(function*() {
+    yield* ContentStore.writeBlob("blob", blob)
+    const { dest } = yield* wrongFile
+    fs.rmSync(dest)
+    const asked: Array<string> = []
+    return { dest, asked, placed: place(digest, size, dest, undefined).pipe(Effect.provide(counted(asked, false))) }
+  })
+
   it.scoped("a copy made here is recorded as made: the next place keeps it without reading it", () =>
     Effect.gen(function*() {
-      yield* ContentStore.writeBlob("blob", blob)
-      const { dest } = yield* wrongFile
-      fs.rmSync(dest)
-      const asked: Array<string> = []
-      const placed = place(digest, size, dest, undefined).pipe(Effect.provide(counted(asked, false)))
+      const { dest, asked, placed } = yield* nothingThere
       expect(yield* placed).toBe("copied")
       expect(yield* placed).toBe("kept")
       expect(asked).toEqual([])
@@ -139,11 +144,7 @@ describe("placing an output blob over a file already there", () => {
 
   it.scoped("bytes written over a copy at once, same size, are seen: the record no longer answers", () =>
     Effect.gen(function*() {
-      yield* ContentStore.writeBlob("blob", blob)
-      const { dest } = yield* wrongFile
-      fs.rmSync(dest)
-      const asked: Array<string> = []
-      const placed = place(digest, size, dest, undefined).pipe(Effect.provide(counted(asked, false)))
+      const { dest, asked, placed } = yield* nothingThere
       expect(yield* placed).toBe("copied")
       // in place (same inode, same size), within the same clock tick as the copy's ctime
       const fd = fs.openSync(dest, "r+")
