@@ -8,13 +8,13 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <node_api.h>
+#include "job.h"
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 
 typedef struct {
-  napi_async_work work;
-  napi_ref done_ref;
+  job base;
   bool released;
 } Job;
 
@@ -31,19 +31,15 @@ static void execute(napi_env env, void* data) {
 static void complete(napi_env env, napi_status status, void* data) {
   (void)status;
   Job* job = data;
-  napi_value done, global, argv[1], ignored;
-  napi_get_reference_value(env, job->done_ref, &done);
-  napi_get_global(env, &global);
+  napi_value done = job_done(env, &job->base), argv[1];
   napi_get_boolean(env, job->released, &argv[0]);
-  napi_delete_reference(env, job->done_ref);
-  napi_delete_async_work(env, job->work);
   free(job);
-  napi_call_function(env, global, done, 1, argv, &ignored);
+  job_call(env, done, 1, argv);
 }
 
 static napi_value trim(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], name;
+  napi_value argv[1];
   napi_valuetype kind;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 1 || napi_typeof(env, argv[0], &kind) != napi_ok || kind != napi_function) {
@@ -52,15 +48,7 @@ static napi_value trim(napi_env env, napi_callback_info info) {
   }
   Job* job = calloc(1, sizeof(Job));
   if (job == NULL) { napi_throw_error(env, NULL, "trim: out of memory"); return NULL; }
-  napi_create_string_utf8(env, "blobchain:trim", NAPI_AUTO_LENGTH, &name);
-  napi_create_reference(env, argv[0], 1, &job->done_ref);
-  bool made = napi_create_async_work(env, NULL, name, execute, complete, job, &job->work) == napi_ok;
-  if (!made || napi_queue_async_work(env, job->work) != napi_ok) {
-    if (made) napi_delete_async_work(env, job->work);
-    napi_delete_reference(env, job->done_ref);
-    free(job);
-    napi_throw_error(env, NULL, "trim: the job could not be queued");
-  }
+  if (!job_queue(env, &job->base, argv[0], "trim", execute, complete, job)) free(job);
   return NULL;
 }
 

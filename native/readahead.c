@@ -13,10 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <node_api.h>
+#include "job.h"
 
 typedef struct {
-  napi_async_work work;
-  napi_ref done_ref;
+  job base;
   char** paths;
   uint32_t count;
 } Job;
@@ -41,18 +41,14 @@ static void release(Job* job) {
 static void complete(napi_env env, napi_status status, void* data) {
   (void)status;
   Job* job = data;
-  napi_value done, global, ignored;
-  napi_get_reference_value(env, job->done_ref, &done);
-  napi_get_global(env, &global);
-  napi_delete_reference(env, job->done_ref);
-  napi_delete_async_work(env, job->work);
+  napi_value done = job_done(env, &job->base);
   release(job);
-  napi_call_function(env, global, done, 0, NULL, &ignored);
+  job_call(env, done, 0, NULL);
 }
 
 static napi_value will_need(napi_env env, napi_callback_info info) {
   size_t argc = 2;
-  napi_value argv[2], name;
+  napi_value argv[2];
   napi_valuetype kind;
   bool is_array = false;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
@@ -87,15 +83,7 @@ static napi_value will_need(napi_env env, napi_callback_info info) {
     napi_get_value_string_utf8(env, item, path, size + 1, &size);
     job->paths[job->count++] = path;
   }
-  napi_create_string_utf8(env, "blobchain:willNeed", NAPI_AUTO_LENGTH, &name);
-  napi_create_reference(env, argv[1], 1, &job->done_ref);
-  bool made = napi_create_async_work(env, NULL, name, execute, complete, job, &job->work) == napi_ok;
-  if (!made || napi_queue_async_work(env, job->work) != napi_ok) {
-    if (made) napi_delete_async_work(env, job->work);
-    napi_delete_reference(env, job->done_ref);
-    release(job);
-    napi_throw_error(env, NULL, "willNeed: the job could not be queued");
-  }
+  if (!job_queue(env, &job->base, argv[1], "willNeed", execute, complete, job)) release(job);
   return NULL;
 }
 
