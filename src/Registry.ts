@@ -2,9 +2,8 @@
  * OCI registries (the distribution spec) over `@effect/platform`'s HttpClient: references,
  * credentials, typed errors, pulling an image into the content store and pushing one from it.
  */
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
-import { Effect, Option } from "effect"
+import { Effect, Layer, Option } from "effect"
 import type { ContentStore } from "./ContentStore.js"
 import { Lifecycle, type LifecycleError, type LifecycleService, recordUse } from "./Lifecycle.js"
 import * as credentials from "./registry/credentials.js"
@@ -90,5 +89,11 @@ export const push = (
     Effect.withSpan("Registry.push", { attributes: { reference: ref.text } })
   )
 
-/** The HttpClient for Node that {@link pull} and {@link push} need. */
-export const layerHttp = NodeHttpClient.layerUndici
+/**
+ * The HttpClient for Node that {@link pull} and {@link push} need. Its module (undici, Node's
+ * http and net) is loaded when the layer is built, not with this one: a build that reaches no
+ * registry never loads it, 50 ms of a command's start.
+ */
+export const layerHttp: Layer.Layer<HttpClient.HttpClient> = Layer.unwrapEffect(
+  Effect.promise(() => import("@effect/platform-node/NodeHttpClient")).pipe(Effect.map((module) => module.layerUndici))
+)
