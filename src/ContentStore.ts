@@ -215,7 +215,7 @@ export const readAll = Effect.fn("ContentStore.readAll")(function*(digest: Diges
 
 /**
  * Write `bytes` as one blob under `ref` and commit it; content that already exists counts as
- * written (its labels are still applied). Returns the blob's info.
+ * written (its labels are still applied), and is not written again. Returns the blob's info.
  */
 export const writeBlob = Effect.fn("ContentStore.writeBlob")(function*(
   ref: string,
@@ -223,7 +223,14 @@ export const writeBlob = Effect.fn("ContentStore.writeBlob")(function*(
   options?: { readonly expected?: Digest.Digest; readonly labels?: Labels }
 ) {
   const store = yield* ContentStore
-  const expected = options?.expected ?? Digest.ofBytes(bytes)
+  const actual = Digest.ofBytes(bytes)
+  const expected = options?.expected ?? actual
+  // a blob already stored (a rebuild's config and manifest) needs no ingest: no lock file, no
+  // write, no fsync; bytes that are not the expected ones still go the way that says so
+  if (expected === actual) {
+    const existing = yield* store.info(actual).pipe(Effect.catchTag("ContentNotFound", () => Effect.succeed(undefined)))
+    if (existing !== undefined) return options?.labels === undefined ? existing : yield* store.update(actual, options.labels)
+  }
   const digest = yield* retryWhileLocked(Effect.scoped(
     Effect.gen(function*() {
       const writer = yield* store.writer({ ref, total: bytes.length, expected })

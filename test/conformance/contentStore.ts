@@ -121,6 +121,24 @@ export const contentStoreSuite = (
       expect(b.labels).toEqual({ l: "v" })
     }))
 
+    test("writeBlob of content already stored opens no writer; wrong bytes still fail", Effect.gen(function*() {
+      const cs = yield* store
+      let writers = 0
+      const counted = { ...cs, writer: (options: ContentStore.WriterOptions) => Effect.suspend(() => { writers++; return cs.writer(options) }) }
+      const again = <A, E>(effect: Effect.Effect<A, E, ContentStore.ContentStore>) =>
+        Effect.provideService(effect, ContentStore.ContentStore, counted)
+      const first = yield* again(ContentStore.writeBlob("once", bytes("stored once")))
+      expect(writers).toBe(1)
+      const second = yield* again(ContentStore.writeBlob("once", bytes("stored once"), { expected: first.digest, labels: { k: "v" } }))
+      expect(writers).toBe(1)
+      expect(second.labels).toEqual({ k: "v" })
+      expect((yield* cs.info(first.digest)).labels).toEqual({ k: "v" })
+      // bytes that are not the expected blob's are written, and refused, even where it exists
+      const wrong = yield* Effect.flip(again(ContentStore.writeBlob("once", bytes("other bytes"), { expected: first.digest })))
+      expect(wrong._tag).toBe("DigestMismatch")
+      expect(writers).toBe(2)
+    }))
+
     test("a size mismatch keeps the ingest and the writer usable", Effect.gen(function*() {
       const cs = yield* store
       const digest = yield* Effect.scoped(Effect.gen(function*() {
