@@ -2,6 +2,8 @@
  * The content-hash index (git's index): per file, the digest of its contents under its stat key,
  * so a file whose key still matches need not be read again. One record per (dev, ino): the index
  * is bounded by the number of inodes ever seen, and a file's new record replaces its old one.
+ * The same for whole trees: per stat digest (every entry's stats, without their attributes), the
+ * print digest, so a tree whose stats still match need not have its attributes listed again.
  */
 import { Array as Arr, Context, Effect, Layer, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
@@ -34,6 +36,20 @@ export interface IndexRecord {
   readonly readAtNs: bigint
 }
 
+/**
+ * A tree's print digest under its stat digest (see `Fingerprinter.statDigestOf`), both bare hex,
+ * taken in one walk that began at `walkedAtNs`, whose newest entry's ctime was `newestCtimeNs`.
+ */
+export interface TreeRecord {
+  readonly stat: string
+  readonly digest: string
+  readonly newestCtimeNs: bigint
+  readonly walkedAtNs: bigint
+}
+
+/** How many tree records are kept: the most recently recorded. */
+export const treeRecordsKept = 4096
+
 /** The file a key belongs to, `<dev>:<ino>`: at most one record each. */
 const fileOf = (key: StatKey): string => `${key.dev}:${key.ino}`
 
@@ -60,12 +76,19 @@ export const writtenRecord = (key: StatKey, digest: string, wroteAtNs: bigint): 
     ? { key, digest, readAtNs: (key.ctimeNs > wroteAtNs ? key.ctimeNs : wroteAtNs) + racyWindowNs + 1n }
     : undefined
 
+/**
+ * A tree record is kept only when every entry's ctime is more than one second before its walk
+ * began: an attribute set within the clock tick of an entry's last change, after the walk listed
+ * it, would leave the stat digest as it was and the print not.
+ */
+export const settled = (record: TreeRecord): boolean => record.walkedAtNs - record.newestCtimeNs > racyWindowNs
+
 const sameKey = (a: StatKey, b: StatKey): boolean =>
   a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs
 
 /** The index could not be opened, read or written (`op`), and why. */
 export class ContentIndexError extends Schema.TaggedError<ContentIndexError>()("ContentIndexError", {
-  op: Schema.Literal("open", "lookup", "record"),
+  op: Schema.Literal("open", "lookup", "record", "lookupTree", "recordTree"),
   reason: Schema.String,
   cause: Schema.optional(Schema.Defect)
 }) {
@@ -87,6 +110,14 @@ export interface ContentIndexService {
    * the whole call before anything is written.
    */
   readonly record: (records: ReadonlyArray<IndexRecord>) => Effect.Effect<void, ContentIndexError>
+  /** The print digest recorded under a tree's stat digest, else undefined. */
+  readonly lookupTree: (stat: string) => Effect.Effect<string | undefined, ContentIndexError>
+  /**
+   * Record a tree's print digest under its stat digest, replacing any earlier one; not stored
+   * unless {@link settled}. Only the {@link treeRecordsKept} most recent are kept. Digests that
+   * are not 64 hex digits fail the call.
+   */
+  readonly recordTree: (record: TreeRecord) => Effect.Effect<void, ContentIndexError>
 }
 
 /** The content index. */
@@ -98,7 +129,13 @@ export interface Backend<E = never> {
   readonly read: (files: NonEmptyReadonlyArray<string>) => Effect.Effect<ReadonlyArray<IndexRecord>, E>
   /** Store these records, each replacing its file's; no two share a file. */
   readonly write: (records: NonEmptyReadonlyArray<IndexRecord>) => Effect.Effect<void, E>
+  /** The print digest stored under a stat digest. */
+  readonly readTree: (stat: string) => Effect.Effect<string | undefined, E>
+  /** Store a print digest under a stat digest, replacing any; keep the {@link treeRecordsKept} most recent (and any recorded with the oldest of them). */
+  readonly writeTree: (stat: string, digest: string) => Effect.Effect<void, E>
 }
+
+const hex64 = /^[0-9a-f]{64}$/
 
 
 export const failure = (op: ContentIndexError["op"]) => (cause: unknown) =>
@@ -148,13 +185,36 @@ export const make = <E>(backend: Backend<E>): ContentIndexService => ({
           : Effect.void
       }),
       Effect.withSpan("ContentIndex.record", { attributes: { count: records.length } })
-    )
+    ),
+  lookupTree: (stat) =>
+    (hex64.test(stat) ? backend.readTree(stat) : Effect.succeed(undefined)).pipe(
+      // a stored value that is not a digest is no answer: the tree is printed whole, and recorded again
+      Effect.map((digest) => (digest !== undefined && hex64.test(digest) ? digest : undefined)),
+      Effect.mapError(failure("lookupTree"))
+    ),
+  recordTree: (record) =>
+    !hex64.test(record.stat) || !hex64.test(record.digest)
+      ? Effect.fail(new ContentIndexError({ op: "recordTree", reason: `not a tree's digests: ${record.stat} → ${record.digest}` }))
+      : settled(record)
+      ? backend.writeTree(record.stat, record.digest).pipe(Effect.mapError(failure("recordTree")))
+      : Effect.void
 })
 
-/** A backend in a plain map keyed by `<dev>:<ino>`: for tests and short-lived programs. */
-export const memoryBackend = (map: Map<string, IndexRecord> = new Map()): Backend => ({
+/** A backend in plain maps (files keyed by `<dev>:<ino>`): for tests and short-lived programs. */
+export const memoryBackend = (map: Map<string, IndexRecord> = new Map(), trees: Map<string, string> = new Map()): Backend => ({
   read: (files) => Effect.sync(() => files.flatMap((file) => map.get(file) ?? [])),
-  write: (records) => Effect.sync(() => records.forEach((record) => map.set(fileOf(record.key), record)))
+  write: (records) => Effect.sync(() => records.forEach((record) => map.set(fileOf(record.key), record))),
+  readTree: (stat) => Effect.sync(() => trees.get(stat)),
+  writeTree: (stat, digest) =>
+    Effect.sync(() => {
+      // a Map keeps insertion order: the least recently recorded first
+      trees.delete(stat)
+      trees.set(stat, digest)
+      for (const oldest of trees.keys()) {
+        if (trees.size <= treeRecordsKept) break
+        trees.delete(oldest)
+      }
+    })
 })
 
 /** A content index in memory, empty at start. */

@@ -6,7 +6,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
-import type { Backend, IndexRecord } from "../ContentIndex.js"
+import { type Backend, type IndexRecord, treeRecordsKept } from "../ContentIndex.js"
 import * as Digest from "../Digest.js"
 import { chunks } from "../internal/chunks.js"
 import { createConcurrently } from "../internal/createTable.js"
@@ -17,9 +17,18 @@ export const chunkSize = 500
 /** Records per INSERT: six values a row, so 960 bound variables, under the same limit. */
 export const rowsPerInsert = 160
 
-/** `<dev>:<ino> → (size, mtime_ns, ctime_ns, read_at_ns, digest)`, created when missing. */
+/**
+ * `<dev>:<ino> → (size, mtime_ns, ctime_ns, read_at_ns, digest)`, and a tree's `stat → print`
+ * digests with the order they were recorded in, created when missing.
+ */
 export const migration = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE IF NOT EXISTS tree_index (
+    stat TEXT PRIMARY KEY,
+    print TEXT NOT NULL,
+    recorded_at_ms BIGINT NOT NULL
+  )`
+  yield* sql`CREATE INDEX IF NOT EXISTS tree_index_recorded ON tree_index (recorded_at_ms)`
   yield* sql`CREATE TABLE IF NOT EXISTS content_index (
     file TEXT PRIMARY KEY,
     size TEXT NOT NULL,
@@ -98,5 +107,20 @@ export const make: Effect.Effect<Backend<SqlError>, SqlError, SqlClient.SqlClien
   const write = (records: NonEmptyReadonlyArray<IndexRecord>) =>
     Effect.forEach(chunks(records, rowsPerInsert), insertChunk, { discard: true })
 
-  return { read, write }
+  const readTree = (stat: string) =>
+    sql<{ readonly print: unknown }>`SELECT print FROM tree_index WHERE stat = ${stat}`.pipe(
+      Effect.map((rows) => (typeof rows[0]?.print === "string" ? rows[0].print : undefined))
+    )
+
+  // the most recent kept (and any recorded in the same millisecond as the oldest of them): two
+  // steps of the index on recorded_at_ms, not a sort of the table
+  const writeTree = (stat: string, digest: string) =>
+    Effect.zipRight(
+      sql`INSERT INTO tree_index ${sql.insert({ stat, print: digest, recorded_at_ms: Date.now() })}
+          ON CONFLICT (stat) DO UPDATE SET print = excluded.print, recorded_at_ms = excluded.recorded_at_ms`,
+      sql`DELETE FROM tree_index WHERE recorded_at_ms < (
+            SELECT recorded_at_ms FROM tree_index ORDER BY recorded_at_ms DESC LIMIT 1 OFFSET ${treeRecordsKept - 1})`
+    ).pipe(sql.withTransaction)
+
+  return { read, write, readTree, writeTree }
 })

@@ -211,6 +211,60 @@ export const contentIndexSuite = (name: string, layer: Layer.Layer<ContentIndex.
         expect(yield* ix.lookup([keyOf(1), keyOf(2)])).toEqual([undefined, undefined])
       })))
 
+    const treeOf = (n: number | string): string => Digest.hex(Digest.ofBytes(`tree ${n}`) as Digest.Digest)
+    const treeRecord = (stat: string, digest: string, after = 2n * second): ContentIndex.TreeRecord => ({
+      stat,
+      digest,
+      newestCtimeNs: 1_700_000_000n * second,
+      walkedAtNs: 1_700_000_000n * second + after
+    })
+
+    it.effect("tree records: kept when their walk began more than a second after the newest ctime, the last one winning", () =>
+      run(Effect.gen(function*() {
+        const ix = yield* index
+        expect(yield* ix.lookupTree(treeOf("s1"))).toBeUndefined()
+        // exactly one second: a change in the same tick after the walk listed it cannot be told
+        yield* ix.recordTree(treeRecord(treeOf("s1"), treeOf("p1"), second))
+        expect(yield* ix.lookupTree(treeOf("s1"))).toBeUndefined()
+        yield* ix.recordTree(treeRecord(treeOf("s1"), treeOf("p1"), second + 1n))
+        expect(yield* ix.lookupTree(treeOf("s1"))).toBe(treeOf("p1"))
+        yield* ix.recordTree(treeRecord(treeOf("s1"), treeOf("p2")))
+        yield* ix.recordTree(treeRecord(treeOf("s2"), treeOf("p3")))
+        expect(yield* ix.lookupTree(treeOf("s1"))).toBe(treeOf("p2"))
+        expect(yield* ix.lookupTree(treeOf("s2"))).toBe(treeOf("p3"))
+        // file records and tree records are apart
+        expect(yield* ix.lookup([keyOf(1)])).toEqual([undefined])
+      })))
+
+    it.effect("a tree record that is not two digests fails and records nothing; a lookup of one finds nothing", () =>
+      run(Effect.gen(function*() {
+        const ix = yield* index
+        for (const bad of ["", "xyz", treeOf(1).toUpperCase(), `sha256:${treeOf(1)}`, `${treeOf(1)} `, treeOf(1).slice(1)]) {
+          for (const record of [treeRecord(bad, treeOf(2)), treeRecord(treeOf(3), bad)]) {
+            const error = yield* Effect.flip(ix.recordTree(record))
+            expect(error).toBeInstanceOf(ContentIndex.ContentIndexError)
+            expect(error.op).toBe("recordTree")
+          }
+          expect(yield* ix.lookupTree(bad)).toBeUndefined()
+        }
+        expect(yield* ix.lookupTree(treeOf(3))).toBeUndefined()
+      })))
+
+    it.effect("only the most recently recorded trees are kept", () =>
+      run(Effect.gen(function*() {
+        const ix = yield* index
+        const more = 3
+        const stats = Array.from({ length: ContentIndex.treeRecordsKept + more }, (_, i) => treeOf(`kept ${i}`))
+        for (const [i, stat] of stats.entries()) {
+          yield* ix.recordTree(treeRecord(stat, treeOf(i)))
+          // apart in time: the order kept is the order recorded
+          if (i < more + 1) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2)
+        }
+        const found = yield* Effect.forEach(stats, (stat) => ix.lookupTree(stat))
+        expect(found.slice(0, more)).toEqual(Array.from({ length: more }, () => undefined))
+        expect(found.slice(more)).toEqual(stats.slice(more).map((_, i) => treeOf(i + more)))
+      })), 120_000)
+
     it.effect("concurrent records of different files all land", () =>
       run(Effect.gen(function*() {
         const ix = yield* index
