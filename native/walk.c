@@ -9,10 +9,13 @@
 //   linked: number[], the entries that are not directories and have more than one link;
 //   xattrs: number[], the entries listing an attribute a layer carries (or too many names to
 //           list here), in walk order: their attribute field is the caller's to fill.
-// walk(dir, onChunk) → undefined: the same, handed to onChunk in stretches of about 1 MiB of
+//   newestCtime: bigint, the latest ctime of any entry, in nanoseconds.
+// walk(dir, onChunk) → newestCtime: the same, handed to onChunk in stretches of about 1 MiB of
 // lines, each with ends, linked and xattrs of its own (counted from its first line), its bytes a
 // view of one buffer used again for the next (good until onChunk returns): for a caller that only
 // hashes them, whose memory is then one stretch, not the whole tree's lines.
+// walk(dir, onChunk, WALK_NO_XATTRS) lists no entry's attribute names (xattrs always empty): the
+// same lines, a fifth fewer system calls, for a caller that hashes stats alone.
 // Anything it cannot do the way the caller's own walk would (a failed system call, a name or a
 // link's target that is not UTF-8, more than 4 GiB of lines) is thrown, and the caller walks
 // again its own way, which fails or not as it does.
@@ -211,6 +214,8 @@ typedef struct {
   size_t root;
   text line;
   inodes groups;
+  int no_xattrs;       // attribute names not listed
+  int64_t newest_ctime; // ns
   const char* failed; // the system call that failed (errno set), or a reason
   int code;
 } walker;
@@ -424,7 +429,7 @@ static int visit(walker* w, int parent, const char* name) {
   if (append(line, "\0\0", 2) != 0) return fail(w, "malloc");
 
   char names[4096];
-  ssize_t listed = list_names(parent, name, path, names, sizeof names);
+  ssize_t listed = w->no_xattrs ? 0 : list_names(parent, name, path, names, sizeof names);
   int attributes = 0;
   if (listed < 0) {
     if (errno == ERANGE) attributes = 1; // many names: the caller lists them
@@ -433,6 +438,8 @@ static int visit(walker* w, int parent, const char* name) {
   for (ssize_t at = 0; at < listed && !attributes; at += strlen(names + at) + 1) attributes = carried(names + at);
   if (attributes && push_index(w, w->xattrs, &w->xattrs_count) != 0) return -1;
 
+  int64_t ctime = (int64_t)s.st_ctim.tv_sec * 1000000000 + (int64_t)s.st_ctim.tv_nsec;
+  if (ctime > w->newest_ctime) w->newest_ctime = ctime;
   if (append_int128(line, (int64_t)s.st_dev) != 0 || append(line, ":", 1) != 0 ||
       append_int128(line, (int64_t)s.st_ino) != 0 || append(line, ":", 1) != 0 ||
       append_int128(line, (__int128)(int64_t)s.st_ctim.tv_sec * 1000000000 + (int64_t)s.st_ctim.tv_nsec) != 0 ||
@@ -487,21 +494,30 @@ static int external(napi_env env, mapped* m, napi_value* buffer) {
   return 0;
 }
 
+#define WALK_NO_XATTRS 1
+
 static napi_value walk(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   size_t length = 0;
   napi_valuetype callback = napi_undefined;
+  napi_valuetype flags_type = napi_undefined;
+  uint32_t flags = 0;
   if (argc >= 2) napi_typeof(env, argv[1], &callback);
+  if (argc >= 3) napi_typeof(env, argv[2], &flags_type);
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], NULL, 0, &length) != napi_ok || length == 0 ||
-      (callback != napi_undefined && callback != napi_function)) {
-    napi_throw_type_error(env, NULL, "walk(dir: string, onChunk?: (chunk) => void)");
+      (callback != napi_undefined && callback != napi_function) ||
+      (flags_type != napi_undefined && (flags_type != napi_number || napi_get_value_uint32(env, argv[2], &flags) != napi_ok ||
+        (flags & ~(uint32_t)WALK_NO_XATTRS) != 0 || callback != napi_function))) {
+    napi_throw_type_error(env, NULL, "walk(dir: string, onChunk?: (chunk) => void, flags?: 0 | 1, with onChunk)");
     return NULL;
   }
   walker w;
   memset(&w, 0, sizeof w);
   w.env = env;
+  w.no_xattrs = (flags & WALK_NO_XATTRS) != 0;
+  w.newest_ctime = INT64_MIN;
   w.on_chunk = callback == napi_function ? argv[1] : NULL;
   if (reserve(&w.path, length + 1) != 0) { napi_throw_error(env, NULL, "out of memory"); return NULL; }
   napi_get_value_string_utf8(env, argv[0], w.path.data, length + 1, &length);
@@ -521,7 +537,9 @@ static napi_value walk(napi_env env, napi_callback_info info) {
   free(w.groups.slots);
   if (w.scratch != NULL) napi_delete_reference(env, w.scratch);
   napi_value out = NULL;
-  if (result == 0 && w.on_chunk != NULL) napi_get_undefined(env, &out);
+  napi_value newest = NULL;
+  if (result == 0 && napi_create_bigint_int64(env, w.newest_ctime, &newest) != napi_ok) result = fail(&w, "napi");
+  if (result == 0 && w.on_chunk != NULL) out = newest;
   else if (result == 0) {
     // handed over as they are, not copied: freed when the arrays are collected
     napi_value bytes_buffer, bytes, ends_buffer, ends;
@@ -535,6 +553,7 @@ static napi_value walk(napi_env env, napi_callback_info info) {
       napi_set_named_property(env, out, "ends", ends);
       napi_set_named_property(env, out, "linked", w.linked);
       napi_set_named_property(env, out, "xattrs", w.xattrs);
+      napi_set_named_property(env, out, "newestCtime", newest);
     }
   }
   mapped_free(&w.all);

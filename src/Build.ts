@@ -164,7 +164,7 @@ export const build = Effect.fn("Build.build")(function*(dirs: ReadonlyArray<stri
     let top: Option.Option<ImmutableRef> = baseTop === undefined ? Option.none() : Option.some(yield* refs.get(baseTop.id))
     // the directories are stat'ed on the print threads, all at once (one thread more than cores),
     // for their digests: a layer to be made takes the lines it compares when it starts
-    const ahead = yield* Effect.forEach(sources, (dir) => Effect.fork(Source.printedOffThread(dir)))
+    const ahead = yield* Effect.forEach(sources, (dir) => Effect.fork(Source.printedOffThread(dir, index)))
     const chain: Array<{ readonly dir: string; readonly ref: ImmutableRef }> = []
     let previous: Source.Printed | undefined
     for (const [i, dir] of sources.entries()) {

@@ -15,6 +15,7 @@ import { fromMounts } from "./fs/tree.js"
 import * as Mount from "./Mount.js"
 import { type ImmutableRef, MountFailed } from "./RefManager.js"
 import { SnapshotInfo } from "./Snapshotter.js"
+import * as AsPrinted from "./fs/asPrinted.js"
 import * as Fingerprint from "./fs/fingerprint.js"
 import { type ContentIndexService, type IndexRecord, type StatKey, trusted } from "./ContentIndex.js"
 import { digestAsGiven, digestOfFile, type FileToHash, now, readAheadFrom } from "./fs/contents.js"
@@ -87,12 +88,12 @@ const verifyChanged = (
   prints: Prints | undefined,
   source: Printed,
   changed: ChangedNames,
-  expected: Fingerprint.ExpectedLines | undefined
+  expected: AsPrinted.ExpectedLines | undefined
 ): Effect.Effect<void, InvalidSource> =>
   Effect.flatMap(
     expected === undefined
       ? Effect.succeed(undefined)
-      : Effect.try({ try: () => Fingerprint.stillAsExpected(source.dir, expected, changed), catch: invalidSource(source.dir) }),
+      : Effect.try({ try: () => AsPrinted.stillAsExpected(source.dir, expected, changed), catch: invalidSource(source.dir) }),
     (same) =>
       same === undefined
         ? verifyPrint(prints, source.dir, source.digest)
@@ -131,7 +132,7 @@ export const directoryRef = (
   interface Known {
     readonly changed: ChangedNames
     // the lines the check after the diff compares with, per side (see verifyChanged)
-    readonly expected: readonly [Fingerprint.ExpectedLines | undefined, Fingerprint.ExpectedLines | undefined]
+    readonly expected: readonly [AsPrinted.ExpectedLines | undefined, AsPrinted.ExpectedLines | undefined]
   }
   let known: Known | undefined
   // the two prints' lines are taken when the diff asks for the changed names and let go of once
@@ -144,7 +145,7 @@ export const directoryRef = (
       const changed = Fingerprint.changedNames(before, after, same)
       let count = 0
       for (const names of changed.values()) count += names.length
-      const expectedOf = (print: Fingerprint.Print) => count > checkedHere ? undefined : Fingerprint.expectedLines(print, changed)
+      const expectedOf = (print: Fingerprint.Print) => count > checkedHere ? undefined : AsPrinted.expectedLines(print, changed)
       return known = { changed, expected: [expectedOf(before), expectedOf(after)] }
     }))
   })

@@ -13,7 +13,7 @@ import type { PrintThreads } from "./fs/printThread.js"
  * (none can start, it died) is done by the caller on its own thread, with the same result.
  */
 export interface ThreadsService {
-  readonly prints: Pick<PrintThreads, "fingerprint" | "digest">
+  readonly prints: Pick<PrintThreads, "fingerprint" | "digest" | "digests" | "statDigest">
   readonly hashes: Pick<HashThreads, "digestFiles" | "layerHashing" | "diffIdTap">
   readonly zstd: Pick<ZstdThread, "compressor">
   readonly stored: Pick<StoredThread, "isIncompressible">

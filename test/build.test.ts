@@ -5,6 +5,9 @@ import * as path from "node:path"
 import { BlobMapper, Blobchain, Build, Digest, Image, Oci, Progress, Snapshotter } from "../src/index.js"
 import * as Source from "../src/Source.js"
 import { Threads } from "../src/Threads.js"
+import * as ContentStore from "../src/ContentStore.js"
+import * as Xattr from "../src/fs/xattr.js"
+import * as zlib from "node:zlib"
 import { scratch, write } from "./support/scratch.js"
 import { haveTool, run } from "./support/tools.js"
 
@@ -21,6 +24,21 @@ const tree = (files: number) => {
 const activeSnapshots = Effect.flatMap(Snapshotter.Snapshotter, (s) => s.walk).pipe(
   Effect.map((all) => all.filter((s) => s.kind === "active").map((s) => s.key))
 )
+
+// the stack's print threads, each request to them pushed onto `asked` by kind and directory
+const countingPrints = <R>(context: Context.Context<R | Threads>, asked: Array<string>) => {
+  const threads = Context.get(context, Threads)
+  return Context.add(context, Threads, {
+    ...threads,
+    prints: {
+      ...threads.prints,
+      fingerprint: (dir) => (asked.push(`lines ${dir}`), threads.prints.fingerprint(dir)),
+      digest: (dir) => (asked.push(`digest ${dir}`), threads.prints.digest(dir)),
+      digests: (dir) => (asked.push(`digest ${dir}`), threads.prints.digests(dir)),
+      statDigest: (dir) => (asked.push(`stat ${dir}`), threads.prints.statDigest(dir))
+    }
+  })
+}
 
 describe("Build", () => {
   it.scoped("a source changed while its layer is read is refused, nothing is recorded, and the next build takes the change", () =>
@@ -121,17 +139,8 @@ describe("Build", () => {
       write(v2, "d3/f3", "edited\n")
       write(v2, "new/file", "added\n")
       const context = yield* Layer.build(Blobchain.layerLocal({ root }))
-      // the stack's print threads, each request to them counted by kind and directory
       const asked: Array<string> = []
-      const threads = Context.get(context, Threads)
-      const counted = Context.add(context, Threads, {
-        ...threads,
-        prints: {
-          ...threads.prints,
-          fingerprint: (dir) => (asked.push(`lines ${dir}`), threads.prints.fingerprint(dir)),
-          digest: (dir) => (asked.push(`digest ${dir}`), threads.prints.digest(dir))
-        }
-      })
+      const counted = countingPrints(context, asked)
       const built = yield* Build.build([v1, v2]).pipe(Effect.provide(counted))
       expect(built.snapshots.map((s) => s.reused)).toEqual([false, false])
       // the lines of the two trees the second layer compares, once each; the first layer walked
@@ -142,8 +151,43 @@ describe("Build", () => {
       const again = yield* Build.build([v1, v2]).pipe(Effect.provide(counted))
       expect(again.snapshots.map((s) => s.reused)).toEqual([true, true])
       expect(again.image.manifest.digest).toBe(built.image.manifest.digest)
-      expect(asked.sort()).toEqual([`digest ${v1}`, `digest ${v2}`].sort())
+      // trees changed within the last second: their stat digests are not trusted, and they are printed whole
+      expect(asked.sort()).toEqual([`digest ${v1}`, `digest ${v2}`, `stat ${v1}`, `stat ${v2}`].sort())
     }))
+
+  it.live("a rerun over trees whose stats are recorded lists no attributes; an attribute set since is seen", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const root = work.fresh("state")
+      const v1 = tree(20)
+      const v2 = work.fresh("tree")
+      fs.cpSync(v1, v2, { recursive: true, preserveTimestamps: true })
+      write(v2, "new/file", "added\n")
+      Xattr.set(path.join(v2, "d1/f1"), "user.kept", Buffer.from("before"))
+      // every change more than a second before the walks: their records are kept
+      yield* Effect.sleep("1100 millis")
+      const context = yield* Layer.build(Blobchain.layerLocal({ root }))
+      const asked: Array<string> = []
+      const counted = countingPrints(context, asked)
+      const built = yield* Build.build([v1, v2]).pipe(Effect.provide(counted))
+      asked.length = 0
+      const again = yield* Build.build([v1, v2]).pipe(Effect.provide(counted))
+      expect(again.snapshots.map((s) => s.reused)).toEqual([true, true])
+      expect(again.snapshots.map((s) => s.id)).toEqual(built.snapshots.map((s) => s.id))
+      expect(again.image.manifest.digest).toBe(built.image.manifest.digest)
+      // the stat digests alone, found in the index: no walk listed an attribute
+      expect(asked.sort()).toEqual([`stat ${v1}`, `stat ${v2}`].sort())
+      // an attribute set since sets the file's ctime: v2 is printed whole and is a new layer
+      // carrying the attribute's new value
+      Xattr.set(path.join(v2, "d1/f1"), "user.kept", Buffer.from("after!"))
+      asked.length = 0
+      const third = yield* Build.build([v1, v2]).pipe(Effect.provide(counted))
+      expect(third.snapshots.map((s) => s.reused)).toEqual([true, false])
+      // (and the layer over v1 takes both trees' lines)
+      expect(asked.sort()).toEqual([`digest ${v2}`, `lines ${v1}`, `lines ${v2}`, `stat ${v1}`, `stat ${v2}`].sort())
+      const layer = third.image.layers[1]!.digest
+      const listing = yield* Effect.flatMap(ContentStore.ContentStore, (store) => ContentStore.readAll(layer)).pipe(Effect.provide(context))
+      expect(zlib.gunzipSync(listing).includes("SCHILY.xattr.user.kept=after!")).toBe(true)
+    })))
 
   it.scoped("an edit in place that keeps size and mtime is a new layer, not a reused one", () =>
     Effect.gen(function*() {

@@ -10,8 +10,11 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { statKeyOf } from "../src/fs/contents.js"
 import { compareNames } from "../src/fs/tree.js"
-import { candidates, changedNames, digestOf, fingerprintHere, fingerprintOf, stillAsPrinted } from "../src/fs/fingerprint.js"
-import { nativeWalk } from "../src/fs/walk.js"
+import {
+  candidates, changedNames, digestOf, digestsOf, fingerprintHere, fingerprintOf, statDigestOf, statSeedOf
+} from "../src/fs/fingerprint.js"
+import { stillAsPrinted } from "../src/fs/asPrinted.js"
+import { nativeWalk, noXattrs } from "../src/fs/walk.js"
 import * as Xattr from "../src/fs/xattr.js"
 import { makePrintThreads } from "../src/fs/printThread.js"
 import { scratch, write } from "./support/scratch.js"
@@ -270,6 +273,16 @@ describe("the native walk", () => {
   })
 })
 
+// the latest ctime of any entry of `dir` (the root's included), by lstat
+const newestCtimeHere = (dir: string): bigint => {
+  let newest = fs.lstatSync(dir, { bigint: true }).ctimeNs
+  for (const name of fs.readdirSync(dir, { recursive: true }) as Array<string>) {
+    const ctime = fs.lstatSync(path.join(dir, name), { bigint: true }).ctimeNs
+    if (ctime > newest) newest = ctime
+  }
+  return newest
+}
+
 describe("the native walk in stretches (a digest's walk)", () => {
   // about 1.8 MB of lines in 730 entries (paths of ~2 400 bytes), so several stretches of 1 MiB,
   // with hard links and carried attributes in each
@@ -292,10 +305,13 @@ describe("the native walk in stretches (a digest's walk)", () => {
     const whole = nativeWalk!(dir)
     const stretches: Array<{ bytes: Buffer; ends: Array<number>; linked: Array<number>; xattrs: Array<number> }> = []
     const buffers = new Set<ArrayBufferLike>()
-    expect(nativeWalk!(dir, (s) => {
+    const newest = nativeWalk!(dir, (s) => {
       buffers.add(s.bytes.buffer)
       stretches.push({ bytes: Buffer.from(s.bytes), ends: [...s.ends], linked: [...s.linked], xattrs: [...s.xattrs] })
-    })).toBeUndefined()
+    })
+    // the newest ctime of any entry, the root's included
+    expect(newest).toBe(whole.newestCtime)
+    expect(newest).toBe(newestCtimeHere(dir))
     expect(stretches.length).toBeGreaterThanOrEqual(2)
     // one buffer for every stretch: no garbage of the whole tree's lines left to a collection
     expect(buffers.size).toBe(1)
@@ -322,6 +338,29 @@ describe("the native walk in stretches (a digest's walk)", () => {
     expect(digestOf(dir)).toBe(fingerprintHere(dir).digest)
   })
 
+  it("without attribute names: the same lines, no entry to fill, the same newest ctime", () => {
+    const dir = longTree()
+    const whole = nativeWalk!(dir)
+    const bytes: Array<Buffer> = []
+    const linked: Array<number> = []
+    let xattrs = 0
+    let first = 0
+    const newest = nativeWalk!(dir, (s) => {
+      bytes.push(Buffer.from(s.bytes))
+      linked.push(...s.linked.map((i) => i + first))
+      xattrs += s.xattrs.length
+      first += s.ends.length
+    }, noXattrs)
+    expect(Buffer.concat(bytes).equals(Buffer.from(whole.bytes))).toBe(true)
+    expect(linked).toEqual([...whole.linked])
+    expect(whole.xattrs.length).toBeGreaterThan(0)
+    expect(xattrs).toBe(0)
+    expect(newest).toBe(whole.newestCtime)
+    // a flag it does not know, or a flag without a callback, is refused
+    expect(() => nativeWalk!(dir, () => {}, 2 as typeof noXattrs)).toThrow(TypeError)
+    expect(() => (nativeWalk as unknown as (d: string, c: undefined, f: number) => void)(dir, undefined, noXattrs)).toThrow(TypeError)
+  })
+
   it("stops at a callback that throws, and throws what it threw", () => {
     const dir = longTree()
     let calls = 0
@@ -340,6 +379,60 @@ describe("the native walk in stretches (a digest's walk)", () => {
     nativeWalk!(dir, (s) => void seen.push(s.ends.length))
     expect(seen).toEqual([1])
   })
+})
+
+describe("a tree's stat digest", () => {
+  // a pause past the clock tick timestamps are taken from (at most 10 ms): a change after it sets
+  // another ctime. A slower machine only waits longer
+  const pastTheTick = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25)
+  const change = fc.constantFrom("set attribute", "change attribute", "remove attribute", "chmod", "same-size write, mtime put back", "chown to the same owner")
+  type Change = typeof change extends fc.Arbitrary<infer C> ? C : never
+  const apply = (file: string, what: Change) => {
+    const stat = fs.lstatSync(file, { bigint: true })
+    if (what === "set attribute") Xattr.set(file, "user.new", Buffer.from("new"))
+    else if (what === "change attribute") Xattr.set(file, "user.kept", Buffer.from("other"))
+    else if (what === "remove attribute") execFileSync("setfattr", ["-x", "user.kept", file])
+    else if (what === "chmod") fs.chmodSync(file, Number(stat.mode & 0o777n) ^ 0o100)
+    else if (what === "chown to the same owner") fs.chownSync(file, Number(stat.uid), Number(stat.gid))
+    else {
+      fs.writeFileSync(file, fs.readFileSync(file).toString().toUpperCase())
+      fs.utimesSync(file, new Date(Number(stat.atimeNs / 1_000_000n)), new Date(Number(stat.mtimeNs / 1_000_000n)))
+    }
+  }
+
+  it("is the one a print's walk takes with the print, and is not the print's digest", () => {
+    const dir = work.fresh("stat-digest")
+    write(dir, "a/b", "bytes\n")
+    Xattr.set(path.join(dir, "a/b"), "user.kept", Buffer.from("kept"))
+    const digests = digestsOf(dir)
+    expect(digests.digest).toBe(fingerprintHere(dir).digest)
+    expect(digests.stat?.digest).toBe(statDigestOf(dir))
+    expect(digests.stat?.digest).not.toBe(digests.digest)
+    expect(digests.stat?.newestCtimeNs).toBe(newestCtimeHere(dir))
+    // who reads attributes, and whether they are read, seed it apart
+    expect(statSeedOf(true)).not.toBe(statSeedOf(false))
+  })
+
+  it.prop("changes with every change a print sees, attributes included, made past the clock tick", [
+    fc.integer({ min: 0, max: 5 }),
+    change
+  ], ([at, what]) => {
+    const dir = work.fresh("stat-digest")
+    for (let i = 0; i < 6; i++) write(dir, `d${i % 2}/f${i}`, `file ${i}\n`)
+    const file = path.join(dir, `d${at % 2}/f${at}`)
+    Xattr.set(file, "user.kept", Buffer.from("kept"))
+    const before = digestsOf(dir)
+    const ctime = fs.lstatSync(file, { bigint: true }).ctimeNs
+    pastTheTick()
+    apply(file, what)
+    // the premise: every change here sets the ctime
+    expect(fs.lstatSync(file, { bigint: true }).ctimeNs).not.toBe(ctime)
+    const after = digestsOf(dir)
+    expect(statDigestOf(dir)).toBe(after.stat?.digest)
+    expect(after.stat?.digest).not.toBe(before.stat?.digest)
+    expect(after.digest).not.toBe(before.digest)
+    fs.rmSync(dir, { recursive: true, force: true })
+  }, { fastCheck: { numRuns: 20 } })
 })
 
 describe("the order of names", () => {

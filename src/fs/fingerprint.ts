@@ -6,7 +6,6 @@
  */
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
-import * as NodePath from "node:path"
 import type { ChangedNames } from "../Differ.js"
 import type { StatKey } from "../ContentIndex.js"
 import { packBytes, packLines, type PackedLines, PrintLines } from "./printLines.js"
@@ -36,11 +35,31 @@ export interface Packing {
   readonly packBytes: (whole: Uint8Array, ends: Uint32Array, replaced?: ReadonlyMap<number, string>) => PackedLines
 }
 
+/**
+ * A tree's digests from one walk: the print's, and, where the native walk took it, its stat
+ * digest (see {@link Fingerprinter.statDigestOf}) with the newest ctime of any entry.
+ */
+export interface TreeDigests {
+  readonly digest: string
+  readonly stat?: { readonly digest: string; readonly newestCtimeNs: bigint }
+}
+
 /** What fingerprinting is made of; see {@link makeFingerprinter}. */
 export interface Fingerprinter {
   readonly fingerprintOf: (dir: string) => Walked
   /** The digest alone: the lines are not packed. */
   readonly digestOf: (dir: string) => string
+  /** The digest and, from the same walk, the stat digest. */
+  readonly digestsOf: (dir: string) => TreeDigests
+  /**
+   * The digest of the print's lines with every attribute field left empty, from a walk that lists
+   * no attribute names (a fifth fewer system calls): each line still ends with the entry's
+   * device, inode and ctime, and setting or removing an attribute sets the ctime. A tree whose
+   * stat digest is one recorded with a print digest, from a walk that no change raced (its newest
+   * ctime a second before it), prints as that digest (see `ContentIndex.lookupTree`). Seeded with
+   * `statSeed` (what reads attributes and how prints are made). `undefined` without the native walk.
+   */
+  readonly statDigestOf: (dir: string) => string | undefined
   readonly typeOf: (stat: fs.BigIntStats) => string
   readonly lineOf: (relative: string, path: string, stat: fs.BigIntStats, type: string, extra: string) => string
 }
@@ -64,7 +83,8 @@ export function makeFingerprinter(
   listXattrs: RawXattrs,
   isCarried: (name: string) => boolean,
   packing: Packing,
-  nativeWalk?: Walk.NativeWalk
+  nativeWalk?: Walk.NativeWalk,
+  statSeed = ""
 ): Fingerprinter {
   const typeOf = (stat: fs.BigIntStats): string =>
     stat.isFile() ? "f" : stat.isDirectory() ? "d" : stat.isSymbolicLink() ? "l" : stat.isFIFO() ? "p"
@@ -109,11 +129,12 @@ export function makeFingerprinter(
 
   // the native walk's lines (the whole tree's, or one stretch of them) into `hash`, the
   // attributes it left out filled in here; the lines replaced, by index, and the linked names
-  // into `linked` when given (a digest alone has no use for them)
-  const hashNative = (dir: string, walked: Walk.Walked, hash: Hash, linked?: Set<string>) => {
+  // into `linked` when given (a digest alone has no use for them); the lines as walked into `stat`
+  const hashNative = (dir: string, walked: Walk.Walked, hash: Hash, linked?: Set<string>, stat?: Hash) => {
     const whole = Buffer.from(walked.bytes.buffer, walked.bytes.byteOffset, walked.bytes.byteLength)
     const ends = walked.ends
     const startOf = (i: number) => (i === 0 ? 0 : ends[i - 1]!)
+    stat?.update(whole.subarray(0, ends.length === 0 ? 0 : ends[ends.length - 1]))
     const prefix = dir.endsWith("/") ? dir : `${dir}/`
     // in walk order, as the walk lists them
     const replaced = new Map<number, string>()
@@ -141,11 +162,18 @@ export function makeFingerprinter(
     return { digest: hash.digest("hex"), linked, pack: () => packing.packBytes(whole, ends, replaced) }
   }
 
-  // the same digest from the native walk's lines a stretch at a time, none of them kept
-  const digestNative = (dir: string, walk: Walk.NativeWalk): string => {
+  const statHash = (): Hash => {
     const hash = hashOf("sha256")
-    walk(dir, (stretch) => void hashNative(dir, stretch, hash))
-    return hash.digest("hex")
+    hash.update(`blobchain stat digest\0${statSeed}\n`)
+    return hash
+  }
+
+  // the same digest from the native walk's lines a stretch at a time, none of them kept
+  const digestNative = (dir: string, walk: Walk.NativeWalk): Required<TreeDigests> => {
+    const hash = hashOf("sha256")
+    const stat = statHash()
+    const newestCtimeNs = walk(dir, (stretch) => void hashNative(dir, stretch, hash, undefined, stat))
+    return { digest: hash.digest("hex"), stat: { digest: stat.digest("hex"), newestCtimeNs } }
   }
 
   // the native walk when there is one; whatever it cannot do, this walk does (or fails as it fails)
@@ -170,7 +198,7 @@ export function makeFingerprinter(
     return { digest, lines: pack(), linked }
   }
 
-  const digestOf = (dir: string): string => {
+  const digestsOf = (dir: string): TreeDigests => {
     if (nativeWalk !== undefined) {
       try {
         return digestNative(dir, nativeWalk)
@@ -178,7 +206,22 @@ export function makeFingerprinter(
         // walked again in JavaScript from the start, which fails or not as the file system says
       }
     }
-    return walkHere(dir).digest
+    return { digest: walkHere(dir).digest }
+  }
+
+  const digestOf = (dir: string): string => digestsOf(dir).digest
+
+  const statDigestOf = (dir: string): string | undefined => {
+    if (nativeWalk === undefined) return undefined
+    const hash = statHash()
+    try {
+      // 1: Walk.noXattrs (this function is given to the print threads as source)
+      nativeWalk(dir, (stretch) => void hash.update(stretch.bytes.subarray(0, stretch.ends.length === 0 ? 0 : stretch.ends[stretch.ends.length - 1])), 1)
+    } catch {
+      // the print's own walk says what is wrong, or walks it in JavaScript
+      return undefined
+    }
+    return hash.digest("hex")
   }
 
   const walkHere = (dir: string): { readonly digest: string; readonly lines: Array<string>; readonly linked: ReadonlySet<string> } => {
@@ -213,12 +256,25 @@ export function makeFingerprinter(
     return { digest: hash.digest("hex"), lines, linked }
   }
 
-  return { fingerprintOf, digestOf, typeOf, lineOf }
+  return { fingerprintOf, digestOf, digestsOf, statDigestOf, typeOf, lineOf }
 }
 
 const packing: Packing = { packLines, packBytes }
 
-const here = makeFingerprinter(fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried, packing, Walk.nativeWalk)
+/**
+ * The seed of a stat digest taken where attributes are read (`xattrsRead`, the addon loaded) or
+ * not: how prints are made (the fingerprinter's own source, the name order, which attributes are
+ * carried) and who reads (the effective uid: `trusted.*` is root's to read). A print made any
+ * other way has other stat digests, so none of its records is taken for this one's.
+ */
+export const statSeedOf = (xattrsRead: boolean): string =>
+  createHash("sha256")
+    .update(`${makeFingerprinter.toString()}\0${compareNames.toString()}\0${Xattr.isCarried.toString()}`)
+    .digest("hex") + `:euid=${process.geteuid?.() ?? "none"}:xattrs=${xattrsRead}`
+
+const here = makeFingerprinter(
+  fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried, packing, Walk.nativeWalk, statSeedOf(Xattr.unavailable === undefined)
+)
 
 /** A walked print with its lines packed. */
 export const printOf = ({ digest, lines, linked }: Walked): Print => ({ digest, lines: new PrintLines(lines), linked })
@@ -228,6 +284,12 @@ export const fingerprintOf = (dir: string): Print => printOf(here.fingerprintOf(
 
 /** The digest of the print of the tree at `dir`, taken on this thread. */
 export const digestOf = (dir: string): string => here.digestOf(dir)
+
+/** The digest and stat digest of the tree at `dir`, from one walk on this thread. */
+export const digestsOf = (dir: string): TreeDigests => here.digestsOf(dir)
+
+/** The stat digest of the tree at `dir`, taken on this thread (see `Fingerprinter.statDigestOf`). */
+export const statDigestOf = (dir: string): string | undefined => here.statDigestOf(dir)
 
 export const { typeOf, lineOf } = here
 
@@ -319,82 +381,4 @@ export const changedNames = (before: Print, after: Print, same: ReadonlySet<stri
   }
   for (const path of [...before.linked, ...after.linked]) mark(path)
   return new Map([...out].map(([dir, names]) => [dir, [...names]]))
-}
-
-/** The stat of `path`, or `undefined` when nothing is there (a parent may be a file now). */
-const lstatIfAny = (path: string): fs.BigIntStats | undefined => {
-  try {
-    return fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })
-  } catch (error) {
-    // a component that is not a directory, or a loop of links on the way: no such entry
-    if (error instanceof Error && "code" in error && (error.code === "ENOTDIR" || error.code === "ELOOP")) return undefined
-    throw error
-  }
-}
-
-/**
- * The lines a check after a diff compares with (see {@link stillAsExpected}): the root's and each
- * changed name's, as `print` gave them (none: not there). `undefined` when they cannot tell (hard
- * links: a group's first name depends on the whole walk). Kept instead of the print, they are a
- * few lines where the print is a tree's.
- */
-export type ExpectedLines = ReadonlyMap<string, string | undefined>
-
-/** The {@link ExpectedLines} of `print` at `changed`. */
-export const expectedLines = (print: Print, changed: ChangedNames): ExpectedLines | undefined => {
-  if (print.linked.size > 0) return undefined
-  const expected = new Map<string, string | undefined>([["", print.lines.get("")]])
-  for (const [parent, names] of changed) {
-    for (const name of names) {
-      const relative = parent === "" ? name : `${parent}/${name}`
-      expected.set(relative, print.lines.get(relative))
-    }
-  }
-  return expected
-}
-
-/**
- * Whether every path in `changed` (and the root) still has the line `print` gave it in the tree
- * at `dir`, from a stat of those paths alone; `undefined` when that cannot be told so (hard
- * links: a group's first name depends on the whole walk; lines given up). A diff given `changed` read nothing
- * else of either tree: once these paths are as printed on both sides, its layer is the one
- * between the two prints.
- */
-export const stillAsPrinted = (dir: string, print: Print, changed: ChangedNames): boolean | undefined => {
-  if (print.lines.isGivenUp) return undefined
-  const expected = expectedLines(print, changed)
-  return expected === undefined ? undefined : stillAsExpected(dir, expected, changed)
-}
-
-/** {@link stillAsPrinted} against the lines kept for the check (see {@link expectedLines}). */
-export const stillAsExpected = (dir: string, expected: ExpectedLines, changed: ChangedNames): boolean | undefined => {
-  // a name is in the tree only below real directories: lstat follows a link on the way (to a
-  // directory elsewhere, or round a loop), which the walk never does
-  const realDirs = new Map<string, boolean>([["", true]])
-  const isRealDir = (relative: string): boolean => {
-    const known = realDirs.get(relative)
-    if (known !== undefined) return known
-    const real = isRealDir(parentOf(relative)) && lstatIfAny(NodePath.join(dir, relative))?.isDirectory() === true
-    realDirs.set(relative, real)
-    return real
-  }
-  const check = (relative: string): boolean | undefined => {
-    if (!expected.has(relative)) return undefined
-    const stat = relative === "" || isRealDir(parentOf(relative)) ? lstatIfAny(NodePath.join(dir, relative)) : undefined
-    const line = expected.get(relative)
-    if (stat === undefined) return line === undefined
-    const type = typeOf(stat)
-    if (type !== "d" && stat.nlink > 1n) return undefined
-    const path = NodePath.join(dir, relative)
-    return lineOf(relative, path, stat, type, type === "l" ? fs.readlinkSync(path) : "") === line
-  }
-  const root = check("")
-  if (root !== true) return root
-  for (const [parent, names] of changed) {
-    for (const name of names) {
-      const same = check(parent === "" ? name : `${parent}/${name}`)
-      if (same !== true) return same
-    }
-  }
-  return true
 }

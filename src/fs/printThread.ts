@@ -10,15 +10,17 @@ import { evalWorker, type Reply as WorkerReply } from "../internal/evalWorker.js
 import { compareNames } from "./tree.js"
 import { walkAddonPath } from "./walk.js"
 import { addonPath, isCarried } from "./xattr.js"
-import { makeFingerprinter, type Print } from "./fingerprint.js"
+import { makeFingerprinter, type Print, statSeedOf, type TreeDigests } from "./fingerprint.js"
 import { packBytes, packLines, PrintLines, restartEvery, type PackedLines } from "./printLines.js"
 
 // plain CommonJS, evaluated in the worker: no file to find, bundled or not
 const source = `
 const { parentPort } = require("node:worker_threads")
 let listXattrs = () => []
+let xattrsRead = false
 try {
   listXattrs = require(${JSON.stringify(addonPath)}).list
+  xattrsRead = true
 } catch {
   // no attributes here, as on the main thread (xattr.ts says why)
 }
@@ -33,14 +35,15 @@ try {
 const restartEvery = ${restartEvery}
 const packBytes = ${packBytes.toString()}
 const packLines = ${packLines.toString()}
-const { fingerprintOf, digestOf } = (${makeFingerprinter.toString()})(
+const { fingerprintOf, digestsOf, statDigestOf } = (${makeFingerprinter.toString()})(
   require("node:fs"),
   require("node:crypto").createHash,
   ${compareNames.toString()},
   listXattrs,
   ${isCarried.toString()},
   { packLines, packBytes },
-  nativeWalk
+  nativeWalk,
+  xattrsRead ? ${JSON.stringify(statSeedOf(true))} : ${JSON.stringify(statSeedOf(false))}
 )
 // a full collection after each print: the walk's buffer of whole lines (20 MB for a root
 // filesystem, outside the heap) is garbage once the packed lines are handed over, and a thread
@@ -53,8 +56,10 @@ parentPort.on("message", (m) => {
   let reply
   let transfer = []
   try {
-    if (m.digestOnly) {
-      reply = { id: m.id, digest: digestOf(m.dir) }
+    if (m.statOnly) {
+      reply = { id: m.id, stat: statDigestOf(m.dir) ?? null }
+    } else if (m.digestOnly) {
+      reply = { id: m.id, digests: digestsOf(m.dir) }
     } else {
       const print = fingerprintOf(m.dir)
       const lines = print.lines
@@ -72,7 +77,8 @@ parentPort.on("message", (m) => {
 
 interface Reply extends WorkerReply {
   readonly print?: { readonly digest: string; readonly linked: ReadonlySet<string>; readonly lines: PackedLines }
-  readonly digest?: string
+  readonly digests?: TreeDigests
+  readonly stat?: string | null
   readonly error?: { readonly message: string; readonly path?: string }
 }
 
@@ -92,6 +98,10 @@ export interface PrintThreads {
    * lines between threads (for a root filesystem, a Map of 140 000 strings).
    */
   readonly digest: (dir: string) => Promise<string>
+  /** The digest and, from the same walk, the stat digest (see `Fingerprinter.digestsOf`). */
+  readonly digests: (dir: string) => Promise<TreeDigests>
+  /** The stat digest alone (see `Fingerprinter.statDigestOf`), `undefined` where it cannot be taken. */
+  readonly statDigest: (dir: string) => Promise<string | undefined>
   /** Threads running now. */
   readonly running: () => number
   /** Stop both threads. */
@@ -122,15 +132,22 @@ export const makePrintThreads = (): PrintThreads => {
       thread.busy--
     })
   }
+  const digests = (dir: string): Promise<TreeDigests> =>
+    ask({ dir, digestOnly: true }).then((reply) => {
+      if (reply.digests !== undefined) return reply.digests
+      throw failure(reply)
+    })
   return {
     fingerprint: (dir) =>
       ask({ dir }).then((reply) => {
         if (reply.print !== undefined) return { ...reply.print, lines: new PrintLines(reply.print.lines) }
         throw failure(reply)
       }),
-    digest: (dir) =>
-      ask({ dir, digestOnly: true }).then((reply) => {
-        if (reply.digest !== undefined) return reply.digest
+    digest: (dir) => digests(dir).then((d) => d.digest),
+    digests,
+    statDigest: (dir) =>
+      ask({ dir, statOnly: true }).then((reply) => {
+        if (reply.stat !== undefined) return reply.stat ?? undefined
         throw failure(reply)
       }),
     running: () => threads.filter((t) => t.worker.running()).length,

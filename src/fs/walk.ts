@@ -18,6 +18,9 @@ export interface Walked {
   readonly xattrs: ReadonlyArray<number>
 }
 
+/** The flag of a walk that lists no attribute names: `xattrs` stays empty (see `Fingerprinter.statDigestOf`). */
+export const noXattrs = 1
+
 /**
  * The addon's walk; throws when it cannot walk the tree as the print's own walk would. Given
  * `onChunk`, it hands the lines over in stretches of about 1 MiB instead, each with indexes of its
@@ -26,8 +29,9 @@ export interface Walked {
  * whole tree's lines (20 MB for a root filesystem).
  */
 export interface NativeWalk {
-  (dir: string): Walked
-  (dir: string, onChunk: (stretch: Walked) => void): undefined
+  (dir: string): Walked & { readonly newestCtime: bigint }
+  /** Returns the latest ctime of any entry (ns). */
+  (dir: string, onChunk: (stretch: Walked) => void, flags?: typeof noXattrs): bigint
 }
 
 /** Where the addon is (see internal/addon.ts). */
