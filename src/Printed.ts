@@ -55,7 +55,7 @@ export const printedOffThread = (dir: string, index?: ContentIndexService): Effe
 
 /**
  * The digest of the print of `dir`, as {@link digestWith} takes it, but first from its stat
- * digest (a walk that lists no attribute names, a fifth fewer system calls) where `index` holds
+ * digest (a walk that lists no attribute names, about 30% less of a walk's time) where `index` holds
  * the print digest of a tree with those stats; else the print is walked whole, and its digest
  * recorded under the stat digest of the same walk. An index that cannot answer or record costs
  * the walk, never a wrong digest.
