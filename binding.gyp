@@ -21,6 +21,11 @@
       "cflags": ["-O2", "-Wall"]
     },
     {
+      "target_name": "extents",
+      "sources": ["native/extents.c"],
+      "cflags": ["-O2", "-Wall"]
+    },
+    {
       "target_name": "guard",
       "type": "executable",
       "sources": ["native/guard.c"],

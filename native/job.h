@@ -7,6 +7,7 @@
 #define BLOBCHAIN_JOB_H
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <node_api.h>
 
 typedef struct {
@@ -45,5 +46,40 @@ static inline void job_call(napi_env env, napi_value done, size_t argc, const na
   napi_value global, ignored;
   napi_get_global(env, &global);
   napi_call_function(env, global, done, argc, argv, &ignored);
+}
+// the strings of the JavaScript array `array` copied for a job (`*count` of them; free them with
+// job_free_strings), or NULL having thrown a TypeError "<what>: every path must be a string" (or
+// an error when out of memory)
+static inline char** job_strings(napi_env env, napi_value array, uint32_t* count, const char* what) {
+  char text[128];
+  uint32_t length = 0;
+  napi_get_array_length(env, array, &length);
+  char** strings = calloc((size_t)length + 1, sizeof(char*));
+  if (strings == NULL) {
+    snprintf(text, sizeof text, "%s: out of memory", what);
+    napi_throw_error(env, NULL, text);
+    return NULL;
+  }
+  for (uint32_t i = 0; i < length; i++) {
+    napi_value item;
+    size_t size = 0;
+    if (napi_get_element(env, array, i, &item) != napi_ok ||
+        napi_get_value_string_utf8(env, item, NULL, 0, &size) != napi_ok || (strings[i] = malloc(size + 1)) == NULL) {
+      for (uint32_t j = 0; j < i; j++) free(strings[j]);
+      free(strings);
+      snprintf(text, sizeof text, "%s: every path must be a string", what);
+      napi_throw_type_error(env, NULL, text);
+      return NULL;
+    }
+    napi_get_value_string_utf8(env, item, strings[i], size + 1, &size);
+  }
+  *count = length;
+  return strings;
+}
+
+static inline void job_free_strings(char** strings, uint32_t count) {
+  if (strings == NULL) return;
+  for (uint32_t i = 0; i < count; i++) free(strings[i]);
+  free(strings);
 }
 #endif

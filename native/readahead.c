@@ -33,8 +33,7 @@ static void execute(napi_env env, void* data) {
 }
 
 static void release(Job* job) {
-  for (uint32_t i = 0; i < job->count; i++) free(job->paths[i]);
-  free(job->paths);
+  job_free_strings(job->paths, job->count);
   free(job);
 }
 
@@ -58,30 +57,13 @@ static napi_value will_need(napi_env env, napi_callback_info info) {
     return NULL;
   }
   Job* job = calloc(1, sizeof(Job));
-  uint32_t length = 0;
-  napi_get_array_length(env, argv[0], &length);
-  if (job == NULL || (length > 0 && (job->paths = calloc(length, sizeof(char*))) == NULL)) {
-    free(job);
+  if (job == NULL) {
     napi_throw_error(env, NULL, "willNeed: out of memory");
     return NULL;
   }
-  for (uint32_t i = 0; i < length; i++) {
-    napi_value item;
-    size_t size = 0;
-    if (napi_get_element(env, argv[0], i, &item) != napi_ok ||
-        napi_get_value_string_utf8(env, item, NULL, 0, &size) != napi_ok) {
-      release(job);
-      napi_throw_type_error(env, NULL, "willNeed: every path must be a string");
-      return NULL;
-    }
-    char* path = malloc(size + 1);
-    if (path == NULL) {
-      release(job);
-      napi_throw_error(env, NULL, "willNeed: out of memory");
-      return NULL;
-    }
-    napi_get_value_string_utf8(env, item, path, size + 1, &size);
-    job->paths[job->count++] = path;
+  if ((job->paths = job_strings(env, argv[0], &job->count, "willNeed")) == NULL) {
+    free(job);
+    return NULL;
   }
   if (!job_queue(env, &job->base, argv[1], "willNeed", execute, complete, job)) release(job);
   return NULL;

@@ -21,6 +21,7 @@ import { type ContentIndexService, type IndexRecord, type StatKey, trusted } fro
 import { digestAsGiven, digestOfFile, type FileToHash, now, readAheadFrom } from "./fs/contents.js"
 import * as Put from "./snapshot/put.js"
 import { removeTreeInSteps } from "./fs/remove.js"
+import { mayShare, sameBlocks } from "./fs/extents.js"
 import { run } from "./internal/process.js"
 import { InvalidSource } from "./InvalidSource.js"
 import { changedWhileRead, digestWith, type Hashes, invalidSource, type Printed, type Prints } from "./Printed.js"
@@ -190,20 +191,54 @@ const sameContents = (
 ): Effect.Effect<ReadonlySet<string>> => {
   const same = new Set<string>()
   if (index === undefined) return Effect.succeed(same)
+  // a copy made by reflink shares its original's blocks, which tells the pair the same unread;
+  // the first pairs of a diff tried and none sharing (a copy made otherwise), no more are tried
+  let blocks = mayShare(beforeDir) && mayShare(afterDir)
+  const byBlocks = (candidates: ReadonlyArray<Fingerprint.Candidate>, pending: ReadonlyArray<number>) =>
+    Effect.gen(function*() {
+      const shared = new Set<number>()
+      const pairs = pending.filter((i) => candidates[i]!.before.dev === candidates[i]!.after.dev)
+      for (const tried of blocks && pairs.length > 0 ? [pairs.slice(0, blocksProbe), pairs.slice(blocksProbe)] : []) {
+        if (!blocks || tried.length === 0) continue
+        const answers = yield* Effect.promise(() =>
+          sameBlocks(tried.map((i) => {
+            const c = candidates[i]!
+            return [{ path: NodePath.join(beforeDir, c.path), key: c.before }, { path: NodePath.join(afterDir, c.path), key: c.after }]
+          })))
+        answers.forEach((yes, k) => yes && shared.add(tried[k]!))
+        if (shared.size === 0) blocks = false
+      }
+      return shared
+    })
   const read = (candidates: ReadonlyArray<Fingerprint.Candidate>, digests: Array<string | undefined>) =>
     Effect.gen(function*() {
-      if (hashes === undefined) return
-      const files: Array<FileToHash> = []
-      const at: Array<number> = []
       const readAtNs = now()
       // a file written within the last second would not be trusted once read (a tree just made:
       // every file): the diff reads it, as it would have
       const worthReading = (key: StatKey) => trusted({ key, digest: "", readAtNs })
-      candidates.forEach((c, i) => {
-        // a pair the index settles needs no read, nor one with a side too fresh to be trusted
+      // a pair the index settles needs no read, nor one with a side too fresh to be trusted
+      const pending = candidates.flatMap((c, i) =>
+        (digests[2 * i] !== undefined && digests[2 * i + 1] !== undefined) || !worthReading(c.before) || !worthReading(c.after) ? [] : [i])
+      const shared = yield* byBlocks(candidates, pending)
+      // a side the index knows gives its digest to the other, which shares its blocks
+      const told: Array<IndexRecord> = []
+      for (const i of shared) {
+        const [a, b] = [digests[2 * i], digests[2 * i + 1]]
+        const c = candidates[i]!
+        if (a !== undefined) told.push({ key: c.after, digest: (digests[2 * i + 1] = a), readAtNs })
+        else if (b !== undefined) told.push({ key: c.before, digest: (digests[2 * i] = b), readAtNs })
+      }
+      if (told.length > 0) yield* index.record(told).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
+      )
+      if (hashes === undefined) return shared
+      const files: Array<FileToHash> = []
+      const at: Array<number> = []
+      for (const i of pending) {
+        if (shared.has(i)) continue
+        const c = candidates[i]!
         const a = digests[2 * i]
         const b = digests[2 * i + 1]
-        if ((a !== undefined && b !== undefined) || !worthReading(c.before) || !worthReading(c.after)) return
         if (a === undefined) {
           files.push({ path: NodePath.join(beforeDir, c.path), size: Number(c.before.size), key: c.before })
           at.push(2 * i)
@@ -212,8 +247,8 @@ const sameContents = (
           files.push({ path: NodePath.join(afterDir, c.path), size: Number(c.after.size), key: c.after })
           at.push(2 * i + 1)
         }
-      })
-      if (files.length === 0) return
+      }
+      if (files.length === 0) return shared
       // a few small files are read here: a thread's round trip costs more (and a small tree's
       // build starts no hash thread)
       const bytes = files.reduce((sum, f) => sum + BigInt(f.size), 0n)
@@ -238,14 +273,15 @@ const sameContents = (
       if (records.length > 0) yield* index.record(records).pipe(
         Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
       )
+      return shared
     })
   const lookUp = (candidates: ReadonlyArray<Fingerprint.Candidate>) =>
     candidates.length === 0 ? Effect.void : Effect.gen(function*() {
       const digests = [...yield* index.lookup(candidates.flatMap((c) => [c.before, c.after]))]
-      yield* read(candidates, digests)
+      const shared = yield* read(candidates, digests)
       candidates.forEach((c, i) => {
         const a = digests[2 * i]
-        if (a !== undefined && a === digests[2 * i + 1]) same.add(c.path)
+        if ((a !== undefined && a === digests[2 * i + 1]) || shared.has(i)) same.add(c.path)
       })
     })
   // in batches: a tree's candidates and their keys at once would be a tree's worth of objects
@@ -269,6 +305,9 @@ const sameContents = (
 
 // candidates looked up at once
 const candidateBatch = 8192
+
+// pairs tried for shared blocks before the rest of a diff's are
+const blocksProbe = 64
 
 /** A checked `DEST` inside the image for `--layer SRC:DEST`: relative components, no `..`. */
 export const destination = (dest: string): Effect.Effect<string, InvalidSource> => {
