@@ -4,7 +4,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect, Option, Schema } from "effect"
+import { Effect } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { type Backend, type IndexRecord, treeRecordsKept } from "../ContentIndex.js"
 import * as Digest from "../Digest.js"
@@ -13,6 +13,9 @@ import { createConcurrently } from "../internal/createTable.js"
 
 /** Files per SELECT: well under SQLite's smallest limit on bound variables (999). */
 export const chunkSize = 500
+
+/** Files per SELECT, and rows per INSERT, in SQLite: given as one JSON array (one bound variable). */
+export const jsonChunkSize = 16384
 
 /** Records per INSERT: six values a row, so 960 bound variables, under the same limit. */
 export const rowsPerInsert = 160
@@ -40,25 +43,27 @@ export const migration = Effect.gen(function*() {
 })
 
 // only the text bigint.toString writes: a hex or padded number would not round-trip
-const Decimal = Schema.compose(Schema.String.pipe(Schema.pattern(/^-?(?:0|[1-9][0-9]*)$/)), Schema.BigInt)
-const File = Schema.String.pipe(Schema.pattern(/^(?:0|[1-9][0-9]*):(?:0|[1-9][0-9]*)$/))
+const decimal = /^-?(?:0|[1-9][0-9]*)$/
+const file = /^(0|[1-9][0-9]*):(0|[1-9][0-9]*)$/
 
-const Row = Schema.Struct({
-  file: File,
-  size: Decimal,
-  mtime_ns: Decimal,
-  ctime_ns: Decimal,
-  read_at_ns: Decimal,
-  digest: Digest.Digest
-})
-const decodeRow = Schema.decodeUnknownOption(Row)
-
-const recordOf = (row: typeof Row.Type): IndexRecord => {
-  const [dev = "", ino = ""] = row.file.split(":")
+/**
+ * The record a row holds, or `undefined` when it holds none (a field missing, not text, or not
+ * as this module writes it). Checked by hand, not by a Schema: a tree's lookup decodes a row per
+ * file, and a Schema's decoding was most of its time.
+ */
+export const recordOfRow = (row: unknown): IndexRecord | undefined => {
+  if (typeof row !== "object" || row === null) return undefined
+  const { file: name, size, mtime_ns, ctime_ns, read_at_ns, digest } = row as Record<string, unknown>
+  const parts = typeof name === "string" ? file.exec(name) : null
+  if (
+    parts === null || typeof size !== "string" || typeof mtime_ns !== "string" || typeof ctime_ns !== "string" ||
+    typeof read_at_ns !== "string" || typeof digest !== "string" || !decimal.test(size) || !decimal.test(mtime_ns) ||
+    !decimal.test(ctime_ns) || !decimal.test(read_at_ns) || Digest.problem(digest) !== undefined
+  ) return undefined
   return {
-    key: { dev: BigInt(dev), ino: BigInt(ino), size: row.size, mtimeNs: row.mtime_ns, ctimeNs: row.ctime_ns },
-    digest: row.digest,
-    readAtNs: row.read_at_ns
+    key: { dev: BigInt(parts[1]!), ino: BigInt(parts[2]!), size: BigInt(size), mtimeNs: BigInt(mtime_ns), ctimeNs: BigInt(ctime_ns) },
+    digest,
+    readAtNs: BigInt(read_at_ns)
   }
 }
 
@@ -71,6 +76,15 @@ const rowOf = (record: IndexRecord) => ({
   digest: record.digest
 })
 
+const rowArrayOf = (record: IndexRecord) => [
+  `${record.key.dev}:${record.key.ino}`,
+  record.key.size.toString(),
+  record.key.mtimeNs.toString(),
+  record.key.ctimeNs.toString(),
+  record.readAtNs.toString(),
+  record.digest
+]
+
 const fileOfRow = (row: unknown): string =>
   typeof row === "object" && row !== null && "file" in row ? JSON.stringify(row.file) : "?"
 
@@ -82,30 +96,54 @@ export const make: Effect.Effect<Backend<SqlError>, SqlError, SqlClient.SqlClien
   const sql = yield* SqlClient.SqlClient
   yield* createConcurrently(migration)
 
+  // SQLite takes the files as one JSON array, a statement per lookup, not one per 500 of them
   const selectChunk = (files: ReadonlyArray<string>) =>
-    sql`SELECT file, size, mtime_ns, ctime_ns, read_at_ns, digest FROM content_index WHERE file IN ${sql.in(files)}`
+    sql.onDialectOrElse({
+      sqlite: () =>
+        sql`SELECT file, size, mtime_ns, ctime_ns, read_at_ns, digest FROM content_index
+            WHERE file IN (SELECT value FROM json_each(${JSON.stringify(files)}))`,
+      orElse: () => sql`SELECT file, size, mtime_ns, ctime_ns, read_at_ns, digest FROM content_index WHERE file IN ${sql.in(files)}`
+    })
 
+  // SQLite takes the rows as one JSON array of arrays (the WHERE keeps its parser from reading
+  // ON CONFLICT as a join's)
   const insertChunk = (records: ReadonlyArray<IndexRecord>) =>
-    sql`INSERT INTO content_index ${sql.insert(records.map(rowOf))}
-        ON CONFLICT (file) DO UPDATE SET
-          size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
-          read_at_ns = excluded.read_at_ns, digest = excluded.digest`
+    sql.onDialectOrElse({
+      sqlite: () =>
+        sql`INSERT INTO content_index (file, size, mtime_ns, ctime_ns, read_at_ns, digest)
+            SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+                   json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
+            FROM json_each(${JSON.stringify(records.map(rowArrayOf))}) WHERE true
+            ON CONFLICT (file) DO UPDATE SET
+              size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
+              read_at_ns = excluded.read_at_ns, digest = excluded.digest`,
+      orElse: () =>
+        sql`INSERT INTO content_index ${sql.insert(records.map(rowOf))}
+            ON CONFLICT (file) DO UPDATE SET
+              size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
+              read_at_ns = excluded.read_at_ns, digest = excluded.digest`
+    })
 
   const read = (files: NonEmptyReadonlyArray<string>) =>
     Effect.gen(function*() {
-      const rows = yield* Effect.forEach(chunks(files, chunkSize), selectChunk)
+      const size = sql.onDialectOrElse({ sqlite: () => jsonChunkSize, orElse: () => chunkSize })
+      const rows = yield* Effect.forEach(chunks(files, size), selectChunk)
       const records: Array<IndexRecord> = []
-      for (const row of rows.flat()) {
-        const decoded = decodeRow(row)
-        // a row that is not a record is treated as missing: the caller reads the file and overwrites it
-        if (Option.isSome(decoded)) records.push(recordOf(decoded.value))
-        else yield* Effect.logWarning(`content index row ${fileOfRow(row)} holds no valid record; ignored`)
+      for (const chunk of rows) {
+        for (const row of chunk) {
+          const record = recordOfRow(row)
+          // a row that is not a record is treated as missing: the caller reads the file and overwrites it
+          if (record !== undefined) records.push(record)
+          else yield* Effect.logWarning(`content index row ${fileOfRow(row)} holds no valid record; ignored`)
+        }
       }
       return records
     })
 
   const write = (records: NonEmptyReadonlyArray<IndexRecord>) =>
-    Effect.forEach(chunks(records, rowsPerInsert), insertChunk, { discard: true })
+    Effect.forEach(chunks(records, sql.onDialectOrElse({ sqlite: () => jsonChunkSize, orElse: () => rowsPerInsert })), insertChunk, {
+      discard: true
+    })
 
   const readTree = (stat: string) =>
     sql<{ readonly print: unknown }>`SELECT print FROM tree_index WHERE stat = ${stat}`.pipe(
