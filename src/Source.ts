@@ -174,8 +174,9 @@ export const directoryRef = (
 
 /**
  * The files the two prints record alike whose contents are the same on both sides: no need to
- * look at them. The content-hash index tells first; with `hashes`, the files it does not know are
- * read on the hash threads and kept in it, so that a diff of two copies of a tree (every file a
+ * look at them. The content-hash index tells first, then the file system where the two share
+ * their blocks (a copy made by reflink, see fs/extents.ts); with `hashes`, the files still not
+ * known are read on the hash threads and kept in it, so that a diff of two copies of a tree (every file a
  * candidate) walks to the files that changed alone, not to every file. A digest read there counts
  * only when the file's stat key, once read, is still the printed one and is not racy (see
  * `ContentIndex.trusted`): it is then the contents of the file as printed, whatever comes later.
