@@ -129,15 +129,9 @@ static void complete(napi_env env, napi_status status, void* data) {
 }
 
 static napi_value same_extents(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_valuetype kind;
-  bool is_array = false;
   uint32_t length = 0;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
-      napi_typeof(env, argv[1], &kind) != napi_ok || kind != napi_function ||
-      napi_get_array_length(env, argv[0], &length) != napi_ok || length % 2 != 0) {
+  if (!job_paths_and_done(env, info, argv) || napi_get_array_length(env, argv[0], &length) != napi_ok || length % 2 != 0) {
     napi_throw_type_error(env, NULL, "sameExtents(pairs: string[] (two paths a pair), done: (same, keys) => void)");
     return NULL;
   }

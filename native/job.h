@@ -47,6 +47,17 @@ static inline void job_call(napi_env env, napi_value done, size_t argc, const na
   napi_get_global(env, &global);
   napi_call_function(env, global, done, argc, argv, &ignored);
 }
+// the arguments of a job over a list of paths, (paths: string[], done: function): true with
+// argv[0] the array and argv[1] the function, else false (the caller throws its usage)
+static inline bool job_paths_and_done(napi_env env, napi_callback_info info, napi_value argv[2]) {
+  size_t argc = 2;
+  napi_valuetype kind;
+  bool is_array = false;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  return argc >= 2 && napi_is_array(env, argv[0], &is_array) == napi_ok && is_array &&
+    napi_typeof(env, argv[1], &kind) == napi_ok && kind == napi_function;
+}
+
 // the strings of the JavaScript array `array` copied for a job (`*count` of them; free them with
 // job_free_strings), or NULL having thrown a TypeError "<what>: every path must be a string" (or
 // an error when out of memory)

@@ -46,13 +46,8 @@ static void complete(napi_env env, napi_status status, void* data) {
 }
 
 static napi_value will_need(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_valuetype kind;
-  bool is_array = false;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
-      napi_typeof(env, argv[1], &kind) != napi_ok || kind != napi_function) {
+  if (!job_paths_and_done(env, info, argv)) {
     napi_throw_type_error(env, NULL, "willNeed(paths: string[], done: () => void)");
     return NULL;
   }

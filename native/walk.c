@@ -215,7 +215,7 @@ typedef struct {
   text line;
   inodes groups;
   int no_xattrs;       // attribute names not listed
-  int64_t newest_ctime; // ns
+  __int128 newest_ctime; // ns
   const char* failed; // the system call that failed (errno set), or a reason
   int code;
 } walker;
@@ -438,11 +438,11 @@ static int visit(walker* w, int parent, const char* name) {
   for (ssize_t at = 0; at < listed && !attributes; at += strlen(names + at) + 1) attributes = carried(names + at);
   if (attributes && push_index(w, w->xattrs, &w->xattrs_count) != 0) return -1;
 
-  int64_t ctime = (int64_t)s.st_ctim.tv_sec * 1000000000 + (int64_t)s.st_ctim.tv_nsec;
+  __int128 ctime = (__int128)(int64_t)s.st_ctim.tv_sec * 1000000000 + (int64_t)s.st_ctim.tv_nsec;
   if (ctime > w->newest_ctime) w->newest_ctime = ctime;
   if (append_int128(line, (int64_t)s.st_dev) != 0 || append(line, ":", 1) != 0 ||
       append_int128(line, (int64_t)s.st_ino) != 0 || append(line, ":", 1) != 0 ||
-      append_int128(line, (__int128)(int64_t)s.st_ctim.tv_sec * 1000000000 + (int64_t)s.st_ctim.tv_nsec) != 0 ||
+      append_int128(line, ctime) != 0 ||
       append(line, "\n", 1) != 0) return fail(w, "malloc");
 
   if (w->all.length + line->length > UINT32_MAX) { w->failed = "more than 4 GiB of lines"; w->code = 0; return -1; }
@@ -538,7 +538,9 @@ static napi_value walk(napi_env env, napi_callback_info info) {
   if (w.scratch != NULL) napi_delete_reference(env, w.scratch);
   napi_value out = NULL;
   napi_value newest = NULL;
-  if (result == 0 && napi_create_bigint_int64(env, w.newest_ctime, &newest) != napi_ok) result = fail(&w, "napi");
+  // past 64 bits (a clock set centuries ahead) it is told as the latest there is: never settled
+  int64_t newest_ns = w.newest_ctime > INT64_MAX ? INT64_MAX : (int64_t)w.newest_ctime;
+  if (result == 0 && napi_create_bigint_int64(env, newest_ns, &newest) != napi_ok) result = fail(&w, "napi");
   if (result == 0 && w.on_chunk != NULL) out = newest;
   else if (result == 0) {
     // handed over as they are, not copied: freed when the arrays are collected
