@@ -83,7 +83,8 @@ export const writtenRecord = (key: StatKey, digest: string, wroteAtNs: bigint): 
  */
 export const settled = (record: TreeRecord): boolean => record.walkedAtNs - record.newestCtimeNs > racyWindowNs
 
-const sameKey = (a: StatKey, b: StatKey): boolean =>
+/** Whether two stat keys are the same in all five fields. */
+export const sameKey = (a: StatKey, b: StatKey): boolean =>
   a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs
 
 /** The index could not be opened, read or written (`op`), and why. */

@@ -199,7 +199,7 @@ const sameContents = (
     Effect.gen(function*() {
       const shared = new Set<number>()
       const pairs = pending.filter((i) => candidates[i]!.before.dev === candidates[i]!.after.dev)
-      for (const tried of blocks && pairs.length > 0 ? [pairs.slice(0, blocksProbe), pairs.slice(blocksProbe)] : []) {
+      for (const tried of [pairs.slice(0, blocksProbe), pairs.slice(blocksProbe)]) {
         if (!blocks || tried.length === 0) continue
         const answers = yield* Effect.promise(() =>
           sameBlocks(tried.map((i) => {

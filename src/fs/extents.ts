@@ -6,7 +6,7 @@
  * told this way and the files are read.
  */
 import * as fs from "node:fs"
-import type { StatKey } from "../ContentIndex.js"
+import { sameKey, type StatKey } from "../ContentIndex.js"
 import { addonPath, loadAddon } from "../internal/addon.js"
 
 interface Addon {
@@ -35,9 +35,14 @@ export interface Keyed {
   readonly key: StatKey
 }
 
-const sameKey = (keys: BigInt64Array, at: number, key: StatKey): boolean =>
-  keys[at] === key.dev && keys[at + 1] === key.ino && keys[at + 2] === key.size && keys[at + 3] === key.mtimeNs &&
-  keys[at + 4] === key.ctimeNs
+// the stat key the addon gives at `at` (dev, ino, size, mtime ns, ctime ns)
+const keyAt = (keys: BigInt64Array, at: number): StatKey => ({
+  dev: keys[at]!,
+  ino: keys[at + 1]!,
+  size: keys[at + 2]!,
+  mtimeNs: keys[at + 3]!,
+  ctimeNs: keys[at + 4]!
+})
 
 /**
  * For each pair, whether both files share every block (so hold the same bytes) while having the
@@ -51,7 +56,7 @@ export const sameBlocks = (pairs: ReadonlyArray<readonly [Keyed, Keyed]>): Promi
     : new Promise((resolve) => {
       try {
         addon.sameExtents(pairs.flatMap(([a, b]) => [a.path, b.path]), (same, keys) =>
-          resolve(pairs.map(([a, b], i) => same[i] === 1 && sameKey(keys, i * 10, a.key) && sameKey(keys, i * 10 + 5, b.key))))
+          resolve(pairs.map(([a, b], i) => same[i] === 1 && sameKey(keyAt(keys, i * 10), a.key) && sameKey(keyAt(keys, i * 10 + 5), b.key))))
       } catch {
         resolve(pairs.map(() => false))
       }

@@ -127,6 +127,9 @@ export function makeFingerprinter(
     readonly pack: () => PackedLines
   }
 
+  // where the last of a walk's lines ends: the length of its lines' bytes
+  const endOf = (ends: Uint32Array): number => (ends.length === 0 ? 0 : ends[ends.length - 1]!)
+
   // the native walk's lines (the whole tree's, or one stretch of them) into `hash`, the
   // attributes it left out filled in here; the lines replaced, by index, and the linked names
   // into `linked` when given (a digest alone has no use for them); the lines as walked into `stat`
@@ -134,7 +137,7 @@ export function makeFingerprinter(
     const whole = Buffer.from(walked.bytes.buffer, walked.bytes.byteOffset, walked.bytes.byteLength)
     const ends = walked.ends
     const startOf = (i: number) => (i === 0 ? 0 : ends[i - 1]!)
-    stat?.update(whole.subarray(0, ends.length === 0 ? 0 : ends[ends.length - 1]))
+    stat?.update(whole.subarray(0, endOf(ends)))
     const prefix = dir.endsWith("/") ? dir : `${dir}/`
     // in walk order, as the walk lists them
     const replaced = new Map<number, string>()
@@ -149,7 +152,7 @@ export function makeFingerprinter(
       hash.update(line)
       from = ends[i]!
     }
-    hash.update(whole.subarray(from, ends.length === 0 ? 0 : ends[ends.length - 1]))
+    hash.update(whole.subarray(from, endOf(ends)))
     if (linked !== undefined) for (const i of walked.linked) linked.add(whole.toString("utf8", startOf(i), whole.indexOf(0, startOf(i))))
     return { whole, ends, replaced }
   }
@@ -216,7 +219,7 @@ export function makeFingerprinter(
     const hash = statHash()
     try {
       // 1: Walk.noXattrs (this function is given to the print threads as source)
-      nativeWalk(dir, (stretch) => void hash.update(stretch.bytes.subarray(0, stretch.ends.length === 0 ? 0 : stretch.ends[stretch.ends.length - 1])), 1)
+      nativeWalk(dir, (stretch) => void hash.update(stretch.bytes.subarray(0, endOf(stretch.ends))), 1)
     } catch {
       // the print's own walk says what is wrong, or walks it in JavaScript
       return undefined
@@ -268,9 +271,12 @@ const packing: Packing = { packLines, packBytes }
  * other way has other stat digests, so none of its records is taken for this one's.
  */
 export const statSeedOf = (xattrsRead: boolean): string =>
-  createHash("sha256")
-    .update(`${makeFingerprinter.toString()}\0${compareNames.toString()}\0${Xattr.isCarried.toString()}`)
-    .digest("hex") + `:euid=${process.geteuid?.() ?? "none"}:xattrs=${xattrsRead}`
+  `${printing}:euid=${process.geteuid?.() ?? "none"}:xattrs=${xattrsRead}`
+
+// how prints are made, hashed once
+const printing = createHash("sha256")
+  .update(`${makeFingerprinter.toString()}\0${compareNames.toString()}\0${Xattr.isCarried.toString()}`)
+  .digest("hex")
 
 const here = makeFingerprinter(
   fs, createHash, compareNames, Xattr.listRaw, Xattr.isCarried, packing, Walk.nativeWalk, statSeedOf(Xattr.unavailable === undefined)
