@@ -239,9 +239,11 @@ describe("blobchain prune", () => {
         // something to prune: a few layers and a base's snapshot
         yield* ok(["build", tree(30, 3_000), tree(30, 3_000), "--base", `oci:${base}`, "--state", state, "--out", work.fresh("out")])
         const child = spawn(process.execPath, [bin, "prune", "--all", "--state", state], { cwd: repo, stdio: "ignore" })
+        // listened for from the start: a prune quicker than the delay has closed before the kill
+        const closed = new Promise((resolve) => child.on("close", resolve))
         yield* Effect.sleep(delay)
         child.kill("SIGKILL")
-        yield* Effect.promise(() => new Promise((resolve) => child.on("close", resolve)))
+        yield* Effect.promise(() => closed)
         yield* consistent(state)
         const out = work.fresh("out")
         yield* ok(["build", tree(10, 3_000), "--base", `oci:${base}`, "--state", state, "--out", out])
