@@ -55,13 +55,35 @@ export interface Running {
   readonly stop: () => Promise<void>
 }
 
-/** Start `docker-registry` on 127.0.0.1 with a temporary storage directory (and htpasswd users when given). */
-export const startRegistry = async (options: { readonly users?: Record<string, string> } = {}): Promise<Running & { readonly log: () => string }> => {
+/** A request in the registry's own access log. */
+export interface Logged {
+  readonly method: string
+  readonly path: string
+  readonly status: number
+}
+
+const accessLine = /"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) /
+
+/** The requests a registry's access log holds, in the order they were answered. */
+export const loggedRequests = (log: string): Array<Logged> =>
+  log.split("\n").flatMap((line) => {
+    const match = accessLine.exec(line)
+    return match === null ? [] : [{ method: match[1]!, path: match[2]!, status: Number(match[3]) }]
+  })
+
+/**
+ * Start `docker-registry` on 127.0.0.1 with a temporary storage directory (and htpasswd users when
+ * given). With `accessLog`, it logs every request it answers: `requests` reads them once every
+ * request answered before the call is in the log (no proxy needed in between to count them).
+ */
+export const startRegistry = async (
+  options: { readonly users?: Record<string, string>; readonly accessLog?: boolean } = {}
+): Promise<Running & { readonly log: () => string; readonly requests: () => Promise<Array<Logged>> }> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "blobchain-registry-"))
   const port = await freePort()
   const lines = [
     "version: 0.1",
-    "log: { level: warn, accesslog: { disabled: true } }",
+    `log: { level: warn, accesslog: { disabled: ${options.accessLog !== true} } }`,
     `storage: { filesystem: { rootdirectory: ${JSON.stringify(path.join(dir, "storage"))} }, delete: { enabled: true } }`,
     `http: { addr: "127.0.0.1:${port}" }`
   ]
@@ -86,6 +108,19 @@ export const startRegistry = async (options: { readonly users?: Record<string, s
     host: `127.0.0.1:${port}`,
     port,
     log: () => fs.readFileSync(logFile, "utf8"),
+    requests: async () => {
+      if (options.accessLog !== true) throw new Error("the registry was started without its access log")
+      // a request of our own, answered after every earlier one: once its line is there, so are theirs
+      const marker = `/v2/?marker=${randomBytes(8).toString("hex")}`
+      await waitFor(`http://127.0.0.1:${port}${marker}`, Date.now() + 15_000)
+      for (let tries = 0; ; tries++) {
+        const logged = loggedRequests(fs.readFileSync(logFile, "utf8"))
+        const at = logged.findIndex((r) => r.path === marker)
+        if (at !== -1) return logged.slice(0, at).filter((r) => !r.path.startsWith("/v2/?marker="))
+        if (tries > 300) throw new Error(`the registry did not log ${marker}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    },
     stop: async () => {
       child.kill("SIGTERM")
       await exited
