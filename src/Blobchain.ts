@@ -35,6 +35,7 @@ import type { Threads } from "./Threads.js"
 import * as WorkerThreads from "./WorkerThreads.js"
 import type * as Lifecycle from "./Lifecycle.js"
 import * as LocalLifecycle from "./LocalLifecycle.js"
+import { keepReserve } from "./lifecycle/reserve.js"
 
 /** The state directory cannot be used (it is a file, or not writable, or cannot be created). */
 export class StateDirectoryError extends Schema.TaggedError<StateDirectoryError>()("StateDirectoryError", {
@@ -68,6 +69,8 @@ export const ensureStateDirectory = (root: string): Effect.Effect<string, StateD
       if (stat === undefined) fs.mkdirSync(absolute, { recursive: true })
       fs.accessSync(absolute, fs.constants.W_OK | fs.constants.X_OK)
       fs.mkdirSync(paths(absolute).content, { recursive: true })
+      // room a prune gives up on a full disk, kept when there is room for it (see lifecycle/reserve.ts)
+      keepReserve(absolute)
       return absolute
     },
     catch: (cause) =>

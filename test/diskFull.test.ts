@@ -12,6 +12,7 @@ import { Effect } from "effect"
 import { fillNative } from "../src/snapshot/nativeFill.js"
 import { copyWithCp } from "../src/fs/copy.js"
 import { removeTree } from "../src/fs/remove.js"
+import { reserveBytes, reserveName } from "../src/lifecycle/reserve.js"
 import { scratch } from "./support/scratch.js"
 import { startRegistry } from "./support/registry.js"
 import { blobchain, type CliResult } from "./support/tools.js"
@@ -169,25 +170,56 @@ describe.skipIf(!isRoot)("a full disk", () => {
       expect((yield* Effect.promise(() => blobchain(["inspect", out]))).code).toBe(0)
     }).pipe(Effect.scoped))
 
-  it.live("a prune on a full disk: one line naming the database and the full disk, and it works once space returns", () =>
+  it.live("a prune on a full disk gives up the state directory's reserve, removes what it should and exits 0; the reserve comes back with the room", () =>
     Effect.gen(function*() {
       const disk = yield* tmpfs("8m")
       const state = NodePath.join(disk, "state")
-      expect((yield* Effect.promise(() => blobchain(["build", source(8, 64 * 1024), "--state", state, "--out", work.fresh("out")]))).code).toBe(0)
-      // everything else fills the disk
+      const out = work.fresh("out")
+      expect((yield* Effect.promise(() => blobchain(["build", source(8, 64 * 1024), "--state", state, "--out", out]))).code).toBe(0)
+      const reserve = NodePath.join(state, reserveName)
+      expect(fs.statSync(reserve).size).toBe(reserveBytes)
+      const blobs = filesUnder(NodePath.join(state, "content", "blobs"))
+      expect(blobs.length).toBeGreaterThan(0)
+      // everything else fills the disk: the database cannot even be opened now
       const filler = NodePath.join(disk, "filler")
       try {
         execFileSync("dd", ["if=/dev/zero", `of=${filler}`, "bs=64k"], { stdio: "ignore" })
       } catch {
         // dd stops when the disk is full
       }
+      const du = yield* Effect.promise(() => blobchain(["du", "--state", state]))
+      expect(du.code).toBe(1)
+      expect(du.stderr.trimEnd().split("\n")).toHaveLength(1)
+      expect(du.stderr).toMatch(noSpace)
+      const pruned = yield* Effect.promise(() => blobchain(["prune", "--all", "--state", state, "--json"]))
+      expect(pruned.stderr).toBe("")
+      expect(pruned.code).toBe(0)
+      const report = JSON.parse(pruned.stdout) as { records: Array<{ removed: boolean }> }
+      expect(report.records.filter((r) => r.removed).length).toBe(blobs.length)
+      expect(filesUnder(NodePath.join(state, "content", "blobs"))).toEqual([])
+      expect(partialBlobs(state)).toEqual([])
+      // what it freed is less than twice the reserve: not taken again on a disk it would fill
+      expect(fs.existsSync(reserve)).toBe(false)
+      fs.rmSync(filler)
+      expect((yield* Effect.promise(() => blobchain(["build", source(8, 64 * 1024), "--state", state, "--out", work.fresh("out")]))).code).toBe(0)
+      expect(fs.statSync(reserve).size).toBe(reserveBytes)
+      // a state directory whose reserve is gone (a prune killed before it made it again) on a disk
+      // filled since: the prune fails as before, one line naming the database and the full disk
+      fs.rmSync(reserve)
+      try {
+        execFileSync("dd", ["if=/dev/zero", `of=${filler}`, "bs=64k"], { stdio: "ignore" })
+      } catch {
+        // full again
+      }
       const full = yield* Effect.promise(() => blobchain(["prune", "--all", "--state", state]))
       expect(full.code).toBe(1)
       expect(full.stderr.trimEnd().split("\n")).toHaveLength(1)
       expect(full.stderr).toMatch(noSpace)
+      expect(full.stderr).toContain("metadata.db")
       expect(partialBlobs(state)).toEqual([])
       fs.rmSync(filler)
       expect((yield* Effect.promise(() => blobchain(["prune", "--all", "--state", state]))).code).toBe(0)
       expect(filesUnder(NodePath.join(state, "content", "blobs"))).toEqual([])
+      expect(fs.statSync(reserve).size).toBe(reserveBytes)
     }).pipe(Effect.scoped))
 })

@@ -18,6 +18,7 @@ import * as Oci from "../Oci.js"
 import * as Progress from "../Progress.js"
 import * as Registry from "../Registry.js"
 import * as Lifecycle from "../Lifecycle.js"
+import * as LocalLifecycle from "../LocalLifecycle.js"
 import * as Metadata from "../Metadata.js"
 import { buildJson, buildText, duJson, duText, errorLine, progress, pruneJson, pruneText } from "./output.js"
 import { parseDuration, parseSize } from "./usage.js"
@@ -374,6 +375,8 @@ const prune = Command.make(
       if (!o.all && keepStorage === undefined && keepDuration === undefined) {
         return yield* new UsageError({ reason: "say what to remove: --all, --keep-storage SIZE or --keep-duration DUR" })
       }
+      // given up before the database is opened: on a full disk SQLite cannot open it without room
+      if (!o.dryRun && fs.existsSync(NodePath.join(o.state, Metadata.filename))) LocalLifecycle.releaseReserve(o.state)
       const report = yield* existingLifecycle(o.state, (lifecycle) =>
         lifecycle.prune({
           all: o.all,

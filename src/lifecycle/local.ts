@@ -29,6 +29,7 @@ import { Snapshotter } from "../Snapshotter.js"
 import { usage } from "../fs/usage.js"
 import { isRunning, self } from "../internal/owner.js"
 import { messageOf } from "../internal/messageOf.js"
+import { keepReserve, releaseReserve, reserveBytes, reserveName } from "./reserve.js"
 
 const kinds: ReadonlyArray<Kind> = ["layer", "blob", "ingest", "snapshot", "database"]
 
@@ -289,7 +290,8 @@ export const make = (root: string) =>
       const indexed = yield* countOf(sql, "content_index")
       const database = yield* Effect.try({
         try: () => {
-          const files = fs.readdirSync(root).filter((name) => /^metadata\.db(-wal|-shm|-journal)?$/.test(name))
+          // the database's files, and the room kept for it on a full disk
+          const files = fs.readdirSync(root).filter((name) => /^metadata\.db(-wal|-shm|-journal)?$/.test(name) || name === reserveName)
           const stats = files.map((name) => fs.statSync(NodePath.join(root, name)))
           return stats.length === 0 ? Option.none() : Option.some({
             size: stats.reduce((n, s) => n + s.size, 0),
@@ -307,7 +309,8 @@ export const make = (root: string) =>
             ...database.value,
             lastUsed: database.value.updatedAt,
             uses: 0,
-            detail: `${mappings} blob mappings, ${indexed} content-hash index rows`
+            detail: `${mappings} blob mappings, ${indexed} content-hash index rows` +
+              (fs.existsSync(NodePath.join(root, reserveName)) ? `; ${reserveBytes / 1024 / 1024} MiB kept for a prune on a full disk` : "")
           }, true)
         )
       }
@@ -366,6 +369,9 @@ export const make = (root: string) =>
       Effect.gen(function*() {
         // a dry run changes nothing and holds nothing
         if (policy.dryRun !== true) {
+          // room for the database's writes on a full disk (see reserve.ts): made again at the end
+          releaseReserve(root)
+          yield* Effect.addFinalizer(() => Effect.sync(() => keepReserve(root)))
           const held = yield* take("prune", "1 hour", true, policy.patience ?? "10 minutes")
           if (held === undefined) {
             const running = (yield* leases).filter((l) => l.live && l.owner !== "prune").length
