@@ -35,6 +35,11 @@ describe("the state directory's reserve", () => {
     expect(releaseReserve(root)).toBe(true)
     expect(fs.existsSync(file)).toBe(false)
     expect(fs.readdirSync(root)).toEqual([])
+    // a file of that name that is not a reserve stays
+    fs.writeFileSync(file, "someone's notes")
+    expect(releaseReserve(root)).toBe(false)
+    expect(fs.readFileSync(file, "utf8")).toBe("someone's notes")
+    fs.rmSync(file)
     // what a process killed while writing it left goes; a running one's stays
     const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout
     fs.writeFileSync(NodePath.join(root, `${reserveName}.partial-${dead}`), Buffer.alloc(4096))

@@ -51,13 +51,17 @@ export const keepReserve = (root: string): boolean => {
   }
 }
 
-/** Gives the reserve of `root` up; `true` when there was one. Never throws. */
+/**
+ * Gives the reserve of `root` up; `true` when there was one. Only a file of the reserve's size
+ * goes (a `--state` given by mistake loses no file of its own). Never throws.
+ */
 export const releaseReserve = (root: string): boolean => {
   const file = NodePath.join(root, reserveName)
   try {
-    const there = fs.existsSync(file)
+    const stat = fs.lstatSync(file, { throwIfNoEntry: false })
+    if (stat === undefined || !stat.isFile() || stat.size !== reserveBytes) return false
     fs.rmSync(file, { force: true })
-    return there
+    return true
   } catch {
     return false
   }
