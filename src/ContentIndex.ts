@@ -160,6 +160,14 @@ const toStore = (records: ReadonlyArray<IndexRecord>): ReadonlyArray<IndexRecord
   return [...byFile.values()]
 }
 
+/** A write to the index whose failure costs speed only: said in a warning, never the caller's failure. */
+export const updatedOrWarned = <A, R>(write: Effect.Effect<A, ContentIndexError, R>): Effect.Effect<void, never, R> =>
+  Effect.catchAll(Effect.asVoid(write), (error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
+
+/** A read of the index whose failure costs reads only: said in a warning, and `otherwise` is the answer. */
+export const readOrWarned = <A, R>(read: Effect.Effect<A, ContentIndexError, R>, otherwise: A): Effect.Effect<A, never, R> =>
+  Effect.catchAll(read, (error) => Effect.as(Effect.logWarning(`content-hash index not read: ${error.message}`), otherwise))
+
 /** The service over a backend. */
 export const make = <E>(backend: Backend<E>): ContentIndexService => ({
   lookup: (keys) =>

@@ -4,7 +4,7 @@
  * when a diff asks for them.
  */
 import { Effect, Exit, Fiber, type Scope } from "effect"
-import type { ContentIndexService } from "./ContentIndex.js"
+import { type ContentIndexService, readOrWarned, updatedOrWarned } from "./ContentIndex.js"
 import { now } from "./fs/contents.js"
 import * as Fingerprint from "./fs/fingerprint.js"
 import { Threads, type ThreadsService } from "./Threads.js"
@@ -63,16 +63,14 @@ export const printedOffThread = (dir: string, index?: ContentIndexService): Effe
 export const digestKnown = (prints: Prints, dir: string, index: ContentIndexService): Effect.Effect<string, InvalidSource> =>
   Effect.gen(function*() {
     const stat = yield* Effect.promise(() => prints.statDigest(dir).catch(() => undefined))
-    const known = stat === undefined ? undefined : yield* index.lookupTree(stat).pipe(
-      Effect.catchAll((error) => Effect.as(Effect.logWarning(`content-hash index not read: ${error.message}`), undefined))
-    )
+    const known = stat === undefined ? undefined : yield* readOrWarned(index.lookupTree(stat), undefined)
     if (known !== undefined) return known
     const walkedAtNs = now()
     const here = Effect.try({ try: () => Fingerprint.digestsOf(dir), catch: invalidSource(dir) })
     const digests = yield* offThread(dir, prints.digests, here)
     if (digests.stat !== undefined) {
-      yield* index.recordTree({ stat: digests.stat.digest, digest: digests.digest, newestCtimeNs: digests.stat.newestCtimeNs, walkedAtNs }).pipe(
-        Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
+      yield* updatedOrWarned(
+        index.recordTree({ stat: digests.stat.digest, digest: digests.digest, newestCtimeNs: digests.stat.newestCtimeNs, walkedAtNs })
       )
     }
     return digests.digest

@@ -17,7 +17,7 @@ import { type ImmutableRef, MountFailed } from "./RefManager.js"
 import { SnapshotInfo } from "./Snapshotter.js"
 import * as AsPrinted from "./fs/asPrinted.js"
 import * as Fingerprint from "./fs/fingerprint.js"
-import { type ContentIndexService, type IndexRecord, type StatKey, trusted } from "./ContentIndex.js"
+import { type ContentIndexService, type IndexRecord, readOrWarned, type StatKey, trusted, updatedOrWarned } from "./ContentIndex.js"
 import { digestAsGiven, digestOfFile, type FileToHash, now, readAheadFrom } from "./fs/contents.js"
 import * as Put from "./snapshot/put.js"
 import { removeTreeInSteps } from "./fs/remove.js"
@@ -221,21 +221,18 @@ const sameContents = (
       const pending = candidates.flatMap((c, i) =>
         (digests[2 * i] !== undefined && digests[2 * i + 1] !== undefined) || !worthReading(c.before) || !worthReading(c.after) ? [] : [i])
       const shared = yield* byBlocks(candidates, pending)
-      // a side the index knows gives its digest to the other, which shares its blocks
-      const told: Array<IndexRecord> = []
+      // a side the index knows gives its digest to the other, which shares its blocks; recorded
+      // with what is read below, in one call
+      const records: Array<IndexRecord> = []
       for (const i of shared) {
         const [a, b] = [digests[2 * i], digests[2 * i + 1]]
         const c = candidates[i]!
-        if (a !== undefined) told.push({ key: c.after, digest: (digests[2 * i + 1] = a), readAtNs })
-        else if (b !== undefined) told.push({ key: c.before, digest: (digests[2 * i] = b), readAtNs })
+        if (a !== undefined) records.push({ key: c.after, digest: (digests[2 * i + 1] = a), readAtNs })
+        else if (b !== undefined) records.push({ key: c.before, digest: (digests[2 * i] = b), readAtNs })
       }
-      if (told.length > 0) yield* index.record(told).pipe(
-        Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
-      )
-      if (hashes === undefined) return shared
       const files: Array<FileToHash> = []
       const at: Array<number> = []
-      for (const i of pending) {
+      for (const i of hashes === undefined ? [] : pending) {
         if (shared.has(i)) continue
         const c = candidates[i]!
         const a = digests[2 * i]
@@ -249,31 +246,29 @@ const sameContents = (
           at.push(2 * i + 1)
         }
       }
-      if (files.length === 0) return shared
-      // a few small files are read here: a thread's round trip costs more (and a small tree's
-      // build starts no hash thread)
-      const bytes = files.reduce((sum, f) => sum + BigInt(f.size), 0n)
-      const buffer = bytes < readAheadFrom ? Buffer.allocUnsafe(64 * 1024) : undefined
-      const got = buffer !== undefined
-        ? files.map((file) => {
-          try {
-            return digestAsGiven(fs, createHash, digestOfFile, buffer, file)
-          } catch {
-            return undefined
-          }
+      if (hashes !== undefined && files.length > 0) {
+        // a few small files are read here: a thread's round trip costs more (and a small tree's
+        // build starts no hash thread)
+        const bytes = files.reduce((sum, f) => sum + BigInt(f.size), 0n)
+        const buffer = bytes < readAheadFrom ? Buffer.allocUnsafe(64 * 1024) : undefined
+        const got = buffer !== undefined
+          ? files.map((file) => {
+            try {
+              return digestAsGiven(fs, createHash, digestOfFile, buffer, file)
+            } catch {
+              return undefined
+            }
+          })
+          : yield* Effect.promise(() => hashes.digestFiles(files).catch(() => files.map(() => undefined)))
+        got.forEach((digest, k) => {
+          if (digest === undefined) return
+          const record: IndexRecord = { key: files[k]!.key!, digest, readAtNs }
+          if (!trusted(record)) return
+          digests[at[k]!] = digest
+          records.push(record)
         })
-        : yield* Effect.promise(() => hashes.digestFiles(files).catch(() => files.map(() => undefined)))
-      const records: Array<IndexRecord> = []
-      got.forEach((digest, k) => {
-        if (digest === undefined) return
-        const record: IndexRecord = { key: files[k]!.key!, digest, readAtNs }
-        if (!trusted(record)) return
-        digests[at[k]!] = digest
-        records.push(record)
-      })
-      if (records.length > 0) yield* index.record(records).pipe(
-        Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
-      )
+      }
+      if (records.length > 0) yield* updatedOrWarned(index.record(records))
       return shared
     })
   const lookUp = (candidates: ReadonlyArray<Fingerprint.Candidate>) =>
@@ -298,9 +293,7 @@ const sameContents = (
     yield* lookUp(batch)
     return same as ReadonlySet<string>
   }).pipe(
-    Effect.catchAll((error) =>
-      Effect.as(Effect.logWarning(`content-hash index not read: ${error.message}`), new Set<string>())
-    )
+    (effect) => readOrWarned(effect, new Set<string>())
   )
 }
 

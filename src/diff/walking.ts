@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto"
 import { Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { Cause, Effect, Exit, Option, Runtime } from "effect"
-import { ContentIndex, type ContentIndexService } from "../ContentIndex.js"
+import { ContentIndex, type ContentIndexService, readOrWarned, updatedOrWarned } from "../ContentIndex.js"
 import { ContentStore, type Writer } from "../ContentStore.js"
 import { DiffFailed, type DiffOptions } from "../Differ.js"
 import * as Digest from "../Digest.js"
@@ -104,21 +104,15 @@ const warnOfXattrs = Effect.suspend(() => {
 const lookupWith = (index: ContentIndexService, runtime: Runtime.Runtime<never>) =>
 (keys: Parameters<ContentIndexService["lookup"]>[0]): Promise<ReadonlyArray<string | undefined>> =>
   Runtime.runPromise(runtime)(
-    index.lookup(keys).pipe(
-      // an index that cannot answer costs reads, never a wrong layer
-      Effect.catchAll((error) =>
-        Effect.as(Effect.logWarning(`content-hash index not read: ${error.message}`), keys.map(() => undefined))
-      )
-    )
+    // an index that cannot answer costs reads, never a wrong layer
+    readOrWarned(index.lookup(keys), keys.map(() => undefined))
   )
 
 // what the walk read, kept as it goes; a failure to keep it costs speed only
 const recordWith = (index: ContentIndexService, runtime: Runtime.Runtime<never>) =>
 (records: Parameters<ContentIndexService["record"]>[0]): Promise<void> =>
   Runtime.runPromise(runtime)(
-    index.record(records).pipe(
-      Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
-    )
+    updatedOrWarned(index.record(records))
   )
 
 const toDiffFailed = (error: unknown): DiffFailed => {
@@ -243,9 +237,7 @@ export const make = Effect.gen(function*() {
     const diffId = yield* hashLayer(lowerTree, upperTree, options, contents)
     yield* warnOfXattrs
     if (index !== undefined) {
-      yield* index.record(contents.takeRead()).pipe(
-        Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
-      )
+      yield* updatedOrWarned(index.record(contents.takeRead()))
     }
     return diffId
   })
@@ -281,9 +273,7 @@ export const make = Effect.gen(function*() {
         yield* warnOfXattrs
         // what the diff read is worth keeping even if the commit fails; a failure to keep it costs speed only
         if (index !== undefined) {
-          yield* index.record(contents.takeRead()).pipe(
-            Effect.catchAll((error) => Effect.logWarning(`content-hash index not updated: ${error.message}`))
-          )
+          yield* updatedOrWarned(index.record(contents.takeRead()))
         }
         const labels = { ...options.labels, [Oci.LabelUncompressed]: result.diffId }
         yield* writer.commit({ expected: result.digest, size: result.size, labels }).pipe(

@@ -294,6 +294,7 @@ export const make = (root: string) =>
           const files = fs.readdirSync(root).filter((name) => /^metadata\.db(-wal|-shm|-journal)?$/.test(name) || name === reserveName)
           const stats = files.map((name) => fs.statSync(NodePath.join(root, name)))
           return stats.length === 0 ? Option.none() : Option.some({
+            reserved: files.includes(reserveName),
             size: stats.reduce((n, s) => n + s.size, 0),
             createdAt: new Date(Math.min(...stats.map((s) => s.birthtimeMs || s.ctimeMs))),
             updatedAt: new Date(Math.max(...stats.map((s) => s.mtimeMs)))
@@ -306,11 +307,13 @@ export const make = (root: string) =>
           new UsageRecord({
             kind: "database",
             id: "metadata.db",
-            ...database.value,
+            size: database.value.size,
+            createdAt: database.value.createdAt,
+            updatedAt: database.value.updatedAt,
             lastUsed: database.value.updatedAt,
             uses: 0,
             detail: `${mappings} blob mappings, ${indexed} content-hash index rows` +
-              (fs.existsSync(NodePath.join(root, reserveName)) ? `; ${reserveBytes / 1024 / 1024} MiB kept for a prune on a full disk` : "")
+              (database.value.reserved ? `; ${reserveBytes / 1024 / 1024} MiB kept for a prune on a full disk` : "")
           }, true)
         )
       }
