@@ -77,7 +77,6 @@ const rowOf = (record: IndexRecord) => ({
   digest: record.digest
 })
 
-
 const fileOfRow = (row: unknown): string =>
   typeof row === "object" && row !== null && "file" in row ? JSON.stringify(row.file) : "?"
 
